@@ -1,0 +1,1 @@
+//! Holder crate for keycast's criterion benchmarks (`benches/*.rs`). See BENCHMARKS.md.

@@ -1,0 +1,5 @@
+//! Authorizer implementations and the permission rules they share.
+
+pub mod allow_all;
+pub mod policy;
+pub mod rules;

@@ -1,0 +1,98 @@
+//! The authorizer that evaluates an authorization's policy.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use moka::sync::Cache;
+
+use crate::authz::rules::{compile_uncached, evaluate, RuleVerdict};
+use crate::error::Result;
+use crate::ids::AuthorizationId;
+use crate::model::policy::Permission;
+use crate::model::request::{Method, Request};
+use crate::traits::authorizer::{AuthContext, Authorizer, Decision};
+use crate::traits::key_store::KeyStore;
+
+/// Evaluates every permission of the authorization's policy; all must allow.
+///
+/// - Owner calls (no authorization) are allowed: the embedding app authenticated the owner.
+/// - An authorization without its policy loaded, or with a policy of another tenant, is denied.
+/// - Stateless rules run first; then the rate limit (in-process, per authorization), then
+///   max uses (an atomic reservation in the KeyStore, so it holds across instances).
+///   A request refused by an earlier rule consumes neither.
+/// - `get_public_key` consumes neither rate nor uses.
+#[derive(Debug)]
+pub struct PolicyAuthorizer {
+    store: Arc<dyn KeyStore>,
+    limiters: Cache<(AuthorizationId, u32), Arc<DefaultDirectRateLimiter>>,
+    patterns: Cache<String, Option<Arc<regex::Regex>>>,
+}
+
+impl PolicyAuthorizer {
+    /// `store` is used for max-uses reservations.
+    pub fn new(store: Arc<dyn KeyStore>) -> Self {
+        Self {
+            store,
+            limiters: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
+            patterns: Cache::builder().max_capacity(10_000).build(),
+        }
+    }
+
+    fn regex_for(&self, p: &str) -> Option<Arc<regex::Regex>> {
+        self.patterns.get_with_by_ref(p, || compile_uncached(p))
+    }
+
+    fn rate_ok(&self, id: AuthorizationId, per_minute: u32) -> bool {
+        let Some(n) = NonZeroU32::new(per_minute) else {
+            return false; // fails closed on a zero rate that slipped past validation
+        };
+        let limiter = self
+            .limiters
+            .get_with((id, per_minute), || Arc::new(RateLimiter::direct(Quota::per_minute(n))));
+        limiter.check().is_ok()
+    }
+}
+
+#[async_trait]
+impl Authorizer for PolicyAuthorizer {
+    async fn authorize(&self, ctx: &AuthContext<'_>, request: &Request) -> Result<Decision> {
+        let Some(auth) = ctx.authorization else {
+            return Ok(Decision::Allow);
+        };
+        let Some(policy) = ctx.policy else {
+            return Ok(Decision::Deny("policy not available".into()));
+        };
+        if policy.id != auth.policy_id || policy.tenant_id != auth.tenant_id {
+            return Ok(Decision::Deny("policy does not belong to this authorization".into()));
+        }
+        let regex_for = |p: &str| self.regex_for(p);
+        for perm in &policy.permissions {
+            if let RuleVerdict::Deny(reason) = evaluate(perm, ctx, request, &regex_for) {
+                return Ok(Decision::Deny(reason));
+            }
+        }
+        if request.method() == Method::GetPublicKey {
+            return Ok(Decision::Allow);
+        }
+        for perm in &policy.permissions {
+            if let Permission::RateLimit { per_minute } = perm {
+                if !self.rate_ok(auth.id, *per_minute) {
+                    return Ok(Decision::Deny("rate limit exceeded".into()));
+                }
+            }
+        }
+        for perm in &policy.permissions {
+            if let Permission::MaxUses { max } = perm {
+                if !self.store.try_consume_use(auth.id, *max).await? {
+                    return Ok(Decision::Deny("maximum number of uses reached".into()));
+                }
+            }
+        }
+        Ok(Decision::Allow)
+    }
+}

@@ -1,0 +1,5 @@
+//! At-rest cryptography: the AEAD, the envelope, and secret-carrying types.
+
+pub mod aead;
+pub mod envelope;
+pub mod secret;

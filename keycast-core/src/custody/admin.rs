@@ -1,0 +1,134 @@
+//! Creating keys and authorizations, revocation and cache invalidation.
+
+use nostr::{Keys, RelayUrl, SecretKey, Timestamp};
+use zeroize::Zeroizing;
+
+use super::Custody;
+use crate::crypto::envelope::{self, EnvelopeBinding};
+use crate::crypto::secret::BearerSecret;
+use crate::error::{Error, Result};
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::model::authorization::Authorization;
+use crate::model::key::{KeyKind, StoredKey};
+use crate::model::names::Label;
+
+/// What is needed to connect an app to a key.
+#[derive(Debug, Clone)]
+pub struct NewAuthorization {
+    /// Tenant of the key and the policy.
+    pub tenant_id: TenantId,
+    /// The granting user.
+    pub user_id: UserId,
+    /// The user key the app may use.
+    pub key_id: KeyId,
+    /// The policy to enforce.
+    pub policy_id: PolicyId,
+    /// Human label.
+    pub label: Label,
+    /// Relays for NIP-46; may be empty for HTTP-only use.
+    pub relays: Vec<RelayUrl>,
+    /// Optional hard expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Custody {
+    /// Stores a new key: generated here when `secret` is `None`, imported otherwise.
+    /// The secret is sealed under the primary master key before it touches the store.
+    pub async fn create_key(
+        &self,
+        tenant_id: TenantId,
+        owner: Option<UserId>,
+        kind: KeyKind,
+        name: Label,
+        secret: Option<SecretKey>,
+    ) -> Result<StoredKey> {
+        let (secret, pubkey) = self
+            .inner
+            .pool
+            .run(move || {
+                let keys = secret.map_or_else(Keys::generate, Keys::new);
+                (Zeroizing::new(keys.secret_key().to_secret_bytes()), keys.public_key())
+            })
+            .await?;
+        let id = KeyId::random();
+        let binding = EnvelopeBinding {
+            key_id: id,
+            pubkey,
+            tenant_id,
+        };
+        let envelope = envelope::seal(self.inner.key_manager.as_ref(), &binding, &secret).await?;
+        let row = StoredKey {
+            id,
+            tenant_id,
+            owner,
+            kind,
+            pubkey,
+            name,
+            envelope,
+            created_at: Timestamp::now(),
+        };
+        self.inner.store.insert_key(&row).await?;
+        Ok(row)
+    }
+
+    /// Creates an authorization with a fresh bunker key and a single-use connect secret.
+    /// The secret is returned once, for the bunker:// URI; only its digest is stored.
+    pub async fn create_authorization(&self, new: NewAuthorization) -> Result<(Authorization, BearerSecret)> {
+        let store = &self.inner.store;
+        let key = store.get_key(new.key_id).await?;
+        if key.tenant_id != new.tenant_id || key.kind != KeyKind::User {
+            return Err(Error::NotFound { what: "key" });
+        }
+        let policy = store.get_policy(new.policy_id).await?;
+        if policy.tenant_id != new.tenant_id {
+            return Err(Error::NotFound { what: "policy" });
+        }
+        let bunker = self
+            .create_key(new.tenant_id, Some(new.user_id), KeyKind::Bunker, new.label.clone(), None)
+            .await?;
+        let secret = BearerSecret::generate();
+        let auth = Authorization {
+            id: AuthorizationId::random(),
+            tenant_id: new.tenant_id,
+            user_id: new.user_id,
+            key_id: new.key_id,
+            bunker_key_id: bunker.id,
+            bunker_pubkey: bunker.pubkey,
+            connect_secret: Some(secret.digest()),
+            relays: new.relays,
+            policy_id: new.policy_id,
+            label: new.label,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            client_pubkeys: Vec::new(),
+            uses: 0,
+            version: 1,
+            created_at: Timestamp::now(),
+        };
+        store.insert_authorization(&auth).await?;
+        Ok((auth, secret))
+    }
+
+    /// Revokes in the store, then drops this instance's cached copy so the next request
+    /// sees the revocation.
+    pub async fn revoke_authorization(&self, id: AuthorizationId) -> Result<Authorization> {
+        let revoked = self.inner.store.revoke_authorization(id, Timestamp::now()).await?;
+        self.invalidate_authorization(id).await;
+        Ok(revoked)
+    }
+
+    /// Forgets a cached authorization (after a change made elsewhere).
+    pub async fn invalidate_authorization(&self, id: AuthorizationId) {
+        self.inner.authorizations.invalidate(&id).await;
+    }
+
+    /// Forgets a cached policy (after an update).
+    pub async fn invalidate_policy(&self, id: PolicyId) {
+        self.inner.policies.invalidate(&id).await;
+    }
+
+    /// Forgets a cached decrypted key.
+    pub async fn invalidate_key(&self, id: KeyId) {
+        self.inner.keys.invalidate(&id).await;
+    }
+}

@@ -1,0 +1,436 @@
+//! The custody engine: composes the four traits with caches and a crypto pool.
+
+mod admin;
+mod audit_sink;
+mod config;
+mod ops;
+mod pool;
+mod validate;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use moka::future::Cache;
+use nostr::{Event, Keys, PublicKey, Timestamp};
+
+pub use admin::NewAuthorization;
+pub use config::CustodyConfig;
+pub use ops::{NIP44_MAX_B64, NIP44_MAX_PLAINTEXT};
+pub use pool::CryptoPool;
+
+use crate::authz::policy::PolicyAuthorizer;
+use crate::crypto::envelope;
+use crate::error::{Error, Result};
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::model::audit::{AuditRecord, Outcome};
+use crate::model::authorization::Authorization;
+use crate::model::key::KeyKind;
+use crate::model::policy::Policy;
+use crate::model::request::{EventTemplate, Request, Response};
+use crate::traits::authorizer::{AuthContext, Authorizer, Decision};
+use crate::traits::key_manager::KeyManager;
+use crate::traits::key_store::KeyStore;
+use crate::traits::router::{LocalRouter, RequestRouter};
+use audit_sink::AuditSink;
+use ops::ConvCache;
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// An app acting through an authorization: revocation, expiry and its policy apply.
+    Authorization(AuthorizationId),
+    /// The key's owner (or the service itself, for bunker keys), already authenticated by
+    /// the embedding application. Only the authorizer's owner rule applies.
+    Owner(KeyId),
+}
+
+/// A decrypted signing key with the metadata checks need. Zeroized when the last holder drops.
+#[derive(Debug)]
+struct LoadedKey {
+    keys: Keys,
+    tenant_id: TenantId,
+    owner: Option<UserId>,
+    kind: KeyKind,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustodyStats {
+    /// Signing-key lookups served from memory.
+    pub key_cache_hits: u64,
+    /// Signing-key lookups that needed a store read and an unwrap (or joined one).
+    pub key_cache_misses: u64,
+    /// Signing keys held now.
+    pub key_cache_size: u64,
+    /// Jobs waiting for the crypto pool.
+    pub crypto_queue_len: usize,
+    /// Capacity of that queue.
+    pub crypto_queue_capacity: usize,
+    /// Audit records waiting for the writer.
+    pub audit_queue_len: usize,
+}
+
+/// The custody engine. Cheap to clone; clones share caches, pool and audit writer.
+///
+/// Every operation: validates input limits, resolves the caller (cached authorization and
+/// policy), loads the signing key (cache, or one store read + one unwrap shared by
+/// concurrent callers), enforces revocation and expiry, asks the [`Authorizer`], runs the
+/// crypto on the pool, and returns only after its audit record is stored.
+#[derive(Debug, Clone)]
+pub struct Custody {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn KeyStore>,
+    key_manager: Arc<dyn KeyManager>,
+    authorizer: Arc<dyn Authorizer>,
+    router: Arc<dyn RequestRouter>,
+    cfg: CustodyConfig,
+    pool: CryptoPool,
+    keys: Cache<KeyId, Arc<LoadedKey>>,
+    conversations: Option<ConvCache>,
+    authorizations: Cache<AuthorizationId, Arc<Authorization>>,
+    policies: Cache<PolicyId, Arc<Policy>>,
+    audit: AuditSink,
+    key_hits: AtomicU64,
+    key_misses: AtomicU64,
+}
+
+/// Builds a [`Custody`]; see [`Custody::builder`].
+#[derive(Debug)]
+pub struct CustodyBuilder {
+    store: Arc<dyn KeyStore>,
+    key_manager: Arc<dyn KeyManager>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+    router: Option<Arc<dyn RequestRouter>>,
+    cfg: CustodyConfig,
+}
+
+impl CustodyBuilder {
+    /// Replaces the default [`PolicyAuthorizer`].
+    pub fn authorizer(mut self, a: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = Some(a);
+        self
+    }
+
+    /// Replaces the default [`LocalRouter`].
+    pub fn router(mut self, r: Arc<dyn RequestRouter>) -> Self {
+        self.router = Some(r);
+        self
+    }
+
+    /// Replaces the default [`CustodyConfig`].
+    pub fn config(mut self, cfg: CustodyConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Starts the crypto pool and the audit writer. Must run inside a Tokio runtime.
+    pub fn build(self) -> Result<Custody> {
+        let cfg = self.cfg;
+        let authorizer = self
+            .authorizer
+            .unwrap_or_else(|| Arc::new(PolicyAuthorizer::new(self.store.clone())));
+        let conversations = (cfg.conversation_cache_capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(cfg.conversation_cache_capacity)
+                .time_to_idle(cfg.conversation_cache_idle)
+                .build()
+        });
+        let inner = Inner {
+            pool: CryptoPool::new(cfg.crypto_threads, cfg.crypto_queue_capacity)?,
+            audit: AuditSink::spawn(self.store.clone(), cfg.audit_queue_capacity, cfg.audit_batch_max)?,
+            keys: Cache::builder()
+                .max_capacity(cfg.key_cache_capacity)
+                .time_to_idle(cfg.key_cache_idle)
+                .build(),
+            conversations,
+            authorizations: Cache::builder()
+                .max_capacity(cfg.authorization_cache_capacity)
+                .time_to_live(cfg.authorization_cache_ttl)
+                .build(),
+            policies: Cache::builder()
+                .max_capacity(cfg.authorization_cache_capacity)
+                .time_to_live(cfg.authorization_cache_ttl)
+                .build(),
+            store: self.store,
+            key_manager: self.key_manager,
+            authorizer,
+            router: self.router.unwrap_or_else(|| Arc::new(LocalRouter)),
+            cfg,
+            key_hits: AtomicU64::new(0),
+            key_misses: AtomicU64::new(0),
+        };
+        Ok(Custody { inner: Arc::new(inner) })
+    }
+}
+
+impl Custody {
+    /// Starts building an engine over `store` and `key_manager` (usually a [`crate::Keyring`]).
+    pub fn builder(store: Arc<dyn KeyStore>, key_manager: Arc<dyn KeyManager>) -> CustodyBuilder {
+        CustodyBuilder {
+            store,
+            key_manager,
+            authorizer: None,
+            router: None,
+            cfg: CustodyConfig::default(),
+        }
+    }
+
+    /// The store this engine uses.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.inner.store
+    }
+
+    /// The router this engine was built with (the NIP-46 layer asks it).
+    pub fn router(&self) -> &Arc<dyn RequestRouter> {
+        &self.inner.router
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CustodyConfig {
+        &self.inner.cfg
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> CustodyStats {
+        let i = &self.inner;
+        CustodyStats {
+            key_cache_hits: i.key_hits.load(Ordering::Relaxed),
+            key_cache_misses: i.key_misses.load(Ordering::Relaxed),
+            key_cache_size: i.keys.entry_count(),
+            crypto_queue_len: i.pool.queue_len(),
+            crypto_queue_capacity: i.pool.queue_capacity(),
+            audit_queue_len: i.audit.queue_len(),
+        }
+    }
+
+    /// Returns the pubkey of the caller's key.
+    pub async fn get_public_key(&self, caller: Caller) -> Result<PublicKey> {
+        match self.handle(caller, Request::GetPublicKey).await? {
+            Response::PublicKey(pk) => Ok(pk),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Signs `template`: fills the pubkey, keeps `created_at`, `tags` and `content` exactly,
+    /// and refuses a foreign pubkey with [`Error::ForeignPubkey`].
+    pub async fn sign_event(&self, caller: Caller, template: EventTemplate) -> Result<Event> {
+        match self.handle(caller, Request::SignEvent(template)).await? {
+            Response::Event(e) => Ok(*e),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// NIP-44 v2 encryption to `peer`.
+    pub async fn nip44_encrypt(&self, caller: Caller, peer: PublicKey, plaintext: String) -> Result<String> {
+        self.text(caller, Request::Nip44Encrypt { peer, plaintext }).await
+    }
+
+    /// NIP-44 decryption of a payload from `peer`.
+    pub async fn nip44_decrypt(&self, caller: Caller, peer: PublicKey, ciphertext: String) -> Result<String> {
+        self.text(caller, Request::Nip44Decrypt { peer, ciphertext }).await
+    }
+
+    /// NIP-04 encryption to `peer` (legacy).
+    pub async fn nip04_encrypt(&self, caller: Caller, peer: PublicKey, plaintext: String) -> Result<String> {
+        self.text(caller, Request::Nip04Encrypt { peer, plaintext }).await
+    }
+
+    /// NIP-04 decryption of a payload from `peer` (legacy).
+    pub async fn nip04_decrypt(&self, caller: Caller, peer: PublicKey, ciphertext: String) -> Result<String> {
+        self.text(caller, Request::Nip04Decrypt { peer, ciphertext }).await
+    }
+
+    async fn text(&self, caller: Caller, request: Request) -> Result<String> {
+        match self.handle(caller, request).await? {
+            Response::Text(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs any operation. The typed methods above are thin wrappers around this.
+    pub async fn handle(&self, caller: Caller, request: Request) -> Result<Response> {
+        validate::check_limits(&self.inner.cfg, &request)?;
+        let now = Timestamp::now();
+        let (authorization, key_id) = match caller {
+            Caller::Owner(key_id) => (None, key_id),
+            Caller::Authorization(id) => {
+                let a = self.authorization(id).await?;
+                let key_id = a.key_id;
+                (Some(a), key_id)
+            }
+        };
+        let key = self.signing_key(key_id).await?;
+        let mut record = AuditRecord {
+            at: now,
+            tenant_id: key.tenant_id,
+            user_id: authorization.as_ref().map(|a| a.user_id).or(key.owner),
+            key_id,
+            authorization_id: authorization.as_ref().map(|a| a.id),
+            method: request.method(),
+            event_kind: match &request {
+                Request::SignEvent(t) => Some(t.kind.as_u16()),
+                _ => None,
+            },
+            event_id: None,
+            outcome: Outcome::Allowed,
+        };
+        if let Err(refusal) = self.admit(&key, key_id, authorization.as_deref(), &request, now).await {
+            record.outcome = match &refusal {
+                Error::NeedsApproval(_) => Outcome::NeedsApproval,
+                Error::Unavailable(_) | Error::Overloaded | Error::Internal(_) => Outcome::Failed(refusal.code().into()),
+                other => Outcome::Denied(other.to_string()),
+            };
+            self.inner.audit.record(record).await?;
+            return Err(refusal);
+        }
+        let result = self.perform(key_id, &key, request, now).await;
+        match &result {
+            Ok(Response::Event(e)) => record.event_id = Some(e.id),
+            Ok(_) => {}
+            Err(e) => record.outcome = Outcome::Failed(e.code().into()),
+        }
+        // The result is released only once its audit record is stored.
+        self.inner.audit.record(record).await?;
+        result
+    }
+
+    /// Revocation, expiry, tenant and pubkey checks, then the authorizer.
+    async fn admit(
+        &self,
+        key: &LoadedKey,
+        key_id: KeyId,
+        authorization: Option<&Authorization>,
+        request: &Request,
+        now: Timestamp,
+    ) -> Result<()> {
+        if let Request::SignEvent(t) = request {
+            if t.pubkey.is_some_and(|p| p != key.keys.public_key()) {
+                return Err(Error::ForeignPubkey);
+            }
+        }
+        let policy = match authorization {
+            None => None,
+            Some(a) => {
+                a.check_active(now)?;
+                if a.tenant_id != key.tenant_id {
+                    return Err(Error::Denied("authorization and key belong to different tenants".into()));
+                }
+                if key.kind != KeyKind::User {
+                    return Err(Error::Denied("authorizations may only use user keys".into()));
+                }
+                match self.policy(a.policy_id).await {
+                    Ok(p) => Some(p),
+                    Err(Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let ctx = AuthContext {
+            tenant_id: key.tenant_id,
+            key_id,
+            key_pubkey: key.keys.public_key(),
+            authorization,
+            policy: policy.as_deref(),
+            now,
+        };
+        match self.inner.authorizer.authorize(&ctx, request).await? {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => Err(Error::Denied(reason)),
+            Decision::NeedsApproval(url) => Err(Error::NeedsApproval(url)),
+        }
+    }
+
+    async fn perform(&self, key_id: KeyId, key: &Arc<LoadedKey>, request: Request, now: Timestamp) -> Result<Response> {
+        let k = key.clone();
+        let convs = self.inner.conversations.clone();
+        let pool = &self.inner.pool;
+        match request {
+            Request::GetPublicKey => Ok(Response::PublicKey(key.keys.public_key())),
+            Request::SignEvent(t) => pool
+                .run(move || ops::sign(&k.keys, t, now))
+                .await?
+                .map(|e| Response::Event(Box::new(e))),
+            Request::Nip44Encrypt { peer, plaintext } => pool
+                .run(move || {
+                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
+                    ops::nip44_encrypt(&ck, &plaintext)
+                })
+                .await?
+                .map(Response::Text),
+            Request::Nip44Decrypt { peer, ciphertext } => pool
+                .run(move || {
+                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
+                    ops::nip44_decrypt(&ck, &ciphertext)
+                })
+                .await?
+                .map(Response::Text),
+            Request::Nip04Encrypt { peer, plaintext } => pool
+                .run(move || ops::nip04_encrypt(&k.keys, &peer, &plaintext))
+                .await?
+                .map(Response::Text),
+            Request::Nip04Decrypt { peer, ciphertext } => pool
+                .run(move || ops::nip04_decrypt(&k.keys, &peer, &ciphertext))
+                .await?
+                .map(Response::Text),
+        }
+    }
+
+    /// The decrypted key: from cache, or loaded once for all concurrent callers.
+    async fn signing_key(&self, id: KeyId) -> Result<Arc<LoadedKey>> {
+        let i = &self.inner;
+        if let Some(k) = i.keys.get(&id).await {
+            i.key_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(k);
+        }
+        i.key_misses.fetch_add(1, Ordering::Relaxed);
+        i.keys
+            .try_get_with(id, self.load_key(id))
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Cold load: one store read, one unwrap, AEAD open and pubkey check on the pool.
+    async fn load_key(&self, id: KeyId) -> Result<Arc<LoadedKey>> {
+        let row = self.inner.store.get_key(id).await?;
+        let binding = row.binding();
+        let dek = envelope::unwrap_dek(self.inner.key_manager.as_ref(), &binding, &row.envelope).await?;
+        let env = row.envelope;
+        let keys = self
+            .inner
+            .pool
+            .run(move || ops::open_key(&dek, &binding, &env))
+            .await??;
+        Ok(Arc::new(LoadedKey {
+            keys,
+            tenant_id: row.tenant_id,
+            owner: row.owner,
+            kind: row.kind,
+        }))
+    }
+
+    async fn authorization(&self, id: AuthorizationId) -> Result<Arc<Authorization>> {
+        let store = &self.inner.store;
+        self.inner
+            .authorizations
+            .try_get_with(id, async { store.get_authorization(id).await.map(Arc::new) })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    async fn policy(&self, id: PolicyId) -> Result<Arc<Policy>> {
+        let store = &self.inner.store;
+        self.inner
+            .policies
+            .try_get_with(id, async { store.get_policy(id).await.map(Arc::new) })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+}
+
+fn unexpected(_: &Response) -> Error {
+    Error::Internal("operation returned an unexpected response kind".into())
+}

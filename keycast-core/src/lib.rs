@@ -1,0 +1,75 @@
+//! # keycast-core
+//!
+//! The custody engine of keycast and everything it is built from. This crate does no I/O
+//! of its own and depends on no other keycast crate.
+//!
+//! - **Domain types** with validated constructors: ids ([`TenantId`], [`KeyId`], ...),
+//!   names ([`Username`], [`Label`]), [`Authorization`], [`Policy`] and [`Permission`],
+//!   and a [`Request`]/[`Response`] per operation.
+//! - **The four traits**, held as `Arc<dyn …>`: [`KeyStore`] (persistence), [`KeyManager`]
+//!   (the master key that wraps data keys; a [`Keyring`] holds several for rotation),
+//!   [`Authorizer`] (policy decisions) and [`RequestRouter`] (which instance handles a request).
+//! - **The envelope** ([`crypto::envelope`]) that seals every stored secret.
+//! - **The engine**, [`Custody`]: `get_public_key`, `sign_event`, `nip44_*`, `nip04_*`,
+//!   with a key cache, single-flight cold loads, a conversation-key cache, a bounded crypto
+//!   pool and a group-commit audit writer.
+//! - **Always-local implementations** for tests and examples: [`MemoryKeyStore`],
+//!   [`InsecureTestKeyManager`], [`AllowAll`], [`PolicyAuthorizer`], [`LocalRouter`].
+//! - **Conformance suites** in `testing` (feature `testing`) that every backend runs.
+//!
+//! ```
+//! # async fn demo() -> keycast_core::Result<()> {
+//! use std::sync::Arc;
+//! use keycast_core::*;
+//!
+//! let store = Arc::new(MemoryKeyStore::new());
+//! let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new())).build()?;
+//! let tenant = Tenant::new(TenantName::parse("example")?);
+//! store.create_tenant(&tenant).await?;
+//! let key = custody
+//!     .create_key(tenant.id, None, KeyKind::User, Label::parse("main")?, None)
+//!     .await?;
+//! let event = custody
+//!     .sign_event(Caller::Owner(key.id), EventTemplate::new(nostr::Kind::TextNote, "hello"))
+//!     .await?;
+//! assert_eq!(event.pubkey, key.pubkey);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+
+pub mod authz;
+pub mod crypto;
+pub mod custody;
+mod error;
+mod ids;
+pub mod memory;
+pub mod model;
+pub mod traits;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use authz::allow_all::AllowAll;
+pub use authz::policy::PolicyAuthorizer;
+pub use crypto::envelope::{Envelope, EnvelopeBinding};
+pub use crypto::secret::{BearerSecret, Secret32, SecretDigest};
+pub use custody::{Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization};
+pub use error::{Error, Result};
+pub use ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+pub use memory::key_manager::InsecureTestKeyManager;
+pub use memory::key_store::MemoryKeyStore;
+pub use model::account::{Tenant, User};
+pub use model::audit::{AuditFilter, AuditRecord, Outcome};
+pub use model::authorization::Authorization;
+pub use model::key::{KeyKind, StoredKey};
+pub use model::names::{Label, PasswordHash, TenantName, Username};
+pub use model::policy::{Permission, Policy};
+pub use model::request::{parse_pubkey, EventTemplate, Method, Request, Response};
+pub use model::token::ApiToken;
+pub use traits::authorizer::{AuthContext, Authorizer, Decision};
+pub use traits::key_manager::{KekRef, KeyManager, Keyring, Wrapped};
+pub use traits::key_store::KeyStore;
+pub use traits::router::{LocalRouter, NodeId, RequestRouter, Route, RoutingKey};
+
+/// The `nostr` crate this build uses, so embedders match its types.
+pub use nostr;

@@ -1,0 +1,323 @@
+//! An in-process KeyStore. Complete and correct, but nothing survives the process.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use nostr::{PublicKey, Timestamp};
+
+use crate::crypto::secret::SecretDigest;
+use crate::error::{Error, Result};
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::model::account::{Tenant, User};
+use crate::model::audit::{AuditFilter, AuditRecord};
+use crate::model::authorization::Authorization;
+use crate::model::key::StoredKey;
+use crate::model::names::Username;
+use crate::model::policy::Policy;
+use crate::model::token::ApiToken;
+use crate::traits::key_store::KeyStore;
+
+/// A [`KeyStore`] in a mutex-guarded set of maps, for tests, examples and benchmarks.
+#[derive(Debug, Default)]
+pub struct MemoryKeyStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tenants: HashMap<TenantId, Tenant>,
+    users: HashMap<UserId, User>,
+    keys: HashMap<KeyId, StoredKey>,
+    policies: HashMap<PolicyId, Policy>,
+    authorizations: HashMap<AuthorizationId, Authorization>,
+    tokens: HashMap<SecretDigest, ApiToken>,
+    audit: Vec<AuditRecord>,
+}
+
+impl MemoryKeyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of audit records held (for tests).
+    pub fn audit_len(&self) -> usize {
+        self.lock().audit.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a map half-updated: every mutation
+        // below is a single insert or field write after all checks. So poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn not_found<T>(what: &'static str) -> impl FnOnce() -> Result<T> {
+    move || Err(Error::NotFound { what })
+}
+
+fn sorted_by_created<T: Clone>(items: impl Iterator<Item = T>, created: impl Fn(&T) -> Timestamp) -> Vec<T> {
+    let mut v: Vec<T> = items.collect();
+    v.sort_by_key(|x| created(x));
+    v
+}
+
+impl Inner {
+    fn authorization_mut(&mut self, id: AuthorizationId) -> Result<&mut Authorization> {
+        self.authorizations.get_mut(&id).ok_or(Error::NotFound {
+            what: "authorization",
+        })
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        let mut g = self.lock();
+        if g.tenants.contains_key(&tenant.id) || g.tenants.values().any(|t| t.name == tenant.name) {
+            return Err(Error::AlreadyExists { what: "tenant" });
+        }
+        g.tenants.insert(tenant.id, tenant.clone());
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: TenantId) -> Result<Tenant> {
+        self.lock().tenants.get(&id).cloned().map_or_else(not_found("tenant"), Ok)
+    }
+
+    async fn create_user(&self, user: &User) -> Result<()> {
+        let mut g = self.lock();
+        if !g.tenants.contains_key(&user.tenant_id) {
+            return Err(Error::NotFound { what: "tenant" });
+        }
+        let taken = g
+            .users
+            .values()
+            .any(|u| u.id == user.id || (u.tenant_id == user.tenant_id && u.username == user.username));
+        if taken {
+            return Err(Error::AlreadyExists { what: "user" });
+        }
+        g.users.insert(user.id, user.clone());
+        Ok(())
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User> {
+        self.lock().users.get(&id).cloned().map_or_else(not_found("user"), Ok)
+    }
+
+    async fn find_user(&self, tenant: TenantId, username: &Username) -> Result<User> {
+        self.lock()
+            .users
+            .values()
+            .find(|u| u.tenant_id == tenant && &u.username == username)
+            .cloned()
+            .map_or_else(not_found("user"), Ok)
+    }
+
+    async fn insert_key(&self, key: &StoredKey) -> Result<()> {
+        let mut g = self.lock();
+        if !g.tenants.contains_key(&key.tenant_id) {
+            return Err(Error::NotFound { what: "tenant" });
+        }
+        if g.keys.contains_key(&key.id) {
+            return Err(Error::AlreadyExists { what: "key" });
+        }
+        g.keys.insert(key.id, key.clone());
+        Ok(())
+    }
+
+    async fn get_key(&self, id: KeyId) -> Result<StoredKey> {
+        self.lock().keys.get(&id).cloned().map_or_else(not_found("key"), Ok)
+    }
+
+    async fn list_keys(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<StoredKey>> {
+        let g = self.lock();
+        let it = g
+            .keys
+            .values()
+            .filter(|k| k.tenant_id == tenant && owner.is_none_or(|o| k.owner == Some(o)))
+            .cloned();
+        Ok(sorted_by_created(it, |k| k.created_at))
+    }
+
+    async fn insert_policy(&self, policy: &Policy) -> Result<()> {
+        let mut g = self.lock();
+        if !g.tenants.contains_key(&policy.tenant_id) {
+            return Err(Error::NotFound { what: "tenant" });
+        }
+        if g.policies.contains_key(&policy.id) {
+            return Err(Error::AlreadyExists { what: "policy" });
+        }
+        g.policies.insert(policy.id, policy.clone());
+        Ok(())
+    }
+
+    async fn get_policy(&self, id: PolicyId) -> Result<Policy> {
+        self.lock().policies.get(&id).cloned().map_or_else(not_found("policy"), Ok)
+    }
+
+    async fn update_policy(&self, policy: &Policy) -> Result<Policy> {
+        let mut g = self.lock();
+        let stored = g.policies.get_mut(&policy.id).ok_or(Error::NotFound { what: "policy" })?;
+        if stored.version != policy.version || stored.tenant_id != policy.tenant_id {
+            return Err(Error::Conflict("policy was changed concurrently".into()));
+        }
+        stored.name = policy.name.clone();
+        stored.permissions = policy.permissions.clone();
+        stored.version += 1;
+        Ok(stored.clone())
+    }
+
+    async fn insert_authorization(&self, auth: &Authorization) -> Result<()> {
+        let mut g = self.lock();
+        for (what, ok) in [
+            ("tenant", g.tenants.contains_key(&auth.tenant_id)),
+            ("key", g.keys.contains_key(&auth.key_id)),
+            ("key", g.keys.contains_key(&auth.bunker_key_id)),
+            ("policy", g.policies.contains_key(&auth.policy_id)),
+        ] {
+            if !ok {
+                return Err(Error::NotFound { what });
+            }
+        }
+        let taken = g
+            .authorizations
+            .values()
+            .any(|a| a.id == auth.id || a.bunker_pubkey == auth.bunker_pubkey);
+        if taken {
+            return Err(Error::AlreadyExists {
+                what: "authorization",
+            });
+        }
+        g.authorizations.insert(auth.id, auth.clone());
+        Ok(())
+    }
+
+    async fn get_authorization(&self, id: AuthorizationId) -> Result<Authorization> {
+        self.lock()
+            .authorizations
+            .get(&id)
+            .cloned()
+            .map_or_else(not_found("authorization"), Ok)
+    }
+
+    async fn find_authorization_by_bunker(&self, bunker: &PublicKey) -> Result<Authorization> {
+        self.lock()
+            .authorizations
+            .values()
+            .find(|a| &a.bunker_pubkey == bunker)
+            .cloned()
+            .map_or_else(not_found("authorization"), Ok)
+    }
+
+    async fn list_authorizations(&self, tenant: TenantId, user: Option<UserId>) -> Result<Vec<Authorization>> {
+        let g = self.lock();
+        let it = g
+            .authorizations
+            .values()
+            .filter(|a| a.tenant_id == tenant && user.is_none_or(|u| a.user_id == u))
+            .cloned();
+        Ok(sorted_by_created(it, |a| a.created_at))
+    }
+
+    async fn list_active_authorizations(&self, now: Timestamp) -> Result<Vec<Authorization>> {
+        let g = self.lock();
+        let it = g
+            .authorizations
+            .values()
+            .filter(|a| a.check_active(now).is_ok())
+            .cloned();
+        Ok(sorted_by_created(it, |a| a.created_at))
+    }
+
+    async fn revoke_authorization(&self, id: AuthorizationId, at: Timestamp) -> Result<Authorization> {
+        let mut g = self.lock();
+        let a = g.authorization_mut(id)?;
+        if a.revoked_at.is_none() {
+            a.revoked_at = Some(at);
+            a.version += 1;
+        }
+        Ok(a.clone())
+    }
+
+    async fn redeem_connect_secret(
+        &self,
+        id: AuthorizationId,
+        secret: &SecretDigest,
+        client: PublicKey,
+    ) -> Result<Authorization> {
+        let mut g = self.lock();
+        let a = g.authorization_mut(id)?;
+        if a.has_client(&client) {
+            return Ok(a.clone());
+        }
+        if a.connect_secret.as_ref() != Some(secret) {
+            return Err(Error::Conflict("connect secret is wrong or already used".into()));
+        }
+        a.connect_secret = None;
+        a.client_pubkeys.push(client);
+        a.version += 1;
+        Ok(a.clone())
+    }
+
+    async fn remove_client(&self, id: AuthorizationId, client: &PublicKey) -> Result<bool> {
+        let mut g = self.lock();
+        let a = g.authorization_mut(id)?;
+        let before = a.client_pubkeys.len();
+        a.client_pubkeys.retain(|c| c != client);
+        let removed = a.client_pubkeys.len() != before;
+        if removed {
+            a.version += 1;
+        }
+        Ok(removed)
+    }
+
+    async fn try_consume_use(&self, id: AuthorizationId, max: u64) -> Result<bool> {
+        let mut g = self.lock();
+        let a = g.authorization_mut(id)?;
+        if a.uses >= max {
+            return Ok(false);
+        }
+        a.uses += 1;
+        Ok(true)
+    }
+
+    async fn insert_token(&self, token: &ApiToken) -> Result<()> {
+        let mut g = self.lock();
+        if !g.authorizations.contains_key(&token.authorization_id) {
+            return Err(Error::NotFound {
+                what: "authorization",
+            });
+        }
+        if g.tokens.contains_key(&token.digest) {
+            return Err(Error::AlreadyExists { what: "token" });
+        }
+        g.tokens.insert(token.digest, token.clone());
+        Ok(())
+    }
+
+    async fn find_token(&self, digest: &SecretDigest) -> Result<ApiToken> {
+        self.lock().tokens.get(digest).cloned().map_or_else(not_found("token"), Ok)
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        self.lock().audit.extend_from_slice(records);
+        Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let g = self.lock();
+        Ok(g.audit
+            .iter()
+            .rev()
+            .filter(|r| {
+                r.tenant_id == filter.tenant_id
+                    && filter.key_id.is_none_or(|k| r.key_id == k)
+                    && filter.authorization_id.is_none_or(|a| r.authorization_id == Some(a))
+            })
+            .take(filter.limit as usize)
+            .cloned()
+            .collect())
+    }
+}

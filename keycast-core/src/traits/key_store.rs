@@ -1,0 +1,99 @@
+//! KeyStore: persistence for everything keycast keeps.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use nostr::{PublicKey, Timestamp};
+
+use crate::crypto::secret::SecretDigest;
+use crate::error::Result;
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::model::account::{Tenant, User};
+use crate::model::audit::{AuditFilter, AuditRecord};
+use crate::model::authorization::Authorization;
+use crate::model::key::StoredKey;
+use crate::model::names::Username;
+use crate::model::policy::Policy;
+use crate::model::token::ApiToken;
+
+/// Durable storage of tenants, users, envelope rows, authorizations, policies, API tokens
+/// and the audit log. It is the authority for revocation.
+///
+/// Errors:
+/// - [`crate::Error::NotFound`] when a looked-up record does not exist;
+/// - [`crate::Error::AlreadyExists`] when an insert collides with a unique key (id,
+///   username within a tenant, tenant name, pubkey of a bunker, token digest);
+/// - [`crate::Error::Conflict`] when a precondition fails (stale version, used secret);
+/// - [`crate::Error::Unavailable`] when the backing store cannot be reached.
+///
+/// A failed call changes nothing. Calls that touch several rows are atomic.
+///
+/// Concurrency: shared by every task of every instance. Each method is atomic on its own;
+/// `redeem_connect_secret` and `try_consume_use` must stay correct under concurrent callers
+/// on many instances (conditional updates, not read-modify-write).
+#[async_trait]
+pub trait KeyStore: Send + Sync + Debug + 'static {
+    /// Inserts a tenant. Names are unique.
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
+    /// Reads a tenant.
+    async fn get_tenant(&self, id: TenantId) -> Result<Tenant>;
+
+    /// Inserts a user. Usernames are unique per tenant.
+    async fn create_user(&self, user: &User) -> Result<()>;
+    /// Reads a user.
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// Finds a user by name within a tenant.
+    async fn find_user(&self, tenant: TenantId, username: &Username) -> Result<User>;
+
+    /// Inserts an envelope row.
+    async fn insert_key(&self, key: &StoredKey) -> Result<()>;
+    /// Reads an envelope row (the cold-load read).
+    async fn get_key(&self, id: KeyId) -> Result<StoredKey>;
+    /// Lists a tenant's keys, optionally of one owner, oldest first.
+    async fn list_keys(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<StoredKey>>;
+
+    /// Inserts a policy.
+    async fn insert_policy(&self, policy: &Policy) -> Result<()>;
+    /// Reads a policy.
+    async fn get_policy(&self, id: PolicyId) -> Result<Policy>;
+    /// Replaces a policy's name and permissions if `policy.version` is the stored version;
+    /// returns the stored policy with its version bumped. Otherwise [`crate::Error::Conflict`].
+    async fn update_policy(&self, policy: &Policy) -> Result<Policy>;
+
+    /// Inserts an authorization. Its bunker pubkey is unique.
+    async fn insert_authorization(&self, auth: &Authorization) -> Result<()>;
+    /// Reads an authorization.
+    async fn get_authorization(&self, id: AuthorizationId) -> Result<Authorization>;
+    /// Finds the authorization whose bunker key is `bunker` (the NIP-46 lookup).
+    async fn find_authorization_by_bunker(&self, bunker: &PublicKey) -> Result<Authorization>;
+    /// Lists a tenant's authorizations, optionally of one user, oldest first.
+    async fn list_authorizations(&self, tenant: TenantId, user: Option<UserId>) -> Result<Vec<Authorization>>;
+    /// Every authorization that is neither revoked nor expired at `now` (for NIP-46 subscriptions).
+    async fn list_active_authorizations(&self, now: Timestamp) -> Result<Vec<Authorization>>;
+    /// Marks revoked at `at` and bumps the version. Revoking twice keeps the first time.
+    async fn revoke_authorization(&self, id: AuthorizationId, at: Timestamp) -> Result<Authorization>;
+    /// Connects `client`. If `client` is already connected this succeeds and changes nothing
+    /// (reconnects are idempotent). Otherwise `secret` must match the unredeemed connect
+    /// secret, which is then cleared (single use); a mismatch or used secret is
+    /// [`crate::Error::Conflict`].
+    async fn redeem_connect_secret(
+        &self,
+        id: AuthorizationId,
+        secret: &SecretDigest,
+        client: PublicKey,
+    ) -> Result<Authorization>;
+    /// Disconnects `client` (NIP-46 `logout`). Returns whether it was connected.
+    async fn remove_client(&self, id: AuthorizationId, client: &PublicKey) -> Result<bool>;
+    /// Atomically reserves one use if fewer than `max` were used; returns whether it did.
+    async fn try_consume_use(&self, id: AuthorizationId, max: u64) -> Result<bool>;
+
+    /// Stores an API token by digest.
+    async fn insert_token(&self, token: &ApiToken) -> Result<()>;
+    /// Looks a token up by digest.
+    async fn find_token(&self, digest: &SecretDigest) -> Result<ApiToken>;
+
+    /// Appends audit records, all or none.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
+    /// Reads audit records, newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+}
