@@ -40,19 +40,26 @@ pub fn evaluate(
             deny_words,
             deny_patterns,
         } => {
+            // Compile first, whatever the operation: a broken filter denies everything.
+            let mut patterns = Vec::with_capacity(deny_patterns.len());
+            for p in deny_patterns {
+                match regex_for(p) {
+                    Some(re) => patterns.push(re),
+                    None => return deny("content filter pattern cannot be evaluated"),
+                }
+            }
+            if deny_words.iter().any(String::is_empty) {
+                return deny("content filter has an empty word");
+            }
             let Some(text) = req.outgoing_text() else {
                 return RuleVerdict::Allow;
             };
             let lower = text.to_lowercase();
-            if deny_words.iter().any(|w| w.is_empty() || lower.contains(&w.to_lowercase())) {
+            if deny_words.iter().any(|w| lower.contains(&w.to_lowercase())) {
                 return deny("content contains a blocked word");
             }
-            for p in deny_patterns {
-                match regex_for(p) {
-                    Some(re) if re.is_match(text) => return deny("content matches a blocked pattern"),
-                    Some(_) => {}
-                    None => return deny("content filter pattern cannot be evaluated"),
-                }
+            if patterns.iter().any(|re| re.is_match(text)) {
+                return deny("content matches a blocked pattern");
             }
             RuleVerdict::Allow
         }

@@ -1,0 +1,97 @@
+//! Small builders for suite data. Everything gets fresh random ids and names.
+
+use nostr::{Keys, PublicKey, RelayUrl, Timestamp};
+
+use crate::crypto::envelope::{Envelope, FORMAT_VERSION};
+use crate::crypto::secret::SecretDigest;
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::model::account::{Tenant, User};
+use crate::model::authorization::Authorization;
+use crate::model::key::{KeyKind, StoredKey};
+use crate::model::names::{Label, PasswordHash, TenantName, Username};
+use crate::model::policy::{Permission, Policy};
+use crate::traits::key_manager::{KekRef, Wrapped};
+
+/// A short random suffix for unique names.
+pub fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+pub fn tenant() -> Tenant {
+    Tenant::new(TenantName::parse(&format!("t-{}", suffix())).unwrap())
+}
+
+pub fn user(tenant: TenantId) -> User {
+    let hash = PasswordHash::parse("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").unwrap();
+    User::new(tenant, Username::parse(&format!("u-{}", suffix())).unwrap(), Some(hash))
+}
+
+pub fn label(s: &str) -> Label {
+    Label::parse(s).unwrap()
+}
+
+/// An envelope row with plausible but meaningless bytes (stores treat them as opaque).
+pub fn key(tenant: TenantId, owner: Option<UserId>, kind: KeyKind) -> StoredKey {
+    let id = KeyId::random();
+    StoredKey {
+        id,
+        tenant_id: tenant,
+        owner,
+        kind,
+        pubkey: Keys::generate().public_key(),
+        name: label("suite key"),
+        envelope: Envelope {
+            format_version: FORMAT_VERSION,
+            wrapped_dek: Wrapped {
+                kek: KekRef {
+                    provider: "suite".into(),
+                    key_id: format!("kek-{}", suffix()),
+                    version: 3,
+                },
+                blob: (0..72u8).collect(),
+            },
+            nonce: [9u8; 24],
+            ciphertext: (0..48u8).rev().collect(),
+        },
+        created_at: Timestamp::from(1_700_000_000),
+    }
+}
+
+pub fn policy(tenant: TenantId, permissions: Vec<Permission>) -> Policy {
+    Policy::new(tenant, label("suite policy"), permissions).unwrap()
+}
+
+pub fn authorization(
+    tenant: TenantId,
+    user: UserId,
+    key: KeyId,
+    bunker: &StoredKey,
+    policy: PolicyId,
+    secret: Option<SecretDigest>,
+) -> Authorization {
+    Authorization {
+        id: AuthorizationId::random(),
+        tenant_id: tenant,
+        user_id: user,
+        key_id: key,
+        bunker_key_id: bunker.id,
+        bunker_pubkey: bunker.pubkey,
+        connect_secret: secret,
+        relays: vec![
+            RelayUrl::parse("wss://relay.example.com").unwrap(),
+            RelayUrl::parse("ws://127.0.0.1:7777").unwrap(),
+        ],
+        policy_id: policy,
+        label: label("suite app"),
+        expires_at: None,
+        revoked_at: None,
+        client_pubkeys: Vec::new(),
+        uses: 0,
+        version: 1,
+        created_at: Timestamp::from(1_700_000_100),
+    }
+}
+
+pub fn pubkey() -> PublicKey {
+    Keys::generate().public_key()
+}

@@ -1,0 +1,399 @@
+//! The KeyStore conformance suite. Call [`run`] with a fresh or shared store.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use nostr::{EventId, Timestamp};
+
+use super::fixtures::*;
+use crate::crypto::secret::{BearerSecret, SecretDigest};
+use crate::error::Error;
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::model::account::{Tenant, User};
+use crate::model::audit::{AuditFilter, AuditRecord, Outcome};
+use crate::model::authorization::Authorization;
+use crate::model::key::{KeyKind, StoredKey};
+use crate::model::names::Username;
+use crate::model::policy::Permission;
+use crate::model::request::Method;
+use crate::model::token::ApiToken;
+use crate::traits::key_store::KeyStore;
+
+/// Runs every check.
+pub async fn run(store: Arc<dyn KeyStore>) {
+    tenants(&store).await;
+    users(&store).await;
+    keys(&store).await;
+    policies(&store).await;
+    authorizations(&store).await;
+    connect_secrets(&store).await;
+    use_counters(&store).await;
+    tokens(&store).await;
+    audit(&store).await;
+}
+
+/// A tenant with a user, a user key, a bunker key and a full-access policy.
+#[derive(Debug)]
+pub struct World {
+    pub tenant: Tenant,
+    pub user: User,
+    pub key: StoredKey,
+    pub bunker: StoredKey,
+    pub policy_id: PolicyId,
+}
+
+pub async fn world(store: &Arc<dyn KeyStore>) -> World {
+    let tenant = tenant();
+    store.create_tenant(&tenant).await.unwrap();
+    let user = user(tenant.id);
+    store.create_user(&user).await.unwrap();
+    let key = key(tenant.id, Some(user.id), KeyKind::User);
+    store.insert_key(&key).await.unwrap();
+    let bunker = super::fixtures::key(tenant.id, Some(user.id), KeyKind::Bunker);
+    store.insert_key(&bunker).await.unwrap();
+    let p = policy(tenant.id, vec![Permission::FullAccess]);
+    store.insert_policy(&p).await.unwrap();
+    World {
+        tenant,
+        user,
+        key,
+        bunker,
+        policy_id: p.id,
+    }
+}
+
+impl World {
+    /// Inserts a new bunker key and an authorization on the world's key.
+    pub async fn authorization(&self, store: &Arc<dyn KeyStore>, secret: Option<SecretDigest>) -> Authorization {
+        let bunker = key(self.tenant.id, Some(self.user.id), KeyKind::Bunker);
+        store.insert_key(&bunker).await.unwrap();
+        let a = authorization(self.tenant.id, self.user.id, self.key.id, &bunker, self.policy_id, secret);
+        store.insert_authorization(&a).await.unwrap();
+        a
+    }
+}
+
+fn assert_not_found<T: std::fmt::Debug>(r: crate::Result<T>, ctx: &str) {
+    assert!(matches!(r, Err(Error::NotFound { .. })), "{ctx}: expected NotFound, got {r:?}");
+}
+
+fn assert_exists<T: std::fmt::Debug>(r: crate::Result<T>, ctx: &str) {
+    assert!(matches!(r, Err(Error::AlreadyExists { .. })), "{ctx}: expected AlreadyExists, got {r:?}");
+}
+
+pub async fn tenants(store: &Arc<dyn KeyStore>) {
+    let t = tenant();
+    store.create_tenant(&t).await.unwrap();
+    assert_eq!(store.get_tenant(t.id).await.unwrap(), t, "tenant round trip");
+    let mut same_name = tenant();
+    same_name.name = t.name.clone();
+    assert_exists(store.create_tenant(&same_name).await, "duplicate tenant name");
+    assert_exists(store.create_tenant(&t).await, "duplicate tenant id");
+    assert_not_found(store.get_tenant(TenantId::random()).await, "missing tenant");
+}
+
+pub async fn users(store: &Arc<dyn KeyStore>) {
+    let t = tenant();
+    store.create_tenant(&t).await.unwrap();
+    let u = user(t.id);
+    store.create_user(&u).await.unwrap();
+    assert_eq!(store.get_user(u.id).await.unwrap(), u, "user round trip");
+    assert_eq!(store.find_user(t.id, &u.username).await.unwrap(), u, "find by username");
+
+    let mut dup = user(t.id);
+    dup.username = u.username.clone();
+    assert_exists(store.create_user(&dup).await, "duplicate username in tenant");
+
+    let other = tenant();
+    store.create_tenant(&other).await.unwrap();
+    let mut elsewhere = user(other.id);
+    elsewhere.username = u.username.clone();
+    store.create_user(&elsewhere).await.unwrap();
+    assert_eq!(
+        store.find_user(other.id, &u.username).await.unwrap().id,
+        elsewhere.id,
+        "usernames are scoped by tenant"
+    );
+
+    let mut no_password = user(t.id);
+    no_password.password_hash = None;
+    store.create_user(&no_password).await.unwrap();
+    assert_eq!(store.get_user(no_password.id).await.unwrap(), no_password);
+
+    assert_not_found(store.get_user(UserId::random()).await, "missing user");
+    let nobody = Username::parse(&format!("nobody-{}", suffix())).unwrap();
+    assert_not_found(store.find_user(t.id, &nobody).await, "missing username");
+    let orphan = user(TenantId::random());
+    assert_not_found(store.create_user(&orphan).await, "user of a missing tenant");
+}
+
+pub async fn keys(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    assert_eq!(store.get_key(w.key.id).await.unwrap(), w.key, "key row round trip, envelope included");
+    assert_exists(store.insert_key(&w.key).await, "duplicate key id");
+    assert_not_found(store.get_key(KeyId::random()).await, "missing key");
+
+    let ownerless = key(w.tenant.id, None, KeyKind::User);
+    store.insert_key(&ownerless).await.unwrap();
+    let all: BTreeSet<KeyId> = store.list_keys(w.tenant.id, None).await.unwrap().iter().map(|k| k.id).collect();
+    assert_eq!(all, [w.key.id, w.bunker.id, ownerless.id].into(), "list by tenant");
+    let mine: BTreeSet<KeyId> = store
+        .list_keys(w.tenant.id, Some(w.user.id))
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(mine, [w.key.id, w.bunker.id].into(), "list by owner");
+    assert!(store.list_keys(TenantId::random(), None).await.unwrap().is_empty());
+}
+
+pub async fn policies(store: &Arc<dyn KeyStore>) {
+    let t = tenant();
+    store.create_tenant(&t).await.unwrap();
+    let every_kind = vec![
+        Permission::AllowedKinds { kinds: [0, 1, 30023].into() },
+        Permission::ContentFilter {
+            deny_words: vec!["spam".into()],
+            deny_patterns: vec!["(?i)buy now".into()],
+        },
+        Permission::EncryptToSelf,
+        Permission::DecryptOnly,
+        Permission::Expiry { not_after: Timestamp::from(4_000_000_000) },
+        Permission::MaxUses { max: 10 },
+        Permission::RateLimit { per_minute: 60 },
+        Permission::FullAccess,
+    ];
+    let p = policy(t.id, every_kind);
+    store.insert_policy(&p).await.unwrap();
+    assert_eq!(store.get_policy(p.id).await.unwrap(), p, "policy round trip with every permission");
+    assert_exists(store.insert_policy(&p).await, "duplicate policy id");
+    assert_not_found(store.get_policy(PolicyId::random()).await, "missing policy");
+
+    let mut edit = p.clone();
+    edit.permissions = vec![Permission::DecryptOnly];
+    let updated = store.update_policy(&edit).await.unwrap();
+    assert_eq!(updated.version, p.version + 1, "update bumps the version");
+    assert_eq!(updated.permissions, vec![Permission::DecryptOnly]);
+    assert_eq!(store.get_policy(p.id).await.unwrap(), updated);
+    let stale = store.update_policy(&edit).await;
+    assert!(matches!(stale, Err(Error::Conflict(_))), "stale update must conflict, got {stale:?}");
+    assert_eq!(store.get_policy(p.id).await.unwrap(), updated, "a failed update changes nothing");
+}
+
+pub async fn authorizations(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let a = authorization(w.tenant.id, w.user.id, w.key.id, &w.bunker, w.policy_id, None);
+    store.insert_authorization(&a).await.unwrap();
+    assert_eq!(store.get_authorization(a.id).await.unwrap(), a, "authorization round trip");
+    assert_eq!(store.find_authorization_by_bunker(&a.bunker_pubkey).await.unwrap(), a, "lookup by bunker");
+    assert_not_found(store.get_authorization(AuthorizationId::random()).await, "missing authorization");
+    assert_not_found(store.find_authorization_by_bunker(&pubkey()).await, "unknown bunker");
+
+    let mut same_bunker = a.clone();
+    same_bunker.id = AuthorizationId::random();
+    assert_exists(store.insert_authorization(&same_bunker).await, "duplicate bunker pubkey");
+
+    let mut dangling = w.authorization(store, None).await;
+    dangling.id = AuthorizationId::random();
+    dangling.bunker_pubkey = pubkey();
+    dangling.policy_id = PolicyId::random();
+    assert_not_found(store.insert_authorization(&dangling).await, "authorization with a missing policy");
+
+    let expired = {
+        let bunker = key(w.tenant.id, Some(w.user.id), KeyKind::Bunker);
+        store.insert_key(&bunker).await.unwrap();
+        let mut e = authorization(w.tenant.id, w.user.id, w.key.id, &bunker, w.policy_id, None);
+        e.expires_at = Some(Timestamp::from(1_000));
+        store.insert_authorization(&e).await.unwrap();
+        e
+    };
+    let b = w.authorization(store, None).await;
+    let listed: Vec<AuthorizationId> = store
+        .list_authorizations(w.tenant.id, Some(w.user.id))
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    for id in [a.id, expired.id, b.id] {
+        assert!(listed.contains(&id), "list_authorizations misses {id}");
+    }
+
+    let revoked = store.revoke_authorization(b.id, Timestamp::from(1_800_000_000)).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(Timestamp::from(1_800_000_000)));
+    assert!(revoked.version > b.version, "revocation bumps the version");
+    let again = store.revoke_authorization(b.id, Timestamp::from(1_900_000_000)).await.unwrap();
+    assert_eq!(again.revoked_at, revoked.revoked_at, "revoking twice keeps the first time");
+    assert_eq!(store.get_authorization(b.id).await.unwrap(), again);
+    assert_not_found(
+        store.revoke_authorization(AuthorizationId::random(), Timestamp::now()).await,
+        "revoke missing",
+    );
+
+    let active: Vec<AuthorizationId> = store
+        .list_active_authorizations(Timestamp::now())
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    assert!(active.contains(&a.id), "active list misses a live authorization");
+    assert!(!active.contains(&b.id), "active list holds a revoked authorization");
+    assert!(!active.contains(&expired.id), "active list holds an expired authorization");
+
+    let client = pubkey();
+    let secret = BearerSecret::generate();
+    let c = w.authorization(store, Some(secret.digest())).await;
+    store.redeem_connect_secret(c.id, &secret.digest(), client).await.unwrap();
+    assert!(store.remove_client(c.id, &client).await.unwrap(), "logout of a connected client");
+    assert!(!store.remove_client(c.id, &client).await.unwrap(), "logout twice");
+    assert!(!store.get_authorization(c.id).await.unwrap().has_client(&client));
+}
+
+pub async fn connect_secrets(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let secret = BearerSecret::generate();
+    let a = w.authorization(store, Some(secret.digest())).await;
+    let client = pubkey();
+
+    let wrong = store.redeem_connect_secret(a.id, &BearerSecret::generate().digest(), client).await;
+    assert!(matches!(wrong, Err(Error::Conflict(_))), "wrong secret: {wrong:?}");
+    assert_eq!(store.get_authorization(a.id).await.unwrap(), a, "a failed redeem changes nothing");
+
+    let ok = store.redeem_connect_secret(a.id, &secret.digest(), client).await.unwrap();
+    assert!(ok.has_client(&client));
+    assert_eq!(ok.connect_secret, None, "the secret is single-use");
+    assert!(ok.version > a.version);
+
+    let again = store.redeem_connect_secret(a.id, &secret.digest(), client).await.unwrap();
+    assert_eq!(again.client_pubkeys, vec![client], "reconnect is idempotent");
+    let other = store.redeem_connect_secret(a.id, &secret.digest(), pubkey()).await;
+    assert!(matches!(other, Err(Error::Conflict(_))), "reuse by another client: {other:?}");
+
+    // Racing redeemers: exactly one wins.
+    let secret = BearerSecret::generate();
+    let b = w.authorization(store, Some(secret.digest())).await;
+    let digest = secret.digest();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.redeem_connect_secret(b.id, &digest, pubkey()).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1, "a connect secret must be redeemed exactly once under races");
+    assert_not_found(
+        store.redeem_connect_secret(AuthorizationId::random(), &digest, client).await,
+        "redeem on a missing authorization",
+    );
+}
+
+pub async fn use_counters(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let a = w.authorization(store, None).await;
+    for i in 0..3 {
+        assert!(store.try_consume_use(a.id, 3).await.unwrap(), "use {i} of 3");
+    }
+    assert!(!store.try_consume_use(a.id, 3).await.unwrap(), "the fourth use of 3");
+    assert_eq!(store.get_authorization(a.id).await.unwrap().uses, 3);
+
+    let b = w.authorization(store, None).await;
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.try_consume_use(b.id, 5).await.unwrap() })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        granted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(granted, 5, "max uses must hold under concurrent callers");
+    assert_not_found(store.try_consume_use(AuthorizationId::random(), 1).await, "uses of a missing authorization");
+}
+
+pub async fn tokens(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let a = w.authorization(store, None).await;
+    let token = ApiToken {
+        digest: BearerSecret::generate().digest(),
+        tenant_id: w.tenant.id,
+        authorization_id: a.id,
+        expires_at: Some(Timestamp::from(4_000_000_000)),
+        created_at: Timestamp::from(1_700_000_000),
+    };
+    store.insert_token(&token).await.unwrap();
+    assert_eq!(store.find_token(&token.digest).await.unwrap(), token, "token round trip");
+    assert_exists(store.insert_token(&token).await, "duplicate token digest");
+    assert_not_found(store.find_token(&BearerSecret::generate().digest()).await, "unknown token");
+    let mut dangling = token.clone();
+    dangling.digest = BearerSecret::generate().digest();
+    dangling.authorization_id = AuthorizationId::random();
+    assert_not_found(store.insert_token(&dangling).await, "token for a missing authorization");
+}
+
+pub async fn audit(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let a = w.authorization(store, None).await;
+    let record = |i: u64, auth: Option<AuthorizationId>, outcome: Outcome| AuditRecord {
+        at: Timestamp::from(1_700_000_000 + i),
+        tenant_id: w.tenant.id,
+        user_id: Some(w.user.id),
+        key_id: w.key.id,
+        authorization_id: auth,
+        method: Method::SignEvent,
+        event_kind: Some(1),
+        event_id: Some(EventId::all_zeros()),
+        outcome,
+    };
+    let batch = vec![
+        record(1, None, Outcome::Allowed),
+        record(2, Some(a.id), Outcome::Denied("event kind 4 is not allowed".into())),
+        record(3, Some(a.id), Outcome::Failed("invalid_ciphertext".into())),
+        record(4, Some(a.id), Outcome::NeedsApproval),
+    ];
+    store.append_audit(&batch).await.unwrap();
+    store.append_audit(&[]).await.unwrap();
+
+    let filter = AuditFilter {
+        tenant_id: w.tenant.id,
+        key_id: None,
+        authorization_id: None,
+        limit: 100,
+    };
+    let all = store.list_audit(&filter).await.unwrap();
+    let expected: Vec<AuditRecord> = batch.iter().rev().cloned().collect();
+    assert_eq!(all, expected, "audit round trip, newest first");
+
+    let by_auth = store
+        .list_audit(&AuditFilter {
+            authorization_id: Some(a.id),
+            limit: 2,
+            ..filter.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_auth, expected[..2].to_vec(), "filter by authorization with a limit");
+    let other_key = store
+        .list_audit(&AuditFilter {
+            key_id: Some(KeyId::random()),
+            ..filter.clone()
+        })
+        .await
+        .unwrap();
+    assert!(other_key.is_empty());
+    let other_tenant = store
+        .list_audit(&AuditFilter {
+            tenant_id: TenantId::random(),
+            ..filter
+        })
+        .await
+        .unwrap();
+    assert!(other_tenant.is_empty(), "audit is scoped by tenant");
+}
