@@ -41,6 +41,8 @@ pub mod authz;
 pub mod crypto;
 pub mod custody;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 pub mod memory;
 pub mod model;

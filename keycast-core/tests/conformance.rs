@@ -18,7 +18,8 @@ async fn insecure_test_key_manager() {
 #[tokio::test]
 async fn keyring_with_an_older_manager() {
     let old = Arc::new(InsecureTestKeyManager::new());
-    let ring = Arc::new(Keyring::new(Arc::new(InsecureTestKeyManager::new())).with_older(old.clone()));
+    let ring =
+        Arc::new(Keyring::new(Arc::new(InsecureTestKeyManager::new())).with_older(old.clone()));
     testing::key_manager::run(ring.clone()).await;
 
     // Rows wrapped by the old manager still open, and rewrap moves them to the primary.
@@ -29,7 +30,10 @@ async fn keyring_with_an_older_manager() {
     let moved = ring.rewrap(&w, b"aad").await.expect("rewrap");
     assert_eq!(&moved.kek, ring.id());
     assert!(!ring.needs_rewrap(&moved.kek));
-    assert_eq!(*ring.unwrap(&moved, b"aad").await.expect("unwrap"), [5u8; 32]);
+    assert_eq!(
+        *ring.unwrap(&moved, b"aad").await.expect("unwrap"),
+        [5u8; 32]
+    );
 }
 
 #[tokio::test]

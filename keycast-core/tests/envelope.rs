@@ -15,7 +15,9 @@ fn binding() -> EnvelopeBinding {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
 }
 
 proptest! {
@@ -52,13 +54,18 @@ async fn opening_fails_for_every_kind_of_misuse() {
     let secret = Secret32::new([42u8; 32]);
     let env = envelope::seal(&km, &b, &secret).await.expect("seal");
     assert_eq!(env.format_version, FORMAT_VERSION);
-    assert_eq!(*envelope::open(&km, &b, &env).await.expect("open"), [42u8; 32]);
+    assert_eq!(
+        *envelope::open(&km, &b, &env).await.expect("open"),
+        [42u8; 32]
+    );
 
     let mut nonce = env.clone();
     nonce.nonce[0] ^= 1;
     let mut blob = env.clone();
     blob.wrapped_dek.blob[30] ^= 1;
-    let other_row = envelope::seal(&km, &binding(), &Secret32::new([1u8; 32])).await.expect("seal");
+    let other_row = envelope::seal(&km, &binding(), &Secret32::new([1u8; 32]))
+        .await
+        .expect("seal");
     let mut swapped_dek = env.clone();
     swapped_dek.wrapped_dek = other_row.wrapped_dek.clone();
     let mut version = env.clone();
@@ -68,15 +75,39 @@ async fn opening_fails_for_every_kind_of_misuse() {
         ("flipped nonce", b, &nonce),
         ("flipped wrapped DEK", b, &blob),
         ("DEK swapped from another row", b, &swapped_dek),
-        ("moved to another key id", EnvelopeBinding { key_id: KeyId::random(), ..b }, &env),
-        ("moved to another pubkey", EnvelopeBinding { pubkey: binding().pubkey, ..b }, &env),
-        ("moved to another tenant", EnvelopeBinding { tenant_id: TenantId::random(), ..b }, &env),
+        (
+            "moved to another key id",
+            EnvelopeBinding {
+                key_id: KeyId::random(),
+                ..b
+            },
+            &env,
+        ),
+        (
+            "moved to another pubkey",
+            EnvelopeBinding {
+                pubkey: binding().pubkey,
+                ..b
+            },
+            &env,
+        ),
+        (
+            "moved to another tenant",
+            EnvelopeBinding {
+                tenant_id: TenantId::random(),
+                ..b
+            },
+            &env,
+        ),
     ];
     for (name, binding, env) in cases {
         let r = envelope::open(&km, &binding, env).await;
         assert!(matches!(r, Err(Error::Envelope(_))), "{name}: {r:?}");
     }
-    assert_eq!(envelope::open(&km, &b, &version).await, Err(Error::UnsupportedFormat(2)));
+    assert_eq!(
+        envelope::open(&km, &b, &version).await,
+        Err(Error::UnsupportedFormat(2))
+    );
 
     // Another master key of the same provider: same provider name, different fingerprint.
     let other_kek = InsecureTestKeyManager::new();
@@ -85,19 +116,35 @@ async fn opening_fails_for_every_kind_of_misuse() {
     let mut relabelled = env.clone();
     relabelled.wrapped_dek.kek = other_kek.id().clone();
     let r = envelope::open(&other_kek, &b, &relabelled).await;
-    assert!(matches!(r, Err(Error::Envelope(_))), "wrong KEK, relabelled: {r:?}");
+    assert!(
+        matches!(r, Err(Error::Envelope(_))),
+        "wrong KEK, relabelled: {r:?}"
+    );
 
     let ring = Keyring::new(Arc::new(other_kek));
     let r = envelope::open(&ring, &b, &env).await;
-    assert!(matches!(r, Err(Error::NotFound { .. })), "keyring without the KEK: {r:?}");
+    assert!(
+        matches!(r, Err(Error::NotFound { .. })),
+        "keyring without the KEK: {r:?}"
+    );
 }
 
 #[test]
 fn envelope_debug_shows_metadata_only() {
     let env = rt()
-        .block_on(envelope::seal(&InsecureTestKeyManager::new(), &binding(), &Secret32::new([0xAB; 32])))
+        .block_on(envelope::seal(
+            &InsecureTestKeyManager::new(),
+            &binding(),
+            &Secret32::new([0xAB; 32]),
+        ))
         .expect("seal");
     let shown = format!("{env:?}");
-    assert!(shown.contains("format_version") && shown.contains("insecure-test"), "{shown}");
-    assert!(!shown.contains("ciphertext") && !shown.contains("blob"), "{shown}");
+    assert!(
+        shown.contains("format_version") && shown.contains("insecure-test"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("ciphertext") && !shown.contains("blob"),
+        "{shown}"
+    );
 }

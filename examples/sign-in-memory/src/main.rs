@@ -11,14 +11,21 @@ use keycast_core::*;
 #[tokio::main]
 async fn main() -> Result<()> {
     let store = Arc::new(MemoryKeyStore::new());
-    let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new())).build()?;
+    let custody =
+        Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new())).build()?;
 
     let tenant = Tenant::new(TenantName::parse("example")?);
     store.create_tenant(&tenant).await?;
     let user = User::new(tenant.id, Username::parse("alice")?, None);
     store.create_user(&user).await?;
     let key = custody
-        .create_key(tenant.id, Some(user.id), KeyKind::User, Label::parse("alice main")?, None)
+        .create_key(
+            tenant.id,
+            Some(user.id),
+            KeyKind::User,
+            Label::parse("alice main")?,
+            None,
+        )
         .await?;
     println!("stored key {} with pubkey {}", key.id, key.pubkey);
 
@@ -41,17 +48,31 @@ async fn main() -> Result<()> {
         .await?;
     let app = Caller::Authorization(auth.id);
 
-    let note = custody.sign_event(app, EventTemplate::new(Kind::TextNote, "hello from keycast")).await?;
+    let note = custody
+        .sign_event(
+            app,
+            EventTemplate::new(Kind::TextNote, "hello from keycast"),
+        )
+        .await?;
     note.verify().map_err(|e| Error::Internal(e.to_string()))?;
     println!("signed kind-1 event {}", note.id);
 
-    match custody.sign_event(app, EventTemplate::new(Kind::Metadata, "{}")).await {
+    match custody
+        .sign_event(app, EventTemplate::new(Kind::Metadata, "{}"))
+        .await
+    {
         Err(Error::Denied(reason)) => println!("kind 0 refused as expected: {reason}"),
-        other => return Err(Error::Internal(format!("expected a refusal, got {other:?}"))),
+        other => {
+            return Err(Error::Internal(format!(
+                "expected a refusal, got {other:?}"
+            )))
+        }
     }
 
     let peer: PublicKey = key.pubkey;
-    let ct = custody.nip44_encrypt(app, peer, "note to self".into()).await?;
+    let ct = custody
+        .nip44_encrypt(app, peer, "note to self".into())
+        .await?;
     println!("nip44 to self: {} bytes of ciphertext", ct.len());
     Ok(())
 }

@@ -51,9 +51,9 @@ impl PolicyAuthorizer {
         let Some(n) = NonZeroU32::new(per_minute) else {
             return false; // fails closed on a zero rate that slipped past validation
         };
-        let limiter = self
-            .limiters
-            .get_with((id, per_minute), || Arc::new(RateLimiter::direct(Quota::per_minute(n))));
+        let limiter = self.limiters.get_with((id, per_minute), || {
+            Arc::new(RateLimiter::direct(Quota::per_minute(n)))
+        });
         limiter.check().is_ok()
     }
 }
@@ -68,7 +68,9 @@ impl Authorizer for PolicyAuthorizer {
             return Ok(Decision::Deny("policy not available".into()));
         };
         if policy.id != auth.policy_id || policy.tenant_id != auth.tenant_id {
-            return Ok(Decision::Deny("policy does not belong to this authorization".into()));
+            return Ok(Decision::Deny(
+                "policy does not belong to this authorization".into(),
+            ));
         }
         let regex_for = |p: &str| self.regex_for(p);
         for perm in &policy.permissions {

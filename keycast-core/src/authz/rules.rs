@@ -29,7 +29,9 @@ pub fn evaluate(
 ) -> RuleVerdict {
     let method = req.method();
     match perm {
-        Permission::FullAccess | Permission::MaxUses { .. } | Permission::RateLimit { .. } => RuleVerdict::Allow,
+        Permission::FullAccess | Permission::MaxUses { .. } | Permission::RateLimit { .. } => {
+            RuleVerdict::Allow
+        }
         Permission::AllowedKinds { kinds } => match req {
             Request::SignEvent(t) if !kinds.contains(&t.kind.as_u16()) => {
                 deny(format!("event kind {} is not allowed", t.kind.as_u16()))
@@ -64,11 +66,15 @@ pub fn evaluate(
             RuleVerdict::Allow
         }
         Permission::EncryptToSelf => match req.peer() {
-            Some(peer) if *peer != ctx.key_pubkey => deny("encryption is only allowed to the key itself"),
+            Some(peer) if *peer != ctx.key_pubkey => {
+                deny("encryption is only allowed to the key itself")
+            }
             _ => RuleVerdict::Allow,
         },
         Permission::DecryptOnly => match method {
-            Method::GetPublicKey | Method::Nip44Decrypt | Method::Nip04Decrypt => RuleVerdict::Allow,
+            Method::GetPublicKey | Method::Nip44Decrypt | Method::Nip04Decrypt => {
+                RuleVerdict::Allow
+            }
             _ => deny(format!("{} is not allowed: decrypt only", method.as_str())),
         },
         Permission::Expiry { not_after } => {
@@ -78,7 +84,9 @@ pub fn evaluate(
                 RuleVerdict::Allow
             }
         }
-        Permission::Unrecognized { .. } => deny("policy has a permission this server does not understand"),
+        Permission::Unrecognized { .. } => {
+            deny("policy has a permission this server does not understand")
+        }
     }
 }
 

@@ -64,7 +64,10 @@ mod tests {
     fn blob_round_trip_and_tamper_detection() {
         let key = [7u8; 32];
         let blob = seal_blob(&key, b"aad", b"hello").expect("seal");
-        assert_eq!(open_blob(&key, b"aad", &blob).expect("open").as_slice(), b"hello");
+        assert_eq!(
+            open_blob(&key, b"aad", &blob).expect("open").as_slice(),
+            b"hello"
+        );
         assert!(open_blob(&key, b"other", &blob).is_err());
         assert!(open_blob(&[8u8; 32], b"aad", &blob).is_err());
         let mut flipped = blob.clone();

@@ -80,10 +80,15 @@ impl fmt::Debug for Envelope {
 /// Seals a 32-byte secret for the row described by `binding`.
 ///
 /// The KeyManager call is async; the AEAD is a single 32-byte block and cheap.
-pub async fn seal(km: &dyn KeyManager, binding: &EnvelopeBinding, secret: &Secret32) -> Result<Envelope> {
+pub async fn seal(
+    km: &dyn KeyManager,
+    binding: &EnvelopeBinding,
+    secret: &Secret32,
+) -> Result<Envelope> {
     let dek = random_secret32();
     let wrapped_dek = km.wrap(&dek, &binding.dek_aad()).await?;
-    let (nonce, ciphertext) = aead::seal(&dek, &binding.secret_aad(FORMAT_VERSION), secret.as_ref())?;
+    let (nonce, ciphertext) =
+        aead::seal(&dek, &binding.secret_aad(FORMAT_VERSION), secret.as_ref())?;
     Ok(Envelope {
         format_version: FORMAT_VERSION,
         wrapped_dek,
@@ -93,15 +98,28 @@ pub async fn seal(km: &dyn KeyManager, binding: &EnvelopeBinding, secret: &Secre
 }
 
 /// Unwraps the envelope's DEK. The I/O half of opening.
-pub async fn unwrap_dek(km: &dyn KeyManager, binding: &EnvelopeBinding, env: &Envelope) -> Result<Secret32> {
+pub async fn unwrap_dek(
+    km: &dyn KeyManager,
+    binding: &EnvelopeBinding,
+    env: &Envelope,
+) -> Result<Secret32> {
     check_version(env)?;
     km.unwrap(&env.wrapped_dek, &binding.dek_aad()).await
 }
 
 /// Opens the secret with an unwrapped DEK. The CPU half of opening; run it off the runtime.
-pub fn open_with_dek(dek: &Secret32, binding: &EnvelopeBinding, env: &Envelope) -> Result<Secret32> {
+pub fn open_with_dek(
+    dek: &Secret32,
+    binding: &EnvelopeBinding,
+    env: &Envelope,
+) -> Result<Secret32> {
     check_version(env)?;
-    let plain = aead::open(dek, &binding.secret_aad(env.format_version), &env.nonce, &env.ciphertext)?;
+    let plain = aead::open(
+        dek,
+        &binding.secret_aad(env.format_version),
+        &env.nonce,
+        &env.ciphertext,
+    )?;
     let bytes: [u8; 32] = plain
         .as_slice()
         .try_into()
@@ -110,7 +128,11 @@ pub fn open_with_dek(dek: &Secret32, binding: &EnvelopeBinding, env: &Envelope) 
 }
 
 /// Opens in one call (unwrap, then AEAD). For CLIs and tests; the engine splits the halves.
-pub async fn open(km: &dyn KeyManager, binding: &EnvelopeBinding, env: &Envelope) -> Result<Secret32> {
+pub async fn open(
+    km: &dyn KeyManager,
+    binding: &EnvelopeBinding,
+    env: &Envelope,
+) -> Result<Secret32> {
     let dek = unwrap_dek(km, binding, env).await?;
     open_with_dek(&dek, binding, env)
 }

@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(a.expose().len(), 64);
         assert_ne!(a.expose(), b.expose());
         assert!(!format!("{a:?}").contains(a.expose()));
-        assert_eq!(BearerSecret::from_presented(a.expose()).digest(), a.digest());
+        assert_eq!(
+            BearerSecret::from_presented(a.expose()).digest(),
+            a.digest()
+        );
         assert_ne!(a.digest(), b.digest());
     }
 }

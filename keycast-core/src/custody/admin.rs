@@ -47,7 +47,10 @@ impl Custody {
             .pool
             .run(move || {
                 let keys = secret.map_or_else(Keys::generate, Keys::new);
-                (Zeroizing::new(keys.secret_key().to_secret_bytes()), keys.public_key())
+                (
+                    Zeroizing::new(keys.secret_key().to_secret_bytes()),
+                    keys.public_key(),
+                )
             })
             .await?;
         let id = KeyId::random();
@@ -73,7 +76,10 @@ impl Custody {
 
     /// Creates an authorization with a fresh bunker key and a single-use connect secret.
     /// The secret is returned once, for the bunker:// URI; only its digest is stored.
-    pub async fn create_authorization(&self, new: NewAuthorization) -> Result<(Authorization, BearerSecret)> {
+    pub async fn create_authorization(
+        &self,
+        new: NewAuthorization,
+    ) -> Result<(Authorization, BearerSecret)> {
         let store = &self.inner.store;
         let key = store.get_key(new.key_id).await?;
         if key.tenant_id != new.tenant_id || key.kind != KeyKind::User {
@@ -84,7 +90,13 @@ impl Custody {
             return Err(Error::NotFound { what: "policy" });
         }
         let bunker = self
-            .create_key(new.tenant_id, Some(new.user_id), KeyKind::Bunker, new.label.clone(), None)
+            .create_key(
+                new.tenant_id,
+                Some(new.user_id),
+                KeyKind::Bunker,
+                new.label.clone(),
+                None,
+            )
             .await?;
         let secret = BearerSecret::generate();
         let auth = Authorization {
@@ -112,23 +124,27 @@ impl Custody {
     /// Revokes in the store, then drops this instance's cached copy so the next request
     /// sees the revocation.
     pub async fn revoke_authorization(&self, id: AuthorizationId) -> Result<Authorization> {
-        let revoked = self.inner.store.revoke_authorization(id, Timestamp::now()).await?;
-        self.invalidate_authorization(id).await;
+        let revoked = self
+            .inner
+            .store
+            .revoke_authorization(id, Timestamp::now())
+            .await?;
+        self.invalidate_authorization(id);
         Ok(revoked)
     }
 
     /// Forgets a cached authorization (after a change made elsewhere).
-    pub async fn invalidate_authorization(&self, id: AuthorizationId) {
-        self.inner.authorizations.invalidate(&id).await;
+    pub fn invalidate_authorization(&self, id: AuthorizationId) {
+        self.inner.authorizations.invalidate(&id);
     }
 
     /// Forgets a cached policy (after an update).
-    pub async fn invalidate_policy(&self, id: PolicyId) {
-        self.inner.policies.invalidate(&id).await;
+    pub fn invalidate_policy(&self, id: PolicyId) {
+        self.inner.policies.invalidate(&id);
     }
 
     /// Forgets a cached decrypted key.
-    pub async fn invalidate_key(&self, id: KeyId) {
-        self.inner.keys.invalidate(&id).await;
+    pub fn invalidate_key(&self, id: KeyId) {
+        self.inner.keys.invalidate(&id);
     }
 }

@@ -31,9 +31,14 @@ impl std::fmt::Debug for Pending {
 
 impl AuditSink {
     /// Spawns the writer on the current Tokio runtime.
-    pub(crate) fn spawn(store: Arc<dyn KeyStore>, capacity: usize, batch_max: usize) -> Result<Self> {
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::Internal("the custody engine must be built inside a Tokio runtime".into()))?;
+    pub(crate) fn spawn(
+        store: Arc<dyn KeyStore>,
+        capacity: usize,
+        batch_max: usize,
+    ) -> Result<Self> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Internal("the custody engine must be built inside a Tokio runtime".into())
+        })?;
         let (tx, rx) = async_channel::bounded::<Pending>(capacity.max(1));
         handle.spawn(write_batches(store, rx, batch_max.max(1)));
         Ok(Self { tx })
@@ -42,10 +47,14 @@ impl AuditSink {
     /// Records and waits until durable. A full queue is [`Error::Overloaded`].
     pub(crate) async fn record(&self, record: AuditRecord) -> Result<()> {
         let (done, rx) = oneshot::channel();
-        self.tx.try_send(Pending { record, done }).map_err(|e| match e {
-            async_channel::TrySendError::Full(_) => Error::Overloaded,
-            async_channel::TrySendError::Closed(_) => Error::Internal("audit writer stopped".into()),
-        })?;
+        self.tx
+            .try_send(Pending { record, done })
+            .map_err(|e| match e {
+                async_channel::TrySendError::Full(_) => Error::Overloaded,
+                async_channel::TrySendError::Closed(_) => {
+                    Error::Internal("audit writer stopped".into())
+                }
+            })?;
         rx.await
             .map_err(|_| Error::Internal("audit writer dropped a record".into()))?
     }
@@ -55,24 +64,28 @@ impl AuditSink {
     }
 }
 
-async fn write_batches(store: Arc<dyn KeyStore>, rx: async_channel::Receiver<Pending>, batch_max: usize) {
-    let mut batch = Vec::with_capacity(batch_max);
+async fn write_batches(
+    store: Arc<dyn KeyStore>,
+    rx: async_channel::Receiver<Pending>,
+    batch_max: usize,
+) {
     let mut records = Vec::with_capacity(batch_max);
+    let mut waiting = Vec::with_capacity(batch_max);
     while let Ok(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < batch_max {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(Pending { record, done }) = next.take() {
+            records.push(record);
+            waiting.push(done);
+            if records.len() < batch_max {
+                next = rx.try_recv().ok();
             }
         }
-        records.extend(batch.iter().map(|p| p.record.clone()));
         let result = store.append_audit(&records).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, count = records.len(), "audit write failed; results withheld");
         }
-        for p in batch.drain(..) {
-            let _ = p.done.send(result.clone());
+        for done in waiting.drain(..) {
+            let _ = done.send(result.clone());
         }
         records.clear();
     }

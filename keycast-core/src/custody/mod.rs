@@ -2,15 +2,14 @@
 
 mod admin;
 mod audit_sink;
+mod cache;
 mod config;
 mod ops;
 mod pool;
 mod validate;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use moka::future::Cache;
 use nostr::{Event, Keys, PublicKey, Timestamp};
 
 pub use admin::NewAuthorization;
@@ -32,6 +31,7 @@ use crate::traits::key_manager::KeyManager;
 use crate::traits::key_store::KeyStore;
 use crate::traits::router::{LocalRouter, RequestRouter};
 use audit_sink::AuditSink;
+use cache::{Expiry, LoadingCache};
 use ops::ConvCache;
 
 /// Who is asking.
@@ -88,13 +88,11 @@ struct Inner {
     router: Arc<dyn RequestRouter>,
     cfg: CustodyConfig,
     pool: CryptoPool,
-    keys: Cache<KeyId, Arc<LoadedKey>>,
+    keys: LoadingCache<KeyId, Arc<LoadedKey>>,
     conversations: Option<ConvCache>,
-    authorizations: Cache<AuthorizationId, Arc<Authorization>>,
-    policies: Cache<PolicyId, Arc<Policy>>,
+    authorizations: LoadingCache<AuthorizationId, Arc<Authorization>>,
+    policies: LoadingCache<PolicyId, Arc<Policy>>,
     audit: AuditSink,
-    key_hits: AtomicU64,
-    key_misses: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -153,29 +151,30 @@ impl CustodyBuilder {
         });
         let inner = Inner {
             pool: CryptoPool::new(cfg.crypto_threads, cfg.crypto_queue_capacity)?,
-            audit: AuditSink::spawn(self.store.clone(), cfg.audit_queue_capacity, cfg.audit_batch_max)?,
-            keys: Cache::builder()
-                .max_capacity(cfg.key_cache_capacity)
-                .time_to_idle(cfg.key_cache_idle)
-                .build(),
+            audit: AuditSink::spawn(
+                self.store.clone(),
+                cfg.audit_queue_capacity,
+                cfg.audit_batch_max,
+            )?,
+            keys: LoadingCache::new(cfg.key_cache_capacity, Expiry::Idle(cfg.key_cache_idle)),
             conversations,
-            authorizations: Cache::builder()
-                .max_capacity(cfg.authorization_cache_capacity)
-                .time_to_live(cfg.authorization_cache_ttl)
-                .build(),
-            policies: Cache::builder()
-                .max_capacity(cfg.authorization_cache_capacity)
-                .time_to_live(cfg.authorization_cache_ttl)
-                .build(),
+            authorizations: LoadingCache::new(
+                cfg.authorization_cache_capacity,
+                Expiry::Live(cfg.authorization_cache_ttl),
+            ),
+            policies: LoadingCache::new(
+                cfg.authorization_cache_capacity,
+                Expiry::Live(cfg.authorization_cache_ttl),
+            ),
             store: self.store,
             key_manager: self.key_manager,
             authorizer,
             router: self.router.unwrap_or_else(|| Arc::new(LocalRouter)),
             cfg,
-            key_hits: AtomicU64::new(0),
-            key_misses: AtomicU64::new(0),
         };
-        Ok(Custody { inner: Arc::new(inner) })
+        Ok(Custody {
+            inner: Arc::new(inner),
+        })
     }
 }
 
@@ -210,8 +209,8 @@ impl Custody {
     pub fn stats(&self) -> CustodyStats {
         let i = &self.inner;
         CustodyStats {
-            key_cache_hits: i.key_hits.load(Ordering::Relaxed),
-            key_cache_misses: i.key_misses.load(Ordering::Relaxed),
+            key_cache_hits: i.keys.hits(),
+            key_cache_misses: i.keys.misses(),
             key_cache_size: i.keys.entry_count(),
             crypto_queue_len: i.pool.queue_len(),
             crypto_queue_capacity: i.pool.queue_capacity(),
@@ -237,23 +236,47 @@ impl Custody {
     }
 
     /// NIP-44 v2 encryption to `peer`.
-    pub async fn nip44_encrypt(&self, caller: Caller, peer: PublicKey, plaintext: String) -> Result<String> {
-        self.text(caller, Request::Nip44Encrypt { peer, plaintext }).await
+    pub async fn nip44_encrypt(
+        &self,
+        caller: Caller,
+        peer: PublicKey,
+        plaintext: String,
+    ) -> Result<String> {
+        self.text(caller, Request::Nip44Encrypt { peer, plaintext })
+            .await
     }
 
     /// NIP-44 decryption of a payload from `peer`.
-    pub async fn nip44_decrypt(&self, caller: Caller, peer: PublicKey, ciphertext: String) -> Result<String> {
-        self.text(caller, Request::Nip44Decrypt { peer, ciphertext }).await
+    pub async fn nip44_decrypt(
+        &self,
+        caller: Caller,
+        peer: PublicKey,
+        ciphertext: String,
+    ) -> Result<String> {
+        self.text(caller, Request::Nip44Decrypt { peer, ciphertext })
+            .await
     }
 
     /// NIP-04 encryption to `peer` (legacy).
-    pub async fn nip04_encrypt(&self, caller: Caller, peer: PublicKey, plaintext: String) -> Result<String> {
-        self.text(caller, Request::Nip04Encrypt { peer, plaintext }).await
+    pub async fn nip04_encrypt(
+        &self,
+        caller: Caller,
+        peer: PublicKey,
+        plaintext: String,
+    ) -> Result<String> {
+        self.text(caller, Request::Nip04Encrypt { peer, plaintext })
+            .await
     }
 
     /// NIP-04 decryption of a payload from `peer` (legacy).
-    pub async fn nip04_decrypt(&self, caller: Caller, peer: PublicKey, ciphertext: String) -> Result<String> {
-        self.text(caller, Request::Nip04Decrypt { peer, ciphertext }).await
+    pub async fn nip04_decrypt(
+        &self,
+        caller: Caller,
+        peer: PublicKey,
+        ciphertext: String,
+    ) -> Result<String> {
+        self.text(caller, Request::Nip04Decrypt { peer, ciphertext })
+            .await
     }
 
     async fn text(&self, caller: Caller, request: Request) -> Result<String> {
@@ -290,10 +313,15 @@ impl Custody {
             event_id: None,
             outcome: Outcome::Allowed,
         };
-        if let Err(refusal) = self.admit(&key, key_id, authorization.as_deref(), &request, now).await {
+        if let Err(refusal) = self
+            .admit(&key, key_id, authorization.as_deref(), &request, now)
+            .await
+        {
             record.outcome = match &refusal {
                 Error::NeedsApproval(_) => Outcome::NeedsApproval,
-                Error::Unavailable(_) | Error::Overloaded | Error::Internal(_) => Outcome::Failed(refusal.code().into()),
+                Error::Unavailable(_) | Error::Overloaded | Error::Internal(_) => {
+                    Outcome::Failed(refusal.code().into())
+                }
                 other => Outcome::Denied(other.to_string()),
             };
             self.inner.audit.record(record).await?;
@@ -329,10 +357,14 @@ impl Custody {
             Some(a) => {
                 a.check_active(now)?;
                 if a.tenant_id != key.tenant_id {
-                    return Err(Error::Denied("authorization and key belong to different tenants".into()));
+                    return Err(Error::Denied(
+                        "authorization and key belong to different tenants".into(),
+                    ));
                 }
                 if key.kind != KeyKind::User {
-                    return Err(Error::Denied("authorizations may only use user keys".into()));
+                    return Err(Error::Denied(
+                        "authorizations may only use user keys".into(),
+                    ));
                 }
                 match self.policy(a.policy_id).await {
                     Ok(p) => Some(p),
@@ -356,9 +388,15 @@ impl Custody {
         }
     }
 
-    async fn perform(&self, key_id: KeyId, key: &Arc<LoadedKey>, request: Request, now: Timestamp) -> Result<Response> {
+    async fn perform(
+        &self,
+        key_id: KeyId,
+        key: &Arc<LoadedKey>,
+        request: Request,
+        now: Timestamp,
+    ) -> Result<Response> {
         let k = key.clone();
-        let convs = self.inner.conversations.clone();
+        let convs = || self.inner.conversations.clone();
         let pool = &self.inner.pool;
         match request {
             Request::GetPublicKey => Ok(Response::PublicKey(key.keys.public_key())),
@@ -366,20 +404,24 @@ impl Custody {
                 .run(move || ops::sign(&k.keys, t, now))
                 .await?
                 .map(|e| Response::Event(Box::new(e))),
-            Request::Nip44Encrypt { peer, plaintext } => pool
-                .run(move || {
+            Request::Nip44Encrypt { peer, plaintext } => {
+                let convs = convs();
+                pool.run(move || {
                     let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
                     ops::nip44_encrypt(&ck, &plaintext)
                 })
                 .await?
-                .map(Response::Text),
-            Request::Nip44Decrypt { peer, ciphertext } => pool
-                .run(move || {
+                .map(Response::Text)
+            }
+            Request::Nip44Decrypt { peer, ciphertext } => {
+                let convs = convs();
+                pool.run(move || {
                     let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
                     ops::nip44_decrypt(&ck, &ciphertext)
                 })
                 .await?
-                .map(Response::Text),
+                .map(Response::Text)
+            }
             Request::Nip04Encrypt { peer, plaintext } => pool
                 .run(move || ops::nip04_encrypt(&k.keys, &peer, &plaintext))
                 .await?
@@ -393,23 +435,15 @@ impl Custody {
 
     /// The decrypted key: from cache, or loaded once for all concurrent callers.
     async fn signing_key(&self, id: KeyId) -> Result<Arc<LoadedKey>> {
-        let i = &self.inner;
-        if let Some(k) = i.keys.get(&id).await {
-            i.key_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(k);
-        }
-        i.key_misses.fetch_add(1, Ordering::Relaxed);
-        i.keys
-            .try_get_with(id, self.load_key(id))
-            .await
-            .map_err(|e| (*e).clone())
+        self.inner.keys.get_or_load(id, || self.load_key(id)).await
     }
 
     /// Cold load: one store read, one unwrap, AEAD open and pubkey check on the pool.
     async fn load_key(&self, id: KeyId) -> Result<Arc<LoadedKey>> {
         let row = self.inner.store.get_key(id).await?;
         let binding = row.binding();
-        let dek = envelope::unwrap_dek(self.inner.key_manager.as_ref(), &binding, &row.envelope).await?;
+        let dek =
+            envelope::unwrap_dek(self.inner.key_manager.as_ref(), &binding, &row.envelope).await?;
         let env = row.envelope;
         let keys = self
             .inner
@@ -428,18 +462,18 @@ impl Custody {
         let store = &self.inner.store;
         self.inner
             .authorizations
-            .try_get_with(id, async { store.get_authorization(id).await.map(Arc::new) })
+            .get_or_load(id, || async {
+                store.get_authorization(id).await.map(Arc::new)
+            })
             .await
-            .map_err(|e| (*e).clone())
     }
 
     async fn policy(&self, id: PolicyId) -> Result<Arc<Policy>> {
         let store = &self.inner.store;
         self.inner
             .policies
-            .try_get_with(id, async { store.get_policy(id).await.map(Arc::new) })
+            .get_or_load(id, || async { store.get_policy(id).await.map(Arc::new) })
             .await
-            .map_err(|e| (*e).clone())
     }
 }
 

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use nostr::nips::nip44::v2::{self, ConversationKey};
 use nostr::nips::{nip04, nip44};
-use nostr::secp256k1::SECP256K1;
-use nostr::{Event, Keys, PublicKey, SecretKey, Timestamp, UnsignedEvent};
+use nostr::secp256k1::{Message, SECP256K1};
+use nostr::{Event, EventId, Keys, PublicKey, SecretKey, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::crypto::envelope::{self, Envelope, EnvelopeBinding};
@@ -54,7 +54,9 @@ pub(crate) fn conversation_key(
 ) -> Result<Arc<ConvKey>> {
     match cache {
         Some(c) => c
-            .try_get_with((key_id, *peer), || ConvKey::derive(keys, peer).map(Arc::new))
+            .try_get_with((key_id, *peer), || {
+                ConvKey::derive(keys, peer).map(Arc::new)
+            })
             .map_err(|e| (*e).clone()),
         None => ConvKey::derive(keys, peer).map(Arc::new),
     }
@@ -73,18 +75,29 @@ pub(crate) fn open_key(dek: &Secret32, binding: &EnvelopeBinding, env: &Envelope
 }
 
 /// Signs a template with `keys`; the caller has already refused a foreign pubkey.
+///
+/// The id is the SHA-256 of the NIP-01 serialization `[0,pubkey,created_at,kind,tags,content]`,
+/// written straight from the fields with serde_json (byte-identical to the `nostr` crate's
+/// own computation, which builds an intermediate JSON value first).
 pub(crate) fn sign(keys: &Keys, t: EventTemplate, now: Timestamp) -> Result<Event> {
-    let unsigned = UnsignedEvent {
-        id: None,
-        pubkey: keys.public_key(),
-        created_at: t.created_at.unwrap_or(now),
-        kind: t.kind,
-        tags: t.tags,
-        content: t.content,
-    };
-    unsigned
-        .sign_with_ctx(SECP256K1, &mut rand::thread_rng(), keys)
-        .map_err(|e| Error::Internal(format!("signing failed: {e}")))
+    use nostr::hashes::{sha256, Hash};
+    let pubkey = keys.public_key();
+    let created_at = t.created_at.unwrap_or(now);
+    let mut canonical = Vec::with_capacity(160 + t.content.len());
+    serde_json::to_writer(
+        &mut canonical,
+        &(0u8, &pubkey, created_at, t.kind, &t.tags, &t.content),
+    )
+    .map_err(|e| Error::Internal(format!("cannot serialize event: {e}")))?;
+    let id = EventId::from_byte_array(sha256::Hash::hash(&canonical).to_byte_array());
+    let sig = keys.sign_schnorr_with_ctx(
+        SECP256K1,
+        &Message::from_digest(id.to_bytes()),
+        &mut rand::thread_rng(),
+    );
+    Ok(Event::new(
+        id, pubkey, created_at, t.kind, t.tags, t.content, sig,
+    ))
 }
 
 pub(crate) fn nip44_encrypt(ck: &ConvKey, plaintext: &str) -> Result<String> {
@@ -97,26 +110,36 @@ pub(crate) fn nip44_encrypt(ck: &ConvKey, plaintext: &str) -> Result<String> {
 pub(crate) fn nip44_decrypt(ck: &ConvKey, payload_b64: &str) -> Result<String> {
     use nostr::base64::Engine;
     if payload_b64.starts_with('#') {
-        return Err(Error::InvalidCiphertext("unsupported NIP-44 version".into()));
+        return Err(Error::InvalidCiphertext(
+            "unsupported NIP-44 version".into(),
+        ));
     }
     let payload = nostr::base64::engine::general_purpose::STANDARD
         .decode(payload_b64)
         .map_err(|_| Error::InvalidCiphertext("payload is not valid base64".into()))?;
     match payload.first() {
         Some(&v) if v == nip44::Version::V2.as_u8() => {}
-        Some(v) => return Err(Error::InvalidCiphertext(format!("unknown NIP-44 version {v}"))),
+        Some(v) => {
+            return Err(Error::InvalidCiphertext(format!(
+                "unknown NIP-44 version {v}"
+            )))
+        }
         None => return Err(Error::InvalidCiphertext("empty payload".into())),
     }
     let plain = Zeroizing::new(
-        v2::decrypt_to_bytes(&ck.get(), &payload).map_err(|e| Error::InvalidCiphertext(e.to_string()))?,
+        v2::decrypt_to_bytes(&ck.get(), &payload)
+            .map_err(|e| Error::InvalidCiphertext(e.to_string()))?,
     );
-    String::from_utf8(plain.to_vec()).map_err(|_| Error::InvalidCiphertext("plaintext is not UTF-8".into()))
+    String::from_utf8(plain.to_vec())
+        .map_err(|_| Error::InvalidCiphertext("plaintext is not UTF-8".into()))
 }
 
 pub(crate) fn nip04_encrypt(keys: &Keys, peer: &PublicKey, plaintext: &str) -> Result<String> {
-    nip04::encrypt(keys.secret_key(), peer, plaintext).map_err(|e| Error::invalid("pubkey", e.to_string()))
+    nip04::encrypt(keys.secret_key(), peer, plaintext)
+        .map_err(|e| Error::invalid("pubkey", e.to_string()))
 }
 
 pub(crate) fn nip04_decrypt(keys: &Keys, peer: &PublicKey, payload: &str) -> Result<String> {
-    nip04::decrypt(keys.secret_key(), peer, payload).map_err(|e| Error::InvalidCiphertext(e.to_string()))
+    nip04::decrypt(keys.secret_key(), peer, payload)
+        .map_err(|e| Error::InvalidCiphertext(e.to_string()))
 }

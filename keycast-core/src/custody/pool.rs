@@ -2,6 +2,12 @@
 //!
 //! Tokio's blocking pool has an unbounded queue; this one refuses work with
 //! [`Error::Overloaded`] when full, so overload is visible instead of piling up.
+//!
+//! Under load a worker takes up to [`BATCH`] jobs that are already waiting, runs them, and
+//! hands all their results to one dispatcher task on the runtime, which completes them
+//! there. One cross-thread wake per batch instead of one per job removes most thread
+//! switches, which otherwise cost about a seventh of the CPU per signature on a busy core.
+//! With no backlog a batch is one job, so idle latency is unchanged.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -9,7 +15,13 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// Most jobs a worker runs before it hands their results back.
+pub const BATCH: usize = 8;
+
+/// Hands one job's result back to its caller (wakes the waiting task).
+type Deliver = Box<dyn FnOnce() + Send + 'static>;
+/// Runs one job and returns how to deliver its result.
+type Job = Box<dyn FnOnce() -> Deliver + Send + 'static>;
 
 /// Fixed threads pulling jobs from a bounded MPMC queue. Threads exit when the pool is dropped.
 #[derive(Debug)]
@@ -17,17 +29,46 @@ pub struct CryptoPool {
     tx: async_channel::Sender<Job>,
 }
 
+/// Completes a batch of results on the runtime, where waking tasks is cheap.
+async fn dispatch(mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Deliver>>) {
+    while let Some(batch) = rx.recv().await {
+        for deliver in batch {
+            deliver();
+        }
+    }
+}
+
 impl CryptoPool {
     /// Starts `threads` workers (at least one) with room for `capacity` waiting jobs.
+    /// Must be called inside a Tokio runtime (the result dispatcher runs there).
     pub fn new(threads: usize, capacity: usize) -> Result<Self> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Internal("the custody engine must be built inside a Tokio runtime".into())
+        })?;
+        // Unbounded is safe: it never holds more batches than there are queued jobs.
+        let (results, results_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Deliver>>();
+        runtime.spawn(dispatch(results_rx));
         let (tx, rx) = async_channel::bounded::<Job>(capacity.max(1));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
+            let results = results.clone();
             std::thread::Builder::new()
                 .name(format!("keycast-crypto-{i}"))
                 .spawn(move || {
+                    let mut done: Vec<Deliver> = Vec::with_capacity(BATCH);
                     while let Ok(job) = rx.recv_blocking() {
-                        job();
+                        done.push(job());
+                        while done.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(job) => done.push(job()),
+                                Err(_) => break,
+                            }
+                        }
+                        let batch = std::mem::replace(&mut done, Vec::with_capacity(BATCH));
+                        if let Err(unsent) = results.send(batch) {
+                            // The runtime is gone; complete here so no caller hangs.
+                            unsent.0.into_iter().for_each(|deliver| deliver());
+                        }
                     }
                 })
                 .map_err(|e| Error::Internal(format!("cannot start crypto thread: {e}")))?;
@@ -46,7 +87,10 @@ impl CryptoPool {
     {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = done.send(catch_unwind(AssertUnwindSafe(f)));
+            let result = catch_unwind(AssertUnwindSafe(f));
+            Box::new(move || {
+                let _ = done.send(result);
+            })
         });
         self.tx.try_send(job).map_err(|e| match e {
             async_channel::TrySendError::Full(_) => Error::Overloaded,

@@ -17,7 +17,10 @@ pub(crate) fn check_limits(cfg: &CustodyConfig, req: &Request) -> Result<()> {
                 ));
             }
             if t.tags.len() > cfg.max_tags {
-                return Err(Error::invalid("event tags", format!("more than {} tags", cfg.max_tags)));
+                return Err(Error::invalid(
+                    "event tags",
+                    format!("more than {} tags", cfg.max_tags),
+                ));
             }
             Ok(())
         }
@@ -29,7 +32,9 @@ pub(crate) fn check_limits(cfg: &CustodyConfig, req: &Request) -> Result<()> {
         }
         Request::Nip44Decrypt { ciphertext, .. } => {
             if ciphertext.is_empty() || ciphertext.len() > NIP44_MAX_B64 {
-                return Err(Error::InvalidCiphertext("payload length out of range".into()));
+                return Err(Error::InvalidCiphertext(
+                    "payload length out of range".into(),
+                ));
             }
             Ok(())
         }
@@ -47,7 +52,9 @@ pub(crate) fn check_limits(cfg: &CustodyConfig, req: &Request) -> Result<()> {
                 return Err(Error::InvalidCiphertext("payload too large".into()));
             }
             if !ciphertext.contains("?iv=") {
-                return Err(Error::InvalidCiphertext("NIP-04 payload has no ?iv=".into()));
+                return Err(Error::InvalidCiphertext(
+                    "NIP-04 payload has no ?iv=".into(),
+                ));
             }
             Ok(())
         }

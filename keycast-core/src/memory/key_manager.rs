@@ -49,7 +49,10 @@ impl InsecureTestKeyManager {
     /// A manager with a given master key (to simulate a restart with the same key).
     pub fn from_key(key: Secret32) -> Self {
         let fingerprint = Sha256::digest(key.as_ref());
-        let key_id = fingerprint[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let key_id = fingerprint[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Self {
             key,
             id: KekRef {

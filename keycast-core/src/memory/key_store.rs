@@ -57,7 +57,10 @@ fn not_found<T>(what: &'static str) -> impl FnOnce() -> Result<T> {
     move || Err(Error::NotFound { what })
 }
 
-fn sorted_by_created<T: Clone>(items: impl Iterator<Item = T>, created: impl Fn(&T) -> Timestamp) -> Vec<T> {
+fn sorted_by_created<T: Clone>(
+    items: impl Iterator<Item = T>,
+    created: impl Fn(&T) -> Timestamp,
+) -> Vec<T> {
     let mut v: Vec<T> = items.collect();
     v.sort_by_key(|x| created(x));
     v
@@ -83,7 +86,11 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn get_tenant(&self, id: TenantId) -> Result<Tenant> {
-        self.lock().tenants.get(&id).cloned().map_or_else(not_found("tenant"), Ok)
+        self.lock()
+            .tenants
+            .get(&id)
+            .cloned()
+            .map_or_else(not_found("tenant"), Ok)
     }
 
     async fn create_user(&self, user: &User) -> Result<()> {
@@ -91,10 +98,9 @@ impl KeyStore for MemoryKeyStore {
         if !g.tenants.contains_key(&user.tenant_id) {
             return Err(Error::NotFound { what: "tenant" });
         }
-        let taken = g
-            .users
-            .values()
-            .any(|u| u.id == user.id || (u.tenant_id == user.tenant_id && u.username == user.username));
+        let taken = g.users.values().any(|u| {
+            u.id == user.id || (u.tenant_id == user.tenant_id && u.username == user.username)
+        });
         if taken {
             return Err(Error::AlreadyExists { what: "user" });
         }
@@ -103,7 +109,11 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn get_user(&self, id: UserId) -> Result<User> {
-        self.lock().users.get(&id).cloned().map_or_else(not_found("user"), Ok)
+        self.lock()
+            .users
+            .get(&id)
+            .cloned()
+            .map_or_else(not_found("user"), Ok)
     }
 
     async fn find_user(&self, tenant: TenantId, username: &Username) -> Result<User> {
@@ -128,7 +138,11 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn get_key(&self, id: KeyId) -> Result<StoredKey> {
-        self.lock().keys.get(&id).cloned().map_or_else(not_found("key"), Ok)
+        self.lock()
+            .keys
+            .get(&id)
+            .cloned()
+            .map_or_else(not_found("key"), Ok)
     }
 
     async fn list_keys(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<StoredKey>> {
@@ -154,12 +168,19 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn get_policy(&self, id: PolicyId) -> Result<Policy> {
-        self.lock().policies.get(&id).cloned().map_or_else(not_found("policy"), Ok)
+        self.lock()
+            .policies
+            .get(&id)
+            .cloned()
+            .map_or_else(not_found("policy"), Ok)
     }
 
     async fn update_policy(&self, policy: &Policy) -> Result<Policy> {
         let mut g = self.lock();
-        let stored = g.policies.get_mut(&policy.id).ok_or(Error::NotFound { what: "policy" })?;
+        let stored = g
+            .policies
+            .get_mut(&policy.id)
+            .ok_or(Error::NotFound { what: "policy" })?;
         if stored.version != policy.version || stored.tenant_id != policy.tenant_id {
             return Err(Error::Conflict("policy was changed concurrently".into()));
         }
@@ -211,7 +232,11 @@ impl KeyStore for MemoryKeyStore {
             .map_or_else(not_found("authorization"), Ok)
     }
 
-    async fn list_authorizations(&self, tenant: TenantId, user: Option<UserId>) -> Result<Vec<Authorization>> {
+    async fn list_authorizations(
+        &self,
+        tenant: TenantId,
+        user: Option<UserId>,
+    ) -> Result<Vec<Authorization>> {
         let g = self.lock();
         let it = g
             .authorizations
@@ -231,7 +256,11 @@ impl KeyStore for MemoryKeyStore {
         Ok(sorted_by_created(it, |a| a.created_at))
     }
 
-    async fn revoke_authorization(&self, id: AuthorizationId, at: Timestamp) -> Result<Authorization> {
+    async fn revoke_authorization(
+        &self,
+        id: AuthorizationId,
+        at: Timestamp,
+    ) -> Result<Authorization> {
         let mut g = self.lock();
         let a = g.authorization_mut(id)?;
         if a.revoked_at.is_none() {
@@ -253,7 +282,9 @@ impl KeyStore for MemoryKeyStore {
             return Ok(a.clone());
         }
         if a.connect_secret.as_ref() != Some(secret) {
-            return Err(Error::Conflict("connect secret is wrong or already used".into()));
+            return Err(Error::Conflict(
+                "connect secret is wrong or already used".into(),
+            ));
         }
         a.connect_secret = None;
         a.client_pubkeys.push(client);
@@ -298,7 +329,11 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn find_token(&self, digest: &SecretDigest) -> Result<ApiToken> {
-        self.lock().tokens.get(digest).cloned().map_or_else(not_found("token"), Ok)
+        self.lock()
+            .tokens
+            .get(digest)
+            .cloned()
+            .map_or_else(not_found("token"), Ok)
     }
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
@@ -314,7 +349,9 @@ impl KeyStore for MemoryKeyStore {
             .filter(|r| {
                 r.tenant_id == filter.tenant_id
                     && filter.key_id.is_none_or(|k| r.key_id == k)
-                    && filter.authorization_id.is_none_or(|a| r.authorization_id == Some(a))
+                    && filter
+                        .authorization_id
+                        .is_none_or(|a| r.authorization_id == Some(a))
             })
             .take(filter.limit as usize)
             .cloned()

@@ -44,7 +44,11 @@ pub struct User {
 
 impl User {
     /// A new user with a fresh id.
-    pub fn new(tenant_id: TenantId, username: Username, password_hash: Option<PasswordHash>) -> Self {
+    pub fn new(
+        tenant_id: TenantId,
+        username: Username,
+        password_hash: Option<PasswordHash>,
+    ) -> Self {
         Self {
             id: UserId::random(),
             tenant_id,

@@ -29,7 +29,10 @@ impl KeyKind {
         match s {
             "user" => Ok(KeyKind::User),
             "bunker" => Ok(KeyKind::Bunker),
-            _ => Err(crate::Error::invalid("key kind", "expected 'user' or 'bunker'")),
+            _ => Err(crate::Error::invalid(
+                "key kind",
+                "expected 'user' or 'bunker'",
+            )),
         }
     }
 }

@@ -19,7 +19,10 @@ impl TenantName {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
         if !ok {
-            return Err(Error::invalid("tenant name", "use 1-63 of a-z, 0-9, '.', '-'"));
+            return Err(Error::invalid(
+                "tenant name",
+                "use 1-63 of a-z, 0-9, '.', '-'",
+            ));
         }
         Ok(Self(s))
     }
@@ -39,7 +42,10 @@ impl Username {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
             });
         if !ok {
-            return Err(Error::invalid("username", "use 1-64 of a-z, 0-9, '.', '_', '-'"));
+            return Err(Error::invalid(
+                "username",
+                "use 1-64 of a-z, 0-9, '.', '_', '-'",
+            ));
         }
         Ok(Self(s))
     }
@@ -56,7 +62,10 @@ impl Label {
         let s = s.trim();
         let n = s.chars().count();
         if !(1..=100).contains(&n) || s.chars().any(char::is_control) {
-            return Err(Error::invalid("label", "use 1-100 characters, no control characters"));
+            return Err(Error::invalid(
+                "label",
+                "use 1-100 characters, no control characters",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -103,7 +112,10 @@ impl PasswordHash {
     /// Accepts a PHC string for argon2id (`$argon2id$...`).
     pub fn parse(s: &str) -> Result<Self> {
         if !s.starts_with("$argon2id$") || s.len() > 512 {
-            return Err(Error::invalid("password hash", "expected an argon2id PHC string"));
+            return Err(Error::invalid(
+                "password hash",
+                "expected an argon2id PHC string",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -125,7 +137,10 @@ mod tests {
 
     #[test]
     fn names_are_validated() {
-        assert_eq!(Username::parse(" Alice ").map(|u| u.to_string()), Ok("alice".into()));
+        assert_eq!(
+            Username::parse(" Alice ").map(|u| u.to_string()),
+            Ok("alice".into())
+        );
         for bad in ["", "a b", "ünï", &"x".repeat(65)] {
             assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
         }

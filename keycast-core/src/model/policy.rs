@@ -79,30 +79,44 @@ impl Permission {
     /// Decodes a stored permission without failing: anything unparseable becomes
     /// [`Permission::Unrecognized`], which denies.
     pub fn from_stored_json(json: &str) -> Self {
-        serde_json::from_str(json).unwrap_or_else(|_| Permission::Unrecognized { raw: json.to_owned() })
+        serde_json::from_str(json).unwrap_or_else(|_| Permission::Unrecognized {
+            raw: json.to_owned(),
+        })
     }
 
     /// Checks that the permission can be evaluated: non-empty kinds, compilable patterns,
     /// positive limits.
     pub fn validate(&self) -> Result<()> {
         match self {
-            Permission::AllowedKinds { kinds } if kinds.is_empty() => {
-                Err(Error::invalid("permission", "allowed_kinds needs at least one kind"))
-            }
-            Permission::ContentFilter { deny_words, deny_patterns } => {
+            Permission::AllowedKinds { kinds } if kinds.is_empty() => Err(Error::invalid(
+                "permission",
+                "allowed_kinds needs at least one kind",
+            )),
+            Permission::ContentFilter {
+                deny_words,
+                deny_patterns,
+            } => {
                 if deny_words.iter().any(|w| w.is_empty()) {
-                    return Err(Error::invalid("permission", "content_filter words must not be empty"));
+                    return Err(Error::invalid(
+                        "permission",
+                        "content_filter words must not be empty",
+                    ));
                 }
                 for p in deny_patterns {
                     compile_pattern(p)?;
                 }
                 Ok(())
             }
-            Permission::MaxUses { max: 0 } => Err(Error::invalid("permission", "max_uses must be positive")),
-            Permission::RateLimit { per_minute: 0 } => {
-                Err(Error::invalid("permission", "rate_limit per_minute must be positive"))
+            Permission::MaxUses { max: 0 } => {
+                Err(Error::invalid("permission", "max_uses must be positive"))
             }
-            Permission::Unrecognized { .. } => Err(Error::invalid("permission", "unrecognized permission")),
+            Permission::RateLimit { per_minute: 0 } => Err(Error::invalid(
+                "permission",
+                "rate_limit per_minute must be positive",
+            )),
+            Permission::Unrecognized { .. } => {
+                Err(Error::invalid("permission", "unrecognized permission"))
+            }
             _ => Ok(()),
         }
     }
@@ -111,7 +125,10 @@ impl Permission {
 /// Compiles a content-filter pattern with a size bound.
 pub fn compile_pattern(p: &str) -> Result<regex::Regex> {
     if p.len() > MAX_PATTERN_LEN {
-        return Err(Error::invalid("permission", "content_filter pattern too long"));
+        return Err(Error::invalid(
+            "permission",
+            "content_filter pattern too long",
+        ));
     }
     regex::RegexBuilder::new(p)
         .size_limit(1 << 20)
@@ -164,9 +181,14 @@ mod tests {
     fn stored_json_parses_or_fails_closed() {
         assert_eq!(
             Permission::from_stored_json(r#"{"type":"allowed_kinds","kinds":[1,7]}"#),
-            Permission::AllowedKinds { kinds: [1, 7].into() }
+            Permission::AllowedKinds {
+                kinds: [1, 7].into()
+            }
         );
-        assert_eq!(Permission::from_stored_json(r#"{"type":"full_access"}"#), Permission::FullAccess);
+        assert_eq!(
+            Permission::from_stored_json(r#"{"type":"full_access"}"#),
+            Permission::FullAccess
+        );
         for bad in [
             r#"{"type":"teleport"}"#,
             r#"{"type":"allowed_kinds","kinds":"all"}"#,
@@ -174,7 +196,10 @@ mod tests {
             "not json",
         ] {
             assert!(
-                matches!(Permission::from_stored_json(bad), Permission::Unrecognized { .. }),
+                matches!(
+                    Permission::from_stored_json(bad),
+                    Permission::Unrecognized { .. }
+                ),
                 "{bad} parsed"
             );
         }
@@ -186,9 +211,24 @@ mod tests {
         let name = Label::parse("p").expect("label");
         assert!(Policy::new(t, name.clone(), vec![]).is_err());
         assert!(Policy::new(t, name.clone(), vec![Permission::MaxUses { max: 0 }]).is_err());
-        assert!(Policy::new(t, name.clone(), vec![Permission::RateLimit { per_minute: 0 }]).is_err());
-        assert!(Policy::new(t, name.clone(), vec![Permission::AllowedKinds { kinds: BTreeSet::new() }]).is_err());
-        let bad_regex = Permission::ContentFilter { deny_words: vec![], deny_patterns: vec!["(".into()] };
+        assert!(Policy::new(
+            t,
+            name.clone(),
+            vec![Permission::RateLimit { per_minute: 0 }]
+        )
+        .is_err());
+        assert!(Policy::new(
+            t,
+            name.clone(),
+            vec![Permission::AllowedKinds {
+                kinds: BTreeSet::new()
+            }]
+        )
+        .is_err());
+        let bad_regex = Permission::ContentFilter {
+            deny_words: vec![],
+            deny_patterns: vec!["(".into()],
+        };
         assert!(Policy::new(t, name.clone(), vec![bad_regex]).is_err());
         assert!(Policy::new(t, name, vec![Permission::FullAccess]).is_ok());
     }

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 
 /// Parses a pubkey given as 64 hex characters or as `npub1…`.
 pub fn parse_pubkey(s: &str) -> Result<PublicKey> {
-    PublicKey::parse(s.trim()).map_err(|_| Error::invalid("pubkey", "expected 64 hex characters or npub1…"))
+    PublicKey::parse(s.trim())
+        .map_err(|_| Error::invalid("pubkey", "expected 64 hex characters or npub1…"))
 }
 
 /// An event to be signed. `pubkey` may be absent (it is filled in) but never foreign.
@@ -55,8 +56,8 @@ impl EventTemplate {
     /// Parses the JSON a NIP-46 or HTTP client sends. `id` and `sig`, if present, are ignored:
     /// the id is recomputed from the signed fields.
     pub fn from_json(json: &str) -> Result<Self> {
-        let raw: RawTemplate =
-            serde_json::from_str(json).map_err(|e| Error::invalid("event template", e.to_string()))?;
+        let raw: RawTemplate = serde_json::from_str(json)
+            .map_err(|e| Error::invalid("event template", e.to_string()))?;
         let pubkey = match raw.pubkey.as_deref() {
             None | Some("") => None,
             Some(p) => Some(parse_pubkey(p)?),
@@ -198,7 +199,9 @@ impl Request {
     pub fn outgoing_text(&self) -> Option<&str> {
         match self {
             Request::SignEvent(t) => Some(&t.content),
-            Request::Nip44Encrypt { plaintext, .. } | Request::Nip04Encrypt { plaintext, .. } => Some(plaintext),
+            Request::Nip44Encrypt { plaintext, .. } | Request::Nip04Encrypt { plaintext, .. } => {
+                Some(plaintext)
+            }
             _ => None,
         }
     }
@@ -232,8 +235,10 @@ mod tests {
 
     #[test]
     fn template_parsing_rejects_bad_input() {
-        let ok = EventTemplate::from_json(r#"{"kind":1,"content":"hi","tags":[["t","x"]],"created_at":5}"#)
-            .expect("valid template");
+        let ok = EventTemplate::from_json(
+            r#"{"kind":1,"content":"hi","tags":[["t","x"]],"created_at":5}"#,
+        )
+        .expect("valid template");
         assert_eq!(ok.created_at, Some(Timestamp::from(5)));
         assert_eq!(ok.pubkey, None);
         for bad in [
@@ -247,7 +252,10 @@ mod tests {
             r#"{"kind":1,"content":"","created_at":-1}"#,
         ] {
             assert!(
-                matches!(EventTemplate::from_json(bad), Err(Error::InvalidInput { .. })),
+                matches!(
+                    EventTemplate::from_json(bad),
+                    Err(Error::InvalidInput { .. })
+                ),
                 "{bad} accepted"
             );
         }

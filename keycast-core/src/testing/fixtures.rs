@@ -23,7 +23,11 @@ pub fn tenant() -> Tenant {
 
 pub fn user(tenant: TenantId) -> User {
     let hash = PasswordHash::parse("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").unwrap();
-    User::new(tenant, Username::parse(&format!("u-{}", suffix())).unwrap(), Some(hash))
+    User::new(
+        tenant,
+        Username::parse(&format!("u-{}", suffix())).unwrap(),
+        Some(hash),
+    )
 }
 
 pub fn label(s: &str) -> Label {

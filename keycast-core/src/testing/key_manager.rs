@@ -24,7 +24,11 @@ pub async fn round_trip(km: &Arc<dyn KeyManager>) {
     let w = km.wrap(&dek, b"keycast/v1/dek suite").await.unwrap();
     assert_eq!(&w.kek, km.id(), "a wrap names the current KEK");
     assert!(km.can_unwrap(&w.kek));
-    assert_ne!(w.blob.as_slice(), dek.as_slice(), "the blob must not be the DEK");
+    assert_ne!(
+        w.blob.as_slice(),
+        dek.as_slice(),
+        "the blob must not be the DEK"
+    );
     let back = km.unwrap(&w, b"keycast/v1/dek suite").await.unwrap();
     assert_eq!(*back, *dek, "unwrap(wrap(dek)) == dek");
     let w2 = km.wrap(&dek, b"keycast/v1/dek suite").await.unwrap();
@@ -44,12 +48,24 @@ pub async fn tampering_is_detected(km: &Arc<dyn KeyManager>) {
     for i in [0, w.blob.len() / 2, w.blob.len() - 1] {
         let mut bad = w.clone();
         bad.blob[i] ^= 0x01;
-        assert!(km.unwrap(&bad, b"aad").await.is_err(), "flipped bit {i} accepted");
+        assert!(
+            km.unwrap(&bad, b"aad").await.is_err(),
+            "flipped bit {i} accepted"
+        );
     }
-    let short = Wrapped { blob: w.blob[..4].to_vec(), ..w.clone() };
-    assert!(km.unwrap(&short, b"aad").await.is_err(), "truncated blob accepted");
+    let short = Wrapped {
+        blob: w.blob[..4].to_vec(),
+        ..w.clone()
+    };
+    assert!(
+        km.unwrap(&short, b"aad").await.is_err(),
+        "truncated blob accepted"
+    );
     let empty = Wrapped { blob: vec![], ..w };
-    assert!(km.unwrap(&empty, b"aad").await.is_err(), "empty blob accepted");
+    assert!(
+        km.unwrap(&empty, b"aad").await.is_err(),
+        "empty blob accepted"
+    );
 }
 
 pub async fn foreign_kek_is_refused(km: &Arc<dyn KeyManager>) {
@@ -69,8 +85,15 @@ pub async fn rewrap_keeps_the_dek(km: &Arc<dyn KeyManager>) {
     let w = km.wrap(&dek, b"aad").await.unwrap();
     let r = km.rewrap(&w, b"aad").await.unwrap();
     assert_eq!(&r.kek, km.id());
-    assert_eq!(*km.unwrap(&r, b"aad").await.unwrap(), *dek, "rewrap keeps the DEK");
-    assert!(km.rewrap(&w, b"other").await.is_err(), "rewrap checks the AAD");
+    assert_eq!(
+        *km.unwrap(&r, b"aad").await.unwrap(),
+        *dek,
+        "rewrap keeps the DEK"
+    );
+    assert!(
+        km.rewrap(&w, b"other").await.is_err(),
+        "rewrap checks the AAD"
+    );
 }
 
 pub async fn envelopes_open(km: &Arc<dyn KeyManager>) {
@@ -80,13 +103,21 @@ pub async fn envelopes_open(km: &Arc<dyn KeyManager>) {
         pubkey: super::fixtures::pubkey(),
         tenant_id: TenantId::random(),
     };
-    let env = envelope::seal(km.as_ref(), &binding, &secret).await.unwrap();
-    assert_eq!(*envelope::open(km.as_ref(), &binding, &env).await.unwrap(), *secret);
+    let env = envelope::seal(km.as_ref(), &binding, &secret)
+        .await
+        .unwrap();
+    assert_eq!(
+        *envelope::open(km.as_ref(), &binding, &env).await.unwrap(),
+        *secret
+    );
     let moved = EnvelopeBinding {
         key_id: KeyId::random(),
         ..binding
     };
-    assert!(envelope::open(km.as_ref(), &moved, &env).await.is_err(), "envelope moved to another row");
+    assert!(
+        envelope::open(km.as_ref(), &moved, &env).await.is_err(),
+        "envelope moved to another row"
+    );
 }
 
 pub async fn concurrent_calls(km: &Arc<dyn KeyManager>) {

@@ -64,30 +64,54 @@ pub async fn world(store: &Arc<dyn KeyStore>) -> World {
 
 impl World {
     /// Inserts a new bunker key and an authorization on the world's key.
-    pub async fn authorization(&self, store: &Arc<dyn KeyStore>, secret: Option<SecretDigest>) -> Authorization {
+    pub async fn authorization(
+        &self,
+        store: &Arc<dyn KeyStore>,
+        secret: Option<SecretDigest>,
+    ) -> Authorization {
         let bunker = key(self.tenant.id, Some(self.user.id), KeyKind::Bunker);
         store.insert_key(&bunker).await.unwrap();
-        let a = authorization(self.tenant.id, self.user.id, self.key.id, &bunker, self.policy_id, secret);
+        let a = authorization(
+            self.tenant.id,
+            self.user.id,
+            self.key.id,
+            &bunker,
+            self.policy_id,
+            secret,
+        );
         store.insert_authorization(&a).await.unwrap();
         a
     }
 }
 
 fn assert_not_found<T: std::fmt::Debug>(r: crate::Result<T>, ctx: &str) {
-    assert!(matches!(r, Err(Error::NotFound { .. })), "{ctx}: expected NotFound, got {r:?}");
+    assert!(
+        matches!(r, Err(Error::NotFound { .. })),
+        "{ctx}: expected NotFound, got {r:?}"
+    );
 }
 
 fn assert_exists<T: std::fmt::Debug>(r: crate::Result<T>, ctx: &str) {
-    assert!(matches!(r, Err(Error::AlreadyExists { .. })), "{ctx}: expected AlreadyExists, got {r:?}");
+    assert!(
+        matches!(r, Err(Error::AlreadyExists { .. })),
+        "{ctx}: expected AlreadyExists, got {r:?}"
+    );
 }
 
 pub async fn tenants(store: &Arc<dyn KeyStore>) {
     let t = tenant();
     store.create_tenant(&t).await.unwrap();
-    assert_eq!(store.get_tenant(t.id).await.unwrap(), t, "tenant round trip");
+    assert_eq!(
+        store.get_tenant(t.id).await.unwrap(),
+        t,
+        "tenant round trip"
+    );
     let mut same_name = tenant();
     same_name.name = t.name.clone();
-    assert_exists(store.create_tenant(&same_name).await, "duplicate tenant name");
+    assert_exists(
+        store.create_tenant(&same_name).await,
+        "duplicate tenant name",
+    );
     assert_exists(store.create_tenant(&t).await, "duplicate tenant id");
     assert_not_found(store.get_tenant(TenantId::random()).await, "missing tenant");
 }
@@ -98,11 +122,18 @@ pub async fn users(store: &Arc<dyn KeyStore>) {
     let u = user(t.id);
     store.create_user(&u).await.unwrap();
     assert_eq!(store.get_user(u.id).await.unwrap(), u, "user round trip");
-    assert_eq!(store.find_user(t.id, &u.username).await.unwrap(), u, "find by username");
+    assert_eq!(
+        store.find_user(t.id, &u.username).await.unwrap(),
+        u,
+        "find by username"
+    );
 
     let mut dup = user(t.id);
     dup.username = u.username.clone();
-    assert_exists(store.create_user(&dup).await, "duplicate username in tenant");
+    assert_exists(
+        store.create_user(&dup).await,
+        "duplicate username in tenant",
+    );
 
     let other = tenant();
     store.create_tenant(&other).await.unwrap();
@@ -129,14 +160,28 @@ pub async fn users(store: &Arc<dyn KeyStore>) {
 
 pub async fn keys(store: &Arc<dyn KeyStore>) {
     let w = world(store).await;
-    assert_eq!(store.get_key(w.key.id).await.unwrap(), w.key, "key row round trip, envelope included");
+    assert_eq!(
+        store.get_key(w.key.id).await.unwrap(),
+        w.key,
+        "key row round trip, envelope included"
+    );
     assert_exists(store.insert_key(&w.key).await, "duplicate key id");
     assert_not_found(store.get_key(KeyId::random()).await, "missing key");
 
     let ownerless = key(w.tenant.id, None, KeyKind::User);
     store.insert_key(&ownerless).await.unwrap();
-    let all: BTreeSet<KeyId> = store.list_keys(w.tenant.id, None).await.unwrap().iter().map(|k| k.id).collect();
-    assert_eq!(all, [w.key.id, w.bunker.id, ownerless.id].into(), "list by tenant");
+    let all: BTreeSet<KeyId> = store
+        .list_keys(w.tenant.id, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(
+        all,
+        [w.key.id, w.bunker.id, ownerless.id].into(),
+        "list by tenant"
+    );
     let mine: BTreeSet<KeyId> = store
         .list_keys(w.tenant.id, Some(w.user.id))
         .await
@@ -145,28 +190,40 @@ pub async fn keys(store: &Arc<dyn KeyStore>) {
         .map(|k| k.id)
         .collect();
     assert_eq!(mine, [w.key.id, w.bunker.id].into(), "list by owner");
-    assert!(store.list_keys(TenantId::random(), None).await.unwrap().is_empty());
+    assert!(store
+        .list_keys(TenantId::random(), None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn policies(store: &Arc<dyn KeyStore>) {
     let t = tenant();
     store.create_tenant(&t).await.unwrap();
     let every_kind = vec![
-        Permission::AllowedKinds { kinds: [0, 1, 30023].into() },
+        Permission::AllowedKinds {
+            kinds: [0, 1, 30023].into(),
+        },
         Permission::ContentFilter {
             deny_words: vec!["spam".into()],
             deny_patterns: vec!["(?i)buy now".into()],
         },
         Permission::EncryptToSelf,
         Permission::DecryptOnly,
-        Permission::Expiry { not_after: Timestamp::from(4_000_000_000) },
+        Permission::Expiry {
+            not_after: Timestamp::from(4_000_000_000),
+        },
         Permission::MaxUses { max: 10 },
         Permission::RateLimit { per_minute: 60 },
         Permission::FullAccess,
     ];
     let p = policy(t.id, every_kind);
     store.insert_policy(&p).await.unwrap();
-    assert_eq!(store.get_policy(p.id).await.unwrap(), p, "policy round trip with every permission");
+    assert_eq!(
+        store.get_policy(p.id).await.unwrap(),
+        p,
+        "policy round trip with every permission"
+    );
     assert_exists(store.insert_policy(&p).await, "duplicate policy id");
     assert_not_found(store.get_policy(PolicyId::random()).await, "missing policy");
 
@@ -177,28 +234,65 @@ pub async fn policies(store: &Arc<dyn KeyStore>) {
     assert_eq!(updated.permissions, vec![Permission::DecryptOnly]);
     assert_eq!(store.get_policy(p.id).await.unwrap(), updated);
     let stale = store.update_policy(&edit).await;
-    assert!(matches!(stale, Err(Error::Conflict(_))), "stale update must conflict, got {stale:?}");
-    assert_eq!(store.get_policy(p.id).await.unwrap(), updated, "a failed update changes nothing");
+    assert!(
+        matches!(stale, Err(Error::Conflict(_))),
+        "stale update must conflict, got {stale:?}"
+    );
+    assert_eq!(
+        store.get_policy(p.id).await.unwrap(),
+        updated,
+        "a failed update changes nothing"
+    );
 }
 
 pub async fn authorizations(store: &Arc<dyn KeyStore>) {
     let w = world(store).await;
-    let a = authorization(w.tenant.id, w.user.id, w.key.id, &w.bunker, w.policy_id, None);
+    let a = authorization(
+        w.tenant.id,
+        w.user.id,
+        w.key.id,
+        &w.bunker,
+        w.policy_id,
+        None,
+    );
     store.insert_authorization(&a).await.unwrap();
-    assert_eq!(store.get_authorization(a.id).await.unwrap(), a, "authorization round trip");
-    assert_eq!(store.find_authorization_by_bunker(&a.bunker_pubkey).await.unwrap(), a, "lookup by bunker");
-    assert_not_found(store.get_authorization(AuthorizationId::random()).await, "missing authorization");
-    assert_not_found(store.find_authorization_by_bunker(&pubkey()).await, "unknown bunker");
+    assert_eq!(
+        store.get_authorization(a.id).await.unwrap(),
+        a,
+        "authorization round trip"
+    );
+    assert_eq!(
+        store
+            .find_authorization_by_bunker(&a.bunker_pubkey)
+            .await
+            .unwrap(),
+        a,
+        "lookup by bunker"
+    );
+    assert_not_found(
+        store.get_authorization(AuthorizationId::random()).await,
+        "missing authorization",
+    );
+    assert_not_found(
+        store.find_authorization_by_bunker(&pubkey()).await,
+        "unknown bunker",
+    );
 
     let mut same_bunker = a.clone();
     same_bunker.id = AuthorizationId::random();
-    assert_exists(store.insert_authorization(&same_bunker).await, "duplicate bunker pubkey");
+    assert_exists(
+        store.insert_authorization(&same_bunker).await,
+        "duplicate bunker pubkey",
+    );
 
     let mut dangling = w.authorization(store, None).await;
     dangling.id = AuthorizationId::random();
     dangling.bunker_pubkey = pubkey();
     dangling.policy_id = PolicyId::random();
-    assert_not_found(store.insert_authorization(&dangling).await, "authorization with a missing policy");
+    assert_not_found(
+        store.insert_authorization(&dangling).await,
+        "authorization with a missing policy",
+    );
 
     let expired = {
         let bunker = key(w.tenant.id, Some(w.user.id), KeyKind::Bunker);
@@ -220,14 +314,25 @@ pub async fn authorizations(store: &Arc<dyn KeyStore>) {
         assert!(listed.contains(&id), "list_authorizations misses {id}");
     }
 
-    let revoked = store.revoke_authorization(b.id, Timestamp::from(1_800_000_000)).await.unwrap();
+    let revoked = store
+        .revoke_authorization(b.id, Timestamp::from(1_800_000_000))
+        .await
+        .unwrap();
     assert_eq!(revoked.revoked_at, Some(Timestamp::from(1_800_000_000)));
     assert!(revoked.version > b.version, "revocation bumps the version");
-    let again = store.revoke_authorization(b.id, Timestamp::from(1_900_000_000)).await.unwrap();
-    assert_eq!(again.revoked_at, revoked.revoked_at, "revoking twice keeps the first time");
+    let again = store
+        .revoke_authorization(b.id, Timestamp::from(1_900_000_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.revoked_at, revoked.revoked_at,
+        "revoking twice keeps the first time"
+    );
     assert_eq!(store.get_authorization(b.id).await.unwrap(), again);
     assert_not_found(
-        store.revoke_authorization(AuthorizationId::random(), Timestamp::now()).await,
+        store
+            .revoke_authorization(AuthorizationId::random(), Timestamp::now())
+            .await,
         "revoke missing",
     );
 
@@ -238,17 +343,39 @@ pub async fn authorizations(store: &Arc<dyn KeyStore>) {
         .iter()
         .map(|x| x.id)
         .collect();
-    assert!(active.contains(&a.id), "active list misses a live authorization");
-    assert!(!active.contains(&b.id), "active list holds a revoked authorization");
-    assert!(!active.contains(&expired.id), "active list holds an expired authorization");
+    assert!(
+        active.contains(&a.id),
+        "active list misses a live authorization"
+    );
+    assert!(
+        !active.contains(&b.id),
+        "active list holds a revoked authorization"
+    );
+    assert!(
+        !active.contains(&expired.id),
+        "active list holds an expired authorization"
+    );
 
     let client = pubkey();
     let secret = BearerSecret::generate();
     let c = w.authorization(store, Some(secret.digest())).await;
-    store.redeem_connect_secret(c.id, &secret.digest(), client).await.unwrap();
-    assert!(store.remove_client(c.id, &client).await.unwrap(), "logout of a connected client");
-    assert!(!store.remove_client(c.id, &client).await.unwrap(), "logout twice");
-    assert!(!store.get_authorization(c.id).await.unwrap().has_client(&client));
+    store
+        .redeem_connect_secret(c.id, &secret.digest(), client)
+        .await
+        .unwrap();
+    assert!(
+        store.remove_client(c.id, &client).await.unwrap(),
+        "logout of a connected client"
+    );
+    assert!(
+        !store.remove_client(c.id, &client).await.unwrap(),
+        "logout twice"
+    );
+    assert!(!store
+        .get_authorization(c.id)
+        .await
+        .unwrap()
+        .has_client(&client));
 }
 
 pub async fn connect_secrets(store: &Arc<dyn KeyStore>) {
@@ -257,19 +384,43 @@ pub async fn connect_secrets(store: &Arc<dyn KeyStore>) {
     let a = w.authorization(store, Some(secret.digest())).await;
     let client = pubkey();
 
-    let wrong = store.redeem_connect_secret(a.id, &BearerSecret::generate().digest(), client).await;
-    assert!(matches!(wrong, Err(Error::Conflict(_))), "wrong secret: {wrong:?}");
-    assert_eq!(store.get_authorization(a.id).await.unwrap(), a, "a failed redeem changes nothing");
+    let wrong = store
+        .redeem_connect_secret(a.id, &BearerSecret::generate().digest(), client)
+        .await;
+    assert!(
+        matches!(wrong, Err(Error::Conflict(_))),
+        "wrong secret: {wrong:?}"
+    );
+    assert_eq!(
+        store.get_authorization(a.id).await.unwrap(),
+        a,
+        "a failed redeem changes nothing"
+    );
 
-    let ok = store.redeem_connect_secret(a.id, &secret.digest(), client).await.unwrap();
+    let ok = store
+        .redeem_connect_secret(a.id, &secret.digest(), client)
+        .await
+        .unwrap();
     assert!(ok.has_client(&client));
     assert_eq!(ok.connect_secret, None, "the secret is single-use");
     assert!(ok.version > a.version);
 
-    let again = store.redeem_connect_secret(a.id, &secret.digest(), client).await.unwrap();
-    assert_eq!(again.client_pubkeys, vec![client], "reconnect is idempotent");
-    let other = store.redeem_connect_secret(a.id, &secret.digest(), pubkey()).await;
-    assert!(matches!(other, Err(Error::Conflict(_))), "reuse by another client: {other:?}");
+    let again = store
+        .redeem_connect_secret(a.id, &secret.digest(), client)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.client_pubkeys,
+        vec![client],
+        "reconnect is idempotent"
+    );
+    let other = store
+        .redeem_connect_secret(a.id, &secret.digest(), pubkey())
+        .await;
+    assert!(
+        matches!(other, Err(Error::Conflict(_))),
+        "reuse by another client: {other:?}"
+    );
 
     // Racing redeemers: exactly one wins.
     let secret = BearerSecret::generate();
@@ -287,9 +438,14 @@ pub async fn connect_secrets(store: &Arc<dyn KeyStore>) {
             wins += 1;
         }
     }
-    assert_eq!(wins, 1, "a connect secret must be redeemed exactly once under races");
+    assert_eq!(
+        wins, 1,
+        "a connect secret must be redeemed exactly once under races"
+    );
     assert_not_found(
-        store.redeem_connect_secret(AuthorizationId::random(), &digest, client).await,
+        store
+            .redeem_connect_secret(AuthorizationId::random(), &digest, client)
+            .await,
         "redeem on a missing authorization",
     );
 }
@@ -298,9 +454,15 @@ pub async fn use_counters(store: &Arc<dyn KeyStore>) {
     let w = world(store).await;
     let a = w.authorization(store, None).await;
     for i in 0..3 {
-        assert!(store.try_consume_use(a.id, 3).await.unwrap(), "use {i} of 3");
+        assert!(
+            store.try_consume_use(a.id, 3).await.unwrap(),
+            "use {i} of 3"
+        );
     }
-    assert!(!store.try_consume_use(a.id, 3).await.unwrap(), "the fourth use of 3");
+    assert!(
+        !store.try_consume_use(a.id, 3).await.unwrap(),
+        "the fourth use of 3"
+    );
     assert_eq!(store.get_authorization(a.id).await.unwrap().uses, 3);
 
     let b = w.authorization(store, None).await;
@@ -315,7 +477,10 @@ pub async fn use_counters(store: &Arc<dyn KeyStore>) {
         granted += usize::from(t.await.unwrap());
     }
     assert_eq!(granted, 5, "max uses must hold under concurrent callers");
-    assert_not_found(store.try_consume_use(AuthorizationId::random(), 1).await, "uses of a missing authorization");
+    assert_not_found(
+        store.try_consume_use(AuthorizationId::random(), 1).await,
+        "uses of a missing authorization",
+    );
 }
 
 pub async fn tokens(store: &Arc<dyn KeyStore>) {
@@ -329,13 +494,23 @@ pub async fn tokens(store: &Arc<dyn KeyStore>) {
         created_at: Timestamp::from(1_700_000_000),
     };
     store.insert_token(&token).await.unwrap();
-    assert_eq!(store.find_token(&token.digest).await.unwrap(), token, "token round trip");
+    assert_eq!(
+        store.find_token(&token.digest).await.unwrap(),
+        token,
+        "token round trip"
+    );
     assert_exists(store.insert_token(&token).await, "duplicate token digest");
-    assert_not_found(store.find_token(&BearerSecret::generate().digest()).await, "unknown token");
+    assert_not_found(
+        store.find_token(&BearerSecret::generate().digest()).await,
+        "unknown token",
+    );
     let mut dangling = token.clone();
     dangling.digest = BearerSecret::generate().digest();
     dangling.authorization_id = AuthorizationId::random();
-    assert_not_found(store.insert_token(&dangling).await, "token for a missing authorization");
+    assert_not_found(
+        store.insert_token(&dangling).await,
+        "token for a missing authorization",
+    );
 }
 
 pub async fn audit(store: &Arc<dyn KeyStore>) {
@@ -354,7 +529,11 @@ pub async fn audit(store: &Arc<dyn KeyStore>) {
     };
     let batch = vec![
         record(1, None, Outcome::Allowed),
-        record(2, Some(a.id), Outcome::Denied("event kind 4 is not allowed".into())),
+        record(
+            2,
+            Some(a.id),
+            Outcome::Denied("event kind 4 is not allowed".into()),
+        ),
         record(3, Some(a.id), Outcome::Failed("invalid_ciphertext".into())),
         record(4, Some(a.id), Outcome::NeedsApproval),
     ];
@@ -379,7 +558,11 @@ pub async fn audit(store: &Arc<dyn KeyStore>) {
         })
         .await
         .unwrap();
-    assert_eq!(by_auth, expected[..2].to_vec(), "filter by authorization with a limit");
+    assert_eq!(
+        by_auth,
+        expected[..2].to_vec(),
+        "filter by authorization with a limit"
+    );
     let other_key = store
         .list_audit(&AuditFilter {
             key_id: Some(KeyId::random()),

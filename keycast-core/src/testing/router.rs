@@ -14,7 +14,11 @@ pub fn stable_and_total(router: &Arc<dyn RequestRouter>) {
         let key = RoutingKey(super::fixtures::pubkey());
         let first = router.route(&key);
         for _ in 0..3 {
-            assert_eq!(router.route(&key), first, "routing must be stable for a fixed membership");
+            assert_eq!(
+                router.route(&key),
+                first,
+                "routing must be stable for a fixed membership"
+            );
         }
         if let Route::Remote(node) = &first {
             assert!(!node.0.is_empty(), "a remote route names its node");

@@ -67,11 +67,19 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     /// Finds the authorization whose bunker key is `bunker` (the NIP-46 lookup).
     async fn find_authorization_by_bunker(&self, bunker: &PublicKey) -> Result<Authorization>;
     /// Lists a tenant's authorizations, optionally of one user, oldest first.
-    async fn list_authorizations(&self, tenant: TenantId, user: Option<UserId>) -> Result<Vec<Authorization>>;
+    async fn list_authorizations(
+        &self,
+        tenant: TenantId,
+        user: Option<UserId>,
+    ) -> Result<Vec<Authorization>>;
     /// Every authorization that is neither revoked nor expired at `now` (for NIP-46 subscriptions).
     async fn list_active_authorizations(&self, now: Timestamp) -> Result<Vec<Authorization>>;
     /// Marks revoked at `at` and bumps the version. Revoking twice keeps the first time.
-    async fn revoke_authorization(&self, id: AuthorizationId, at: Timestamp) -> Result<Authorization>;
+    async fn revoke_authorization(
+        &self,
+        id: AuthorizationId,
+        at: Timestamp,
+    ) -> Result<Authorization>;
     /// Connects `client`. If `client` is already connected this succeeds and changes nothing
     /// (reconnects are idempotent). Otherwise `secret` must match the unredeemed connect
     /// secret, which is then cleared (single use); a mismatch or used secret is
