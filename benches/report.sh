@@ -28,4 +28,10 @@ for group, names in rows.items():
     for n in names:
         r = rate(group, n)
         print(f"| {group} | {n} | {r:,.0f} | {r / base:.2f} |")
+single = rate("one_core", "sign_event_warm_64_callers")
+print()
+print("| two-core scaling | ratio to one_core/sign_event_warm_64_callers |")
+print("|---|---:|")
+for n in rows["two_cores"]:
+    print(f"| {n} | {rate('two_cores', n) / single:.2f} |")
 PY
