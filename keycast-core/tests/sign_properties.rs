@@ -8,7 +8,10 @@ use keycast_core::*;
 use proptest::prelude::*;
 
 fn engine() -> (tokio::runtime::Runtime, Custody, KeyId) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (custody, key) = rt.block_on(async {
         let store = Arc::new(MemoryKeyStore::new());
         let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
@@ -17,7 +20,13 @@ fn engine() -> (tokio::runtime::Runtime, Custody, KeyId) {
         let tenant = Tenant::new(TenantName::parse("props").expect("name"));
         store.create_tenant(&tenant).await.expect("tenant");
         let key = custody
-            .create_key(tenant.id, None, KeyKind::User, Label::parse("k").expect("label"), None)
+            .create_key(
+                tenant.id,
+                None,
+                KeyKind::User,
+                Label::parse("k").expect("label"),
+                None,
+            )
             .await
             .expect("key");
         (custody, key.id)
