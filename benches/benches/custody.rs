@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use keycast_core::nostr::secp256k1::{Message, SECP256K1};
 use keycast_core::nostr::{Keys, Kind};
+use keycast_core::testing::fixtures::memory_engine;
 use keycast_core::*;
 use tokio::runtime::Runtime;
 
@@ -37,24 +38,7 @@ fn runtime(workers: usize) -> Runtime {
 
 fn setup(rt: &Runtime, cfg: CustodyConfig) -> Bench {
     rt.block_on(async {
-        let store = Arc::new(MemoryKeyStore::new());
-        let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
-            .authorizer(Arc::new(AllowAll))
-            .config(cfg)
-            .build()
-            .expect("engine");
-        let tenant = Tenant::new(TenantName::parse("bench").expect("name"));
-        store.create_tenant(&tenant).await.expect("tenant");
-        let key = custody
-            .create_key(
-                tenant.id,
-                None,
-                KeyKind::User,
-                Label::parse("k").expect("label"),
-                None,
-            )
-            .await
-            .expect("key");
+        let (custody, key) = memory_engine(|b| b.authorizer(Arc::new(AllowAll)).config(cfg)).await;
         // Warm the cache.
         custody
             .get_public_key(Caller::Owner(key.id))

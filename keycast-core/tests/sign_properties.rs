@@ -1,9 +1,8 @@
 //! Property: whatever the content and tags, the engine's event id and signature are what
 //! the `nostr` crate computes and verifies, and the signed fields are kept exactly.
 
-use std::sync::Arc;
-
 use keycast_core::nostr::{Kind, Tag, Tags, Timestamp};
+use keycast_core::testing::fixtures::memory_engine;
 use keycast_core::*;
 use proptest::prelude::*;
 
@@ -12,26 +11,8 @@ fn engine() -> (tokio::runtime::Runtime, Custody, KeyId) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (custody, key) = rt.block_on(async {
-        let store = Arc::new(MemoryKeyStore::new());
-        let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
-            .build()
-            .expect("engine");
-        let tenant = Tenant::new(TenantName::parse("props").expect("name"));
-        store.create_tenant(&tenant).await.expect("tenant");
-        let key = custody
-            .create_key(
-                tenant.id,
-                None,
-                KeyKind::User,
-                Label::parse("k").expect("label"),
-                None,
-            )
-            .await
-            .expect("key");
-        (custody, key.id)
-    });
-    (rt, custody, key)
+    let (custody, key) = rt.block_on(memory_engine(|b| b));
+    (rt, custody, key.id)
 }
 
 proptest! {

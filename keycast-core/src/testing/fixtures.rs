@@ -99,3 +99,26 @@ pub fn authorization(
 pub fn pubkey() -> PublicKey {
     Keys::generate().public_key()
 }
+
+/// An engine over fresh in-memory backends with one generated user key in its own tenant.
+/// `customize` may set the authorizer or config. Must run inside a Tokio runtime.
+pub async fn memory_engine(
+    customize: impl FnOnce(crate::CustodyBuilder) -> crate::CustodyBuilder,
+) -> (crate::Custody, StoredKey) {
+    use std::sync::Arc;
+    let store = Arc::new(crate::MemoryKeyStore::new());
+    let builder = crate::Custody::builder(
+        store.clone(),
+        Arc::new(crate::InsecureTestKeyManager::new()),
+    );
+    let custody = customize(builder).build().unwrap();
+    let t = tenant();
+    crate::KeyStore::create_tenant(store.as_ref(), &t)
+        .await
+        .unwrap();
+    let key = custody
+        .create_key(t.id, None, KeyKind::User, label("engine key"), None)
+        .await
+        .unwrap();
+    (custody, key)
+}
