@@ -426,7 +426,7 @@ pub async fn connect_secrets(store: &Arc<dyn KeyStore>) {
     let secret = BearerSecret::generate();
     let b = w.authorization(store, Some(secret.digest())).await;
     let digest = secret.digest();
-    let tasks: Vec<_> = (0..16)
+    let tasks: Vec<_> = (0..50)
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move { store.redeem_connect_secret(b.id, &digest, pubkey()).await })
