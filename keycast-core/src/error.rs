@@ -52,6 +52,9 @@ pub enum Error {
     /// The key manager (KMS) refused or failed an operation.
     #[error("key manager: {0}")]
     KeyManager(String),
+    /// A stored row could not be decoded (wrong length, bad UTF-8, unknown enum value).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     /// A bounded queue is full; the caller should retry later.
     #[error("overloaded, retry later")]
     Overloaded,
@@ -87,6 +90,7 @@ impl Error {
             Error::Envelope(_) => "envelope",
             Error::UnsupportedFormat(_) => "unsupported_format",
             Error::KeyManager(_) => "key_manager",
+            Error::Corrupt(_) => "corrupt",
             Error::Overloaded => "overloaded",
             Error::Internal(_) => "internal",
         }

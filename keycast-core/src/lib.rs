@@ -67,7 +67,7 @@ pub use model::key::{KeyKind, StoredKey};
 pub use model::names::{Label, PasswordHash, TenantName, Username};
 pub use model::policy::{Permission, Policy};
 pub use model::request::{parse_pubkey, EventTemplate, Method, Request, Response};
-pub use model::token::ApiToken;
+pub use model::token::{ApiToken, OAuthCode};
 pub use traits::authorizer::{AuthContext, Authorizer, Decision};
 pub use traits::key_manager::{KekRef, KeyManager, Keyring, Wrapped};
 pub use traits::key_store::KeyStore;

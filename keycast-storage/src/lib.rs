@@ -1,11 +1,104 @@
 //! # keycast-storage
 //!
-//! Durable [`keycast_core::KeyStore`] backends on sqlx. Not implemented yet (issue 3); this
-//! crate currently exports nothing. It will hold:
+//! Durable [`keycast_core::KeyStore`] backends on sqlx, each behind its own feature:
 //!
-//! - `sqlite` (default feature): one file in WAL mode, the embedded default;
-//! - `postgres`: for production and for many instances;
-//! - migrations from `migrations/sqlite` and `migrations/postgres`, applied at start;
-//! - both backends passing `keycast_core::testing::key_store` unchanged.
+//! - `sqlite` (default): [`SqliteStore`], one file in WAL mode with `synchronous=FULL`,
+//!   created with mode 0600; the embedded default.
+//! - `postgres`: [`PostgresStore`], for production and many instances; pool size and
+//!   start-up retries (1, 2, 4, 8 s) from [`PostgresOptions`].
 //!
-//! Until then, embedders use [`keycast_core::MemoryKeyStore`].
+//! Both pass `keycast_core::testing::key_store` unchanged. The schema lives in
+//! `migrations/sqlite` and `migrations/postgres` and is embedded at build time; `migrate()`
+//! applies what is pending and is a no-op when nothing is.
+//!
+//! Secrets are stored only as envelope columns and SHA-256 digests. Database errors map to
+//! meaningful [`keycast_core::Error`] variants: unique violations to `AlreadyExists`,
+//! foreign-key violations to `NotFound`, check violations to `InvalidInput`, undecodable
+//! rows to `Corrupt`, unreachable or busy databases to `Unavailable`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), keycast_storage::StorageError> {
+//! let db = keycast_storage::Database::open("sqlite:///var/lib/keycast/keycast.db").await?;
+//! db.migrate().await?;
+//! let store = db.into_key_store();
+//! # let _ = store; Ok(()) }
+//! ```
+
+mod error;
+mod rows;
+mod sql_store;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::sync::Arc;
+
+pub use error::StorageError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+use keycast_core::KeyStore;
+
+/// A store chosen by URL scheme.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Database {
+    /// `sqlite:` URLs.
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteStore),
+    /// `postgres:` and `postgresql:` URLs.
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresStore),
+}
+
+impl Database {
+    /// Opens the database named by `url` with default options. Does not migrate.
+    pub async fn open(url: &str) -> Result<Self, StorageError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Ok(Database::Sqlite(SqliteStore::open_url(url).await?)),
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Ok(Database::Postgres(
+                PostgresStore::connect(url, &PostgresOptions::default()).await?,
+            )),
+            _ => Err(StorageError::Config(format!(
+                "unsupported database URL scheme {scheme:?}; this build supports: {}",
+                supported_schemes()
+            ))),
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(s) => s.migrate().await,
+            #[cfg(feature = "postgres")]
+            Database::Postgres(s) => s.migrate().await,
+        }
+    }
+
+    /// The store as the engine holds it.
+    pub fn into_key_store(self) -> Arc<dyn KeyStore> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(s) => Arc::new(s),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(s) => Arc::new(s),
+        }
+    }
+}
+
+fn supported_schemes() -> &'static str {
+    match (cfg!(feature = "sqlite"), cfg!(feature = "postgres")) {
+        (true, true) => "sqlite, postgres",
+        (true, false) => "sqlite",
+        (false, true) => "postgres",
+        (false, false) => "none (enable the sqlite or postgres feature)",
+    }
+}

@@ -15,7 +15,7 @@ use crate::model::authorization::Authorization;
 use crate::model::key::StoredKey;
 use crate::model::names::Username;
 use crate::model::policy::Policy;
-use crate::model::token::ApiToken;
+use crate::model::token::{ApiToken, OAuthCode};
 use crate::traits::key_store::KeyStore;
 
 /// A [`KeyStore`] in a mutex-guarded set of maps, for tests, examples and benchmarks.
@@ -32,6 +32,7 @@ struct Inner {
     policies: HashMap<PolicyId, Policy>,
     authorizations: HashMap<AuthorizationId, Authorization>,
     tokens: HashMap<SecretDigest, ApiToken>,
+    oauth_codes: HashMap<SecretDigest, OAuthCode>,
     audit: Vec<AuditRecord>,
 }
 
@@ -130,7 +131,11 @@ impl KeyStore for MemoryKeyStore {
         if !g.tenants.contains_key(&key.tenant_id) {
             return Err(Error::NotFound { what: "tenant" });
         }
-        if g.keys.contains_key(&key.id) {
+        let taken = g
+            .keys
+            .values()
+            .any(|k| k.id == key.id || (k.tenant_id == key.tenant_id && k.pubkey == key.pubkey));
+        if taken {
             return Err(Error::AlreadyExists { what: "key" });
         }
         g.keys.insert(key.id, key.clone());
@@ -334,6 +339,32 @@ impl KeyStore for MemoryKeyStore {
             .get(digest)
             .cloned()
             .map_or_else(not_found("token"), Ok)
+    }
+
+    async fn insert_oauth_code(&self, code: &OAuthCode) -> Result<()> {
+        let mut g = self.lock();
+        if !g.authorizations.contains_key(&code.authorization_id) {
+            return Err(Error::NotFound {
+                what: "authorization",
+            });
+        }
+        if g.oauth_codes.contains_key(&code.digest) {
+            return Err(Error::AlreadyExists { what: "oauth code" });
+        }
+        g.oauth_codes.insert(code.digest, code.clone());
+        Ok(())
+    }
+
+    async fn consume_oauth_code(&self, digest: &SecretDigest, now: Timestamp) -> Result<OAuthCode> {
+        let code = self
+            .lock()
+            .oauth_codes
+            .remove(digest)
+            .ok_or(Error::NotFound { what: "oauth code" })?;
+        if now >= code.expires_at {
+            return Err(Error::Expired);
+        }
+        Ok(code)
     }
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {

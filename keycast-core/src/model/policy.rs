@@ -84,6 +84,18 @@ impl Permission {
         })
     }
 
+    /// The JSON to store. An [`Permission::Unrecognized`] permission is written back as the
+    /// JSON it was read from, so storing a policy never loses what a newer build wrote.
+    pub fn to_stored_value(&self) -> serde_json::Value {
+        match self {
+            Permission::Unrecognized { raw } => {
+                serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.clone()))
+            }
+            // Serializing a known variant cannot fail; Null would read back as Unrecognized.
+            known => serde_json::to_value(known).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
     /// Checks that the permission can be evaluated: non-empty kinds, compilable patterns,
     /// positive limits.
     pub fn validate(&self) -> Result<()> {

@@ -7,10 +7,14 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// Parses a pubkey given as 64 hex characters or as `npub1…`.
+/// Parses a pubkey given as 64 hex characters or as `npub1…`, and checks that it is a
+/// point on the curve (the `nostr` crate defers that check).
 pub fn parse_pubkey(s: &str) -> Result<PublicKey> {
-    PublicKey::parse(s.trim())
-        .map_err(|_| Error::invalid("pubkey", "expected 64 hex characters or npub1…"))
+    let pk = PublicKey::parse(s.trim())
+        .map_err(|_| Error::invalid("pubkey", "expected 64 hex characters or npub1…"))?;
+    pk.xonly()
+        .map_err(|_| Error::invalid("pubkey", "not a valid secp256k1 x-only public key"))?;
+    Ok(pk)
 }
 
 /// An event to be signed. `pubkey` may be absent (it is filled in) but never foreign.
@@ -248,6 +252,7 @@ mod tests {
             r#"{"kind":"one","content":""}"#,
             r#"{"kind":70000,"content":""}"#,
             r#"{"kind":1,"content":"","pubkey":"zz"}"#,
+            r#"{"kind":1,"content":"","pubkey":"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"}"#,
             r#"{"kind":1,"content":"","tags":[[]]}"#,
             r#"{"kind":1,"content":"","created_at":-1}"#,
         ] {

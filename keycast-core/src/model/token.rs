@@ -1,9 +1,9 @@
-//! Bearer tokens for HTTP RPC. Only their digest is stored.
+//! Bearer tokens for HTTP RPC and OAuth authorization codes. Only digests are stored.
 
 use nostr::Timestamp;
 
 use crate::crypto::secret::SecretDigest;
-use crate::ids::{AuthorizationId, TenantId};
+use crate::ids::{AuthorizationId, TenantId, UserId};
 
 /// An API token that acts through one authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,29 @@ pub struct ApiToken {
     pub authorization_id: AuthorizationId,
     /// After this instant the token is refused.
     pub expires_at: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A single-use OAuth 2.0 authorization code with its PKCE challenge (RFC 7636, S256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthCode {
+    /// SHA-256 of the code; the lookup key.
+    pub digest: SecretDigest,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// The user who consented.
+    pub user_id: UserId,
+    /// The authorization the code grants a token for.
+    pub authorization_id: AuthorizationId,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// Must match the redirect URI of the token request exactly.
+    pub redirect_uri: String,
+    /// BASE64URL(SHA-256(code_verifier)), 43 characters.
+    pub code_challenge: String,
+    /// The code is refused at or after this instant.
+    pub expires_at: Timestamp,
     /// Creation time.
     pub created_at: Timestamp,
 }

@@ -16,7 +16,7 @@ use crate::model::key::{KeyKind, StoredKey};
 use crate::model::names::Username;
 use crate::model::policy::Permission;
 use crate::model::request::Method;
-use crate::model::token::ApiToken;
+use crate::model::token::{ApiToken, OAuthCode};
 use crate::traits::key_store::KeyStore;
 
 /// Runs every check.
@@ -29,7 +29,9 @@ pub async fn run(store: Arc<dyn KeyStore>) {
     connect_secrets(&store).await;
     use_counters(&store).await;
     tokens(&store).await;
+    oauth_codes(&store).await;
     audit(&store).await;
+    extreme_values(&store).await;
 }
 
 /// A tenant with a user, a user key, a bunker key and a full-access policy.
@@ -168,6 +170,24 @@ pub async fn keys(store: &Arc<dyn KeyStore>) {
     assert_exists(store.insert_key(&w.key).await, "duplicate key id");
     assert_not_found(store.get_key(KeyId::random()).await, "missing key");
 
+    let mut same_pubkey = key(w.tenant.id, None, KeyKind::User);
+    same_pubkey.pubkey = w.key.pubkey;
+    assert_exists(
+        store.insert_key(&same_pubkey).await,
+        "duplicate pubkey in a tenant",
+    );
+    let other = tenant();
+    store.create_tenant(&other).await.unwrap();
+    let mut elsewhere = key(other.id, None, KeyKind::User);
+    elsewhere.pubkey = w.key.pubkey;
+    store.insert_key(&elsewhere).await.unwrap();
+    assert_not_found(
+        store
+            .insert_key(&key(TenantId::random(), None, KeyKind::User))
+            .await,
+        "key of a missing tenant",
+    );
+
     let ownerless = key(w.tenant.id, None, KeyKind::User);
     store.insert_key(&ownerless).await.unwrap();
     let all: BTreeSet<KeyId> = store
@@ -285,10 +305,16 @@ pub async fn authorizations(store: &Arc<dyn KeyStore>) {
         "duplicate bunker pubkey",
     );
 
-    let mut dangling = w.authorization(store, None).await;
-    dangling.id = AuthorizationId::random();
-    dangling.bunker_pubkey = pubkey();
-    dangling.policy_id = PolicyId::random();
+    let dangling_bunker = key(w.tenant.id, Some(w.user.id), KeyKind::Bunker);
+    store.insert_key(&dangling_bunker).await.unwrap();
+    let dangling = authorization(
+        w.tenant.id,
+        w.user.id,
+        w.key.id,
+        &dangling_bunker,
+        PolicyId::random(),
+        None,
+    );
     assert_not_found(
         store.insert_authorization(&dangling).await,
         "authorization with a missing policy",
@@ -510,6 +536,118 @@ pub async fn tokens(store: &Arc<dyn KeyStore>) {
     assert_not_found(
         store.insert_token(&dangling).await,
         "token for a missing authorization",
+    );
+}
+
+pub async fn oauth_codes(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let a = w.authorization(store, None).await;
+    let code = |expires_at: u64| OAuthCode {
+        digest: BearerSecret::generate().digest(),
+        tenant_id: w.tenant.id,
+        user_id: w.user.id,
+        authorization_id: a.id,
+        client_id: "suite-client".into(),
+        redirect_uri: "https://app.example.com/callback?x=1".into(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        expires_at: Timestamp::from(expires_at),
+        created_at: Timestamp::from(1_700_000_000),
+    };
+    let c = code(4_000_000_000);
+    store.insert_oauth_code(&c).await.unwrap();
+    assert_exists(store.insert_oauth_code(&c).await, "duplicate code digest");
+    let now = Timestamp::from(1_800_000_000);
+    assert_eq!(
+        store.consume_oauth_code(&c.digest, now).await.unwrap(),
+        c,
+        "code round trip"
+    );
+    assert_not_found(
+        store.consume_oauth_code(&c.digest, now).await,
+        "a code is single-use",
+    );
+    assert_not_found(
+        store
+            .consume_oauth_code(&BearerSecret::generate().digest(), now)
+            .await,
+        "unknown code",
+    );
+
+    let expired = code(1_000);
+    store.insert_oauth_code(&expired).await.unwrap();
+    let r = store.consume_oauth_code(&expired.digest, now).await;
+    assert!(matches!(r, Err(Error::Expired)), "expired code: {r:?}");
+    assert_not_found(
+        store.consume_oauth_code(&expired.digest, now).await,
+        "an expired code is gone",
+    );
+
+    let mut dangling = code(4_000_000_000);
+    dangling.authorization_id = AuthorizationId::random();
+    assert_not_found(
+        store.insert_oauth_code(&dangling).await,
+        "code for a missing authorization",
+    );
+
+    let raced = code(4_000_000_000);
+    store.insert_oauth_code(&raced).await.unwrap();
+    let digest = raced.digest;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.consume_oauth_code(&digest, now).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(got) => {
+                assert_eq!(got, raced);
+                wins += 1;
+            }
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => panic!("racing consumer got {e:?}"),
+        }
+    }
+    assert_eq!(
+        wins, 1,
+        "an OAuth code must be consumed exactly once under races"
+    );
+}
+
+/// Values at the edge of what a backend can hold are stored exactly or refused with
+/// `InvalidInput`, never truncated.
+pub async fn extreme_values(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let bunker = key(w.tenant.id, Some(w.user.id), KeyKind::Bunker);
+    store.insert_key(&bunker).await.unwrap();
+    let mut a = authorization(w.tenant.id, w.user.id, w.key.id, &bunker, w.policy_id, None);
+    a.expires_at = Some(Timestamp::from(u64::MAX));
+    match store.insert_authorization(&a).await {
+        Ok(()) => assert_eq!(
+            store.get_authorization(a.id).await.unwrap(),
+            a,
+            "u64::MAX expiry"
+        ),
+        Err(Error::InvalidInput { .. }) => assert_not_found(
+            store.get_authorization(a.id).await,
+            "a refused insert stores nothing",
+        ),
+        Err(e) => panic!("u64::MAX expiry: {e:?}"),
+    }
+    let mut long = policy(
+        w.tenant.id,
+        vec![Permission::ContentFilter {
+            deny_words: vec!["ß".repeat(2_000)],
+            deny_patterns: vec![],
+        }],
+    );
+    long.name = label(&"ü".repeat(100));
+    store.insert_policy(&long).await.unwrap();
+    assert_eq!(
+        store.get_policy(long.id).await.unwrap(),
+        long,
+        "multi-byte text round trip"
     );
 }
 

@@ -14,7 +14,7 @@ use crate::model::authorization::Authorization;
 use crate::model::key::StoredKey;
 use crate::model::names::Username;
 use crate::model::policy::Policy;
-use crate::model::token::ApiToken;
+use crate::model::token::{ApiToken, OAuthCode};
 
 /// Durable storage of tenants, users, envelope rows, authorizations, policies, API tokens
 /// and the audit log. It is the authority for revocation.
@@ -22,7 +22,10 @@ use crate::model::token::ApiToken;
 /// Errors:
 /// - [`crate::Error::NotFound`] when a looked-up record does not exist;
 /// - [`crate::Error::AlreadyExists`] when an insert collides with a unique key (id,
-///   username within a tenant, tenant name, pubkey of a bunker, token digest);
+///   username within a tenant, tenant name, key pubkey within a tenant, bunker pubkey,
+///   token or code digest);
+/// - [`crate::Error::InvalidInput`] when a value cannot be stored (e.g. a time beyond 2^63 s);
+/// - [`crate::Error::Corrupt`] when a stored row cannot be decoded;
 /// - [`crate::Error::Conflict`] when a precondition fails (stale version, used secret);
 /// - [`crate::Error::Unavailable`] when the backing store cannot be reached.
 ///
@@ -99,6 +102,13 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn insert_token(&self, token: &ApiToken) -> Result<()>;
     /// Looks a token up by digest.
     async fn find_token(&self, digest: &SecretDigest) -> Result<ApiToken>;
+
+    /// Stores an OAuth authorization code by digest.
+    async fn insert_oauth_code(&self, code: &OAuthCode) -> Result<()>;
+    /// Takes a code: returns it and deletes it in one atomic step, so of many concurrent
+    /// callers exactly one gets it. Unknown or already used: [`crate::Error::NotFound`].
+    /// Expired at `now`: [`crate::Error::Expired`] (and the code is gone).
+    async fn consume_oauth_code(&self, digest: &SecretDigest, now: Timestamp) -> Result<OAuthCode>;
 
     /// Appends audit records, all or none.
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;

@@ -1,0 +1,577 @@
+//! The KeyStore implementation, written once and expanded for each sqlx backend.
+//!
+//! SQL is written with Postgres placeholders (`$1`); each backend's `sql()` rewrites them
+//! for its dialect. Writes go to `writer()` and reads to `reader()` (the same pool on
+//! Postgres; a single-connection writer pool and a read pool on SQLite).
+
+macro_rules! impl_key_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl keycast_core::KeyStore for $store {
+            async fn create_tenant(&self, t: &keycast_core::Tenant) -> keycast_core::Result<()> {
+                let sql = Self::sql("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)");
+                sqlx::query(&sql)
+                    .bind(t.id.as_uuid())
+                    .bind(t.name.as_str())
+                    .bind($crate::rows::ts(t.created_at)?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("tenant", "tenant")))?;
+                Ok(())
+            }
+
+            async fn get_tenant(&self, id: keycast_core::TenantId) -> keycast_core::Result<keycast_core::Tenant> {
+                let sql = Self::sql("SELECT * FROM tenants WHERE id = $1");
+                sqlx::query_as::<_, $crate::rows::TenantRow>(&sql)
+                    .bind(id.as_uuid())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("tenant", "tenant")))?
+                    .try_into()
+            }
+
+            async fn create_user(&self, u: &keycast_core::User) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO users (id, tenant_id, username, password_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                );
+                sqlx::query(&sql)
+                    .bind(u.id.as_uuid())
+                    .bind(u.tenant_id.as_uuid())
+                    .bind(u.username.as_str())
+                    .bind(u.password_hash.as_ref().map(|h| h.as_str()))
+                    .bind($crate::rows::ts(u.created_at)?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("user", "tenant")))?;
+                Ok(())
+            }
+
+            async fn get_user(&self, id: keycast_core::UserId) -> keycast_core::Result<keycast_core::User> {
+                let sql = Self::sql("SELECT * FROM users WHERE id = $1");
+                sqlx::query_as::<_, $crate::rows::UserRow>(&sql)
+                    .bind(id.as_uuid())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("user", "user")))?
+                    .try_into()
+            }
+
+            async fn find_user(
+                &self,
+                tenant: keycast_core::TenantId,
+                username: &keycast_core::Username,
+            ) -> keycast_core::Result<keycast_core::User> {
+                let sql = Self::sql("SELECT * FROM users WHERE tenant_id = $1 AND username = $2");
+                sqlx::query_as::<_, $crate::rows::UserRow>(&sql)
+                    .bind(tenant.as_uuid())
+                    .bind(username.as_str())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("user", "user")))?
+                    .try_into()
+            }
+
+            async fn insert_key(&self, k: &keycast_core::StoredKey) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO keys (id, tenant_id, owner_id, kind, pubkey, name, format_version, \
+                     kek_provider, kek_key_id, kek_version, wrapped_dek, nonce, ciphertext, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                );
+                let env = &k.envelope;
+                sqlx::query(&sql)
+                    .bind(k.id.as_uuid())
+                    .bind(k.tenant_id.as_uuid())
+                    .bind(k.owner.map(|o| *o.as_uuid()))
+                    .bind(k.kind.as_str())
+                    .bind(k.pubkey.to_bytes().to_vec())
+                    .bind(k.name.as_str())
+                    .bind(i64::from(env.format_version))
+                    .bind(env.wrapped_dek.kek.provider.as_str())
+                    .bind(env.wrapped_dek.kek.key_id.as_str())
+                    .bind(i64::from(env.wrapped_dek.kek.version))
+                    .bind(env.wrapped_dek.blob.as_slice())
+                    .bind(env.nonce.as_slice())
+                    .bind(env.ciphertext.as_slice())
+                    .bind($crate::rows::ts(k.created_at)?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("key", "tenant or owner")))?;
+                Ok(())
+            }
+
+            async fn get_key(&self, id: keycast_core::KeyId) -> keycast_core::Result<keycast_core::StoredKey> {
+                let sql = Self::sql("SELECT * FROM keys WHERE id = $1");
+                sqlx::query_as::<_, $crate::rows::KeyRow>(&sql)
+                    .bind(id.as_uuid())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("key", "key")))?
+                    .try_into()
+            }
+
+            async fn list_keys(
+                &self,
+                tenant: keycast_core::TenantId,
+                owner: Option<keycast_core::UserId>,
+            ) -> keycast_core::Result<Vec<keycast_core::StoredKey>> {
+                let sql = Self::sql(
+                    "SELECT * FROM keys WHERE tenant_id = $1 AND ($2 IS NULL OR owner_id = $2) \
+                     ORDER BY created_at, id",
+                );
+                sqlx::query_as::<_, $crate::rows::KeyRow>(&sql)
+                    .bind(tenant.as_uuid())
+                    .bind(owner.map(|o| *o.as_uuid()))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("key", "key")))?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+
+            async fn insert_policy(&self, p: &keycast_core::Policy) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO policies (id, tenant_id, name, permissions, version) VALUES ($1, $2, $3, $4, $5)",
+                );
+                sqlx::query(&sql)
+                    .bind(p.id.as_uuid())
+                    .bind(p.tenant_id.as_uuid())
+                    .bind(p.name.as_str())
+                    .bind($crate::rows::permissions_json(&p.permissions)?)
+                    .bind($crate::rows::count(p.version, "policy version")?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("policy", "tenant")))?;
+                Ok(())
+            }
+
+            async fn get_policy(&self, id: keycast_core::PolicyId) -> keycast_core::Result<keycast_core::Policy> {
+                let sql = Self::sql("SELECT * FROM policies WHERE id = $1");
+                sqlx::query_as::<_, $crate::rows::PolicyRow>(&sql)
+                    .bind(id.as_uuid())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("policy", "policy")))?
+                    .try_into()
+            }
+
+            async fn update_policy(&self, p: &keycast_core::Policy) -> keycast_core::Result<keycast_core::Policy> {
+                let sql = Self::sql(
+                    "UPDATE policies SET name = $1, permissions = $2, version = version + 1 \
+                     WHERE id = $3 AND version = $4 AND tenant_id = $5",
+                );
+                let updated = sqlx::query(&sql)
+                    .bind(p.name.as_str())
+                    .bind($crate::rows::permissions_json(&p.permissions)?)
+                    .bind(p.id.as_uuid())
+                    .bind($crate::rows::count(p.version, "policy version")?)
+                    .bind(p.tenant_id.as_uuid())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("policy", "policy")))?
+                    .rows_affected();
+                let stored = self.get_policy(p.id).await?;
+                if updated == 0 {
+                    return Err(keycast_core::Error::Conflict("policy was changed concurrently".into()));
+                }
+                Ok(stored)
+            }
+
+            async fn insert_authorization(&self, a: &keycast_core::Authorization) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO authorizations (id, tenant_id, user_id, key_id, bunker_key_id, bunker_pubkey, \
+                     connect_secret, relays, policy_id, label, expires_at, revoked_at, uses, version, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                );
+                let subject = about("authorization", "tenant, user, key or policy");
+                let mut tx = self.writer().begin().await.map_err(|e| db_error(e, subject))?;
+                sqlx::query(&sql)
+                    .bind(a.id.as_uuid())
+                    .bind(a.tenant_id.as_uuid())
+                    .bind(a.user_id.as_uuid())
+                    .bind(a.key_id.as_uuid())
+                    .bind(a.bunker_key_id.as_uuid())
+                    .bind(a.bunker_pubkey.to_bytes().to_vec())
+                    .bind(a.connect_secret.map(|d| d.as_bytes().to_vec()))
+                    .bind($crate::rows::relays_json(&a.relays))
+                    .bind(a.policy_id.as_uuid())
+                    .bind(a.label.as_str())
+                    .bind($crate::rows::opt_ts(a.expires_at)?)
+                    .bind($crate::rows::opt_ts(a.revoked_at)?)
+                    .bind($crate::rows::count(a.uses, "use count")?)
+                    .bind($crate::rows::count(a.version, "authorization version")?)
+                    .bind($crate::rows::ts(a.created_at)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, subject))?;
+                let add = Self::sql(
+                    "INSERT INTO authorization_clients (authorization_id, client_pubkey, connected_at) \
+                     VALUES ($1, $2, $3)",
+                );
+                for client in &a.client_pubkeys {
+                    sqlx::query(&add)
+                        .bind(a.id.as_uuid())
+                        .bind(client.to_bytes().to_vec())
+                        .bind($crate::rows::ts(a.created_at)?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_error(e, subject))?;
+                }
+                tx.commit().await.map_err(|e| db_error(e, subject))
+            }
+
+            async fn get_authorization(
+                &self,
+                id: keycast_core::AuthorizationId,
+            ) -> keycast_core::Result<keycast_core::Authorization> {
+                let sql = Self::sql("SELECT * FROM authorizations WHERE id = $1");
+                let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
+                    .bind(id.as_uuid())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                self.with_clients(vec![row]).await?.pop().ok_or(keycast_core::Error::NotFound {
+                    what: "authorization",
+                })
+            }
+
+            async fn find_authorization_by_bunker(
+                &self,
+                bunker: &keycast_core::nostr::PublicKey,
+            ) -> keycast_core::Result<keycast_core::Authorization> {
+                let sql = Self::sql("SELECT * FROM authorizations WHERE bunker_pubkey = $1");
+                let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
+                    .bind(bunker.to_bytes().to_vec())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                self.with_clients(vec![row]).await?.pop().ok_or(keycast_core::Error::NotFound {
+                    what: "authorization",
+                })
+            }
+
+            async fn list_authorizations(
+                &self,
+                tenant: keycast_core::TenantId,
+                user: Option<keycast_core::UserId>,
+            ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
+                let sql = Self::sql(
+                    "SELECT * FROM authorizations WHERE tenant_id = $1 AND ($2 IS NULL OR user_id = $2) \
+                     ORDER BY created_at, id",
+                );
+                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
+                    .bind(tenant.as_uuid())
+                    .bind(user.map(|u| *u.as_uuid()))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                self.with_clients(rows).await
+            }
+
+            async fn list_active_authorizations(
+                &self,
+                now: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
+                let sql = Self::sql(
+                    "SELECT * FROM authorizations WHERE revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > $1) ORDER BY created_at, id",
+                );
+                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
+                    .bind($crate::rows::ts(now)?)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                self.with_clients(rows).await
+            }
+
+            async fn revoke_authorization(
+                &self,
+                id: keycast_core::AuthorizationId,
+                at: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<keycast_core::Authorization> {
+                let sql = Self::sql(
+                    "UPDATE authorizations SET revoked_at = $1, version = version + 1 \
+                     WHERE id = $2 AND revoked_at IS NULL",
+                );
+                sqlx::query(&sql)
+                    .bind($crate::rows::ts(at)?)
+                    .bind(id.as_uuid())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                self.get_authorization(id).await
+            }
+
+            async fn redeem_connect_secret(
+                &self,
+                id: keycast_core::AuthorizationId,
+                secret: &keycast_core::SecretDigest,
+                client: keycast_core::nostr::PublicKey,
+            ) -> keycast_core::Result<keycast_core::Authorization> {
+                let subject = about("authorization", "authorization");
+                let client_bytes = client.to_bytes().to_vec();
+                let connected = Self::sql(
+                    "SELECT authorization_id, client_pubkey FROM authorization_clients \
+                     WHERE authorization_id = $1 AND client_pubkey = $2",
+                );
+                let mut tx = self.writer().begin().await.map_err(|e| db_error(e, subject))?;
+                let already = sqlx::query(&connected)
+                    .bind(id.as_uuid())
+                    .bind(client_bytes.as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, subject))?
+                    .is_some();
+                if !already {
+                    // Clearing the secret is the single-use gate: one statement, one winner.
+                    let take = Self::sql(
+                        "UPDATE authorizations SET connect_secret = NULL, version = version + 1 \
+                         WHERE id = $1 AND connect_secret = $2",
+                    );
+                    let won = sqlx::query(&take)
+                        .bind(id.as_uuid())
+                        .bind(secret.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_error(e, subject))?
+                        .rows_affected()
+                        == 1;
+                    if won {
+                        let add = Self::sql(
+                            "INSERT INTO authorization_clients (authorization_id, client_pubkey, connected_at) \
+                             VALUES ($1, $2, $3)",
+                        );
+                        sqlx::query(&add)
+                            .bind(id.as_uuid())
+                            .bind(client_bytes.as_slice())
+                            .bind($crate::rows::ts(keycast_core::nostr::Timestamp::now())?)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| db_error(e, subject))?;
+                    } else {
+                        // Lost: unknown authorization, wrong or used secret, or this same
+                        // client connected concurrently (then it is an idempotent success).
+                        tx.rollback().await.map_err(|e| db_error(e, subject))?;
+                        let now = self.get_authorization(id).await?;
+                        if now.has_client(&client) {
+                            return Ok(now);
+                        }
+                        return Err(keycast_core::Error::Conflict(
+                            "connect secret is wrong or already used".into(),
+                        ));
+                    }
+                }
+                tx.commit().await.map_err(|e| db_error(e, subject))?;
+                self.get_authorization(id).await
+            }
+
+            async fn remove_client(
+                &self,
+                id: keycast_core::AuthorizationId,
+                client: &keycast_core::nostr::PublicKey,
+            ) -> keycast_core::Result<bool> {
+                let subject = about("authorization", "authorization");
+                let mut tx = self.writer().begin().await.map_err(|e| db_error(e, subject))?;
+                let bump = Self::sql("UPDATE authorizations SET version = version + 1 WHERE id = $1");
+                let exists = sqlx::query(&bump)
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, subject))?
+                    .rows_affected()
+                    == 1;
+                if !exists {
+                    return Err(keycast_core::Error::NotFound { what: "authorization" });
+                }
+                let delete = Self::sql(
+                    "DELETE FROM authorization_clients WHERE authorization_id = $1 AND client_pubkey = $2",
+                );
+                let removed = sqlx::query(&delete)
+                    .bind(id.as_uuid())
+                    .bind(client.to_bytes().to_vec())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, subject))?
+                    .rows_affected()
+                    > 0;
+                if removed {
+                    tx.commit().await.map_err(|e| db_error(e, subject))?;
+                } else {
+                    // Nothing changed: undo the version bump.
+                    tx.rollback().await.map_err(|e| db_error(e, subject))?;
+                }
+                Ok(removed)
+            }
+
+            async fn try_consume_use(&self, id: keycast_core::AuthorizationId, max: u64) -> keycast_core::Result<bool> {
+                let subject = about("authorization", "authorization");
+                let sql = Self::sql("UPDATE authorizations SET uses = uses + 1 WHERE id = $1 AND uses < $2");
+                let max = i64::try_from(max).unwrap_or(i64::MAX);
+                let took = sqlx::query(&sql)
+                    .bind(id.as_uuid())
+                    .bind(max)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, subject))?
+                    .rows_affected()
+                    == 1;
+                if !took {
+                    // Tell an exhausted counter from a missing authorization.
+                    self.get_authorization(id).await?;
+                }
+                Ok(took)
+            }
+
+            async fn insert_token(&self, t: &keycast_core::ApiToken) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO api_tokens (digest, tenant_id, authorization_id, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                );
+                sqlx::query(&sql)
+                    .bind(t.digest.as_bytes().as_slice())
+                    .bind(t.tenant_id.as_uuid())
+                    .bind(t.authorization_id.as_uuid())
+                    .bind($crate::rows::opt_ts(t.expires_at)?)
+                    .bind($crate::rows::ts(t.created_at)?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("token", "authorization")))?;
+                Ok(())
+            }
+
+            async fn find_token(&self, digest: &keycast_core::SecretDigest) -> keycast_core::Result<keycast_core::ApiToken> {
+                let sql = Self::sql("SELECT * FROM api_tokens WHERE digest = $1");
+                sqlx::query_as::<_, $crate::rows::TokenRow>(&sql)
+                    .bind(digest.as_bytes().as_slice())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("token", "token")))?
+                    .try_into()
+            }
+
+            async fn insert_oauth_code(&self, c: &keycast_core::OAuthCode) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO oauth_codes (digest, tenant_id, user_id, authorization_id, client_id, \
+                     redirect_uri, code_challenge, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                );
+                sqlx::query(&sql)
+                    .bind(c.digest.as_bytes().as_slice())
+                    .bind(c.tenant_id.as_uuid())
+                    .bind(c.user_id.as_uuid())
+                    .bind(c.authorization_id.as_uuid())
+                    .bind(c.client_id.as_str())
+                    .bind(c.redirect_uri.as_str())
+                    .bind(c.code_challenge.as_str())
+                    .bind($crate::rows::ts(c.expires_at)?)
+                    .bind($crate::rows::ts(c.created_at)?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("oauth code", "authorization")))?;
+                Ok(())
+            }
+
+            async fn consume_oauth_code(
+                &self,
+                digest: &keycast_core::SecretDigest,
+                now: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<keycast_core::OAuthCode> {
+                // DELETE … RETURNING is the single-use gate: one statement, one winner.
+                let sql = Self::sql("DELETE FROM oauth_codes WHERE digest = $1 RETURNING *");
+                let code: keycast_core::OAuthCode = sqlx::query_as::<_, $crate::rows::OAuthCodeRow>(&sql)
+                    .bind(digest.as_bytes().as_slice())
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("oauth code", "oauth code")))?
+                    .try_into()?;
+                if now >= code.expires_at {
+                    return Err(keycast_core::Error::Expired);
+                }
+                Ok(code)
+            }
+
+            async fn append_audit(&self, records: &[keycast_core::AuditRecord]) -> keycast_core::Result<()> {
+                if records.is_empty() {
+                    return Ok(());
+                }
+                let subject = about("audit record", "audit record");
+                let mut rows = Vec::with_capacity(records.len());
+                for r in records {
+                    let (outcome, detail) = $crate::rows::outcome_parts(&r.outcome);
+                    rows.push((r, $crate::rows::ts(r.at)?, outcome, detail));
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO audit_log (at, tenant_id, user_id, key_id, authorization_id, method, \
+                     event_kind, event_id, outcome, detail) ",
+                );
+                qb.push_values(rows, |mut b, (r, at, outcome, detail)| {
+                    b.push_bind(at)
+                        .push_bind(*r.tenant_id.as_uuid())
+                        .push_bind(r.user_id.map(|u| *u.as_uuid()))
+                        .push_bind(*r.key_id.as_uuid())
+                        .push_bind(r.authorization_id.map(|a| *a.as_uuid()))
+                        .push_bind(r.method.as_str())
+                        .push_bind(r.event_kind.map(i64::from))
+                        .push_bind(r.event_id.map(|id| id.to_bytes().to_vec()))
+                        .push_bind(outcome)
+                        .push_bind(detail.map(str::to_owned));
+                });
+                qb.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, subject))?;
+                Ok(())
+            }
+
+            async fn list_audit(
+                &self,
+                f: &keycast_core::AuditFilter,
+            ) -> keycast_core::Result<Vec<keycast_core::AuditRecord>> {
+                let sql = Self::sql(
+                    "SELECT * FROM audit_log WHERE tenant_id = $1 AND ($2 IS NULL OR key_id = $2) \
+                     AND ($3 IS NULL OR authorization_id = $3) ORDER BY seq DESC LIMIT $4",
+                );
+                sqlx::query_as::<_, $crate::rows::AuditRow>(&sql)
+                    .bind(f.tenant_id.as_uuid())
+                    .bind(f.key_id.map(|k| *k.as_uuid()))
+                    .bind(f.authorization_id.map(|a| *a.as_uuid()))
+                    .bind(i64::from(f.limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("audit record", "audit record")))?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+        }
+
+        impl $store {
+            /// Attaches connected clients to authorization rows with one extra query.
+            async fn with_clients(
+                &self,
+                rows: Vec<$crate::rows::AuthorizationRow>,
+            ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT authorization_id, client_pubkey FROM authorization_clients WHERE authorization_id IN (",
+                );
+                let mut ids = qb.separated(", ");
+                for r in &rows {
+                    ids.push_bind(r.id);
+                }
+                qb.push(") ORDER BY seq");
+                let clients: Vec<$crate::rows::ClientRow> = qb
+                    .build_query_as()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                rows.into_iter().map(|r| r.into_domain(&clients)).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_key_store;

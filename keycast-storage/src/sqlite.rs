@@ -1,0 +1,127 @@
+//! The SQLite backend: one file, WAL mode, nothing to install.
+//!
+//! Durability settings (every acknowledged write survives a crash of the process, and of
+//! the machine): `journal_mode=WAL`, `synchronous=FULL` (the WAL is fsynced at every
+//! commit), `foreign_keys=ON`, `busy_timeout=5s`. Writes go through a single connection, so
+//! transactions never contend inside the process; reads use a separate pool and see every
+//! committed write.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::{about, db_error, StorageError};
+use crate::sql_store::impl_key_store;
+
+/// A [`keycast_core::KeyStore`] in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating with mode 0600 if missing) the database file at `path`.
+    /// Does not migrate; call [`SqliteStore::migrate`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        create_private(&path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let connect = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.clone())
+        };
+        let url = format!("sqlite://{}", path.display());
+        let writer = connect(1).await.map_err(|source| StorageError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() as u32 * 2);
+        let reader = connect(readers.max(2))
+            .await
+            .map_err(|source| StorageError::Connect { url, source })?;
+        Ok(Self {
+            writer,
+            reader,
+            path,
+        })
+    }
+
+    /// Opens from a `sqlite:` URL (`sqlite:///abs/path.db`, `sqlite://rel/path.db` or
+    /// `sqlite:path.db`).
+    pub async fn open_url(url: &str) -> Result<Self, StorageError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StorageError::Config(format!("bad sqlite URL: {e}")))?;
+        let path = opts.get_filename();
+        if path.as_os_str().is_empty() || url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StorageError::Config(
+                "sqlite URL must name a file; in-memory databases lose every write".into(),
+            ));
+        }
+        Self::open(path).await
+    }
+
+    /// Applies pending migrations from `migrations/sqlite`. Applying twice is a no-op.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes both pools, waiting for in-flight statements.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// SQLite spells numbered parameters `?1`; the shared SQL uses `$1`.
+    fn sql(q: &'static str) -> Cow<'static, str> {
+        Cow::Owned(q.replace('$', "?"))
+    }
+}
+
+/// Creates the file readable and writable by its owner only, before SQLite opens it.
+fn create_private(path: &Path) -> Result<(), StorageError> {
+    let err = |source| StorageError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    open.open(path).map_err(err)?;
+    Ok(())
+}
+
+impl_key_store!(SqliteStore, sqlx::Sqlite);
