@@ -448,11 +448,13 @@ async fn a_key_that_decrypts_to_another_pubkey_is_refused() {
     let f = fixture().await;
     let impostor = Keys::generate();
     let id = KeyId::random();
-    // The envelope is bound to f.key's pubkey but holds the impostor's secret.
+    // Another tenant's row, bound to f.key's pubkey but holding the impostor's secret.
+    let other = Tenant::new(TenantName::parse("impostor").expect("name"));
+    f.store.create_tenant(&other).await.expect("tenant");
     let binding = EnvelopeBinding {
         key_id: id,
         pubkey: f.key.pubkey,
-        tenant_id: f.tenant.id,
+        tenant_id: other.id,
     };
     let secret = Secret32::new(impostor.secret_key().to_secret_bytes());
     let env = envelope::seal(f.km.as_ref(), &binding, &secret)
@@ -460,6 +462,8 @@ async fn a_key_that_decrypts_to_another_pubkey_is_refused() {
         .expect("seal");
     let row = StoredKey {
         id,
+        tenant_id: other.id,
+        owner: None,
         envelope: env,
         ..f.key.clone()
     };
