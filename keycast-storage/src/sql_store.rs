@@ -555,19 +555,25 @@ macro_rules! impl_key_store {
                 if rows.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT authorization_id, client_pubkey FROM authorization_clients WHERE authorization_id IN (",
-                );
-                let mut ids = qb.separated(", ");
-                for r in &rows {
-                    ids.push_bind(r.id);
+                // Chunked so the bind count stays far below every driver's limit.
+                let mut clients: Vec<$crate::rows::ClientRow> = Vec::new();
+                for chunk in rows.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT authorization_id, client_pubkey FROM authorization_clients \
+                         WHERE authorization_id IN (",
+                    );
+                    let mut ids = qb.separated(", ");
+                    for r in chunk {
+                        ids.push_bind(r.id);
+                    }
+                    qb.push(") ORDER BY seq");
+                    clients.extend(
+                        qb.build_query_as::<$crate::rows::ClientRow>()
+                            .fetch_all(self.reader())
+                            .await
+                            .map_err(|e| db_error(e, about("authorization", "authorization")))?,
+                    );
                 }
-                qb.push(") ORDER BY seq");
-                let clients: Vec<$crate::rows::ClientRow> = qb
-                    .build_query_as()
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
                 rows.into_iter().map(|r| r.into_domain(&clients)).collect()
             }
         }
