@@ -61,7 +61,7 @@ pub use ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 pub use memory::key_manager::InsecureTestKeyManager;
 pub use memory::key_store::MemoryKeyStore;
 pub use model::account::{Tenant, User};
-pub use model::audit::{AuditFilter, AuditRecord, Outcome};
+pub use model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 pub use model::authorization::Authorization;
 pub use model::key::{KeyKind, StoredKey};
 pub use model::names::{Label, PasswordHash, TenantName, Username};

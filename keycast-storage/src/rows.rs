@@ -322,6 +322,13 @@ pub(crate) struct AuditRow {
     detail: Option<String>,
 }
 
+pub(crate) fn activity(last_at: Option<i64>, signatures: i64) -> Result<keycast_core::Activity> {
+    Ok(keycast_core::Activity {
+        last_used_at: last_at.map(from_ts).transpose()?,
+        signatures: from_count(signatures, "signature count")?,
+    })
+}
+
 pub(crate) fn outcome_parts(o: &Outcome) -> (&'static str, Option<&str>) {
     (o.as_str(), o.detail())
 }

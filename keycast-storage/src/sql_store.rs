@@ -524,6 +524,23 @@ macro_rules! impl_key_store {
                 Ok(())
             }
 
+            async fn authorization_activity(
+                &self,
+                id: keycast_core::AuthorizationId,
+            ) -> keycast_core::Result<keycast_core::Activity> {
+                let sql = Self::sql(
+                    "SELECT MAX(at) AS last_at, \
+                     COALESCE(SUM(CASE WHEN method = 'sign_event' AND outcome = 'allowed' THEN 1 ELSE 0 END), 0) AS signatures \
+                     FROM audit_log WHERE authorization_id = $1",
+                );
+                let (last_at, signatures): (Option<i64>, i64) = sqlx::query_as(&sql)
+                    .bind(id.as_uuid())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("audit record", "authorization")))?;
+                $crate::rows::activity(last_at, signatures)
+            }
+
             async fn list_audit(
                 &self,
                 f: &keycast_core::AuditFilter,

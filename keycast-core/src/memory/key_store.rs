@@ -10,11 +10,12 @@ use crate::crypto::secret::SecretDigest;
 use crate::error::{Error, Result};
 use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
-use crate::model::audit::{AuditFilter, AuditRecord};
+use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::key::StoredKey;
 use crate::model::names::Username;
 use crate::model::policy::Policy;
+use crate::model::request::Method;
 use crate::model::token::{ApiToken, OAuthCode};
 use crate::traits::key_store::KeyStore;
 
@@ -387,5 +388,18 @@ impl KeyStore for MemoryKeyStore {
             .take(filter.limit as usize)
             .cloned()
             .collect())
+    }
+
+    async fn authorization_activity(&self, id: AuthorizationId) -> Result<Activity> {
+        let g = self.lock();
+        let mine = g.audit.iter().filter(|r| r.authorization_id == Some(id));
+        let mut activity = Activity::default();
+        for r in mine {
+            activity.last_used_at = activity.last_used_at.max(Some(r.at));
+            if r.method == Method::SignEvent && r.outcome == Outcome::Allowed {
+                activity.signatures += 1;
+            }
+        }
+        Ok(activity)
     }
 }

@@ -74,3 +74,12 @@ pub struct AuditFilter {
     /// At most this many.
     pub limit: u32,
 }
+
+/// What an authorization has been used for, derived from the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Activity {
+    /// Time of the latest audited call through it, allowed or not.
+    pub last_used_at: Option<Timestamp>,
+    /// Events signed through it (allowed `sign_event` calls).
+    pub signatures: u64,
+}

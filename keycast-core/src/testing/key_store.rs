@@ -10,7 +10,7 @@ use crate::crypto::secret::{BearerSecret, SecretDigest};
 use crate::error::Error;
 use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
-use crate::model::audit::{AuditFilter, AuditRecord, Outcome};
+use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::key::{KeyKind, StoredKey};
 use crate::model::names::Username;
@@ -717,4 +717,23 @@ pub async fn audit(store: &Arc<dyn KeyStore>) {
         .await
         .unwrap();
     assert!(other_tenant.is_empty(), "audit is scoped by tenant");
+
+    let mut second_sign = record(9, Some(a.id), Outcome::Allowed);
+    second_sign.at = Timestamp::from(1_700_000_003);
+    store.append_audit(&[second_sign]).await.unwrap();
+    assert_eq!(
+        store.authorization_activity(a.id).await.unwrap(),
+        Activity {
+            last_used_at: Some(Timestamp::from(1_700_000_004)),
+            signatures: 1,
+        },
+        "activity: latest call of any outcome, allowed signatures only"
+    );
+    assert_eq!(
+        store
+            .authorization_activity(AuthorizationId::random())
+            .await
+            .unwrap(),
+        Activity::default()
+    );
 }

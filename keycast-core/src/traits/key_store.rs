@@ -9,7 +9,7 @@ use crate::crypto::secret::SecretDigest;
 use crate::error::Result;
 use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
-use crate::model::audit::{AuditFilter, AuditRecord};
+use crate::model::audit::{Activity, AuditFilter, AuditRecord};
 use crate::model::authorization::Authorization;
 use crate::model::key::StoredKey;
 use crate::model::names::Username;
@@ -114,4 +114,7 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
     /// Reads audit records, newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+    /// Last activity and signature count of an authorization, from the audit log (so the
+    /// signing path never writes an activity column). Unused: `Activity::default()`.
+    async fn authorization_activity(&self, id: AuthorizationId) -> Result<Activity>;
 }
