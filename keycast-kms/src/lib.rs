@@ -1,13 +1,40 @@
 //! # keycast-kms
 //!
-//! [`keycast_core::KeyManager`] backends. Not implemented yet (issue 4); this crate
-//! currently exports nothing. It will hold, each in its own module behind its own feature:
+//! [`keycast_core::KeyManager`] backends, each in its own module behind its own feature:
 //!
-//! - `local` (default): a 32-byte master-key file, created with mode 0600 on first run;
-//! - `aws`: AWS KMS Encrypt/Decrypt with an encryption context;
-//! - `gcp`: Cloud KMS encrypt/decrypt with AAD and CRC32C checks;
-//! - `vault`: Vault/OpenBao transit with key versions;
-//! - the batch job that rewraps data keys under a new primary master key.
+//! - `local` (default): [`LocalKeyManager`], a 32-byte master-key file created with mode
+//!   0600 on first run and refused when group- or world-readable.
+//! - `aws`: AWS KMS Encrypt/Decrypt with an encryption context (module `aws`).
+//! - `gcp`: Cloud KMS encrypt/decrypt with AAD and CRC32C checks (module `gcp`).
+//! - `vault`: Vault/OpenBao transit with key versions (module `vault`).
+//!
+//! Remote backends share [`remote`]: a timeout on every call, three retries of transient
+//! failures (100, 200, 400 ms with jitter), typed errors naming backend and key, and
+//! [`KmsObserver`] events for latency and failure metrics.
+//!
+//! [`rotation::rotate`] rewraps every stored DEK under a [`keycast_core::Keyring`]'s
+//! primary master key, in resumable batches with compare-and-set, while the service signs.
 //!
 //! The envelope format itself lives in `keycast_core::crypto::envelope`, because the
 //! engine opens envelopes and keycast-core may not depend on this crate.
+
+mod error;
+pub mod observe;
+pub mod rotation;
+
+#[cfg(feature = "local")]
+mod local;
+#[cfg(feature = "remote")]
+pub mod remote;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "gcp")]
+pub mod gcp;
+#[cfg(feature = "vault")]
+pub mod vault;
+
+pub use error::KmsError;
+#[cfg(feature = "local")]
+pub use local::LocalKeyManager;
+pub use observe::{CallOutcome, KmsObserver, NoopObserver};

@@ -130,6 +130,61 @@ macro_rules! impl_key_store {
                     .collect()
             }
 
+            async fn keys_not_wrapped_by(
+                &self,
+                current: &keycast_core::KekRef,
+                after: Option<keycast_core::KeyId>,
+                limit: u32,
+            ) -> keycast_core::Result<Vec<keycast_core::StoredKey>> {
+                let sql = Self::sql(
+                    "SELECT * FROM keys WHERE NOT (kek_provider = $1 AND kek_key_id = $2 AND kek_version = $3) \
+                     AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                );
+                sqlx::query_as::<_, $crate::rows::KeyRow>(&sql)
+                    .bind(current.provider.as_str())
+                    .bind(current.key_id.as_str())
+                    .bind(i64::from(current.version))
+                    .bind(after.map(|a| *a.as_uuid()))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("key", "key")))?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+
+            async fn replace_wrapped_dek(
+                &self,
+                id: keycast_core::KeyId,
+                expected: &keycast_core::KekRef,
+                new: &keycast_core::Wrapped,
+            ) -> keycast_core::Result<bool> {
+                let sql = Self::sql(
+                    "UPDATE keys SET kek_provider = $1, kek_key_id = $2, kek_version = $3, wrapped_dek = $4 \
+                     WHERE id = $5 AND kek_provider = $6 AND kek_key_id = $7 AND kek_version = $8",
+                );
+                let replaced = sqlx::query(&sql)
+                    .bind(new.kek.provider.as_str())
+                    .bind(new.kek.key_id.as_str())
+                    .bind(i64::from(new.kek.version))
+                    .bind(new.blob.as_slice())
+                    .bind(id.as_uuid())
+                    .bind(expected.provider.as_str())
+                    .bind(expected.key_id.as_str())
+                    .bind(i64::from(expected.version))
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("key", "key")))?
+                    .rows_affected()
+                    == 1;
+                if !replaced {
+                    // Tell a lost compare-and-set from a missing key.
+                    self.get_key(id).await?;
+                }
+                Ok(replaced)
+            }
+
             async fn insert_policy(&self, p: &keycast_core::Policy) -> keycast_core::Result<()> {
                 let sql = Self::sql(
                     "INSERT INTO policies (id, tenant_id, name, permissions, version) VALUES ($1, $2, $3, $4, $5)",

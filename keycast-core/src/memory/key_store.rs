@@ -17,6 +17,7 @@ use crate::model::names::Username;
 use crate::model::policy::Policy;
 use crate::model::request::Method;
 use crate::model::token::{ApiToken, OAuthCode};
+use crate::traits::key_manager::{KekRef, Wrapped};
 use crate::traits::key_store::KeyStore;
 
 /// A [`KeyStore`] in a mutex-guarded set of maps, for tests, examples and benchmarks.
@@ -159,6 +160,39 @@ impl KeyStore for MemoryKeyStore {
             .filter(|k| k.tenant_id == tenant && owner.is_none_or(|o| k.owner == Some(o)))
             .cloned();
         Ok(sorted_by_created(it, |k| k.created_at))
+    }
+
+    async fn keys_not_wrapped_by(
+        &self,
+        current: &KekRef,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> Result<Vec<StoredKey>> {
+        let g = self.lock();
+        let mut keys: Vec<StoredKey> = g
+            .keys
+            .values()
+            .filter(|k| &k.envelope.wrapped_dek.kek != current && after.is_none_or(|a| k.id > a))
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| k.id);
+        keys.truncate(limit as usize);
+        Ok(keys)
+    }
+
+    async fn replace_wrapped_dek(
+        &self,
+        id: KeyId,
+        expected: &KekRef,
+        new: &Wrapped,
+    ) -> Result<bool> {
+        let mut g = self.lock();
+        let key = g.keys.get_mut(&id).ok_or(Error::NotFound { what: "key" })?;
+        if &key.envelope.wrapped_dek.kek != expected {
+            return Ok(false);
+        }
+        key.envelope.wrapped_dek = new.clone();
+        Ok(true)
     }
 
     async fn insert_policy(&self, policy: &Policy) -> Result<()> {

@@ -24,6 +24,7 @@ pub async fn run(store: Arc<dyn KeyStore>) {
     tenants(&store).await;
     users(&store).await;
     keys(&store).await;
+    rewrap_support(&store).await;
     policies(&store).await;
     authorizations(&store).await;
     connect_secrets(&store).await;
@@ -215,6 +216,93 @@ pub async fn keys(store: &Arc<dyn KeyStore>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Paging by KEK and compare-and-set replacement of wrapped DEKs (master-key rotation).
+pub async fn rewrap_support(store: &Arc<dyn KeyStore>) {
+    let t = tenant();
+    store.create_tenant(&t).await.unwrap();
+    let old = key(t.id, None, KeyKind::User).envelope.wrapped_dek.kek;
+    let new = crate::traits::key_manager::KekRef {
+        provider: "suite".into(),
+        key_id: format!("new-{}", suffix()),
+        version: 1,
+    };
+    let mut mine = Vec::new();
+    for _ in 0..5 {
+        let mut k = key(t.id, None, KeyKind::User);
+        k.envelope.wrapped_dek.kek = old.clone();
+        store.insert_key(&k).await.unwrap();
+        mine.push(k);
+    }
+    mine.sort_by_key(|k| k.id);
+    // Page through everything not on `new`; our five rows appear in id order.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.keys_not_wrapped_by(&new, cursor, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2, "limit respected");
+        assert!(
+            page.windows(2).all(|w| w[0].id < w[1].id),
+            "ascending id order"
+        );
+        cursor = page.last().map(|k| k.id);
+        seen.extend(
+            page.into_iter()
+                .filter(|k| k.tenant_id == t.id)
+                .map(|k| k.id),
+        );
+    }
+    assert_eq!(
+        seen,
+        mine.iter().map(|k| k.id).collect::<Vec<_>>(),
+        "paging sees every row once"
+    );
+
+    let wrapped = crate::traits::key_manager::Wrapped {
+        kek: new.clone(),
+        blob: vec![1, 2, 3, 4],
+    };
+    assert!(store
+        .replace_wrapped_dek(mine[0].id, &old, &wrapped)
+        .await
+        .unwrap());
+    let after = store.get_key(mine[0].id).await.unwrap();
+    assert_eq!(after.envelope.wrapped_dek, wrapped, "wrapped DEK replaced");
+    assert_eq!(
+        after.envelope.ciphertext, mine[0].envelope.ciphertext,
+        "ciphertext untouched"
+    );
+    assert_eq!(
+        after.envelope.nonce, mine[0].envelope.nonce,
+        "nonce untouched"
+    );
+    assert!(
+        !store
+            .replace_wrapped_dek(mine[0].id, &old, &wrapped)
+            .await
+            .unwrap(),
+        "compare-and-set refuses a row no longer on the expected KEK"
+    );
+    let remaining: Vec<KeyId> = store
+        .keys_not_wrapped_by(&new, None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.tenant_id == t.id)
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(remaining.len(), 4);
+    assert!(!remaining.contains(&mine[0].id));
+    assert_not_found(
+        store
+            .replace_wrapped_dek(KeyId::random(), &old, &wrapped)
+            .await,
+        "replace on a missing key",
+    );
 }
 
 pub async fn policies(store: &Arc<dyn KeyStore>) {

@@ -15,6 +15,7 @@ use crate::model::key::StoredKey;
 use crate::model::names::Username;
 use crate::model::policy::Policy;
 use crate::model::token::{ApiToken, OAuthCode};
+use crate::traits::key_manager::{KekRef, Wrapped};
 
 /// Durable storage of tenants, users, envelope rows, authorizations, policies, API tokens
 /// and the audit log. It is the authority for revocation.
@@ -54,6 +55,22 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn get_key(&self, id: KeyId) -> Result<StoredKey>;
     /// Lists a tenant's keys, optionally of one owner, oldest first.
     async fn list_keys(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<StoredKey>>;
+    /// Keys (all tenants) whose DEK is not wrapped under exactly `current`, in ascending id
+    /// order, starting after `after`, at most `limit`. Master-key rotation pages through this.
+    async fn keys_not_wrapped_by(
+        &self,
+        current: &KekRef,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> Result<Vec<StoredKey>>;
+    /// Replaces a key's wrapped DEK only if it is still wrapped under `expected`
+    /// (compare-and-set). Returns whether it replaced; the secret ciphertext is untouched.
+    async fn replace_wrapped_dek(
+        &self,
+        id: KeyId,
+        expected: &KekRef,
+        new: &Wrapped,
+    ) -> Result<bool>;
 
     /// Inserts a policy.
     async fn insert_policy(&self, policy: &Policy) -> Result<()>;
