@@ -92,6 +92,7 @@ fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
 }
 
 /// Strips a password from a URL for error messages and logs.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
