@@ -66,17 +66,24 @@ impl LocalKeyManager {
                 ));
             }
         }
-        let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?);
-        let key: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| file_error(path, format!("must hold exactly 32 bytes, holds {}", bytes.len())))?;
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?,
+        );
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            file_error(
+                path,
+                format!("must hold exactly 32 bytes, holds {}", bytes.len()),
+            )
+        })?;
         Ok(Self::from_key(Secret32::new(key), path.to_path_buf()))
     }
 
     fn from_key(key: Secret32, path: PathBuf) -> Self {
         let fingerprint = Sha256::digest(key.as_ref());
-        let key_id = fingerprint[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let key_id = fingerprint[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Self {
             key,
             id: KekRef {
@@ -117,7 +124,9 @@ fn create(path: &Path) -> Result<(), KmsError> {
     file.sync_all().map_err(err)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Persist the directory entry too, so a crash cannot lose a key already in use.
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
     }
     tracing::info!(path = %path.display(), "generated a new local master key");
     Ok(())
@@ -144,8 +153,12 @@ impl KeyManager for LocalKeyManager {
                 what: "key encryption key",
             });
         }
-        let plain = aead::open_blob(&self.key, aad, &wrapped.blob)
-            .map_err(|_| Error::Envelope(format!("local key {}: unwrap failed (wrong key, AAD or tampered blob)", self.id.key_id)))?;
+        let plain = aead::open_blob(&self.key, aad, &wrapped.blob).map_err(|_| {
+            Error::Envelope(format!(
+                "local key {}: unwrap failed (wrong key, AAD or tampered blob)",
+                self.id.key_id
+            ))
+        })?;
         let dek: [u8; 32] = plain
             .as_slice()
             .try_into()

@@ -17,7 +17,13 @@ pub enum CallOutcome {
 /// Receives one event per provider call attempt (retries are separate attempts).
 pub trait KmsObserver: Send + Sync + Debug + 'static {
     /// `backend` is `local`, `aws`, `gcp` or `vault`; `op` is `wrap` or `unwrap`.
-    fn call(&self, backend: &'static str, op: &'static str, elapsed: Duration, outcome: CallOutcome);
+    fn call(
+        &self,
+        backend: &'static str,
+        op: &'static str,
+        elapsed: Duration,
+        outcome: CallOutcome,
+    );
 }
 
 /// Ignores every event.

@@ -84,7 +84,8 @@ impl Remote {
                 Err(Failure::Transient(_)) => CallOutcome::Transient,
                 Err(Failure::Permanent(_)) => CallOutcome::Permanent,
             };
-            self.observer.call(self.backend, op, started.elapsed(), outcome);
+            self.observer
+                .call(self.backend, op, started.elapsed(), outcome);
             match result {
                 Ok(v) => return Ok(v),
                 Err(Failure::Permanent(e)) => return Err(e),
@@ -193,9 +194,15 @@ mod tests {
                 async { Err(Failure::Transient("HTTP 503".into())) }
             })
             .await;
-        assert_eq!(tries.load(Ordering::Relaxed), 4, "one attempt and three retries");
+        assert_eq!(
+            tries.load(Ordering::Relaxed),
+            4,
+            "one attempt and three retries"
+        );
         match r {
-            Err(Error::Unavailable(m)) => assert!(m.contains("test key k1") && m.contains("503"), "{m}"),
+            Err(Error::Unavailable(m)) => {
+                assert!(m.contains("test key k1") && m.contains("503"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(rec.0.lock().map(|v| v.len()).unwrap_or(0), 4);
@@ -214,7 +221,10 @@ mod tests {
             })
             .await;
         assert_eq!(tries.load(Ordering::Relaxed), 1);
-        assert!(matches!(r, Err(Error::KeyManager(ref m)) if m.contains("HTTP 400")), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::KeyManager(ref m)) if m.contains("HTTP 400")),
+            "{r:?}"
+        );
 
         let n = AtomicUsize::new(0);
         let r = rm
@@ -230,9 +240,18 @@ mod tests {
             })
             .await;
         assert_eq!(r, Ok(7));
-        assert!(matches!(rm.classify_status("wrap", 429, ""), Failure::Transient(_)));
-        assert!(matches!(rm.classify_status("wrap", 502, ""), Failure::Transient(_)));
-        assert!(matches!(rm.classify_status("wrap", 403, ""), Failure::Permanent(_)));
+        assert!(matches!(
+            rm.classify_status("wrap", 429, ""),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            rm.classify_status("wrap", 502, ""),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            rm.classify_status("wrap", 403, ""),
+            Failure::Permanent(_)
+        ));
     }
 
     #[tokio::test]
@@ -244,6 +263,9 @@ mod tests {
                 Ok(())
             })
             .await;
-        assert!(matches!(r, Err(Error::Unavailable(ref m)) if m.contains("no answer")), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::Unavailable(ref m)) if m.contains("no answer")),
+            "{r:?}"
+        );
     }
 }
