@@ -16,7 +16,8 @@ pub enum CallOutcome {
 
 /// Receives one event per provider call attempt (retries are separate attempts).
 pub trait KmsObserver: Send + Sync + Debug + 'static {
-    /// `backend` is `local`, `aws`, `gcp` or `vault`; `op` is `wrap` or `unwrap`.
+    /// `backend` is `aws`, `gcp` or `vault`; `op` is `wrap`, `unwrap`, or a backend's
+    /// setup call (e.g. `read_key` when the vault backend connects).
     fn call(
         &self,
         backend: &'static str,

@@ -135,19 +135,29 @@ impl Remote {
     }
 }
 
-/// reqwest errors print the URL, which may carry query secrets; print the kind only.
+/// The error with its causes ("connection refused", ...), with the URL blanked out since
+/// it may carry query secrets.
 fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s.replace(url.as_str(), "<url>");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
     }
-    s
+    match e.url() {
+        Some(url) => s.replace(url.as_str(), "<url>"),
+        None => s,
+    }
 }
 
 /// One HTTP client for all remote calls of a backend: rustls, per-request timeouts come
-/// from [`RetryPolicy::attempt_timeout`].
+/// from [`RetryPolicy::attempt_timeout`]. Redirects are not followed: reqwest would resend
+/// credential headers (e.g. `X-Vault-Token`) to whatever host a redirect names, so point
+/// keycast at the active node or a load balancer instead.
 pub fn http_client(backend: &'static str) -> Result<reqwest::Client, crate::KmsError> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("keycast-kms/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
