@@ -12,6 +12,8 @@ use keycast_core::crypto::envelope::{self, EnvelopeBinding};
 use keycast_core::nostr::secp256k1::{Message, SECP256K1};
 use keycast_core::nostr::{Keys, SecretKey};
 use keycast_core::*;
+use keycast_kms::aws::{AwsCredentials, AwsKmsConfig, AwsKmsKeyManager};
+use keycast_kms::vault::{VaultConfig, VaultTransitKeyManager};
 use keycast_kms::LocalKeyManager;
 use tokio::runtime::Runtime;
 
@@ -81,6 +83,32 @@ fn kms(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let local = LocalKeyManager::open_or_create(dir.path().join("master.key")).expect("local");
     wrap_unwrap(&mut g, &rt, "local", Arc::new(local));
+
+    if let Ok(addr) = std::env::var("KEYCAST_TEST_VAULT_ADDR") {
+        let token = std::env::var("KEYCAST_TEST_VAULT_TOKEN").unwrap_or_else(|_| "root".into());
+        let vault = rt.block_on(async {
+            let key = keycast_kms::testing::bao_transit_key(&addr, &token).await;
+            VaultTransitKeyManager::connect(VaultConfig::new(&addr, &token, &key))
+                .await
+                .expect("vault")
+        });
+        wrap_unwrap(&mut g, &rt, "vault_openbao_dev", Arc::new(vault));
+    } else {
+        eprintln!("vault skipped: KEYCAST_TEST_VAULT_ADDR is not set");
+    }
+    if let Ok(endpoint) = std::env::var("KEYCAST_TEST_AWS_ENDPOINT") {
+        let aws = rt.block_on(async {
+            let (key, _) = keycast_kms::testing::moto_create_key(&endpoint).await;
+            let credentials = AwsCredentials::new("test", "test", None);
+            AwsKmsKeyManager::new(
+                AwsKmsConfig::new("us-east-1", key, credentials).with_endpoint(endpoint),
+            )
+            .expect("aws")
+        });
+        wrap_unwrap(&mut g, &rt, "aws_moto", Arc::new(aws));
+    } else {
+        eprintln!("aws skipped: KEYCAST_TEST_AWS_ENDPOINT is not set");
+    }
     g.finish();
 }
 

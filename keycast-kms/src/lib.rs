@@ -34,6 +34,10 @@ pub mod gcp;
 #[cfg(feature = "vault")]
 pub mod vault;
 
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
+
 pub use error::KmsError;
 #[cfg(feature = "local")]
 pub use local::LocalKeyManager;

@@ -254,46 +254,8 @@ fn moto_credentials() -> AwsCredentials {
     AwsCredentials::new("test", "test", None)
 }
 
-/// A new symmetric key, created through the KMS API as an operator would. Returns
-/// `(key id, key ARN)`.
 async fn create_key(endpoint: &str) -> (String, String) {
-    let url = reqwest::Url::parse(endpoint).expect("endpoint URL");
-    let body = br#"{"Description":"keycast test key"}"#;
-    let request = UnsignedRequest {
-        method: "POST",
-        url: url.as_str(),
-        headers: &[
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", "TrentService.CreateKey"),
-        ],
-        body,
-    };
-    let headers = sign(
-        &request,
-        &moto_credentials(),
-        "us-east-1",
-        "kms",
-        SystemTime::now(),
-    )
-    .expect("sign");
-    let response = reqwest::Client::new()
-        .post(url)
-        .headers(headers)
-        .body(body.to_vec())
-        .send()
-        .await
-        .expect("CreateKey reaches moto");
-    let status = response.status();
-    let text = response.text().await.expect("CreateKey body");
-    assert!(status.is_success(), "CreateKey: HTTP {status}: {text}");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("CreateKey JSON");
-    let field = |name: &str| {
-        json["KeyMetadata"][name]
-            .as_str()
-            .unwrap_or_else(|| panic!("CreateKey answer without {name}: {text}"))
-            .to_owned()
-    };
-    (field("KeyId"), field("Arn"))
+    keycast_kms::testing::moto_create_key(endpoint).await
 }
 
 fn moto_config(endpoint: &str, key: &str) -> AwsKmsConfig {

@@ -24,7 +24,6 @@ use keycast_core::{
 use keycast_kms::remote::RetryPolicy;
 use keycast_kms::vault::{VaultConfig, VaultTransitKeyManager};
 use keycast_kms::{CallOutcome, KmsError, KmsObserver};
-use rand::Rng;
 
 fn required() -> bool {
     std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
@@ -103,22 +102,7 @@ impl Admin {
     /// Mounts transit unless it is mounted already, then creates a fresh key.
     async fn fresh_key(&self) -> String {
         self.wait_ready().await;
-        let (status, body) = self
-            .post("sys/mounts/transit", serde_json::json!({"type": "transit"}))
-            .await;
-        assert!(
-            (200..300).contains(&status) || body.contains("already in use"),
-            "enabling transit: HTTP {status}: {body}"
-        );
-        let name = format!("keycast-test-{:016x}", rand::thread_rng().gen::<u64>());
-        let (status, body) = self
-            .post(&format!("transit/keys/{name}"), serde_json::json!({}))
-            .await;
-        assert!(
-            (200..300).contains(&status),
-            "creating key: HTTP {status}: {body}"
-        );
-        name
+        keycast_kms::testing::bao_transit_key(&self.addr, &self.token).await
     }
 
     async fn rotate(&self, key: &str) {
