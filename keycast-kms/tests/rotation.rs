@@ -151,3 +151,56 @@ async fn rows_the_keyring_cannot_open_are_reported_not_fatal() {
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].0, k.id);
 }
+
+/// Provider migration: rows made under a local master key move to Vault transit.
+#[cfg(feature = "vault")]
+#[tokio::test]
+async fn a_keyring_spans_providers_local_to_vault() {
+    use keycast_kms::vault::{VaultConfig, VaultTransitKeyManager};
+    let Ok(addr) = std::env::var("KEYCAST_TEST_VAULT_ADDR") else {
+        assert!(
+            std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "KEYCAST_TEST_VAULT_ADDR must be set when KEYCAST_TEST_REQUIRE_SERVICES=1"
+        );
+        eprintln!("skipped: KEYCAST_TEST_VAULT_ADDR is not set");
+        return;
+    };
+    let token = std::env::var("KEYCAST_TEST_VAULT_TOKEN").unwrap_or_else(|_| "root".into());
+    let key = keycast_kms::testing::bao_transit_key(&addr, &token).await;
+    let vault: Arc<dyn KeyManager> = Arc::new(
+        VaultTransitKeyManager::connect(VaultConfig::new(&addr, &token, &key))
+            .await
+            .expect("vault"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = sqlite(&dir).await;
+    let local: Arc<dyn KeyManager> =
+        Arc::new(LocalKeyManager::open_or_create(dir.path().join("local.key")).expect("local"));
+    let before = Custody::builder(store.clone(), local.clone())
+        .build()
+        .expect("engine");
+    let tenant = keycast_core::testing::fixtures::tenant();
+    store.create_tenant(&tenant).await.expect("tenant");
+    let label = Label::parse("migrating").expect("label");
+    let k = before
+        .create_key(tenant.id, None, KeyKind::User, label, None)
+        .await
+        .expect("key");
+
+    let keyring = Keyring::new(vault.clone()).with_older(local);
+    let report = rotate(store.clone(), &keyring, &RotationOptions::default(), |_| {})
+        .await
+        .expect("rotate");
+    assert_eq!(report.rewrapped, 1, "{report:?}");
+    let row = store.get_key(k.id).await.expect("row");
+    assert_eq!(row.envelope.wrapped_dek.kek.provider, "vault");
+    let only_vault = Custody::builder(store, vault).build().expect("engine");
+    let e = only_vault
+        .sign_event(
+            Caller::Owner(k.id),
+            EventTemplate::new(Kind::TextNote, "moved"),
+        )
+        .await
+        .expect("sign under vault alone");
+    assert_eq!(e.pubkey, k.pubkey);
+}
