@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use keycast_core::crypto::aead;
+use keycast_core::traits::key_manager::{ensure_can_unwrap, fingerprint};
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
-use sha2::{Digest, Sha256};
 
 use crate::KmsError;
 
@@ -79,11 +79,7 @@ impl LocalKeyManager {
     }
 
     fn from_key(key: Secret32, path: PathBuf) -> Self {
-        let fingerprint = Sha256::digest(key.as_ref());
-        let key_id = fingerprint[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key_id = fingerprint(&key);
         Self {
             key,
             id: KekRef {
@@ -148,11 +144,7 @@ impl KeyManager for LocalKeyManager {
     }
 
     async fn unwrap(&self, wrapped: &Wrapped, aad: &[u8]) -> keycast_core::Result<Secret32> {
-        if !self.can_unwrap(&wrapped.kek) {
-            return Err(Error::NotFound {
-                what: "key encryption key",
-            });
-        }
+        ensure_can_unwrap(self, wrapped)?;
         let plain = aead::open_blob(&self.key, aad, &wrapped.blob).map_err(|_| {
             Error::Envelope(format!(
                 "local key {}: unwrap failed (wrong key, AAD or tampered blob)",

@@ -4,12 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
 use crate::crypto::aead;
 use crate::crypto::secret::{random_secret32, Secret32};
 use crate::error::{Error, Result};
-use crate::traits::key_manager::{KekRef, KeyManager, Wrapped};
+use crate::traits::key_manager::{ensure_can_unwrap, fingerprint, KekRef, KeyManager, Wrapped};
 
 /// Provider name recorded in envelopes it wraps.
 pub const PROVIDER: &str = "insecure-test";
@@ -48,11 +47,7 @@ impl InsecureTestKeyManager {
 
     /// A manager with a given master key (to simulate a restart with the same key).
     pub fn from_key(key: Secret32) -> Self {
-        let fingerprint = Sha256::digest(key.as_ref());
-        let key_id = fingerprint[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key_id = fingerprint(&key);
         Self {
             key,
             id: KekRef {
@@ -99,11 +94,7 @@ impl KeyManager for InsecureTestKeyManager {
 
     async fn unwrap(&self, wrapped: &Wrapped, aad: &[u8]) -> Result<Secret32> {
         self.unwraps.fetch_add(1, Ordering::Relaxed);
-        if !self.can_unwrap(&wrapped.kek) {
-            return Err(Error::NotFound {
-                what: "key encryption key",
-            });
-        }
+        ensure_can_unwrap(self, wrapped)?;
         self.simulate_latency().await;
         let plain = aead::open_blob(&self.key, aad, &wrapped.blob)?;
         let dek: [u8; 32] = plain

@@ -38,6 +38,26 @@ impl Debug for Wrapped {
     }
 }
 
+/// The check every `unwrap` starts with: refuse blobs of a KEK this manager does not hold.
+pub fn ensure_can_unwrap(km: &(impl KeyManager + ?Sized), wrapped: &Wrapped) -> Result<()> {
+    if km.can_unwrap(&wrapped.kek) {
+        Ok(())
+    } else {
+        Err(Error::NotFound {
+            what: "key encryption key",
+        })
+    }
+}
+
+/// A key id for a master key held as bytes: the first 8 bytes of its SHA-256, in hex.
+pub fn fingerprint(key: &Secret32) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_ref())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Wraps and unwraps 32-byte data keys under a master key that never leaves the provider.
 ///
 /// Promises:

@@ -26,6 +26,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use keycast_core::traits::key_manager::ensure_can_unwrap;
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -229,11 +230,7 @@ impl KeyManager for AwsKmsKeyManager {
     }
 
     async fn unwrap(&self, wrapped: &Wrapped, aad: &[u8]) -> keycast_core::Result<Secret32> {
-        if !self.can_unwrap(&wrapped.kek) {
-            return Err(Error::NotFound {
-                what: "key encryption key",
-            });
-        }
+        ensure_can_unwrap(self, wrapped)?;
         if wrapped.blob.is_empty() {
             return Err(Error::Envelope(format!(
                 "{BACKEND} key {}: empty wrapped DEK",

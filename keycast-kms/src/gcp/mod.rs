@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keycast_core::crypto::secret::random_secret32;
+use keycast_core::traits::key_manager::ensure_can_unwrap;
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
 use zeroize::Zeroizing;
 
@@ -311,11 +312,7 @@ impl KeyManager for GcpKmsKeyManager {
     }
 
     async fn unwrap(&self, wrapped: &Wrapped, aad: &[u8]) -> keycast_core::Result<Secret32> {
-        if !self.can_unwrap(&wrapped.kek) {
-            return Err(Error::NotFound {
-                what: "key encryption key",
-            });
-        }
+        ensure_can_unwrap(self, wrapped)?;
         if wrapped.blob.is_empty() {
             // Cloud KMS would refuse it too; no need to ask.
             return Err(Error::Envelope(format!(

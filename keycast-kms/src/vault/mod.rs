@@ -19,6 +19,7 @@ mod config;
 mod wire;
 
 use async_trait::async_trait;
+use keycast_core::traits::key_manager::ensure_can_unwrap;
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::RequestBuilder;
@@ -161,11 +162,7 @@ impl KeyManager for VaultTransitKeyManager {
     }
 
     async fn unwrap(&self, wrapped: &Wrapped, aad: &[u8]) -> keycast_core::Result<Secret32> {
-        if !self.can_unwrap(&wrapped.kek) {
-            return Err(Error::NotFound {
-                what: "key encryption key",
-            });
-        }
+        ensure_can_unwrap(self, wrapped)?;
         let body = wire::decrypt_body(self.ciphertext_of(wrapped)?, aad)
             .map_err(|why| self.internal(why))?;
         let (t, url, body) = (&self.transport, self.decrypt_url.as_str(), body.as_slice());
