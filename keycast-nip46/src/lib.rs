@@ -1,9 +1,25 @@
 //! # keycast-nip46
 //!
-//! NIP-46 remote signing on top of [`keycast_core::Custody`]. Not implemented yet
-//! (issue 5); this crate currently exports nothing. It will hold:
+//! NIP-46 remote signing on top of [`keycast_core::Custody`].
 //!
-//! - request and response types for every NIP-46 method, `perms` parsing;
-//! - `bunker://` (issued) and `nostrconnect://` (accepted) URIs;
-//! - the remote-signer service: relay pool, dedupe, `created_at` window, routing through
-//!   [`keycast_core::RequestRouter`], a bounded work queue, NIP-44/NIP-04 detection.
+//! This crate currently holds the pure protocol layer, [`protocol`]: no I/O, no relays.
+//!
+//! - [`protocol::message`]: decrypted request JSON into a typed [`Nip46Request`].
+//! - [`protocol::response`]: [`Nip46Response`] replies (`result`, `error`, `auth_url`).
+//! - [`protocol::scheme`]: per-message NIP-04 / NIP-44 detection, so replies match.
+//! - [`protocol::perms`]: the `perms` string of `connect` and `nostrconnect://`, and how it
+//!   maps onto keycast [`keycast_core::Permission`]s.
+//! - [`protocol::uri`]: `bunker://` (issued) and `nostrconnect://` (accepted) URIs.
+//! - [`Error`]: the one error type of the crate.
+//!
+//! The remote-signer service (relay pool, dedupe, `created_at` window, routing, work queue)
+//! is not implemented yet.
+
+pub mod protocol;
+
+pub use protocol::error::{Error, Result};
+pub use protocol::message::{connect_target_ok, Command, Nip46Request};
+pub use protocol::perms::{Gap, PermEntry, PermMethod, PolicyMapping};
+pub use protocol::response::Nip46Response;
+pub use protocol::scheme::Scheme;
+pub use protocol::uri::{BunkerUri, NostrConnectUri};

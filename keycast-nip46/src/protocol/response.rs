@@ -1,0 +1,107 @@
+//! NIP-46 replies: `{"id","result"}`, `{"id","error"}` and auth challenges.
+
+use nostr::RelayUrl;
+use serde_json::{Map, Value};
+
+/// A NIP-46 reply. Build with [`Nip46Response::ok`], [`Nip46Response::error`] or
+/// [`Nip46Response::auth_url`]; serialise with [`Nip46Response::to_json`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nip46Response {
+    /// The request id.
+    pub id: String,
+    /// `result`, omitted when `None`.
+    pub result: Option<String>,
+    /// `error`, omitted when `None`.
+    pub error: Option<String>,
+}
+
+impl Nip46Response {
+    /// A successful reply.
+    pub fn ok(id: impl Into<String>, result: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            result: Some(result.into()),
+            error: None,
+        }
+    }
+
+    /// An error reply. It has no `result` at all (some clients read `result:""` as
+    /// success), and an empty message is replaced because clients test `error` for
+    /// truthiness.
+    pub fn error(id: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.trim().is_empty() {
+            message = "error".to_owned();
+        }
+        Self {
+            id: id.into(),
+            result: None,
+            error: Some(message),
+        }
+    }
+
+    /// An auth challenge: `result:"auth_url"`, `error:<url>`.
+    pub fn auth_url(id: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            result: Some("auth_url".to_owned()),
+            error: Some(url.into()),
+        }
+    }
+
+    /// The `switch_relays` reply: a JSON string, `"null"` when the relays stay as they are.
+    pub fn switch_relays(id: impl Into<String>, relays: Option<&[RelayUrl]>) -> Self {
+        let result = match relays {
+            None => Value::Null,
+            Some(list) => Value::Array(
+                list.iter()
+                    .map(|r| Value::String(r.as_str_without_trailing_slash().to_owned()))
+                    .collect(),
+            ),
+        };
+        Self::ok(id, result.to_string())
+    }
+
+    /// True for an error reply (not for an auth challenge).
+    pub fn is_error(&self) -> bool {
+        self.error.is_some() && self.result.is_none()
+    }
+
+    /// The JSON text to encrypt and send.
+    pub fn to_json(&self) -> String {
+        let mut obj = Map::new();
+        obj.insert("id".to_owned(), Value::String(self.id.clone()));
+        if let Some(r) = &self.result {
+            obj.insert("result".to_owned(), Value::String(r.clone()));
+        }
+        if let Some(e) = &self.error {
+            obj.insert("error".to_owned(), Value::String(e.clone()));
+        }
+        // Display of a Value cannot fail, unlike serde_json::to_string.
+        Value::Object(obj).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_serialise_as_nip46_expects() {
+        assert_eq!(
+            Nip46Response::ok("a", "ack").to_json(),
+            r#"{"id":"a","result":"ack"}"#
+        );
+        assert_eq!(
+            Nip46Response::error("a", "").to_json(),
+            r#"{"error":"error","id":"a"}"#
+        );
+        let auth = Nip46Response::auth_url("a", "https://x.example/ok");
+        assert!(!auth.is_error());
+        assert_eq!(auth.result.as_deref(), Some("auth_url"));
+        assert_eq!(
+            Nip46Response::switch_relays("a", None).result.as_deref(),
+            Some("null")
+        );
+    }
+}
