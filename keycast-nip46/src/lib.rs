@@ -12,11 +12,16 @@
 //! - [`protocol::uri`]: `bunker://` (issued) and `nostrconnect://` (accepted) URIs.
 //! - [`Error`]: the one error type of the crate.
 //!
-//! The remote-signer service (relay pool, dedupe, `created_at` window, routing, work queue)
-//! is not implemented yet.
+//! - [`handler`]: [`RequestHandler`] answers one decrypted request for one authorization
+//!   through the custody engine, enforcing connect secrets and client binding.
+//!
+//! The relay service (relay pool, dedupe, `created_at` window, routing, work queue) is not
+//! implemented yet.
 
+pub mod handler;
 pub mod protocol;
 
+pub use handler::RequestHandler;
 pub use protocol::error::{Error, Result};
 pub use protocol::message::{connect_target_ok, Command, Nip46Request};
 pub use protocol::perms::{Gap, PermEntry, PermMethod, PolicyMapping};

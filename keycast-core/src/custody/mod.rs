@@ -433,6 +433,12 @@ impl Custody {
         }
     }
 
+    /// The pubkey of a stored key, loading the key into the cache if needed. Metadata only:
+    /// not an operation, so it is neither authorized nor audited.
+    pub async fn public_key_of(&self, key: KeyId) -> Result<PublicKey> {
+        Ok(self.signing_key(key).await?.keys.public_key())
+    }
+
     /// The decrypted key: from cache, or loaded once for all concurrent callers.
     async fn signing_key(&self, id: KeyId) -> Result<Arc<LoadedKey>> {
         self.inner.keys.get_or_load(id, || self.load_key(id)).await
@@ -458,7 +464,8 @@ impl Custody {
         }))
     }
 
-    async fn authorization(&self, id: AuthorizationId) -> Result<Arc<Authorization>> {
+    /// An authorization from the cache (short TTL, invalidated on revoke), or the store.
+    pub async fn authorization(&self, id: AuthorizationId) -> Result<Arc<Authorization>> {
         let store = &self.inner.store;
         self.inner
             .authorizations

@@ -1,0 +1,164 @@
+//! Answers one decrypted NIP-46 request for one authorization, through the custody engine.
+//!
+//! Transport-free: the relay service decrypts the event, finds the authorization by the
+//! bunker pubkey it was addressed to, calls [`RequestHandler::handle`], and encrypts and
+//! signs the reply. Session rules live here:
+//! - `connect` must name this signer (or the user key, or nothing), and a client that is
+//!   not yet bound must present the authorization's single-use connect secret; a client
+//!   already bound reconnects idempotently, with or without it;
+//! - every other method, `get_public_key` and `ping` included, needs a bound client;
+//! - `logout` unbinds the client.
+
+use keycast_core::nostr::{JsonUtil, PublicKey};
+use keycast_core::{Authorization, AuthorizationId, BearerSecret, Caller, Custody, Error};
+
+use crate::protocol::message::{connect_target_ok, Command, Nip46Request};
+use crate::protocol::response::Nip46Response;
+
+/// What a bound client's requests run as, and how connects are checked.
+#[derive(Debug, Clone)]
+pub struct RequestHandler {
+    custody: Custody,
+}
+
+impl RequestHandler {
+    /// A handler over `custody` (whose store holds the authorizations).
+    pub fn new(custody: Custody) -> Self {
+        Self { custody }
+    }
+
+    /// Answers `request` from `client`, sent to the bunker of `authorization`.
+    /// Never fails: every problem becomes an error reply with the request id.
+    pub async fn handle(
+        &self,
+        authorization: AuthorizationId,
+        client: PublicKey,
+        request: Nip46Request,
+    ) -> Nip46Response {
+        let id = request.id.clone();
+        match self.answer(authorization, client, request).await {
+            Ok(reply) => reply,
+            Err(Error::NeedsApproval(url)) => Nip46Response::auth_url(id, url),
+            Err(e) => Nip46Response::error(id, e.to_string()),
+        }
+    }
+
+    async fn answer(
+        &self,
+        authorization: AuthorizationId,
+        client: PublicKey,
+        request: Nip46Request,
+    ) -> keycast_core::Result<Nip46Response> {
+        let id = request.id;
+        let auth = self.custody.authorization(authorization).await?;
+        auth.check_active(keycast_core::nostr::Timestamp::now())?;
+        if let Command::Connect { remote, secret, .. } = request.command {
+            return self
+                .connect(&auth, client, &remote, secret.as_deref(), id)
+                .await;
+        }
+        if let Command::Unknown(method) = &request.command {
+            return Ok(Nip46Response::error(
+                id,
+                format!("unknown method: {method}"),
+            ));
+        }
+        self.require_bound(&auth, client).await?;
+        let caller = Caller::Authorization(auth.id);
+        let c = &self.custody;
+        Ok(match request.command {
+            Command::Ping => Nip46Response::ok(id, "pong"),
+            Command::GetPublicKey => {
+                Nip46Response::ok(id, c.get_public_key(caller).await?.to_hex())
+            }
+            Command::SignEvent(template) => {
+                Nip46Response::ok(id, c.sign_event(caller, template).await?.as_json())
+            }
+            Command::Nip44Encrypt { peer, plaintext } => {
+                Nip46Response::ok(id, c.nip44_encrypt(caller, peer, plaintext).await?)
+            }
+            Command::Nip44Decrypt { peer, ciphertext } => {
+                Nip46Response::ok(id, c.nip44_decrypt(caller, peer, ciphertext).await?)
+            }
+            Command::Nip04Encrypt { peer, plaintext } => {
+                Nip46Response::ok(id, c.nip04_encrypt(caller, peer, plaintext).await?)
+            }
+            Command::Nip04Decrypt { peer, ciphertext } => {
+                Nip46Response::ok(id, c.nip04_decrypt(caller, peer, ciphertext).await?)
+            }
+            Command::SwitchRelays => {
+                let relays = (!auth.relays.is_empty()).then_some(auth.relays.as_slice());
+                Nip46Response::switch_relays(id, relays)
+            }
+            Command::Logout => {
+                c.store().remove_client(auth.id, &client).await?;
+                c.invalidate_authorization(auth.id);
+                Nip46Response::ok(id, "ack")
+            }
+            // Handled above; listed so a new method cannot be forgotten silently.
+            Command::Connect { .. } | Command::Unknown(_) => {
+                Nip46Response::error(id, "unexpected method")
+            }
+        })
+    }
+
+    async fn connect(
+        &self,
+        auth: &Authorization,
+        client: PublicKey,
+        remote: &str,
+        secret: Option<&str>,
+        id: String,
+    ) -> keycast_core::Result<Nip46Response> {
+        let user = self.custody.public_key_of(auth.key_id).await?;
+        if !connect_target_ok(remote, &auth.bunker_pubkey, &user) {
+            return Err(Error::Denied("connect names another signer".into()));
+        }
+        if auth.has_client(&client) {
+            return Ok(Nip46Response::ok(id, "ack"));
+        }
+        let Some(secret) = secret else {
+            return Err(Error::Denied("a connect secret is required".into()));
+        };
+        let digest = BearerSecret::from_presented(secret).digest();
+        match self
+            .custody
+            .store()
+            .redeem_connect_secret(auth.id, &digest, client)
+            .await
+        {
+            Ok(_) => {
+                self.custody.invalidate_authorization(auth.id);
+                Ok(Nip46Response::ok(id, "ack"))
+            }
+            Err(Error::Conflict(_)) => Err(Error::Denied(
+                "connect secret is invalid or already used".into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The cached authorization may predate a connect made through another instance, so a
+    /// miss is checked once against the store before refusing.
+    async fn require_bound(
+        &self,
+        auth: &Authorization,
+        client: PublicKey,
+    ) -> keycast_core::Result<()> {
+        if auth.has_client(&client) {
+            return Ok(());
+        }
+        self.custody.invalidate_authorization(auth.id);
+        if self
+            .custody
+            .authorization(auth.id)
+            .await?
+            .has_client(&client)
+        {
+            return Ok(());
+        }
+        Err(Error::Denied(
+            "not connected: send connect with the secret first".into(),
+        ))
+    }
+}
