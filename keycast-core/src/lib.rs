@@ -55,7 +55,9 @@ pub use authz::allow_all::AllowAll;
 pub use authz::policy::PolicyAuthorizer;
 pub use crypto::envelope::{Envelope, EnvelopeBinding};
 pub use crypto::secret::{BearerSecret, Secret32, SecretDigest};
-pub use custody::{Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization};
+pub use custody::{
+    Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization, TransportScheme,
+};
 pub use error::{Error, Result};
 pub use ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 pub use memory::key_manager::InsecureTestKeyManager;

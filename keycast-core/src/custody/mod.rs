@@ -6,6 +6,7 @@ mod cache;
 mod config;
 mod ops;
 mod pool;
+mod transport;
 mod validate;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub use admin::NewAuthorization;
 pub use config::CustodyConfig;
 pub use ops::{NIP44_MAX_B64, NIP44_MAX_PLAINTEXT};
 pub use pool::CryptoPool;
+pub use transport::TransportScheme;
 
 use crate::authz::policy::PolicyAuthorizer;
 use crate::crypto::envelope;
@@ -91,6 +93,7 @@ struct Inner {
     keys: LoadingCache<KeyId, Arc<LoadedKey>>,
     conversations: Option<ConvCache>,
     authorizations: LoadingCache<AuthorizationId, Arc<Authorization>>,
+    bunkers: LoadingCache<PublicKey, AuthorizationId>,
     policies: LoadingCache<PolicyId, Arc<Policy>>,
     audit: AuditSink,
 }
@@ -161,6 +164,10 @@ impl CustodyBuilder {
             authorizations: LoadingCache::new(
                 cfg.authorization_cache_capacity,
                 Expiry::Live(cfg.authorization_cache_ttl),
+            ),
+            bunkers: LoadingCache::new(
+                cfg.authorization_cache_capacity,
+                Expiry::Idle(cfg.key_cache_idle),
             ),
             policies: LoadingCache::new(
                 cfg.authorization_cache_capacity,
@@ -431,6 +438,23 @@ impl Custody {
                 .await?
                 .map(Response::Text),
         }
+    }
+
+    /// The authorization whose bunker key is `bunker` (the NIP-46 lookup). The mapping is
+    /// cached (bunker keys never move); the authorization itself comes from its own cache.
+    pub async fn authorization_by_bunker(&self, bunker: PublicKey) -> Result<Arc<Authorization>> {
+        let store = &self.inner.store;
+        let id = self
+            .inner
+            .bunkers
+            .get_or_load(bunker, || async {
+                store
+                    .find_authorization_by_bunker(&bunker)
+                    .await
+                    .map(|a| a.id)
+            })
+            .await?;
+        self.authorization(id).await
     }
 
     /// The pubkey of a stored key, loading the key into the cache if needed. Metadata only:

@@ -1,0 +1,105 @@
+//! Transport crypto with bunker keys: opening NIP-46 requests and sealing and signing
+//! replies. These are not custody operations on a user's key, so they are not audited;
+//! they refuse any key that is not a bunker key.
+
+use nostr::nips::nip04;
+use nostr::{Event, EventBuilder, Kind, PublicKey, Tag, Timestamp};
+
+use super::{ops, Custody, LoadedKey};
+use crate::error::{Error, Result};
+use crate::ids::KeyId;
+use crate::model::key::KeyKind;
+
+/// Which encryption a NIP-46 message used; replies use the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportScheme {
+    /// NIP-04 (`base64?iv=base64`), legacy.
+    Nip04,
+    /// NIP-44 v2.
+    Nip44,
+}
+
+impl TransportScheme {
+    /// NIP-04 content always carries `?iv=`; anything else is treated as NIP-44.
+    pub fn detect(content: &str) -> Self {
+        if content.contains("?iv=") {
+            TransportScheme::Nip04
+        } else {
+            TransportScheme::Nip44
+        }
+    }
+}
+
+impl Custody {
+    async fn bunker_key(&self, bunker: KeyId) -> Result<std::sync::Arc<LoadedKey>> {
+        let key = self.signing_key(bunker).await?;
+        if key.kind != KeyKind::Bunker {
+            return Err(Error::Denied("transport crypto needs a bunker key".into()));
+        }
+        Ok(key)
+    }
+
+    /// Verifies a received event's id and signature on the crypto pool.
+    pub async fn verify_event(&self, event: Event) -> Result<Event> {
+        self.inner
+            .pool
+            .run(move || event.verify().map(|()| event))
+            .await?
+            .map_err(|_| Error::invalid("event", "bad id or signature"))
+    }
+
+    /// Decrypts a request sent by `peer` to the bunker key, in whichever scheme it used.
+    pub async fn transport_open(
+        &self,
+        bunker: KeyId,
+        peer: PublicKey,
+        content: String,
+    ) -> Result<(TransportScheme, String)> {
+        let key = self.bunker_key(bunker).await?;
+        let scheme = TransportScheme::detect(&content);
+        let convs = self.inner.conversations.clone();
+        let plain = self
+            .inner
+            .pool
+            .run(move || match scheme {
+                TransportScheme::Nip04 => ops::nip04_decrypt(&key.keys, &peer, &content),
+                TransportScheme::Nip44 => {
+                    let ck = ops::conversation_key(convs.as_ref(), bunker, &key.keys, &peer)?;
+                    ops::nip44_decrypt(&ck, &content)
+                }
+            })
+            .await??;
+        Ok((scheme, plain))
+    }
+
+    /// Encrypts `reply` to `peer` and signs the kind-24133 event with the bunker key, in one
+    /// pool job.
+    pub async fn transport_reply(
+        &self,
+        bunker: KeyId,
+        peer: PublicKey,
+        scheme: TransportScheme,
+        reply: String,
+    ) -> Result<Event> {
+        let key = self.bunker_key(bunker).await?;
+        let convs = self.inner.conversations.clone();
+        self.inner
+            .pool
+            .run(move || {
+                let content = match scheme {
+                    TransportScheme::Nip04 => nip04::encrypt(key.keys.secret_key(), &peer, &reply)
+                        .map_err(|e| Error::invalid("pubkey", e.to_string()))?,
+                    TransportScheme::Nip44 => {
+                        let ck = ops::conversation_key(convs.as_ref(), bunker, &key.keys, &peer)?;
+                        ops::nip44_encrypt(&ck, &reply)?
+                    }
+                };
+                EventBuilder::new(Kind::NostrConnect, content)
+                    .tag(Tag::public_key(peer))
+                    .custom_created_at(Timestamp::now())
+                    .sign_with_keys(&key.keys)
+                    .map_err(|e| Error::Internal(format!("signing reply failed: {e}")))
+            })
+            .await?
+    }
+}
