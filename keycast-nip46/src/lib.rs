@@ -15,11 +15,12 @@
 //! - [`handler`]: [`RequestHandler`] answers one decrypted request for one authorization
 //!   through the custody engine, enforcing connect secrets and client binding.
 //!
-//! The relay service (relay pool, dedupe, `created_at` window, routing, work queue) is not
-//! implemented yet.
+//! - [`service`]: [`Bunker`], the relay service (subscription, `created_at` window,
+//!   de-duplication, routing, bounded work queue, replies without waiting for `OK`).
 
 pub mod handler;
 pub mod protocol;
+pub mod service;
 
 pub use handler::RequestHandler;
 pub use protocol::error::{Error, Result};
@@ -28,3 +29,4 @@ pub use protocol::perms::{Gap, PermEntry, PermMethod, PolicyMapping};
 pub use protocol::response::Nip46Response;
 pub use protocol::scheme::Scheme;
 pub use protocol::uri::{BunkerUri, NostrConnectUri};
+pub use service::{Bunker, BunkerConfig, BunkerStats};

@@ -61,6 +61,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The relay pool refused a relay or a subscription.
+    #[error("relay: {reason}")]
+    Relay {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The custody engine or its store failed while starting the service.
+    #[error("custody: {0}")]
+    Custody(#[from] keycast_core::Error),
 }
 
 impl Error {
@@ -69,7 +78,11 @@ impl Error {
         match self {
             Error::Malformed { id, .. } => id.as_deref(),
             Error::InvalidParams { id, .. } | Error::InvalidArgument { id, .. } => Some(id),
-            Error::TooLarge { .. } | Error::InvalidPerms { .. } | Error::InvalidUri { .. } => None,
+            Error::TooLarge { .. }
+            | Error::InvalidPerms { .. }
+            | Error::InvalidUri { .. }
+            | Error::Relay { .. }
+            | Error::Custody(_) => None,
         }
     }
 

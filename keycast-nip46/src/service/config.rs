@@ -1,0 +1,37 @@
+//! Settings of the relay service.
+
+use std::time::Duration;
+
+use keycast_core::nostr::RelayUrl;
+
+/// How the bunker service connects and how much work it accepts.
+#[derive(Debug, Clone)]
+pub struct BunkerConfig {
+    /// Relays to listen and reply on.
+    pub relays: Vec<RelayUrl>,
+    /// Requests that may wait for a worker; beyond that clients get an "overloaded" reply.
+    pub queue_capacity: usize,
+    /// Concurrent request workers. Default 2 × cores, at least 8.
+    pub workers: usize,
+    /// Requests older than this are refused as replays.
+    pub max_age: Duration,
+    /// Requests dated further in the future than this are refused.
+    pub max_skew: Duration,
+    /// How long a seen event id is remembered for de-duplication (longer than `max_age`).
+    pub dedupe_ttl: Duration,
+}
+
+impl BunkerConfig {
+    /// Defaults for the given relays.
+    pub fn new(relays: Vec<RelayUrl>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        Self {
+            relays,
+            queue_capacity: 4096,
+            workers: (2 * cores).max(8),
+            max_age: Duration::from_secs(120),
+            max_skew: Duration::from_secs(60),
+            dedupe_ttl: Duration::from_secs(300),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The relay service: listens for kind-24133 requests to the bunker keys of active
+//! authorizations and answers them through [`RequestHandler`].
+//!
+//! Intake (one task) checks what is cheap: kind, `created_at` window, duplicate ids,
+//! which authorization the `#p` bunker belongs to, and whether this instance owns it
+//! ([`keycast_core::RequestRouter`]). Accepted requests go to a bounded queue drained by
+//! workers, which verify the signature, decrypt, answer and publish the reply without
+//! waiting for the relay's `OK`. Every crypto step runs on the engine's crypto pool. A
+//! full queue still answers the client ("overloaded") when it can, and counts the drop.
+
+mod config;
+mod stats;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keycast_core::nostr::{Event, EventId, Kind, PublicKey, Timestamp};
+use keycast_core::{Authorization, Custody, Route, RoutingKey};
+use nostr_sdk::prelude::{
+    Client, ClientMessage, Filter, RelayPoolNotification, RelayStatus, SubscriptionId,
+};
+use tokio::task::JoinHandle;
+
+pub use config::BunkerConfig;
+pub use stats::BunkerStats;
+
+use crate::handler::RequestHandler;
+use crate::protocol::message::Nip46Request;
+use crate::protocol::response::Nip46Response;
+use crate::{Error, Result};
+use stats::{bump, Counters};
+
+const SUBSCRIPTION: &str = "keycast-nip46";
+/// Overload replies in flight at once; beyond that a dropped request gets no reply.
+const OVERLOAD_REPLIES: usize = 64;
+
+struct Job {
+    event: Box<Event>,
+    authorization: Arc<Authorization>,
+    enqueued: Instant,
+}
+
+struct Shared {
+    custody: Custody,
+    handler: RequestHandler,
+    client: Client,
+    config: BunkerConfig,
+    counters: Counters,
+    seen: moka::sync::Cache<EventId, ()>,
+    queue: async_channel::Sender<Job>,
+    overload_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A running bunker service. Dropping it does not stop it; call [`Bunker::shutdown`].
+pub struct Bunker {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Bunker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bunker")
+            .field("relays", &self.shared.config.relays)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bunker {
+    /// Connects to the relays (in the background: an unreachable relay does not block
+    /// start), subscribes for every active authorization and starts the workers.
+    pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
+        let client = Client::default();
+        for relay in &config.relays {
+            client
+                .add_relay(relay.clone())
+                .await
+                .map_err(|e| Error::Relay {
+                    reason: e.to_string(),
+                })?;
+        }
+        client.connect().await;
+        let (queue, jobs) = async_channel::bounded(config.queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            handler: RequestHandler::new(custody.clone()),
+            custody,
+            client,
+            seen: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(config.dedupe_ttl)
+                .build(),
+            counters: Counters::default(),
+            queue,
+            overload_slots: Arc::new(tokio::sync::Semaphore::new(OVERLOAD_REPLIES)),
+            config,
+        });
+        let notifications = shared.client.notifications();
+        shared.refresh_subscription().await?;
+        let mut tasks = vec![tokio::spawn(intake(shared.clone(), notifications))];
+        for _ in 0..shared.config.workers.max(1) {
+            tasks.push(tokio::spawn(work(shared.clone(), jobs.clone())));
+        }
+        Ok(Self { shared, tasks })
+    }
+
+    /// Re-subscribes for the bunker keys of the authorizations active now. Call after
+    /// creating or revoking authorizations; connections are kept.
+    pub async fn refresh_subscription(&self) -> Result<()> {
+        self.shared.refresh_subscription().await
+    }
+
+    /// Counters and queue state.
+    pub fn stats(&self) -> BunkerStats {
+        let q = &self.shared.queue;
+        self.shared
+            .counters
+            .snapshot(q.len(), q.capacity().unwrap_or(usize::MAX))
+    }
+
+    /// How many relays are connected now (readiness needs at least one).
+    pub async fn connected_relays(&self) -> usize {
+        let relays = self.shared.client.relays().await;
+        relays
+            .values()
+            .filter(|r| r.status() == RelayStatus::Connected)
+            .count()
+    }
+
+    /// Stops intake and workers and disconnects from the relays.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.shared.client.shutdown().await;
+    }
+}
+
+impl Shared {
+    async fn refresh_subscription(&self) -> Result<()> {
+        let now = Timestamp::now();
+        let active = self.custody.store().list_active_authorizations(now).await?;
+        let id = SubscriptionId::new(SUBSCRIPTION);
+        if active.is_empty() {
+            // A filter without `#p` would match every request on the relay.
+            self.client.unsubscribe(&id).await;
+            return Ok(());
+        }
+        let since = Timestamp::from(now.as_secs().saturating_sub(self.config.max_age.as_secs()));
+        let filter = Filter::new()
+            .kind(Kind::NostrConnect)
+            .pubkeys(active.iter().map(|a| a.bunker_pubkey))
+            .since(since);
+        self.client
+            .subscribe_with_id(id, filter, None)
+            .await
+            .map_err(|e| Error::Relay {
+                reason: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// The cheap checks, then the queue.
+    async fn accept(self: &Arc<Self>, event: Box<Event>) {
+        if event.kind != Kind::NostrConnect {
+            return;
+        }
+        bump(&self.counters.requests);
+        let now = Timestamp::now().as_secs();
+        let at = event.created_at.as_secs();
+        if at + self.config.max_age.as_secs() < now || at > now + self.config.max_skew.as_secs() {
+            bump(&self.counters.replayed);
+            return;
+        }
+        if self.seen.contains_key(&event.id) {
+            bump(&self.counters.duplicates);
+            return;
+        }
+        self.seen.insert(event.id, ());
+        let Some(bunker) = event.tags.public_keys().next().copied() else {
+            bump(&self.counters.invalid);
+            return;
+        };
+        if let Route::Remote(_) = self.custody.router().route(&RoutingKey(bunker)) {
+            bump(&self.counters.rejected_hashring);
+            return;
+        }
+        let Ok(authorization) = self.custody.authorization_by_bunker(bunker).await else {
+            bump(&self.counters.invalid);
+            return;
+        };
+        let job = Job {
+            event,
+            authorization,
+            enqueued: Instant::now(),
+        };
+        if let Err(full) = self.queue.try_send(job) {
+            bump(&self.counters.queue_dropped);
+            let job = full.into_inner();
+            if let Ok(slot) = self.overload_slots.clone().try_acquire_owned() {
+                let shared = self.clone();
+                tokio::spawn(async move {
+                    shared.reply_overloaded(job).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+
+    /// Runs one request in its own task so a panic is contained and counted.
+    async fn process(self: &Arc<Self>, job: Job) {
+        let waited = job.enqueued.elapsed().as_micros();
+        self.counters.queue_wait_micros.fetch_add(
+            u64::try_from(waited).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let shared = self.clone();
+        if let Err(e) = tokio::spawn(async move { shared.answer(job).await }).await {
+            if e.is_panic() {
+                bump(&self.counters.panics);
+                tracing::error!("a NIP-46 request handler panicked; the worker continues");
+            }
+        }
+    }
+
+    async fn answer(&self, job: Job) {
+        let auth = job.authorization;
+        let Ok(event) = self.custody.verify_event(*job.event).await else {
+            bump(&self.counters.invalid);
+            return;
+        };
+        let client = event.pubkey;
+        let Ok((scheme, plaintext)) = self
+            .custody
+            .transport_open(auth.bunker_key_id, client, event.content)
+            .await
+        else {
+            bump(&self.counters.invalid);
+            return;
+        };
+        let reply = match Nip46Request::parse(&plaintext) {
+            Ok(request) => self.handler.handle(auth.id, client, request).await,
+            Err(e) => match e.reply() {
+                Some(reply) => reply,
+                None => {
+                    bump(&self.counters.invalid);
+                    return;
+                }
+            },
+        };
+        self.publish(&auth, client, scheme, reply).await;
+        bump(&self.counters.processed);
+    }
+
+    async fn reply_overloaded(&self, job: Job) {
+        let auth = job.authorization;
+        let client = job.event.pubkey;
+        let Ok((scheme, plaintext)) = self
+            .custody
+            .transport_open(auth.bunker_key_id, client, job.event.content.clone())
+            .await
+        else {
+            return;
+        };
+        let id = match Nip46Request::parse(&plaintext) {
+            Ok(r) => r.id,
+            Err(e) => match e.request_id() {
+                Some(id) => id.to_owned(),
+                None => return,
+            },
+        };
+        let reply = Nip46Response::error(id, "overloaded, retry later");
+        self.publish(&auth, client, scheme, reply).await;
+    }
+
+    /// Seals, signs and sends the reply; does not wait for relay `OK` (some relays never
+    /// send it for ephemeral events).
+    async fn publish(
+        &self,
+        auth: &Authorization,
+        client: PublicKey,
+        scheme: keycast_core::TransportScheme,
+        reply: Nip46Response,
+    ) {
+        let event = match self
+            .custody
+            .transport_reply(auth.bunker_key_id, client, scheme, reply.to_json())
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build a NIP-46 reply");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .client
+            .send_msg_to(self.config.relays.clone(), ClientMessage::event(event))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot hand a NIP-46 reply to the relays");
+        }
+    }
+}
+
+async fn intake(
+    shared: Arc<Shared>,
+    mut notifications: tokio::sync::broadcast::Receiver<RelayPoolNotification>,
+) {
+    loop {
+        match notifications.recv().await {
+            Ok(RelayPoolNotification::Event { event, .. }) => shared.accept(event).await,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "NIP-46 intake lagged behind the relay pool");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn work(shared: Arc<Shared>, jobs: async_channel::Receiver<Job>) {
+    while let Ok(job) = jobs.recv().await {
+        shared.process(job).await;
+    }
+}
