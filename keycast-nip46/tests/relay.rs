@@ -1,84 +1,13 @@
 //! End to end through an in-process relay with rust-nostr's own NIP-46 client.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
+use common::{client, setup};
 use keycast_core::nostr::nips::{nip04, nip44};
-use keycast_core::nostr::{EventBuilder, Keys, Kind, NostrSigner, RelayUrl, Timestamp};
-use keycast_core::*;
-use keycast_nip46::{Bunker, BunkerConfig, BunkerUri};
+use keycast_core::nostr::{EventBuilder, Keys, Kind, NostrSigner, Timestamp};
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
-use nostr_relay_builder::MockRelay;
-
-struct Setup {
-    _relay: MockRelay,
-    bunker: Bunker,
-    uri: String,
-    user: keycast_core::nostr::PublicKey,
-}
-
-async fn setup() -> Setup {
-    let relay = MockRelay::run().await.expect("relay");
-    let url: RelayUrl = relay.url().await;
-    let store = Arc::new(MemoryKeyStore::new());
-    let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
-        .build()
-        .expect("engine");
-    let tenant = Tenant::new(TenantName::parse("relay").expect("name"));
-    store.create_tenant(&tenant).await.expect("tenant");
-    let user = User::new(tenant.id, Username::parse("alice").expect("name"), None);
-    store.create_user(&user).await.expect("user");
-    let key = custody
-        .create_key(
-            tenant.id,
-            Some(user.id),
-            KeyKind::User,
-            Label::parse("main").expect("label"),
-            None,
-        )
-        .await
-        .expect("key");
-    let policy = Policy::new(
-        tenant.id,
-        Label::parse("all").expect("label"),
-        vec![Permission::FullAccess],
-    )
-    .expect("policy");
-    store.insert_policy(&policy).await.expect("policy");
-    let (auth, secret) = custody
-        .create_authorization(NewAuthorization {
-            tenant_id: tenant.id,
-            user_id: user.id,
-            key_id: key.id,
-            policy_id: policy.id,
-            label: Label::parse("app").expect("label"),
-            relays: vec![url.clone()],
-            expires_at: None,
-        })
-        .await
-        .expect("authorization");
-    let bunker = Bunker::start(custody, BunkerConfig::new(vec![url.clone()]))
-        .await
-        .expect("bunker");
-    let uri = BunkerUri {
-        signer: auth.bunker_pubkey,
-        relays: vec![url],
-        secret: Some(secret.expose().to_owned()),
-    }
-    .to_uri()
-    .expect("uri");
-    Setup {
-        _relay: relay,
-        bunker,
-        uri,
-        user: key.pubkey,
-    }
-}
-
-fn client(uri: &str) -> NostrConnect {
-    let uri = NostrConnectURI::parse(uri).expect("bunker uri");
-    NostrConnect::new(uri, Keys::generate(), Duration::from_secs(10), None).expect("client")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_nostr_client_uses_every_method() {
