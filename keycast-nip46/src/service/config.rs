@@ -19,6 +19,9 @@ pub struct BunkerConfig {
     pub max_skew: Duration,
     /// How long a seen event id is remembered for de-duplication (longer than `max_age`).
     pub dedupe_ttl: Duration,
+    /// First wait before reconnecting to a lost relay. The relay pool (nostr-relay-pool)
+    /// lengthens it with each failed attempt up to 60 s and adds ±3 s of jitter.
+    pub reconnect_after: Duration,
 }
 
 impl BunkerConfig {
@@ -32,6 +35,7 @@ impl BunkerConfig {
             max_age: Duration::from_secs(120),
             max_skew: Duration::from_secs(60),
             dedupe_ttl: Duration::from_secs(300),
+            reconnect_after: Duration::from_secs(1),
         }
     }
 }

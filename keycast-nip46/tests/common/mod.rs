@@ -12,7 +12,13 @@ use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use nostr_relay_builder::MockRelay;
 
 pub struct Setup {
-    pub relay: MockRelay,
+    pub relay: Option<MockRelay>,
+    pub custody: Custody,
+    pub store: Arc<MemoryKeyStore>,
+    pub tenant: TenantId,
+    pub user_id: UserId,
+    pub key: KeyId,
+    pub policy: PolicyId,
     pub url: RelayUrl,
     pub bunker: Bunker,
     pub uri: String,
@@ -28,6 +34,19 @@ pub async fn setup() -> Setup {
 pub async fn setup_with(tune: impl FnOnce(BunkerConfig) -> BunkerConfig) -> Setup {
     let relay = MockRelay::run().await.expect("relay");
     let url: RelayUrl = relay.url().await;
+    build(Some(relay), url, tune).await
+}
+
+/// Everything but the relay, which the caller runs at `url`.
+pub async fn setup_on(url: RelayUrl) -> Setup {
+    build(None, url, |c| c).await
+}
+
+async fn build(
+    relay: Option<MockRelay>,
+    url: RelayUrl,
+    tune: impl FnOnce(BunkerConfig) -> BunkerConfig,
+) -> Setup {
     let store = Arc::new(MemoryKeyStore::new());
     let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
         .build()
@@ -65,7 +84,7 @@ pub async fn setup_with(tune: impl FnOnce(BunkerConfig) -> BunkerConfig) -> Setu
         })
         .await
         .expect("authorization");
-    let bunker = Bunker::start(custody, tune(BunkerConfig::new(vec![url.clone()])))
+    let bunker = Bunker::start(custody.clone(), tune(BunkerConfig::new(vec![url.clone()])))
         .await
         .expect("bunker");
     let uri = BunkerUri {
@@ -77,6 +96,12 @@ pub async fn setup_with(tune: impl FnOnce(BunkerConfig) -> BunkerConfig) -> Setu
     .expect("uri");
     Setup {
         relay,
+        custody,
+        store,
+        tenant: tenant.id,
+        user_id: user.id,
+        key: key.id,
+        policy: policy.id,
         url,
         bunker,
         uri,
@@ -89,4 +114,34 @@ pub async fn setup_with(tune: impl FnOnce(BunkerConfig) -> BunkerConfig) -> Setu
 pub fn client(uri: &str) -> NostrConnect {
     let uri = NostrConnectURI::parse(uri).expect("bunker uri");
     NostrConnect::new(uri, Keys::generate(), Duration::from_secs(10), None).expect("client")
+}
+
+/// A second authorization on the same key, with its bunker URI.
+pub struct Extra {
+    pub id: AuthorizationId,
+    pub uri: String,
+}
+
+pub async fn add_authorization(s: &Setup) -> Extra {
+    let (auth, secret) = s
+        .custody
+        .create_authorization(NewAuthorization {
+            tenant_id: s.tenant,
+            user_id: s.user_id,
+            key_id: s.key,
+            policy_id: s.policy,
+            label: Label::parse("second app").expect("label"),
+            relays: vec![s.url.clone()],
+            expires_at: None,
+        })
+        .await
+        .expect("authorization");
+    let uri = BunkerUri {
+        signer: auth.bunker_pubkey,
+        relays: vec![s.url.clone()],
+        secret: Some(secret.expose().to_owned()),
+    }
+    .to_uri()
+    .expect("uri");
+    Extra { id: auth.id, uri }
 }
