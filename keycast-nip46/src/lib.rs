@@ -15,13 +15,16 @@
 //! - [`handler`]: [`RequestHandler`] answers one decrypted request for one authorization
 //!   through the custody engine, enforcing connect secrets and client binding.
 //!
+//! - [`embedded`]: [`SingleUserBunker`], one key served in-process in a few lines.
 //! - [`service`]: [`Bunker`], the relay service (subscription, `created_at` window,
 //!   de-duplication, routing, bounded work queue, replies without waiting for `OK`).
 
+pub mod embedded;
 pub mod handler;
 pub mod protocol;
 pub mod service;
 
+pub use embedded::SingleUserBunker;
 pub use handler::RequestHandler;
 pub use protocol::error::{Error, Result};
 pub use protocol::message::{connect_target_ok, Command, Nip46Request};
