@@ -22,6 +22,10 @@ pub struct BunkerConfig {
     /// First wait before reconnecting to a lost relay. The relay pool (nostr-relay-pool)
     /// lengthens it with each failed attempt up to 60 s and adds ±3 s of jitter.
     pub reconnect_after: Duration,
+    /// How long start waits for the relays before subscribing anyway. Requests sent before
+    /// the subscription reaches a relay are lost (kind 24133 is ephemeral, relays keep
+    /// none), so start waits a little; unreachable relays only delay start this long.
+    pub connect_timeout: Duration,
 }
 
 impl BunkerConfig {
@@ -36,6 +40,7 @@ impl BunkerConfig {
             max_skew: Duration::from_secs(60),
             dedupe_ttl: Duration::from_secs(300),
             reconnect_after: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }

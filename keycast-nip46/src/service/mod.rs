@@ -67,8 +67,9 @@ impl std::fmt::Debug for Bunker {
 }
 
 impl Bunker {
-    /// Connects to the relays (in the background: an unreachable relay does not block
-    /// start), subscribes for every active authorization and starts the workers.
+    /// Connects to the relays (waiting at most `connect_timeout`; unreachable relays are
+    /// retried in the background and do not fail start), subscribes for every active
+    /// authorization and starts the workers.
     pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
         let client = Client::default();
         for relay in &config.relays {
@@ -80,6 +81,7 @@ impl Bunker {
                 })?;
         }
         client.connect().await;
+        client.wait_for_connection(config.connect_timeout).await;
         let (queue, jobs) = async_channel::bounded(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             handler: RequestHandler::new(custody.clone()),
