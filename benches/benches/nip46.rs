@@ -111,39 +111,13 @@ async fn keycast_bunker(url: &RelayUrl) -> (Bunker, String) {
     let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
         .build()
         .expect("engine");
-    let tenant = Tenant::new(TenantName::parse("bench").expect("name"));
-    store.create_tenant(&tenant).await.expect("tenant");
-    let user = User::new(tenant.id, Username::parse("bench").expect("name"), None);
-    store.create_user(&user).await.expect("user");
-    let key = custody
-        .create_key(
-            tenant.id,
-            Some(user.id),
-            KeyKind::User,
-            Label::parse("k").expect("label"),
-            None,
-        )
-        .await
-        .expect("key");
-    let policy = Policy::new(
-        tenant.id,
-        Label::parse("all").expect("label"),
+    let a = keycast_core::testing::fixtures::authorized_key(
+        &custody,
         vec![Permission::FullAccess],
+        vec![url.clone()],
     )
-    .expect("policy");
-    store.insert_policy(&policy).await.expect("policy");
-    let (auth, secret) = custody
-        .create_authorization(NewAuthorization {
-            tenant_id: tenant.id,
-            user_id: user.id,
-            key_id: key.id,
-            policy_id: policy.id,
-            label: Label::parse("bench").expect("label"),
-            relays: vec![url.clone()],
-            expires_at: None,
-        })
-        .await
-        .expect("authorization");
+    .await;
+    let (auth, secret) = (a.authorization, a.secret);
     let bunker = Bunker::start(custody, BunkerConfig::new(vec![url.clone()]))
         .await
         .expect("bunker");

@@ -21,35 +21,9 @@ async fn bunker(permissions: Vec<Permission>) -> Bunker {
     let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
         .build()
         .expect("engine");
-    let tenant = Tenant::new(TenantName::parse("nip46").expect("name"));
-    store.create_tenant(&tenant).await.expect("tenant");
-    let user = User::new(tenant.id, Username::parse("alice").expect("name"), None);
-    store.create_user(&user).await.expect("user");
-    let key = custody
-        .create_key(
-            tenant.id,
-            Some(user.id),
-            KeyKind::User,
-            Label::parse("main").expect("label"),
-            None,
-        )
-        .await
-        .expect("key");
-    let policy =
-        Policy::new(tenant.id, Label::parse("p").expect("label"), permissions).expect("policy");
-    store.insert_policy(&policy).await.expect("policy");
-    let (auth, secret) = custody
-        .create_authorization(NewAuthorization {
-            tenant_id: tenant.id,
-            user_id: user.id,
-            key_id: key.id,
-            policy_id: policy.id,
-            label: Label::parse("app").expect("label"),
-            relays: vec![RelayUrl::parse("wss://relay.example.com").expect("relay")],
-            expires_at: None,
-        })
-        .await
-        .expect("authorization");
+    let relays = vec![RelayUrl::parse("wss://relay.example.com").expect("relay")];
+    let a = keycast_core::testing::fixtures::authorized_key(&custody, permissions, relays).await;
+    let (key, auth, secret) = (a.key, a.authorization, a.secret);
     Bunker {
         handler: RequestHandler::new(custody.clone()),
         store,

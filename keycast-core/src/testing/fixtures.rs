@@ -122,3 +122,54 @@ pub async fn memory_engine(
         .unwrap();
     (custody, key)
 }
+
+/// Everything an app connection needs, created through an engine.
+#[derive(Debug)]
+pub struct AuthorizedKey {
+    pub tenant: Tenant,
+    pub user: User,
+    pub key: StoredKey,
+    pub policy: Policy,
+    pub authorization: Authorization,
+    pub secret: crate::BearerSecret,
+}
+
+/// A fresh tenant and user, a generated user key, a policy with `permissions` and an
+/// authorization on `relays`, all created through `custody` and its store.
+pub async fn authorized_key(
+    custody: &crate::Custody,
+    permissions: Vec<Permission>,
+    relays: Vec<RelayUrl>,
+) -> AuthorizedKey {
+    let store = custody.store();
+    let tenant = tenant();
+    store.create_tenant(&tenant).await.unwrap();
+    let user = user(tenant.id);
+    store.create_user(&user).await.unwrap();
+    let key = custody
+        .create_key(tenant.id, Some(user.id), KeyKind::User, label("main"), None)
+        .await
+        .unwrap();
+    let policy = policy(tenant.id, permissions);
+    store.insert_policy(&policy).await.unwrap();
+    let (authorization, secret) = custody
+        .create_authorization(crate::NewAuthorization {
+            tenant_id: tenant.id,
+            user_id: user.id,
+            key_id: key.id,
+            policy_id: policy.id,
+            label: label("app"),
+            relays,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    AuthorizedKey {
+        tenant,
+        user,
+        key,
+        policy,
+        authorization,
+        secret,
+    }
+}
