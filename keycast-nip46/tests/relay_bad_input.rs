@@ -20,7 +20,10 @@ struct RawClient {
 
 impl RawClient {
     async fn new(url: &keycast_core::nostr::RelayUrl, bunker: PublicKey) -> Self {
-        let keys = Keys::generate();
+        Self::with_keys(url, bunker, Keys::generate()).await
+    }
+
+    async fn with_keys(url: &keycast_core::nostr::RelayUrl, bunker: PublicKey, keys: Keys) -> Self {
         let client = Client::default();
         client.add_relay(url.clone()).await.expect("relay");
         client.connect().await;
@@ -238,5 +241,41 @@ async fn a_full_queue_answers_overloaded_and_counts_the_drop() {
         "every request got exactly one reply: {stats:?}"
     );
     assert_eq!(stats.queue_dropped, overloaded, "{stats:?}");
+    s.bunker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_a_relay_refuses_are_counted() {
+    // The test relay allows 60 events a minute per connection: the bunker's 61st reply
+    // within the minute is refused. Requests come from several connections (same key) so
+    // that only the bunker's connection hits the limit.
+    let s = setup_with(|c| c).await;
+    let keys = Keys::generate();
+    let first = RawClient::with_keys(&s.url, s.bunker_pubkey, keys.clone()).await;
+    let connect = format!(
+        r#"{{"id":"c1","method":"connect","params":["","{}"]}}"#,
+        s.secret
+    );
+    first
+        .send(&first.request(&connect, Timestamp::now(), false))
+        .await;
+    for batch in 0..3 {
+        let c = RawClient::with_keys(&s.url, s.bunker_pubkey, keys.clone()).await;
+        for i in 0..25 {
+            let json = format!(r#"{{"id":"r{batch}-{i}","method":"ping","params":[]}}"#);
+            c.send(&c.request(&json, Timestamp::now(), false)).await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.bunker.stats().processed < 76 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = s.bunker.stats();
+    assert_eq!(stats.processed, 76, "{stats:?}");
+    assert!(
+        stats.replies_refused >= 16,
+        "61st reply onwards refused: {stats:?}"
+    );
     s.bunker.shutdown().await;
 }

@@ -17,7 +17,8 @@ use std::time::Instant;
 use keycast_core::nostr::{Event, EventId, Kind, PublicKey, Timestamp};
 use keycast_core::{Authorization, Custody, Route, RoutingKey};
 use nostr_sdk::prelude::{
-    Client, ClientMessage, Filter, RelayPoolNotification, RelayStatus, SubscriptionId,
+    Client, ClientMessage, Filter, RelayMessage, RelayOptions, RelayPoolNotification, RelayStatus,
+    SubscriptionId,
 };
 use tokio::task::JoinHandle;
 
@@ -72,9 +73,16 @@ impl Bunker {
     /// authorization and starts the workers.
     pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
         let client = Client::default();
+        // Reconnect, ping and resubscribe come from the relay pool; only the pace is ours.
+        let relay_options = RelayOptions::new()
+            .reconnect(true)
+            .retry_interval(config.reconnect_after)
+            .adjust_retry_interval(true)
+            .ping(true);
         for relay in &config.relays {
             client
-                .add_relay(relay.clone())
+                .pool()
+                .add_relay(relay.clone(), relay_options.clone())
                 .await
                 .map_err(|e| Error::Relay {
                     reason: e.to_string(),
@@ -311,6 +319,19 @@ async fn intake(
     loop {
         match notifications.recv().await {
             Ok(RelayPoolNotification::Event { event, .. }) => shared.accept(event).await,
+            // This client publishes nothing but replies, so every refusal is a lost reply.
+            Ok(RelayPoolNotification::Message {
+                message:
+                    RelayMessage::Ok {
+                        status: false,
+                        message,
+                        ..
+                    },
+                relay_url,
+            }) => {
+                bump(&shared.counters.replies_refused);
+                tracing::warn!(relay = %relay_url, reason = %message, "relay refused a NIP-46 reply");
+            }
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "NIP-46 intake lagged behind the relay pool");

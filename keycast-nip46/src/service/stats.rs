@@ -14,6 +14,7 @@ pub(crate) struct Counters {
     pub(crate) duplicates: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) queue_wait_micros: AtomicU64,
+    pub(crate) replies_refused: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -41,6 +42,9 @@ pub struct BunkerStats {
     pub panics: u64,
     /// Total time requests waited in the queue, in microseconds.
     pub queue_wait_micros: u64,
+    /// Replies a relay answered with `OK false` (rate limits, policy). Replies are sent
+    /// without waiting for `OK`, so this is the only trace of a refused reply.
+    pub replies_refused: u64,
     /// Requests waiting now.
     pub queue_depth: usize,
     /// Queue capacity.
@@ -60,6 +64,7 @@ impl Counters {
             duplicates: r(&self.duplicates),
             panics: r(&self.panics),
             queue_wait_micros: r(&self.queue_wait_micros),
+            replies_refused: r(&self.replies_refused),
             queue_depth,
             queue_capacity,
         }
