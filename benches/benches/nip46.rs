@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use keycast_core::nostr::{EventBuilder, Keys, NostrSigner, PublicKey, RelayUrl};
 use keycast_core::*;
-use keycast_nip46::{Bunker, BunkerConfig, BunkerUri};
+use keycast_nip46::SingleUserBunker;
 use nostr_connect::prelude::{
     NostrConnect, NostrConnectKeys, NostrConnectRemoteSigner, NostrConnectRequest,
     NostrConnectSignerActions, NostrConnectURI,
@@ -50,16 +50,12 @@ async fn drive(uri: &str, app: &Keys, op: Op, in_flight: usize, total: usize) ->
         None,
     )
     .expect("client");
-    client.get_public_key().await.expect("warm-up");
+    let user = client.get_public_key().await.expect("pubkey");
     let client = Arc::new(client);
-    let clients: Vec<_> = (0..in_flight).map(|_| client.clone()).collect();
-    let user = clients[0].get_public_key().await.expect("pubkey");
     let start = Instant::now();
-    let tasks: Vec<_> = clients
-        .iter()
-        .enumerate()
-        .map(|(task, c)| {
-            let c = c.clone();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|task| {
+            let c = client.clone();
             let n = total / in_flight;
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(n);
@@ -88,7 +84,6 @@ async fn drive(uri: &str, app: &Keys, op: Op, in_flight: usize, total: usize) ->
         all.extend(t.await.expect("client task"));
     }
     let elapsed = start.elapsed();
-    drop(clients);
     if let Ok(c) = Arc::try_unwrap(client) {
         c.shutdown().await;
     }
@@ -100,31 +95,6 @@ async fn drive(uri: &str, app: &Keys, op: Op, in_flight: usize, total: usize) ->
         p99: pick(0.99),
         requests: all.len(),
     }
-}
-
-async fn keycast_bunker(url: &RelayUrl) -> (Bunker, String) {
-    let store = Arc::new(MemoryKeyStore::new());
-    let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
-        .build()
-        .expect("engine");
-    let a = keycast_core::testing::fixtures::authorized_key(
-        &custody,
-        vec![Permission::FullAccess],
-        vec![url.clone()],
-    )
-    .await;
-    let (auth, secret) = (a.authorization, a.secret);
-    let bunker = Bunker::start(custody, BunkerConfig::new(vec![url.clone()]))
-        .await
-        .expect("bunker");
-    let uri = BunkerUri {
-        signer: auth.bunker_pubkey,
-        relays: vec![url.clone()],
-        secret: Some(secret.expose().to_owned()),
-    }
-    .to_uri()
-    .expect("uri");
-    (bunker, uri)
 }
 
 fn peer_signer(url: &RelayUrl) -> String {
@@ -164,7 +134,14 @@ async fn main() {
     }));
     relay.run().await.expect("relay");
     let url = relay.url().await;
-    let (bunker, keycast_uri) = keycast_bunker(&url).await;
+    let keycast = SingleUserBunker::start(
+        Keys::generate().secret_key().clone(),
+        Arc::new(InsecureTestKeyManager::new()),
+        vec![url.clone()],
+    )
+    .await
+    .expect("bunker");
+    let (bunker, keycast_uri) = (keycast.bunker, keycast.uri);
     let peer_uri = peer_signer(&url);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
