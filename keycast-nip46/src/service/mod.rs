@@ -1,11 +1,11 @@
 //! The relay service: listens for kind-24133 requests to the bunker keys of active
 //! authorizations and answers them through [`RequestHandler`].
 //!
-//! Intake (one task) checks what is cheap: kind, `created_at` window, duplicate ids,
-//! which authorization the `#p` bunker belongs to, and whether this instance owns it
-//! ([`keycast_core::RequestRouter`]). Accepted requests go to a bounded queue drained by
-//! workers, which verify the signature, decrypt, answer and publish the reply without
-//! waiting for the relay's `OK`. Every crypto step runs on the engine's crypto pool. A
+//! Intake (one task) checks what is cheap: kind, `created_at` window, duplicate ids, and
+//! whether this instance owns the `#p` bunker ([`keycast_core::RequestRouter`]). Accepted
+//! requests go to a bounded queue drained by workers, which verify the signature, look up
+//! the authorization, decrypt, answer and publish the reply without waiting for the
+//! relay's `OK`. Every crypto step runs on the engine's crypto pool. A
 //! full queue still answers the client ("overloaded") when it can, and counts the drop.
 
 mod config;
@@ -37,8 +37,17 @@ const OVERLOAD_REPLIES: usize = 64;
 
 struct Job {
     event: Box<Event>,
-    authorization: Arc<Authorization>,
+    /// The `#p` bunker pubkey the request was addressed to.
+    bunker: PublicKey,
     enqueued: Instant,
+}
+
+/// A decrypted request and the authorization it was sent to.
+struct Opened {
+    auth: Arc<Authorization>,
+    client: PublicKey,
+    scheme: keycast_core::TransportScheme,
+    plaintext: String,
 }
 
 struct Shared {
@@ -194,13 +203,11 @@ impl Shared {
             bump(&self.counters.rejected_hashring);
             return;
         }
-        let Ok(authorization) = self.custody.authorization_by_bunker(bunker).await else {
-            bump(&self.counters.invalid);
-            return;
-        };
+        // The authorization is looked up by the worker: a cold lookup is a store read, and
+        // intake is a single task that must not wait on one.
         let job = Job {
             event,
-            authorization,
+            bunker,
             enqueued: Instant::now(),
         };
         if let Err(full) = self.queue.try_send(job) {
@@ -232,23 +239,41 @@ impl Shared {
         }
     }
 
+    /// The authorization addressed and the decrypted request, or `None` (counted) when
+    /// either cannot be had.
+    async fn open(&self, bunker: PublicKey, event: Event) -> Option<Opened> {
+        let opened = async {
+            let auth = self.custody.authorization_by_bunker(bunker).await.ok()?;
+            let client = event.pubkey;
+            let (scheme, plaintext) = self
+                .custody
+                .transport_open(auth.bunker_key_id, client, event.content)
+                .await
+                .ok()?;
+            Some(Opened {
+                auth,
+                client,
+                scheme,
+                plaintext,
+            })
+        }
+        .await;
+        if opened.is_none() {
+            bump(&self.counters.invalid);
+        }
+        opened
+    }
+
     async fn answer(&self, job: Job) {
-        let auth = job.authorization;
         let Ok(event) = self.custody.verify_event(*job.event).await else {
             bump(&self.counters.invalid);
             return;
         };
-        let client = event.pubkey;
-        let Ok((scheme, plaintext)) = self
-            .custody
-            .transport_open(auth.bunker_key_id, client, event.content)
-            .await
-        else {
-            bump(&self.counters.invalid);
+        let Some(o) = self.open(job.bunker, event).await else {
             return;
         };
-        let reply = match Nip46Request::parse(&plaintext) {
-            Ok(request) => self.handler.handle(auth.id, client, request).await,
+        let reply = match Nip46Request::parse(&o.plaintext) {
+            Ok(request) => self.handler.handle(o.auth.id, o.client, request).await,
             Err(e) => match e.reply() {
                 Some(reply) => reply,
                 None => {
@@ -257,21 +282,15 @@ impl Shared {
                 }
             },
         };
-        self.publish(&auth, client, scheme, reply).await;
+        self.publish(&o.auth, o.client, o.scheme, reply).await;
         bump(&self.counters.processed);
     }
 
     async fn reply_overloaded(&self, job: Job) {
-        let auth = job.authorization;
-        let client = job.event.pubkey;
-        let Ok((scheme, plaintext)) = self
-            .custody
-            .transport_open(auth.bunker_key_id, client, job.event.content.clone())
-            .await
-        else {
+        let Some(o) = self.open(job.bunker, *job.event).await else {
             return;
         };
-        let id = match Nip46Request::parse(&plaintext) {
+        let id = match Nip46Request::parse(&o.plaintext) {
             Ok(r) => r.id,
             Err(e) => match e.request_id() {
                 Some(id) => id.to_owned(),
@@ -279,7 +298,7 @@ impl Shared {
             },
         };
         let reply = Nip46Response::error(id, "overloaded, retry later");
-        self.publish(&auth, client, scheme, reply).await;
+        self.publish(&o.auth, o.client, o.scheme, reply).await;
     }
 
     /// Seals, signs and sends the reply; does not wait for relay `OK` (some relays never
