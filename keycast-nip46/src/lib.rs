@@ -32,4 +32,6 @@ pub use protocol::perms::{Gap, PermEntry, PermMethod, PolicyMapping};
 pub use protocol::response::Nip46Response;
 pub use protocol::scheme::Scheme;
 pub use protocol::uri::{BunkerUri, NostrConnectUri};
-pub use service::{Bunker, BunkerConfig, BunkerStats};
+pub use service::{
+    Bunker, BunkerConfig, BunkerStats, RelayConnection, RelayState, QUEUE_WAIT_BUCKETS_MICROS,
+};

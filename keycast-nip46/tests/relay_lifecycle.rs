@@ -2,11 +2,18 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use keycast_core::nostr::{Keys, NostrSigner};
+use keycast_core::nostr::{Keys, NostrSigner, RelayUrl};
+use keycast_nip46::{BunkerUri, RelayConnection};
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use nostr_relay_builder::prelude::{LocalRelay, RelayBuilder};
+use nostr_relay_builder::MockRelay;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 
 fn client_with(uri: &str, keys: &Keys, timeout: Duration) -> NostrConnect {
     NostrConnect::new(
@@ -56,7 +63,125 @@ async fn the_service_survives_a_relay_restart_on_the_same_port() {
         signer.shutdown().await;
     }
     assert!(s.bunker.connected_relays().await >= 1);
+    let states = s.bunker.relay_states().await;
+    assert_eq!(
+        states[0].connection,
+        RelayConnection::Connected,
+        "{states:?}"
+    );
+    assert!(
+        states[0].reconnects >= 1,
+        "reconnected by the supervisor: {states:?}"
+    );
     s.bunker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_answering_is_dropped_and_reconnected() {
+    let relay = MockRelay::run().await.expect("relay");
+    let target = relay.url().await;
+    let proxy = FreezableProxy::start(&target).await;
+    let s = common::setup_on_with(proxy.url.clone(), |mut c| {
+        c.stall_probe_every = Duration::from_millis(500);
+        c.stall_timeout = Duration::from_millis(500);
+        c
+    })
+    .await;
+    // Connected through the proxy, probes answered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.bunker.relay_states().await[0].stalls, 0);
+
+    // The socket stays open but nothing gets through: only a probe can tell.
+    proxy.frozen.store(true, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.bunker.relay_states().await[0].stalls == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stall never detected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.frozen.store(false, Ordering::SeqCst);
+
+    // Served again once reconnected; the client talks to the relay directly.
+    let direct = BunkerUri {
+        signer: s.bunker_pubkey,
+        relays: vec![target.clone()],
+        secret: Some(s.secret.clone()),
+    }
+    .to_uri()
+    .expect("uri");
+    let app = Keys::generate();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let signer = client_with(&direct, &app, Duration::from_secs(3));
+        let answer = signer.get_public_key().await;
+        signer.shutdown().await;
+        match answer {
+            Ok(pk) => {
+                assert_eq!(pk, s.user);
+                break;
+            }
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "never served again: {e}"
+            ),
+        }
+    }
+    let state = &s.bunker.relay_states().await[0];
+    assert!(state.reconnects >= 1, "{state:?}");
+    s.bunker.shutdown().await;
+}
+
+/// A TCP proxy that can stop forwarding while keeping both sockets open: a relay that
+/// hangs without closing.
+struct FreezableProxy {
+    url: RelayUrl,
+    frozen: Arc<AtomicBool>,
+}
+
+impl FreezableProxy {
+    async fn start(target: &RelayUrl) -> Self {
+        let upstream = target
+            .as_str()
+            .trim_start_matches("ws://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let f = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(pump(ri, wo, f.clone()));
+                tokio::spawn(pump(ro, wi, f.clone()));
+            }
+        });
+        Self {
+            url: RelayUrl::parse(&format!("ws://127.0.0.1:{port}")).expect("url"),
+            frozen,
+        }
+    }
+}
+
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, frozen: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

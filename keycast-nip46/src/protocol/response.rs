@@ -67,6 +67,11 @@ impl Nip46Response {
         self.error.is_some() && self.result.is_none()
     }
 
+    /// Whether this is an `auth_url` challenge (the client keeps waiting on the id).
+    pub fn is_auth_url(&self) -> bool {
+        self.result.as_deref() == Some("auth_url") && self.error.is_some()
+    }
+
     /// The JSON text to encrypt and send.
     pub fn to_json(&self) -> String {
         let mut obj = Map::new();

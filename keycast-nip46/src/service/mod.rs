@@ -8,14 +8,17 @@
 //! relay's `OK`. Every crypto step runs on the engine's crypto pool. A
 //! full queue still answers the client ("overloaded") when it can, and counts the drop.
 
+mod approvals;
 mod config;
+mod pairing;
+mod relays;
 mod stats;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keycast_core::nostr::{Event, EventId, Kind, PublicKey, Timestamp};
-use keycast_core::{Authorization, Custody, Route, RoutingKey};
+use keycast_core::{Authorization, AuthorizationId, Custody, Route, RoutingKey};
 use nostr_sdk::prelude::{
     Client, ClientMessage, Filter, RelayMessage, RelayOptions, RelayPoolNotification, RelayStatus,
     SubscriptionId,
@@ -23,12 +26,15 @@ use nostr_sdk::prelude::{
 use tokio::task::JoinHandle;
 
 pub use config::BunkerConfig;
-pub use stats::BunkerStats;
+pub use relays::{RelayConnection, RelayState};
+pub use stats::{BunkerStats, QUEUE_WAIT_BUCKETS_MICROS};
 
 use crate::handler::RequestHandler;
 use crate::protocol::message::Nip46Request;
 use crate::protocol::response::Nip46Response;
 use crate::{Error, Result};
+use approvals::{Approvals, Pending};
+use relays::{Pace, Supervisor};
 use stats::{bump, Counters};
 
 const SUBSCRIPTION: &str = "keycast-nip46";
@@ -59,6 +65,9 @@ struct Shared {
     seen: moka::sync::Cache<EventId, ()>,
     queue: async_channel::Sender<Job>,
     overload_slots: Arc<tokio::sync::Semaphore>,
+    relays: Arc<Supervisor>,
+    approvals: Approvals,
+    relay_options: RelayOptions,
 }
 
 /// A running bunker service. Dropping it does not stop it; call [`Bunker::shutdown`].
@@ -82,23 +91,9 @@ impl Bunker {
     /// authorization and starts the workers.
     pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
         let client = Client::default();
-        // Reconnect, ping and resubscribe come from the relay pool; only the pace is ours.
-        let relay_options = RelayOptions::new()
-            .reconnect(true)
-            .retry_interval(config.reconnect_after)
-            .adjust_retry_interval(true)
-            .ping(true);
-        for relay in &config.relays {
-            client
-                .pool()
-                .add_relay(relay.clone(), relay_options.clone())
-                .await
-                .map_err(|e| Error::Relay {
-                    reason: e.to_string(),
-                })?;
-        }
-        client.connect().await;
-        client.wait_for_connection(config.connect_timeout).await;
+        // Ping and resubscribe come from the relay pool; reconnects from our supervisor
+        // (the pool's schedule is linear, ours exponential).
+        let relay_options = RelayOptions::new().reconnect(false).ping(true);
         let (queue, jobs) = async_channel::bounded(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             handler: RequestHandler::new(custody.clone()),
@@ -111,11 +106,34 @@ impl Bunker {
             counters: Counters::default(),
             queue,
             overload_slots: Arc::new(tokio::sync::Semaphore::new(OVERLOAD_REPLIES)),
+            relays: Arc::default(),
+            approvals: Approvals::default(),
+            relay_options,
             config,
         });
+        let mut relays = shared.config.relays.clone();
+        let now = Timestamp::now();
+        for auth in shared
+            .custody
+            .store()
+            .list_active_authorizations(now)
+            .await?
+        {
+            relays.extend(auth.relays.iter().cloned());
+        }
+        shared.add_relays(&relays).await?;
         let notifications = shared.client.notifications();
         shared.refresh_subscription().await?;
-        let mut tasks = vec![tokio::spawn(intake(shared.clone(), notifications))];
+        let pace = Pace {
+            reconnect_after: shared.config.reconnect_after,
+            probe_every: shared.config.stall_probe_every,
+            stall_timeout: shared.config.stall_timeout,
+        };
+        let mut tasks = vec![
+            tokio::spawn(intake(shared.clone(), notifications)),
+            tokio::spawn(shared.relays.clone().run(shared.client.clone(), pace)),
+            tokio::spawn(expire_approvals(shared.clone())),
+        ];
         for _ in 0..shared.config.workers.max(1) {
             tasks.push(tokio::spawn(work(shared.clone(), jobs.clone())));
         }
@@ -128,12 +146,22 @@ impl Bunker {
         self.shared.refresh_subscription().await
     }
 
+    /// Re-runs the requests of `authorization` that were answered `auth_url`, once a human
+    /// has approved (or refused) them; each client then gets the real result, or the
+    /// refusal, under its request id. Requests that still need approval keep waiting.
+    pub async fn resume_approvals(&self, authorization: AuthorizationId) {
+        self.shared.resume_approvals(authorization).await;
+    }
+
     /// Counters and queue state.
     pub fn stats(&self) -> BunkerStats {
-        let q = &self.shared.queue;
-        self.shared
-            .counters
-            .snapshot(q.len(), q.capacity().unwrap_or(usize::MAX))
+        let s = &self.shared;
+        let q = &s.queue;
+        s.counters.snapshot(
+            q.len(),
+            q.capacity().unwrap_or(usize::MAX),
+            s.approvals.len(),
+        )
     }
 
     /// How many relays are connected now (readiness needs at least one).
@@ -143,6 +171,12 @@ impl Bunker {
             .values()
             .filter(|r| r.status() == RelayStatus::Connected)
             .count()
+    }
+
+    /// Every relay in use (configured, and those of paired clients), with its connection
+    /// and reconnect counters, for readiness and metrics.
+    pub async fn relay_states(&self) -> Vec<RelayState> {
+        self.shared.relays.states(&self.shared.client).await
     }
 
     /// Stops intake and workers and disconnects from the relays.
@@ -155,6 +189,43 @@ impl Bunker {
 }
 
 impl Shared {
+    /// Adds relays not yet in the pool and starts connecting them (the supervisor keeps
+    /// them connected); waits at most `connect_timeout` for them.
+    async fn add_relays(&self, relays: &[keycast_core::nostr::RelayUrl]) -> Result<()> {
+        let mut added = Vec::new();
+        for relay in relays {
+            let new = self
+                .client
+                .pool()
+                .add_relay(relay.clone(), self.relay_options.clone())
+                .await
+                .map_err(|e| Error::Relay {
+                    reason: e.to_string(),
+                })?;
+            if new {
+                added.push(relay.clone());
+            }
+        }
+        if added.is_empty() {
+            return Ok(());
+        }
+        for relay in &added {
+            // Only fails for a relay not in the pool, which it now is.
+            let _ = self.client.connect_relay(relay.clone()).await;
+        }
+        // Requests sent before our subscription reaches a relay are lost (kind 24133 is
+        // ephemeral), so wait a little; unreachable relays delay this at most the timeout.
+        let pool = self.client.relays().await;
+        let timeout = self.config.connect_timeout;
+        let _ = tokio::time::timeout(timeout, async {
+            for relay in added.iter().filter_map(|u| pool.get(u)) {
+                relay.wait_for_connection(timeout).await;
+            }
+        })
+        .await;
+        Ok(())
+    }
+
     async fn refresh_subscription(&self) -> Result<()> {
         let now = Timestamp::now();
         let active = self.custody.store().list_active_authorizations(now).await?;
@@ -225,11 +296,7 @@ impl Shared {
 
     /// Runs one request in its own task so a panic is contained and counted.
     async fn process(self: &Arc<Self>, job: Job) {
-        let waited = job.enqueued.elapsed().as_micros();
-        self.counters.queue_wait_micros.fetch_add(
-            u64::try_from(waited).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.counters.waited(job.enqueued.elapsed());
         let shared = self.clone();
         if let Err(e) = tokio::spawn(async move { shared.answer(job).await }).await {
             if e.is_panic() {
@@ -273,7 +340,25 @@ impl Shared {
             return;
         };
         let reply = match Nip46Request::parse(&o.plaintext) {
-            Ok(request) => self.handler.handle(o.auth.id, o.client, request).await,
+            Ok(request) => {
+                let reply = self
+                    .handler
+                    .handle(o.auth.id, o.client, request.clone())
+                    .await;
+                if reply.is_auth_url() {
+                    let held = self.approvals.hold(Pending {
+                        auth: o.auth.clone(),
+                        client: o.client,
+                        scheme: o.scheme,
+                        request,
+                        since: Instant::now(),
+                    });
+                    if !held {
+                        tracing::warn!("too many requests wait for approval; not keeping one");
+                    }
+                }
+                reply
+            }
             Err(e) => match e.reply() {
                 Some(reply) => reply,
                 None => {
@@ -284,6 +369,22 @@ impl Shared {
         };
         self.publish(&o.auth, o.client, o.scheme, reply).await;
         bump(&self.counters.processed);
+    }
+
+    async fn resume_approvals(&self, authorization: AuthorizationId) {
+        for p in self.approvals.take(authorization) {
+            let reply = self
+                .handler
+                .handle(p.auth.id, p.client, p.request.clone())
+                .await;
+            if reply.is_auth_url() {
+                // Still waiting for a human: keep it, and do not repeat the challenge.
+                self.approvals.hold(p);
+                continue;
+            }
+            bump(&self.counters.approvals_resumed);
+            self.publish(&p.auth, p.client, p.scheme, reply).await;
+        }
     }
 
     async fn reply_overloaded(&self, job: Job) {
@@ -321,9 +422,16 @@ impl Shared {
                 return;
             }
         };
+        // The client listens where its authorization says (a nostrconnect:// client names
+        // its relays); authorizations without relays use the configured ones.
+        let relays = if auth.relays.is_empty() {
+            &self.config.relays
+        } else {
+            &auth.relays
+        };
         if let Err(e) = self
             .client
-            .send_msg_to(self.config.relays.clone(), ClientMessage::event(event))
+            .send_msg_to(relays.iter().cloned(), ClientMessage::event(event))
             .await
         {
             tracing::warn!(error = %e, "cannot hand a NIP-46 reply to the relays");
@@ -356,6 +464,20 @@ async fn intake(
                 tracing::warn!(missed = n, "NIP-46 intake lagged behind the relay pool");
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Answers requests whose approval never came with an error, so clients stop waiting.
+async fn expire_approvals(shared: Arc<Shared>) {
+    let timeout = shared.config.approval_timeout;
+    let every = (timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        tokio::time::sleep(every).await;
+        for p in shared.approvals.take_expired(timeout) {
+            bump(&shared.counters.approvals_expired);
+            let reply = Nip46Response::error(p.request.id, "approval timed out");
+            shared.publish(&p.auth, p.client, p.scheme, reply).await;
         }
     }
 }

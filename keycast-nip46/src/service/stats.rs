@@ -1,6 +1,14 @@
 //! Counters of the relay service, read by metrics and readiness.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the queue-wait histogram buckets, in microseconds; a last, unbounded
+/// bucket follows. Prometheus-style `le` buckets are their running sums.
+pub const QUEUE_WAIT_BUCKETS_MICROS: [u64; 10] = [
+    100, 250, 1_000, 2_500, 10_000, 25_000, 100_000, 250_000, 1_000_000, 5_000_000,
+];
+const BUCKETS: usize = QUEUE_WAIT_BUCKETS_MICROS.len() + 1;
 
 /// Monotonic counters; `snapshot` reads them.
 #[derive(Debug, Default)]
@@ -15,10 +23,26 @@ pub(crate) struct Counters {
     pub(crate) panics: AtomicU64,
     pub(crate) queue_wait_micros: AtomicU64,
     pub(crate) replies_refused: AtomicU64,
+    pub(crate) queue_wait: [AtomicU64; BUCKETS],
+    pub(crate) approvals_resumed: AtomicU64,
+    pub(crate) approvals_expired: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Records how long a request waited for a worker.
+    pub(crate) fn waited(&self, wait: Duration) {
+        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        self.queue_wait_micros.fetch_add(micros, Ordering::Relaxed);
+        let bucket = QUEUE_WAIT_BUCKETS_MICROS
+            .iter()
+            .position(|&le| micros <= le)
+            .unwrap_or(BUCKETS - 1);
+        bump(&self.queue_wait[bucket]);
+    }
 }
 
 /// A point-in-time copy of the service's counters.
@@ -45,6 +69,14 @@ pub struct BunkerStats {
     /// Replies a relay answered with `OK false` (rate limits, policy). Replies are sent
     /// without waiting for `OK`, so this is the only trace of a refused reply.
     pub replies_refused: u64,
+    /// Requests per queue-wait bucket ([`QUEUE_WAIT_BUCKETS_MICROS`], then the rest).
+    pub queue_wait_histogram: [u64; BUCKETS],
+    /// Requests answered `auth_url` and waiting for a human's approval now.
+    pub approvals_pending: usize,
+    /// Waiting requests answered after approval (or a final refusal).
+    pub approvals_resumed: u64,
+    /// Waiting requests given up after the approval timeout.
+    pub approvals_expired: u64,
     /// Requests waiting now.
     pub queue_depth: usize,
     /// Queue capacity.
@@ -52,7 +84,12 @@ pub struct BunkerStats {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, queue_depth: usize, queue_capacity: usize) -> BunkerStats {
+    pub(crate) fn snapshot(
+        &self,
+        queue_depth: usize,
+        queue_capacity: usize,
+        approvals_pending: usize,
+    ) -> BunkerStats {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BunkerStats {
             requests: r(&self.requests),
@@ -65,8 +102,36 @@ impl Counters {
             panics: r(&self.panics),
             queue_wait_micros: r(&self.queue_wait_micros),
             replies_refused: r(&self.replies_refused),
+            queue_wait_histogram: std::array::from_fn(|i| r(&self.queue_wait[i])),
+            approvals_pending,
+            approvals_resumed: r(&self.approvals_resumed),
+            approvals_expired: r(&self.approvals_expired),
             queue_depth,
             queue_capacity,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_waits_land_in_their_buckets() {
+        let c = Counters::default();
+        c.waited(Duration::from_micros(50));
+        c.waited(Duration::from_micros(100));
+        c.waited(Duration::from_micros(101));
+        c.waited(Duration::from_secs(60));
+        let s = c.snapshot(0, 1, 0);
+        assert_eq!(s.queue_wait_histogram[0], 2, "<= 100 us, bound inclusive");
+        assert_eq!(s.queue_wait_histogram[1], 1, "<= 250 us");
+        assert_eq!(
+            s.queue_wait_histogram[BUCKETS - 1],
+            1,
+            "beyond the last bound"
+        );
+        assert_eq!(s.queue_wait_histogram.iter().sum::<u64>(), 4);
+        assert_eq!(s.queue_wait_micros, 50 + 100 + 101 + 60_000_000);
     }
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ pub struct Setup {
     pub user_id: UserId,
     pub key: KeyId,
     pub policy: PolicyId,
+    pub auth: AuthorizationId,
     pub url: RelayUrl,
     pub bunker: Bunker,
     pub uri: String,
@@ -34,23 +37,44 @@ pub async fn setup() -> Setup {
 pub async fn setup_with(tune: impl FnOnce(BunkerConfig) -> BunkerConfig) -> Setup {
     let relay = MockRelay::run().await.expect("relay");
     let url: RelayUrl = relay.url().await;
-    build(Some(relay), url, tune).await
+    build(Some(relay), url, tune, None).await
+}
+
+/// Like [`setup_with`], with the engine deciding through `authorizer`.
+pub async fn setup_authorized_by(
+    authorizer: Arc<dyn Authorizer>,
+    tune: impl FnOnce(BunkerConfig) -> BunkerConfig,
+) -> Setup {
+    let relay = MockRelay::run().await.expect("relay");
+    let url: RelayUrl = relay.url().await;
+    build(Some(relay), url, tune, Some(authorizer)).await
 }
 
 /// Everything but the relay, which the caller runs at `url`.
 pub async fn setup_on(url: RelayUrl) -> Setup {
-    build(None, url, |c| c).await
+    build(None, url, |c| c, None).await
+}
+
+/// Everything but the relay, with settings tuned.
+pub async fn setup_on_with(
+    url: RelayUrl,
+    tune: impl FnOnce(BunkerConfig) -> BunkerConfig,
+) -> Setup {
+    build(None, url, tune, None).await
 }
 
 async fn build(
     relay: Option<MockRelay>,
     url: RelayUrl,
     tune: impl FnOnce(BunkerConfig) -> BunkerConfig,
+    authorizer: Option<Arc<dyn Authorizer>>,
 ) -> Setup {
     let store = Arc::new(MemoryKeyStore::new());
-    let custody = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()))
-        .build()
-        .expect("engine");
+    let mut builder = Custody::builder(store.clone(), Arc::new(InsecureTestKeyManager::new()));
+    if let Some(a) = authorizer {
+        builder = builder.authorizer(a);
+    }
+    let custody = builder.build().expect("engine");
     let a = keycast_core::testing::fixtures::authorized_key(
         &custody,
         vec![Permission::FullAccess],
@@ -77,6 +101,7 @@ async fn build(
         user_id: user.id,
         key: key.id,
         policy: policy.id,
+        auth: auth.id,
         url,
         bunker,
         uri,
