@@ -1,6 +1,34 @@
 //! # keycast-server
 //!
-//! The reference service that composes keycast's crates. Not implemented yet (issue 6).
-//! It will expose `app(state) -> Router` (axum) and `serve(...)`, and hold the HTTP RPC
-//! API, accounts and OAuth, the NIP-46 daemon wiring, the Redis cluster router, the CLI and
-//! configuration. It is the only crate that knows every backend.
+//! The reference service that composes keycast's crates; the only crate that knows every
+//! backend. `main.rs` only calls [`cli::main`].
+//!
+//! - [`config`]: settings from a TOML file and `KEYCAST_*` environment variables (the
+//!   table of every setting is in that module's docs).
+//! - [`services`]: opens the database (SQLite or Postgres, migrated), the key managers
+//!   (local master-key file, AWS, GCP or Vault, plus older ones for rotation) and the
+//!   custody engine.
+//! - [`serve`]: the data-dir lock ([`lock`]), the NIP-46 bunker on the configured relays
+//!   or an [`embedded_relay`], the HTTP API ([`http::app`]), graceful shutdown.
+//! - [`http`]: `app(state) -> Router`: health and readiness, Prometheus metrics.
+//! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list`,
+//!   `authorization create|revoke`, `kms rotate`, `healthcheck`.
+//!
+//! Still to come (issue 6): accounts, keys/policies/authorizations over HTTP, HTTP RPC,
+//! OAuth, discovery, OpenAPI.
+
+pub mod cli;
+pub mod config;
+pub mod embedded_relay;
+pub mod error;
+pub mod http;
+pub mod kms_metrics;
+pub mod lock;
+pub mod logging;
+pub mod serve;
+pub mod services;
+
+pub use config::Config;
+pub use error::{Result, ServerError};
+pub use http::{app, AppState};
+pub use serve::serve;

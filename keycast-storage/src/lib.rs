@@ -83,6 +83,16 @@ impl Database {
         }
     }
 
+    /// Waits for in-flight queries and closes every connection (graceful shutdown).
+    pub async fn close(&self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(s) => s.close().await,
+            #[cfg(feature = "postgres")]
+            Database::Postgres(s) => s.close().await,
+        }
+    }
+
     /// The store as the engine holds it.
     pub fn into_key_store(self) -> Arc<dyn KeyStore> {
         match self {

@@ -179,8 +179,8 @@ impl Bunker {
         self.shared.relays.states(&self.shared.client).await
     }
 
-    /// Stops intake and workers and disconnects from the relays.
-    pub async fn shutdown(self) {
+    /// Stops intake and workers and disconnects from the relays. Idempotent.
+    pub async fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
         }

@@ -1,0 +1,400 @@
+//! The command line: `serve` (default) and the operator commands. Results go to stdout
+//! (a bunker URI alone on its line), logs and errors to stderr.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+use keycast_core::nostr::nips::nip49::EncryptedSecretKey;
+use keycast_core::nostr::{FromBech32, SecretKey, Timestamp, ToBech32};
+use keycast_core::{
+    AuthorizationId, KeyId, KeyKind, Label, NewAuthorization, Permission, Policy, User, Username,
+};
+use keycast_nip46::BunkerUri;
+
+use crate::config::Config;
+use crate::services::{default_tenant, Services};
+
+/// keycast-server: Nostr key custody over HTTP and NIP-46.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML settings file (environment variables override it).
+    #[arg(long, global = true, env = "KEYCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the NIP-46 service (the default).
+    Serve,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage app authorizations.
+    #[command(subcommand)]
+    Authorization(AuthorizationCommand),
+    /// Master-key operations.
+    #[command(subcommand)]
+    Kms(KmsCommand),
+    /// Exit 0 when the running server is ready, 1 otherwise (for container and systemd
+    /// health checks).
+    Healthcheck {
+        /// Server base URL; default `http://<listen>`.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// `user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (no password; accounts log in over HTTP once they set one).
+    Add {
+        /// 1–64 characters: letters, digits, `.`, `_`, `-`.
+        username: String,
+    },
+}
+
+/// `key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a new key for a user; prints its id and npub.
+    Generate {
+        /// Owner.
+        #[arg(long)]
+        user: String,
+        /// A name for the key.
+        #[arg(long, default_value = "main")]
+        label: String,
+    },
+    /// Import a secret key read from stdin (nsec, 64 hex characters, or a NIP-49
+    /// ncryptsec followed by its password on the next line); never from the command line,
+    /// where other users could read it.
+    Import {
+        /// Owner.
+        #[arg(long)]
+        user: String,
+        /// A name for the key.
+        #[arg(long, default_value = "imported")]
+        label: String,
+    },
+    /// List keys: id, npub, label, owner.
+    List {
+        /// Only this user's keys.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+/// `authorization …`
+#[derive(Debug, Subcommand)]
+pub enum AuthorizationCommand {
+    /// Authorize an app to use a key with full access; prints the bunker:// URI alone on
+    /// a line of stdout.
+    Create {
+        /// The key's id (see `key list`).
+        #[arg(long)]
+        key: String,
+        /// A name for the app.
+        #[arg(long, default_value = "app")]
+        label: String,
+        /// Refuse requests after this many seconds.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// Revoke an authorization; its apps are refused from then on.
+    Revoke {
+        /// The authorization's id.
+        id: String,
+    },
+}
+
+/// `kms …`
+#[derive(Debug, Subcommand)]
+pub enum KmsCommand {
+    /// Rewrap every stored key's data key under the current master key (resumable).
+    Rotate {
+        /// An older local master-key file whose rows should be moved to the current one.
+        #[arg(long)]
+        previous_master_key_file: Option<PathBuf>,
+    },
+}
+
+/// Parses the arguments and runs; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keycast-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env(cli.config.as_deref()).context("loading settings")?;
+    crate::logging::init(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(dispatch(config, cli.command.unwrap_or(Command::Serve)))
+}
+
+async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> {
+    let open = || async {
+        Services::open(&config, None)
+            .await
+            .context("opening the database and key manager")
+    };
+    match command {
+        Command::Serve => {
+            crate::serve::serve(config.clone(), crate::serve::stop_signal())
+                .await
+                .context("serving")?;
+        }
+        Command::Migrate => {
+            open().await?;
+            println!("database is up to date");
+        }
+        Command::User(UserCommand::Add { username }) => {
+            let s = open().await?;
+            let user = User::new(default_tenant(), Username::parse(&username)?, None);
+            s.store
+                .create_user(&user)
+                .await
+                .with_context(|| format!("adding user {username:?}"))?;
+            println!("{}", user.id);
+        }
+        Command::Key(cmd) => key(open().await?, cmd).await?,
+        Command::Authorization(cmd) => authorization(open().await?, cmd).await?,
+        Command::Kms(KmsCommand::Rotate {
+            previous_master_key_file,
+        }) => {
+            let s = Services::open(&config, previous_master_key_file).await?;
+            let report = keycast_kms::rotation::rotate(
+                s.store.clone(),
+                &s.keyring,
+                &Default::default(),
+                |r| eprintln!("rewrapped {} so far", r.rewrapped),
+            )
+            .await
+            .context("rotating")?;
+            println!(
+                "rewrapped {}, changed concurrently {}, failed {}",
+                report.rewrapped,
+                report.skipped_concurrent,
+                report.failed.len()
+            );
+            for (id, reason) in &report.failed {
+                eprintln!("key {id}: {reason}");
+            }
+            if !report.failed.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Healthcheck { url } => return healthcheck(&config, url).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_id(s: &Services, username: &str) -> anyhow::Result<keycast_core::UserId> {
+    let name = Username::parse(username)?;
+    let user = s
+        .store
+        .find_user(default_tenant(), &name)
+        .await
+        .with_context(|| format!("no user {username:?} (add one with `user add`)"))?;
+    Ok(user.id)
+}
+
+async fn key(s: Services, cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::Generate { user, label } => {
+            let owner = user_id(&s, &user).await?;
+            let key = s
+                .custody
+                .create_key(
+                    default_tenant(),
+                    Some(owner),
+                    KeyKind::User,
+                    Label::parse(&label)?,
+                    None,
+                )
+                .await?;
+            println!("{} {}", key.id, key.pubkey.to_bech32()?);
+        }
+        KeyCommand::Import { user, label } => {
+            let owner = user_id(&s, &user).await?;
+            let secret = read_secret(std::io::stdin().lock())?;
+            let key = s
+                .custody
+                .create_key(
+                    default_tenant(),
+                    Some(owner),
+                    KeyKind::User,
+                    Label::parse(&label)?,
+                    Some(secret),
+                )
+                .await?;
+            println!("{} {}", key.id, key.pubkey.to_bech32()?);
+        }
+        KeyCommand::List { user } => {
+            let owner = match user {
+                Some(u) => Some(user_id(&s, &u).await?),
+                None => None,
+            };
+            for key in s.store.list_keys(default_tenant(), owner).await? {
+                if key.kind != KeyKind::User {
+                    continue;
+                }
+                let owner = key.owner.map(|o| o.to_string()).unwrap_or_default();
+                println!(
+                    "{} {} {} {}",
+                    key.id,
+                    key.pubkey.to_bech32()?,
+                    key.name,
+                    owner
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads an nsec, a hex secret, or an ncryptsec plus its password, one per line.
+pub fn read_secret(mut input: impl BufRead) -> anyhow::Result<SecretKey> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    input
+        .read_line(&mut line)
+        .context("reading the secret from stdin")?;
+    let text = line.trim();
+    if text.is_empty() {
+        bail!("no secret on stdin: pipe an nsec, a hex secret or an ncryptsec");
+    }
+    if text.starts_with("ncryptsec1") {
+        let encrypted = EncryptedSecretKey::from_bech32(text)
+            .map_err(|e| anyhow!("not a valid ncryptsec: {e}"))?;
+        let mut password = zeroize::Zeroizing::new(String::new());
+        input
+            .read_line(&mut password)
+            .context("reading the ncryptsec password")?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            bail!("an ncryptsec needs its password on the next line of stdin");
+        }
+        return encrypted
+            .decrypt(password)
+            .map_err(|_| anyhow!("cannot decrypt the ncryptsec: wrong password or damaged"));
+    }
+    // The parse error could echo the input, which may be a real secret: keep it generic.
+    SecretKey::parse(text)
+        .map_err(|_| anyhow!("not an nsec, a 64-character hex secret or an ncryptsec"))
+}
+
+async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuthorizationCommand::Create {
+            key,
+            label,
+            expires_in,
+        } => {
+            let key_id: KeyId = key
+                .parse()
+                .map_err(|_| anyhow!("--key: not a key id: {key:?}"))?;
+            let stored = s
+                .store
+                .get_key(key_id)
+                .await
+                .context("--key: no such key")?;
+            let owner = stored
+                .owner
+                .ok_or_else(|| anyhow!("--key: the key has no owner"))?;
+            let policy = Policy::new(
+                default_tenant(),
+                Label::parse("full access")?,
+                vec![Permission::FullAccess],
+            )?;
+            s.store.insert_policy(&policy).await?;
+            let expires_at = expires_in
+                .map(|secs| Timestamp::from(Timestamp::now().as_secs().saturating_add(secs)));
+            let relays = relays_for_uri(&s.config);
+            let (auth, secret) = s
+                .custody
+                .create_authorization(NewAuthorization {
+                    tenant_id: default_tenant(),
+                    user_id: owner,
+                    key_id,
+                    policy_id: policy.id,
+                    label: Label::parse(&label)?,
+                    relays: relays.clone(),
+                    expires_at,
+                })
+                .await?;
+            let uri = BunkerUri {
+                signer: auth.bunker_pubkey,
+                relays,
+                secret: Some(secret.expose().to_owned()),
+            }
+            .to_uri()?;
+            eprintln!("authorization {}", auth.id);
+            println!("{uri}");
+        }
+        AuthorizationCommand::Revoke { id } => {
+            let id: AuthorizationId = id
+                .parse()
+                .map_err(|_| anyhow!("not an authorization id: {id:?}"))?;
+            let auth = s.custody.revoke_authorization(id).await?;
+            println!("revoked {}", auth.id);
+        }
+    }
+    Ok(())
+}
+
+/// The relays a bunker URI names: the configured ones, or the embedded relay's address.
+fn relays_for_uri(config: &Config) -> Vec<keycast_core::nostr::RelayUrl> {
+    if !config.relays.is_empty() {
+        return config.relays.clone();
+    }
+    let url = format!("ws://{}", config.embedded_relay_listen);
+    keycast_core::nostr::RelayUrl::parse(&url).map_or_else(|_| Vec::new(), |u| vec![u])
+}
+
+async fn healthcheck(config: &Config, url: Option<String>) -> anyhow::Result<ExitCode> {
+    let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
+    let target = format!("{}/healthz/ready", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")?;
+    match client.get(&target).send().await {
+        Ok(r) if r.status().is_success() => {
+            println!("ready");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            eprintln!("not ready ({status}): {body}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("not reachable at {target}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Settings: a TOML file, then environment variables (env wins), then defaults.
+//!
+//! | TOML key | environment | default |
+//! |---|---|---|
+//! | `listen` | `KEYCAST_LISTEN` | `127.0.0.1:3000` |
+//! | `data_dir` | `KEYCAST_DATA_DIR` | `$XDG_DATA_HOME/keycast`, else `~/.local/share/keycast` |
+//! | `relays` | `KEYCAST_RELAYS` (comma-separated `ws://`/`wss://`) | none: an embedded relay |
+//! | `embedded_relay_listen` | `KEYCAST_EMBEDDED_RELAY_LISTEN` | `127.0.0.1:7777` |
+//! | `database_url` | `KEYCAST_DATABASE_URL`, else `DATABASE_URL` | `sqlite://<data_dir>/keycast.db` |
+//! | `redis_url` | `KEYCAST_REDIS_URL`, else `REDIS_URL` | none (single instance) |
+//! | `kms` | `KEYCAST_KMS` (`local`, `aws`, `gcp`, `vault`) | `local` |
+//! | `master_key_file` | `KEYCAST_MASTER_KEY_FILE` | `<data_dir>/master.key` |
+//! | `log_format` | `KEYCAST_LOG_FORMAT` (`json`, `text`) | `text` on a terminal, else `json` |
+//! | `public_url` | `KEYCAST_PUBLIC_URL` | `http://<listen>` |
+//! | `cors_origins` | `KEYCAST_CORS_ORIGINS` (comma-separated) | none (no cross-origin access) |
+//! | `max_body_bytes` | `KEYCAST_MAX_BODY_BYTES` | `262144` |
+//!
+//! The cloud key managers read their own variables (`KEYCAST_AWS_KMS_KEY_ID` and the usual
+//! `AWS_*`, `KEYCAST_GCP_KMS_*`, `KEYCAST_VAULT_*`); see keycast-kms's `from_env` docs.
+//! The file is `--config <path>` or `KEYCAST_CONFIG`; without either, none is read.
+//! Unknown keys in the file are errors, so a typo cannot silently fall back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use keycast_core::nostr::RelayUrl;
+use serde::Deserialize;
+
+use crate::error::{Result, ServerError};
+
+/// Which key manager seals the stored keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KmsKind {
+    /// A 32-byte master-key file under the data dir (created on first run).
+    Local,
+    /// AWS KMS.
+    Aws,
+    /// Google Cloud KMS.
+    Gcp,
+    /// Vault / OpenBao transit.
+    Vault,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable (development).
+    Text,
+}
+
+/// The resolved settings. Build with [`Config::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Where the database, master key and lock live.
+    pub data_dir: PathBuf,
+    /// Relays for NIP-46; empty means an embedded relay on `embedded_relay_listen`.
+    pub relays: Vec<RelayUrl>,
+    /// Address of the embedded relay (used only without `relays`).
+    pub embedded_relay_listen: SocketAddr,
+    /// `sqlite:` or `postgres:` URL.
+    pub database_url: String,
+    /// Redis URL; its presence turns cluster mode on.
+    pub redis_url: Option<String>,
+    /// Key manager.
+    pub kms: KmsKind,
+    /// Master-key file of the local key manager.
+    pub master_key_file: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// The URL clients reach this server at (discovery, OAuth redirects).
+    pub public_url: String,
+    /// Origins allowed to call the API from a browser.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    relays: Option<Vec<String>>,
+    embedded_relay_listen: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    kms: Option<KmsKind>,
+    master_key_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    public_url: Option<String>,
+    cors_origins: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+}
+
+fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
+    ServerError::Config(format!("{setting}: {reason}"))
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Config {
+    /// Reads `file` (if given), overlays the environment read through `env`, fills defaults
+    /// and validates. `env` is `std::env::var` in production; tests pass a map.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let f: File = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad(&path.display().to_string(), e))?;
+                toml::from_str(&text).map_err(|e| bad(&path.display().to_string(), e))?
+            }
+            None => File::default(),
+        };
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+
+        let listen = env("KEYCAST_LISTEN")
+            .or(f.listen)
+            .unwrap_or_else(|| "127.0.0.1:3000".into());
+        let listen: SocketAddr = listen
+            .trim()
+            .parse()
+            .map_err(|e| bad("KEYCAST_LISTEN", format!("{listen:?}: {e}")))?;
+
+        let data_dir = env("KEYCAST_DATA_DIR")
+            .map(PathBuf::from)
+            .or(f.data_dir)
+            .or_else(|| default_data_dir(&env))
+            .ok_or_else(|| bad("KEYCAST_DATA_DIR", "not set and no home directory"))?;
+
+        let relays = env("KEYCAST_RELAYS")
+            .map(|v| list(&v))
+            .or(f.relays)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let url =
+                    RelayUrl::parse(r).map_err(|e| bad("KEYCAST_RELAYS", format!("{r:?}: {e}")))?;
+                Ok(url)
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let relay_listen = env("KEYCAST_EMBEDDED_RELAY_LISTEN")
+            .or(f.embedded_relay_listen)
+            .unwrap_or_else(|| "127.0.0.1:7777".into());
+        let embedded_relay_listen: SocketAddr = relay_listen.trim().parse().map_err(|e| {
+            bad(
+                "KEYCAST_EMBEDDED_RELAY_LISTEN",
+                format!("{relay_listen:?}: {e}"),
+            )
+        })?;
+
+        let database_url = env("KEYCAST_DATABASE_URL")
+            .or_else(|| env("DATABASE_URL"))
+            .or(f.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("keycast.db").display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres:")
+            || database_url.starts_with("postgresql:"))
+        {
+            return Err(bad(
+                "KEYCAST_DATABASE_URL",
+                "must start with sqlite: or postgres:",
+            ));
+        }
+
+        let redis_url = env("KEYCAST_REDIS_URL")
+            .or_else(|| env("REDIS_URL"))
+            .or(f.redis_url);
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(bad(
+                    "KEYCAST_REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+
+        let kms = match env("KEYCAST_KMS") {
+            Some(v) => parse_enum::<KmsKind>("KEYCAST_KMS", &v, "local, aws, gcp or vault")?,
+            None => f.kms.unwrap_or(KmsKind::Local),
+        };
+        let master_key_file = env("KEYCAST_MASTER_KEY_FILE")
+            .map(PathBuf::from)
+            .or(f.master_key_file)
+            .unwrap_or_else(|| data_dir.join("master.key"));
+
+        let log_format = match env("KEYCAST_LOG_FORMAT") {
+            Some(v) => parse_enum::<LogFormat>("KEYCAST_LOG_FORMAT", &v, "json or text")?,
+            None => f.log_format.unwrap_or_else(|| {
+                use std::io::IsTerminal;
+                if std::io::stderr().is_terminal() {
+                    LogFormat::Text
+                } else {
+                    LogFormat::Json
+                }
+            }),
+        };
+
+        let public_url = env("KEYCAST_PUBLIC_URL")
+            .or(f.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let parsed = keycast_core::nostr::Url::parse(&public_url)
+            .map_err(|e| bad("KEYCAST_PUBLIC_URL", format!("{public_url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("KEYCAST_PUBLIC_URL", "must be an http(s) URL"));
+        }
+        let public_url = public_url.trim_end_matches('/').to_owned();
+
+        let cors_origins = env("KEYCAST_CORS_ORIGINS")
+            .map(|v| list(&v))
+            .or(f.cors_origins)
+            .unwrap_or_default();
+        for origin in &cors_origins {
+            let ok = keycast_core::nostr::Url::parse(origin)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+            if !ok {
+                return Err(bad(
+                    "KEYCAST_CORS_ORIGINS",
+                    format!("{origin:?} is not an origin like https://app.example"),
+                ));
+            }
+        }
+
+        let max_body_bytes = match env("KEYCAST_MAX_BODY_BYTES") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| bad("KEYCAST_MAX_BODY_BYTES", format!("{v:?}: {e}")))?,
+            None => f.max_body_bytes.unwrap_or(256 * 1024),
+        };
+        if max_body_bytes < 1024 {
+            return Err(bad("KEYCAST_MAX_BODY_BYTES", "must be at least 1024"));
+        }
+
+        Ok(Self {
+            listen,
+            data_dir,
+            relays,
+            embedded_relay_listen,
+            database_url,
+            redis_url,
+            kms,
+            master_key_file,
+            log_format,
+            public_url,
+            cors_origins,
+            max_body_bytes,
+        })
+    }
+
+    /// [`Config::load`] with the process environment.
+    pub fn from_env(file: Option<&Path>) -> Result<Self> {
+        Self::load(file, |name| std::env::var(name).ok())
+    }
+}
+
+fn default_data_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    env("XDG_DATA_HOME")
+        .map(|d| PathBuf::from(d).join("keycast"))
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".local/share/keycast")))
+}
+
+fn parse_enum<T: for<'de> Deserialize<'de>>(
+    setting: &str,
+    value: &str,
+    expected: &str,
+) -> Result<T> {
+    T::deserialize(
+        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
+            &value.trim().to_ascii_lowercase(),
+        ),
+    )
+    .map_err(|_| bad(setting, format!("{value:?}: expected {expected}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)], file: Option<&str>) -> Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let path = file.map(|text| {
+            let dir = std::env::temp_dir().join(format!("keycast-config-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).expect("dir");
+            let path = dir.join("keycast.toml");
+            std::fs::write(&path, text).expect("write");
+            path
+        });
+        Config::load(path.as_deref(), |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_only_a_home() {
+        let c = load(&[("HOME", "/home/ann")], None).expect("defaults");
+        assert_eq!(c.listen, "127.0.0.1:3000".parse().expect("addr"));
+        assert_eq!(c.data_dir, PathBuf::from("/home/ann/.local/share/keycast"));
+        assert_eq!(
+            c.database_url,
+            "sqlite:///home/ann/.local/share/keycast/keycast.db"
+        );
+        assert_eq!(
+            c.master_key_file,
+            PathBuf::from("/home/ann/.local/share/keycast/master.key")
+        );
+        assert!(c.relays.is_empty());
+        assert_eq!(c.kms, KmsKind::Local);
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+        assert_eq!(c.max_body_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn env_wins_over_the_file_and_aliases_are_accepted() {
+        let file = r#"
+            listen = "127.0.0.1:4000"
+            data_dir = "/srv/keycast"
+            relays = ["wss://file.example"]
+            kms = "vault"
+            log_format = "text"
+        "#;
+        let c = load(
+            &[
+                ("KEYCAST_LISTEN", "0.0.0.0:5000"),
+                ("KEYCAST_RELAYS", "wss://a.example, ws://127.0.0.1:7000"),
+                ("DATABASE_URL", "postgres://db/keycast"),
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("KEYCAST_LOG_FORMAT", "JSON"),
+            ],
+            Some(file),
+        )
+        .expect("config");
+        assert_eq!(c.listen.port(), 5000);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/keycast"));
+        assert_eq!(c.relays.len(), 2);
+        assert_eq!(
+            c.relays[1].as_str_without_trailing_slash(),
+            "ws://127.0.0.1:7000"
+        );
+        assert_eq!(c.database_url, "postgres://db/keycast");
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.kms, KmsKind::Vault, "from the file");
+        assert_eq!(c.log_format, LogFormat::Json, "env wins, case-insensitive");
+        let c = load(
+            &[
+                ("KEYCAST_DATA_DIR", "/d"),
+                ("KEYCAST_DATABASE_URL", "sqlite:///x.db"),
+                ("DATABASE_URL", "postgres://y"),
+            ],
+            None,
+        )
+        .expect("config");
+        assert_eq!(
+            c.database_url, "sqlite:///x.db",
+            "KEYCAST_ name wins over the alias"
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let cases: &[(&[(&str, &str)], Option<&str>, &str)] = &[
+            (&[("KEYCAST_LISTEN", "localhost")], None, "KEYCAST_LISTEN"),
+            (
+                &[("KEYCAST_RELAYS", "http://not-a-relay")],
+                None,
+                "KEYCAST_RELAYS",
+            ),
+            (
+                &[("KEYCAST_DATABASE_URL", "mysql://x")],
+                None,
+                "KEYCAST_DATABASE_URL",
+            ),
+            (
+                &[("KEYCAST_REDIS_URL", "127.0.0.1:6379")],
+                None,
+                "KEYCAST_REDIS_URL",
+            ),
+            (&[("KEYCAST_KMS", "hsm")], None, "KEYCAST_KMS"),
+            (&[("KEYCAST_LOG_FORMAT", "xml")], None, "KEYCAST_LOG_FORMAT"),
+            (
+                &[("KEYCAST_PUBLIC_URL", "ftp://x")],
+                None,
+                "KEYCAST_PUBLIC_URL",
+            ),
+            (
+                &[("KEYCAST_CORS_ORIGINS", "https://a.example/path")],
+                None,
+                "KEYCAST_CORS_ORIGINS",
+            ),
+            (
+                &[("KEYCAST_MAX_BODY_BYTES", "-1")],
+                None,
+                "KEYCAST_MAX_BODY_BYTES",
+            ),
+            (
+                &[("KEYCAST_MAX_BODY_BYTES", "10")],
+                None,
+                "KEYCAST_MAX_BODY_BYTES",
+            ),
+            (&[], Some("listne = \"typo\""), "keycast.toml"),
+            (&[], Some("listen = 3000"), "keycast.toml"),
+        ];
+        for (vars, file, setting) in cases {
+            let mut vars = vars.to_vec();
+            vars.push(("HOME", "/home/ann"));
+            let err = load(&vars, *file).expect_err(setting).to_string();
+            assert!(err.contains(setting), "{setting}: {err}");
+        }
+    }
+}

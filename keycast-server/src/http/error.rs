@@ -1,0 +1,78 @@
+//! JSON errors: `{"error":{"code","message"}}` with a status that fits, never internals.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// An error as the HTTP API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Safe to show the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with the given status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with a message that names the bad part of the request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+    }
+
+    /// 401: no or unusable credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+}
+
+impl From<keycast_core::Error> for ApiError {
+    fn from(e: keycast_core::Error) -> Self {
+        use keycast_core::Error as E;
+        let status = match &e {
+            E::InvalidInput { .. }
+            | E::InvalidCiphertext(_)
+            | E::ForeignPubkey
+            | E::UnsupportedFormat(_) => StatusCode::BAD_REQUEST,
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::AlreadyExists { .. } | E::Conflict(_) => StatusCode::CONFLICT,
+            E::Revoked | E::Expired => StatusCode::UNAUTHORIZED,
+            E::Denied(_) | E::NeedsApproval(_) => StatusCode::FORBIDDEN,
+            E::Unavailable(_) | E::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // The detail goes to the log (it may name backends); the caller gets none.
+            tracing::error!(error = %e, "internal error");
+            return Self::new(status, "internal", "internal error");
+        }
+        if let E::Unavailable(detail) = &e {
+            tracing::warn!(%detail, "backend unavailable");
+            return Self::new(status, e.code(), "temporarily unavailable; retry");
+        }
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

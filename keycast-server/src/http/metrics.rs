@@ -1,0 +1,220 @@
+//! Prometheus text exposition at `/metrics` (alias `/api/metrics`), read from the
+//! engine's, the bunker's and the HTTP layer's counters at scrape time.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use keycast_nip46::{RelayConnection, QUEUE_WAIT_BUCKETS_MICROS};
+
+use super::AppState;
+
+/// Accumulates exposition text; `# HELP`/`# TYPE` once per metric.
+struct Exposition(String);
+
+impl Exposition {
+    fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.header(name, kind, help);
+        let _ = writeln!(self.0, "{name} {value}");
+    }
+
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+}
+
+pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = Exposition(String::with_capacity(4096));
+    let engine = state.services.custody.stats();
+    out.metric(
+        "keycast_cache_hits_total",
+        "counter",
+        "Signing-key cache hits.",
+        engine.key_cache_hits,
+    );
+    out.metric(
+        "keycast_cache_misses_total",
+        "counter",
+        "Signing-key cache misses (cold loads).",
+        engine.key_cache_misses,
+    );
+    out.metric(
+        "keycast_cache_size",
+        "gauge",
+        "Signing keys cached.",
+        engine.key_cache_size,
+    );
+    out.metric(
+        "keycast_crypto_queue_depth",
+        "gauge",
+        "Jobs waiting for the crypto pool.",
+        engine.crypto_queue_len,
+    );
+    out.metric(
+        "keycast_crypto_queue_capacity",
+        "gauge",
+        "Crypto pool queue capacity.",
+        engine.crypto_queue_capacity,
+    );
+    out.metric(
+        "keycast_audit_queue_depth",
+        "gauge",
+        "Audit records waiting to be stored.",
+        engine.audit_queue_len,
+    );
+    let http = state.counters.snapshot();
+    out.metric(
+        "keycast_http_rpc_requests_total",
+        "counter",
+        "HTTP RPC requests.",
+        http.rpc_requests,
+    );
+    out.metric(
+        "keycast_http_rpc_auth_errors_total",
+        "counter",
+        "HTTP RPC requests refused for their credentials.",
+        http.rpc_auth_errors,
+    );
+    let kms = state.services.kms_metrics.snapshot();
+    out.metric(
+        "keycast_kms_calls_total",
+        "counter",
+        "Key manager calls.",
+        kms.calls,
+    );
+    out.metric(
+        "keycast_kms_failures_total",
+        "counter",
+        "Key manager calls that failed.",
+        kms.failures,
+    );
+    out.metric(
+        "keycast_kms_call_seconds_sum",
+        "counter",
+        "Total key manager call time.",
+        kms.seconds,
+    );
+    if let Some(bunker) = &state.bunker {
+        let b = bunker.stats();
+        out.metric(
+            "keycast_nip46_requests_total",
+            "counter",
+            "NIP-46 request events received.",
+            b.requests,
+        );
+        out.metric(
+            "keycast_nip46_rejected_hashring_total",
+            "counter",
+            "NIP-46 requests owned by another instance.",
+            b.rejected_hashring,
+        );
+        out.metric(
+            "keycast_nip46_processed_total",
+            "counter",
+            "NIP-46 requests answered.",
+            b.processed,
+        );
+        out.metric(
+            "keycast_nip46_queue_dropped_total",
+            "counter",
+            "NIP-46 requests refused because the queue was full.",
+            b.queue_dropped,
+        );
+        out.metric(
+            "keycast_nip46_invalid_total",
+            "counter",
+            "NIP-46 events dropped as unusable.",
+            b.invalid,
+        );
+        out.metric(
+            "keycast_nip46_replayed_total",
+            "counter",
+            "NIP-46 events outside the created_at window.",
+            b.replayed,
+        );
+        out.metric(
+            "keycast_nip46_duplicates_total",
+            "counter",
+            "NIP-46 events seen before.",
+            b.duplicates,
+        );
+        out.metric(
+            "keycast_nip46_panics_total",
+            "counter",
+            "NIP-46 handler panics caught.",
+            b.panics,
+        );
+        out.metric(
+            "keycast_nip46_replies_refused_total",
+            "counter",
+            "NIP-46 replies a relay refused.",
+            b.replies_refused,
+        );
+        out.metric(
+            "keycast_nip46_approvals_pending",
+            "gauge",
+            "NIP-46 requests waiting for approval.",
+            b.approvals_pending,
+        );
+        out.metric(
+            "keycast_nip46_queue_depth",
+            "gauge",
+            "NIP-46 requests waiting for a worker.",
+            b.queue_depth,
+        );
+        out.metric(
+            "keycast_nip46_queue_capacity",
+            "gauge",
+            "NIP-46 queue capacity.",
+            b.queue_capacity,
+        );
+        let name = "keycast_nip46_queue_wait_seconds";
+        out.header(
+            name,
+            "histogram",
+            "Time NIP-46 requests waited for a worker.",
+        );
+        let mut cumulative = 0;
+        for (i, count) in b.queue_wait_histogram.iter().enumerate() {
+            cumulative += count;
+            let le = QUEUE_WAIT_BUCKETS_MICROS
+                .get(i)
+                .map_or("+Inf".to_owned(), |us| (*us as f64 / 1e6).to_string());
+            let _ = writeln!(out.0, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out.0, "{name}_sum {}", b.queue_wait_micros as f64 / 1e6);
+        let _ = writeln!(out.0, "{name}_count {cumulative}");
+        let name = "keycast_nip46_relay_connected";
+        out.header(name, "gauge", "1 when the relay is connected.");
+        let relays = bunker.relay_states().await;
+        for r in &relays {
+            let up = u8::from(r.connection == RelayConnection::Connected);
+            let _ = writeln!(out.0, "{name}{{relay=\"{}\"}} {up}", label(r.url.as_str()));
+        }
+        let name = "keycast_nip46_relay_reconnects_total";
+        out.header(name, "counter", "Reconnect attempts per relay.");
+        for r in &relays {
+            let _ = writeln!(
+                out.0,
+                "{name}{{relay=\"{}\"}} {}",
+                label(r.url.as_str()),
+                r.reconnects
+            );
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out.0,
+    )
+}
+
+/// Escapes a label value (relay URLs come from configuration and clients).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,133 @@
+//! The HTTP API: `app(state) -> Router`.
+//!
+//! Every request gets a `trace_id` (from `x-trace-id`, else generated) on its log span and
+//! in the response header, a body-size limit, and CORS only for configured origins.
+
+mod error;
+mod health;
+mod metrics;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue, Method, Request};
+use axum::routing::get;
+use axum::Router;
+use keycast_nip46::Bunker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+pub use error::ApiError;
+
+use crate::services::Services;
+
+/// The header a request's trace id travels in.
+pub const TRACE_ID: &str = "x-trace-id";
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Store, key managers, engine.
+    pub services: Services,
+    /// The NIP-46 service, when it runs.
+    pub bunker: Option<Arc<Bunker>>,
+    /// HTTP-layer counters.
+    pub counters: Arc<HttpCounters>,
+}
+
+impl AppState {
+    /// State over `services`, with `bunker` if NIP-46 runs.
+    pub fn new(services: Services, bunker: Option<Arc<Bunker>>) -> Self {
+        Self {
+            services,
+            bunker,
+            counters: Arc::default(),
+        }
+    }
+}
+
+/// Counters of the HTTP layer.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    rpc_requests: AtomicU64,
+    rpc_auth_errors: AtomicU64,
+}
+
+/// A point-in-time copy of [`HttpCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSnapshot {
+    /// HTTP RPC requests received.
+    pub rpc_requests: u64,
+    /// HTTP RPC requests refused for their credentials.
+    pub rpc_auth_errors: u64,
+}
+
+impl HttpCounters {
+    /// Reads the counters.
+    pub fn snapshot(&self) -> HttpSnapshot {
+        HttpSnapshot {
+            rpc_requests: self.rpc_requests.load(Ordering::Relaxed),
+            rpc_auth_errors: self.rpc_auth_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The whole HTTP API over `state`.
+pub fn app(state: AppState) -> Router {
+    let config = &state.services.config;
+    let trace_id = HeaderName::from_static(TRACE_ID);
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            trace_id.clone(),
+        ]);
+    let body_limit = config.max_body_bytes;
+    Router::new()
+        .route("/health", get(health::live))
+        .route("/healthz/startup", get(health::live))
+        .route("/healthz/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .route("/api/metrics", get(metrics::render))
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(cors)
+        .layer(PropagateRequestIdLayer::new(trace_id.clone()))
+        .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(tracing::Level::INFO)).make_span_with(|request: &Request<_>| {
+            let trace_id = request
+                .headers()
+                .get(TRACE_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // Path only: query strings may carry codes or tokens.
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), trace_id)
+        }))
+        .layer(SetRequestIdLayer::new(trace_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_trace_id))
+}
+
+/// A client-sent trace id goes into logs and headers, so only a short, plain one is kept;
+/// anything else is replaced by a generated one.
+async fn drop_unusable_trace_id<B>(mut request: Request<B>) -> Request<B> {
+    let usable = request.headers().get(TRACE_ID).is_none_or(|v| {
+        let v = v.as_bytes();
+        !v.is_empty()
+            && v.len() <= 128
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    });
+    if !usable {
+        request.headers_mut().remove(TRACE_ID);
+    }
+    request
+}

@@ -1,0 +1,115 @@
+//! `serve`: the data-dir lock, the backends, NIP-46, the HTTP listener, and a graceful
+//! shutdown on SIGTERM or SIGINT.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keycast_nip46::{Bunker, BunkerConfig};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::embedded_relay::EmbeddedRelay;
+use crate::error::{Result, ServerError};
+use crate::http::{app, AppState};
+use crate::lock::DataDirLock;
+use crate::services::Services;
+
+/// How long open HTTP requests may finish after a stop signal.
+pub const HTTP_DRAIN: Duration = Duration::from_secs(15);
+/// How long background work (NIP-46) may finish after HTTP has drained.
+pub const BACKGROUND_DRAIN: Duration = Duration::from_secs(10);
+
+/// Runs the service until `stop` resolves (use [`stop_signal`] in production), then
+/// drains and closes. Returns once everything is closed.
+pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let _lock = DataDirLock::acquire(&config.data_dir)?;
+    let services = Services::open(&config, None).await?;
+    let embedded = if config.relays.is_empty() {
+        let relay = EmbeddedRelay::start(config.embedded_relay_listen).await?;
+        tracing::warn!(
+            relay = %relay.url,
+            "no relays configured (KEYCAST_RELAYS): running an embedded NIP-46 relay for \
+             single-machine use; apps must reach this address"
+        );
+        Some(relay)
+    } else {
+        None
+    };
+    let relays = match &embedded {
+        Some(r) => vec![r.url.clone()],
+        None => config.relays.clone(),
+    };
+    let bunker =
+        Arc::new(Bunker::start(services.custody.clone(), BunkerConfig::new(relays)).await?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::io(format!("listen on {}", config.listen), e))?;
+    tracing::info!(
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        database = scheme(&config.database_url),
+        kms = ?config.kms,
+        "keycast-server is serving"
+    );
+
+    let state = AppState::new(services.clone(), Some(bunker.clone()));
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        stop.await;
+        tracing::info!("stop requested: draining HTTP for up to {HTTP_DRAIN:?}");
+        let _ = stopping_tx.send(true);
+    });
+    let mut stopping = stopping_rx;
+    let drained = async {
+        // The drain deadline starts at the stop signal, not at start-up.
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(HTTP_DRAIN).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| ServerError::io("HTTP server", e))?,
+        () = drained => tracing::warn!("HTTP drain deadline passed; closing open connections"),
+    }
+
+    if tokio::time::timeout(BACKGROUND_DRAIN, bunker.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("NIP-46 service did not stop within {BACKGROUND_DRAIN:?}");
+    }
+    if let Some(relay) = &embedded {
+        relay.shutdown();
+    }
+    services.database.close().await;
+    tracing::info!("keycast-server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// The URL scheme only: the rest may hold a password.
+fn scheme(url: &str) -> &str {
+    url.split(':').next().unwrap_or("")
+}

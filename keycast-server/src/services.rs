@@ -1,0 +1,128 @@
+//! Opening the backends the configuration names: the database, the key managers, the
+//! custody engine, and the default tenant.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use keycast_core::{Custody, KeyManager, KeyStore, Keyring, Tenant, TenantId, TenantName};
+use keycast_kms::KmsObserver;
+use keycast_storage::Database;
+
+use crate::config::{Config, KmsKind};
+use crate::error::{Result, ServerError};
+use crate::kms_metrics::KmsMetrics;
+use crate::lock::create_private_dir;
+
+/// The tenant a single-organisation install uses (tenants by host come with accounts).
+pub fn default_tenant() -> TenantId {
+    TenantId::from_uuid(uuid::Uuid::from_u128(
+        0x6b65_7963_6173_7400_0000_0000_0000_0001,
+    ))
+}
+
+/// The opened backends.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Settings they were opened with.
+    pub config: Config,
+    /// The database (for closing it).
+    pub database: Database,
+    /// Authorizations, keys, audit.
+    pub store: Arc<dyn KeyStore>,
+    /// Primary key manager plus older ones still able to unwrap (see `kms rotate`).
+    pub keyring: Keyring,
+    /// The engine over both.
+    pub custody: Custody,
+    /// Key manager call metrics.
+    pub kms_metrics: Arc<KmsMetrics>,
+}
+
+impl Services {
+    /// Opens the database (migrating it), the key managers and the engine, and makes sure
+    /// the default tenant exists. `previous_master_key` is an older local master-key file
+    /// whose rows should still open (for rotation).
+    pub async fn open(config: &Config, previous_master_key: Option<PathBuf>) -> Result<Self> {
+        create_private_dir(&config.data_dir)?;
+        let db = Database::open(&config.database_url).await?;
+        db.migrate().await?;
+        let store = db.clone().into_key_store();
+        let kms_metrics = Arc::new(KmsMetrics::default());
+        let keyring = keyring(config, previous_master_key, kms_metrics.clone()).await?;
+        let custody = Custody::builder(store.clone(), Arc::new(keyring.clone())).build()?;
+        match store.get_tenant(default_tenant()).await {
+            Ok(_) => {}
+            Err(keycast_core::Error::NotFound { .. }) => {
+                let mut tenant = Tenant::new(TenantName::parse("default")?);
+                tenant.id = default_tenant();
+                match store.create_tenant(&tenant).await {
+                    Ok(()) | Err(keycast_core::Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Self {
+            config: config.clone(),
+            database: db,
+            store,
+            keyring,
+            custody,
+            kms_metrics,
+        })
+    }
+}
+
+/// The configured key manager as primary; the local master-key file (when another
+/// manager is primary and the file exists) and `previous` as older ones.
+async fn keyring(
+    config: &Config,
+    previous: Option<PathBuf>,
+    observer: Arc<dyn KmsObserver>,
+) -> Result<Keyring> {
+    let primary = primary_key_manager(config, observer).await?;
+    let mut keyring = Keyring::new(primary);
+    if config.kms != KmsKind::Local && config.master_key_file.exists() {
+        let local = keycast_kms::LocalKeyManager::open(&config.master_key_file)?;
+        keyring = keyring.with_older(Arc::new(local));
+    }
+    if let Some(path) = previous {
+        if !path.exists() {
+            return Err(ServerError::Config(format!(
+                "previous master key file {} does not exist",
+                path.display()
+            )));
+        }
+        keyring = keyring.with_older(Arc::new(keycast_kms::LocalKeyManager::open(&path)?));
+    }
+    Ok(keyring)
+}
+
+async fn primary_key_manager(
+    config: &Config,
+    observer: Arc<dyn KmsObserver>,
+) -> Result<Arc<dyn KeyManager>> {
+    let km: Arc<dyn KeyManager> = match config.kms {
+        KmsKind::Local => Arc::new(keycast_kms::LocalKeyManager::open_or_create(
+            &config.master_key_file,
+        )?),
+        KmsKind::Aws => Arc::new(keycast_kms::aws::AwsKmsKeyManager::new(
+            keycast_kms::aws::AwsKmsConfig::from_env()?.with_observer(observer),
+        )?),
+        KmsKind::Gcp => Arc::new(
+            keycast_kms::gcp::GcpKmsKeyManager::new(keycast_kms::gcp::GcpKmsConfig::from_env()?)?
+                .with_observer(observer),
+        ),
+        KmsKind::Vault => Arc::new(
+            keycast_kms::vault::VaultTransitKeyManager::connect(
+                keycast_kms::vault::VaultConfig::from_env()?.observer(observer),
+            )
+            .await?,
+        ),
+    };
+    // A key manager that cannot be reached fails start now, with its own message, rather
+    // than the first cold load later: one wrap/unwrap round trip.
+    let probe = keycast_core::crypto::secret::random_secret32();
+    let wrapped = km.wrap(&probe, b"keycast-server start probe").await?;
+    km.unwrap(&wrapped, b"keycast-server start probe").await?;
+    Ok(km)
+}
