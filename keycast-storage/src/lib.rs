@@ -32,6 +32,9 @@ mod sql_store;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(all(feature = "testing", feature = "postgres"))]
+#[doc(hidden)]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -1,0 +1,209 @@
+//! The operator commands, through the real binary: results on stdout, clear errors on
+//! stderr with exit code 1, and bad input changes nothing.
+
+mod common;
+
+use common::Env;
+use keycast_core::nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
+use keycast_core::nostr::{Keys, ToBech32};
+use keycast_nip46::BunkerUri;
+
+fn key_lines(env: &Env) -> Vec<String> {
+    env.ok(&["key", "list"], "")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn users_keys_and_authorizations_from_the_command_line() {
+    let env = Env::new();
+    let user = env.ok(&["user", "add", "alice"], "");
+    assert_eq!(user.trim().len(), 36, "prints the user id: {user}");
+
+    let generated = env.ok(&["key", "generate", "--user", "alice"], "");
+    let fields: Vec<&str> = generated.split_whitespace().collect();
+    assert_eq!(fields.len(), 2, "{generated}");
+    assert!(fields[1].starts_with("npub1"), "{generated}");
+
+    let nsec = Keys::generate();
+    let out = env.ok(
+        &["key", "import", "--user", "alice", "--label", "from-nsec"],
+        &format!("{}\n", nsec.secret_key().to_bech32().expect("nsec")),
+    );
+    assert!(
+        out.contains(&nsec.public_key().to_bech32().expect("npub")),
+        "{out}"
+    );
+    let hex = Keys::generate();
+    let out = env.ok(
+        &["key", "import", "--user", "alice", "--label", "from-hex"],
+        &format!("{}\n", hex.secret_key().to_secret_hex()),
+    );
+    assert!(
+        out.contains(&hex.public_key().to_bech32().expect("npub")),
+        "{out}"
+    );
+    let ncrypt = Keys::generate();
+    let encrypted =
+        EncryptedSecretKey::new(ncrypt.secret_key(), "pass word ✓", 8, KeySecurity::Unknown)
+            .expect("ncryptsec")
+            .to_bech32()
+            .expect("bech32");
+    let out = env.ok(
+        &[
+            "key",
+            "import",
+            "--user",
+            "alice",
+            "--label",
+            "from-ncryptsec",
+        ],
+        &format!("{encrypted}\npass word ✓\n"),
+    );
+    assert!(
+        out.contains(&ncrypt.public_key().to_bech32().expect("npub")),
+        "{out}"
+    );
+
+    let keys = key_lines(&env);
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    let key_id = fields[0];
+
+    let out = env.ok(
+        &[
+            "authorization",
+            "create",
+            "--key",
+            key_id,
+            "--label",
+            "my app",
+        ],
+        "",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "the bunker URI alone on stdout: {out:?}");
+    let uri = BunkerUri::parse(lines[0]).expect("a bunker URI");
+    assert_eq!(
+        uri.relays[0].as_str_without_trailing_slash(),
+        format!("ws://127.0.0.1:{}", env.relay_port)
+    );
+    assert!(uri.secret.is_some());
+
+    // The authorization id is on stderr, for revoking.
+    let out = env.run(&["authorization", "create", "--key", key_id], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("authorization "))
+        .expect("authorization id on stderr");
+    let revoked = env.ok(&["authorization", "revoke", id], "");
+    assert_eq!(revoked.trim(), format!("revoked {id}"));
+    // Revoking again is harmless.
+    env.ok(&["authorization", "revoke", id], "");
+
+    assert_eq!(env.ok(&["migrate"], "").trim(), "database is up to date");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let env = Env::new();
+    env.ok(&["user", "add", "alice"], "");
+    env.ok(&["key", "generate", "--user", "alice"], "");
+    let before = key_lines(&env);
+    let secret = Keys::generate();
+    let wrong_password =
+        EncryptedSecretKey::new(secret.secret_key(), "right", 8, KeySecurity::Unknown)
+            .expect("ncryptsec")
+            .to_bech32()
+            .expect("bech32");
+
+    let cases: Vec<(Vec<&str>, String, &str)> = vec![
+        (vec!["user", "add", "bad name!"], String::new(), "username"),
+        (vec!["user", "add", "alice"], String::new(), "alice"),
+        (
+            vec!["key", "generate", "--user", "bob"],
+            String::new(),
+            "no user \"bob\"",
+        ),
+        (
+            vec!["key", "import", "--user", "alice"],
+            "garbage\n".into(),
+            "not an nsec",
+        ),
+        (
+            vec!["key", "import", "--user", "alice"],
+            String::new(),
+            "no secret on stdin",
+        ),
+        (
+            vec!["key", "import", "--user", "alice"],
+            "nsec1qqqq\n".into(),
+            "not an nsec",
+        ),
+        (
+            vec!["key", "import", "--user", "alice"],
+            format!("{wrong_password}\nwrong\n"),
+            "cannot decrypt",
+        ),
+        (
+            vec!["key", "import", "--user", "alice"],
+            format!("{wrong_password}\n"),
+            "password",
+        ),
+        (
+            vec!["key", "import", "--user", "alice", "--label", ""],
+            format!("{}\n", secret.secret_key().to_secret_hex()),
+            "label",
+        ),
+        (
+            vec!["authorization", "create", "--key", "not-a-uuid"],
+            String::new(),
+            "not a key id",
+        ),
+        (
+            vec![
+                "authorization",
+                "create",
+                "--key",
+                "6f1c2d3e-0000-4000-8000-000000000000",
+            ],
+            String::new(),
+            "no such key",
+        ),
+        (
+            vec!["authorization", "revoke", "nope"],
+            String::new(),
+            "not an authorization id",
+        ),
+        (
+            vec![
+                "authorization",
+                "revoke",
+                "6f1c2d3e-0000-4000-8000-000000000000",
+            ],
+            String::new(),
+            "not found",
+        ),
+    ];
+    for (args, stdin, expected) in &cases {
+        let stderr = env.fails(args, stdin);
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains(&secret.secret_key().to_secret_hex()),
+            "{args:?}: the secret was echoed"
+        );
+    }
+    assert_eq!(key_lines(&env), before, "nothing changed");
+
+    // Bad settings name the setting; unknown commands are usage errors (exit 2).
+    let mut c = env.command(&["key", "list"]);
+    let out = c.env("KEYCAST_KMS", "hsm").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYCAST_KMS"));
+    let out = env.command(&["teleport"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
