@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use keycast_core::nostr::{Event, JsonUtil, Kind};
+use keycast_core::{Label, NewAuthorization};
+use keycast_nip46::{NostrConnectUri, PermEntry, PermMethod};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 fn interop_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
@@ -25,27 +28,31 @@ fn interop_dir() -> Option<PathBuf> {
     None
 }
 
-/// Runs a Node script with the bunker URI and returns its one-line JSON result.
-async fn run_node(dir: &std::path::Path, script: &str, uri: &str) -> serde_json::Value {
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new("node")
-            .arg(script)
-            .arg(uri)
-            .current_dir(dir)
-            .output(),
-    )
-    .await
-    .expect("node finished in time")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// `node <script> <arg>` in the interop folder.
+fn node(dir: &std::path::Path, script: &str, arg: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(script).arg(arg).current_dir(dir).kill_on_drop(true);
+    cmd
+}
+
+/// The last stdout line of a finished Node script, as JSON.
+fn json_result(script: &str, stdout: &str, stderr: &[u8]) -> serde_json::Value {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| {
         panic!(
             "{script}: no JSON result ({e}); stdout: {stdout}; stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(stderr)
         )
     })
+}
+
+/// Runs a Node script with the bunker URI and returns its one-line JSON result.
+async fn run_node(dir: &std::path::Path, script: &str, uri: &str) -> serde_json::Value {
+    let out = tokio::time::timeout(Duration::from_secs(90), node(dir, script, uri).output())
+        .await
+        .expect("node finished in time")
+        .expect("node runs");
+    json_result(script, &String::from_utf8_lossy(&out.stdout), &out.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,5 +119,78 @@ async fn ndk_nip46_signer() {
         .expect("nostr verifies the NDK-returned event");
     assert_eq!(event.pubkey, s.user);
     assert_eq!(event.content, "hello from NDK");
+    s.bunker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nostr_tools_nostrconnect_from_uri() {
+    let Some(dir) = interop_dir() else { return };
+    let s = common::setup().await;
+    let mut child = node(&dir, "nostrconnect.mjs", s.url.as_str())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+
+    // The script prints its URI once it listens for the pairing reply.
+    let mut first = String::new();
+    tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut first))
+        .await
+        .expect("nostrconnect URI in time")
+        .expect("read stdout");
+    let shown: serde_json::Value = serde_json::from_str(&first)
+        .unwrap_or_else(|e| panic!("first line is not JSON ({e}): {first}"));
+    let uri = NostrConnectUri::parse(shown["uri"].as_str().unwrap_or_else(|| panic!("{shown}")))
+        .expect("keycast parses the nostr-tools URI");
+    assert_eq!(uri.relays, vec![s.url.clone()]);
+    assert_eq!(uri.name.as_deref(), Some("keycast interop"));
+    assert!(uri.secret.is_some(), "nostr-tools always sends a secret");
+    let perm = |method, kind| PermEntry { method, kind };
+    assert_eq!(
+        uri.perms,
+        vec![
+            perm(PermMethod::SignEvent, Some(1)),
+            perm(PermMethod::Nip44Encrypt, None)
+        ]
+    );
+
+    let auth = s
+        .bunker
+        .pair(
+            &uri,
+            NewAuthorization {
+                tenant_id: s.tenant,
+                user_id: s.user_id,
+                key_id: s.key,
+                policy_id: s.policy,
+                label: Label::parse("nostrconnect app").expect("label"),
+                relays: vec![],
+                expires_at: None,
+            },
+        )
+        .await
+        .expect("pair");
+
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(90), stdout.read_to_string(&mut rest))
+        .await
+        .expect("node finished in time")
+        .expect("read stdout");
+    let out = child.wait_with_output().await.expect("node exits");
+    let r = json_result("nostrconnect.mjs", &rest, &out.stderr);
+    assert!(r.get("failure").is_none(), "nostr-tools failed: {r}");
+    assert_eq!(
+        r["bunker_pubkey"],
+        auth.bunker_pubkey.to_hex(),
+        "the client talks to the new authorization's bunker key"
+    );
+    assert_eq!(r["pubkey"], s.user.to_hex());
+    let event = Event::from_json(r["event"].to_string()).expect("signed event");
+    event
+        .verify()
+        .expect("nostr verifies the nostr-tools-returned event");
+    assert_eq!(event.pubkey, s.user);
+    assert_eq!(event.content, "hello from nostrconnect ✓");
     s.bunker.shutdown().await;
 }
