@@ -65,6 +65,7 @@ pub use memory::key_store::MemoryKeyStore;
 pub use model::account::{Tenant, User};
 pub use model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 pub use model::authorization::Authorization;
+pub use model::change::{Change, Changed};
 pub use model::key::{KeyKind, StoredKey};
 pub use model::names::{Label, PasswordHash, TenantName, Username};
 pub use model::policy::{Permission, Policy};

@@ -10,6 +10,8 @@
 //!   custody engine.
 //! - [`serve`]: the data-dir lock ([`lock`]), the NIP-46 bunker on the configured relays
 //!   or an [`embedded_relay`], the HTTP API ([`http::app`]), graceful shutdown.
+//! - [`fence`]: follows the store's change feed so writes made by the CLI or another
+//!   instance reach this process's caches and NIP-46 subscription within ~250 ms.
 //! - [`http`]: `app(state) -> Router`: health and readiness, Prometheus metrics.
 //! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list`,
 //!   `authorization create|revoke`, `kms rotate`, `healthcheck`.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod embedded_relay;
 pub mod error;
+pub mod fence;
 pub mod http;
 pub mod kms_metrics;
 pub mod lock;

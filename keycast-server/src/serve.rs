@@ -53,6 +53,13 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         "keycast-server is serving"
     );
 
+    let cursor = services.store.latest_change().await?;
+    let fence = tokio::spawn(crate::fence::follow(
+        services.store.clone(),
+        services.custody.clone(),
+        Some(bunker.clone()),
+        cursor,
+    ));
     let state = AppState::new(services.clone(), Some(bunker.clone()));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
@@ -71,6 +78,7 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         () = drained => tracing::warn!("HTTP drain deadline passed; closing open connections"),
     }
 
+    fence.abort();
     if tokio::time::timeout(BACKGROUND_DRAIN, bunker.shutdown())
         .await
         .is_err()

@@ -171,3 +171,55 @@ fn a_second_server_is_refused_and_kill_9_leaves_no_stale_lock() {
     let (code, logs) = again.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{logs}");
 }
+
+#[test]
+fn authorizations_made_and_revoked_by_the_cli_reach_a_running_server_within_a_second() {
+    let env = Env::new();
+    env.ok(&["user", "add", "alice"], "");
+    let key = env.ok(&["key", "generate", "--user", "alice"], "");
+    let key_id = key.split_whitespace().next().expect("key id").to_owned();
+    let mut server = Server::start(&env);
+    server.wait_ready(&env);
+
+    // Made while the server runs, by another process.
+    let out = env.run(&["authorization", "create", "--key", &key_id], "");
+    assert!(out.status.success());
+    let uri = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let id = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("authorization ").map(str::to_owned))
+        .expect("authorization id");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app = Keys::generate();
+    let ask = |timeout: u64| {
+        runtime.block_on(async {
+            let signer = NostrConnect::new(
+                NostrConnectURI::parse(&uri).expect("uri"),
+                app.clone(),
+                Duration::from_secs(timeout),
+                None,
+            )
+            .expect("client");
+            let answer = signer.get_public_key().await;
+            signer.shutdown().await;
+            answer
+        })
+    };
+    ask(15).expect("served without a restart");
+
+    env.ok(&["authorization", "revoke", &id], "");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(ask(3).is_err(), "revoked within a second");
+    server.signal("TERM");
+    let (code, logs) = server.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{logs}");
+}

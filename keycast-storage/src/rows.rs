@@ -309,6 +309,28 @@ impl TryFrom<OAuthCodeRow> for OAuthCode {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct ChangeRow {
+    seq: i64,
+    entity: String,
+    entity_id: Uuid,
+}
+
+impl TryFrom<ChangeRow> for keycast_core::Change {
+    type Error = Error;
+
+    fn try_from(r: ChangeRow) -> Result<Self> {
+        use keycast_core::{AuthorizationId, Changed, PolicyId};
+        let what = match r.entity.as_str() {
+            "authorization" => Changed::Authorization(AuthorizationId::from_uuid(r.entity_id)),
+            "policy" => Changed::Policy(PolicyId::from_uuid(r.entity_id)),
+            _ => return Err(corrupt("change entity")),
+        };
+        let seq = u64::try_from(r.seq).map_err(|_| corrupt("change seq"))?;
+        Ok(Self { seq, what })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct AuditRow {
     at: i64,
     tenant_id: Uuid,

@@ -579,6 +579,34 @@ macro_rules! impl_key_store {
                 Ok(())
             }
 
+            async fn changes_since(
+                &self,
+                after: u64,
+                limit: u32,
+            ) -> keycast_core::Result<Vec<keycast_core::Change>> {
+                let sql = Self::sql(
+                    "SELECT seq, entity, entity_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                );
+                sqlx::query_as::<_, $crate::rows::ChangeRow>(&sql)
+                    .bind(i64::try_from(after).unwrap_or(i64::MAX))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("change", "change")))?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+
+            async fn latest_change(&self) -> keycast_core::Result<u64> {
+                let sql = Self::sql("SELECT MAX(seq) FROM changes");
+                let (max,): (Option<i64>,) = sqlx::query_as(&sql)
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("change", "change")))?;
+                Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
+            }
+
             async fn authorization_activity(
                 &self,
                 id: keycast_core::AuthorizationId,

@@ -9,6 +9,7 @@ use crate::crypto::secret::BearerSecret;
 use crate::error::{Error, Result};
 use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::authorization::Authorization;
+use crate::model::change::{Change, Changed};
 use crate::model::key::{KeyKind, StoredKey};
 use crate::model::names::Label;
 
@@ -146,5 +147,16 @@ impl Custody {
     /// Forgets a cached decrypted key.
     pub fn invalidate_key(&self, id: KeyId) {
         self.inner.keys.invalidate(&id);
+    }
+
+    /// Forgets every cached value the change feed names ([`crate::KeyStore::changes_since`]);
+    /// a reader polls the feed and passes what it finds here.
+    pub fn apply_changes(&self, changes: &[Change]) {
+        for change in changes {
+            match change.what {
+                Changed::Authorization(id) => self.invalidate_authorization(id),
+                Changed::Policy(id) => self.invalidate_policy(id),
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
 use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
+use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
 use crate::model::names::Username;
 use crate::model::policy::Policy;
@@ -36,6 +37,15 @@ struct Inner {
     tokens: HashMap<SecretDigest, ApiToken>,
     oauth_codes: HashMap<SecretDigest, OAuthCode>,
     audit: Vec<AuditRecord>,
+    changes: Vec<Change>,
+}
+
+impl Inner {
+    /// Appends to the change feed (the SQL stores do it with triggers).
+    fn changed(&mut self, what: Changed) {
+        let seq = self.changes.last().map_or(1, |c| c.seq + 1);
+        self.changes.push(Change { seq, what });
+    }
 }
 
 impl MemoryKeyStore {
@@ -227,7 +237,9 @@ impl KeyStore for MemoryKeyStore {
         stored.name = policy.name.clone();
         stored.permissions = policy.permissions.clone();
         stored.version += 1;
-        Ok(stored.clone())
+        let stored = stored.clone();
+        g.changed(Changed::Policy(stored.id));
+        Ok(stored)
     }
 
     async fn insert_authorization(&self, auth: &Authorization) -> Result<()> {
@@ -252,6 +264,7 @@ impl KeyStore for MemoryKeyStore {
             });
         }
         g.authorizations.insert(auth.id, auth.clone());
+        g.changed(Changed::Authorization(auth.id));
         Ok(())
     }
 
@@ -303,11 +316,16 @@ impl KeyStore for MemoryKeyStore {
     ) -> Result<Authorization> {
         let mut g = self.lock();
         let a = g.authorization_mut(id)?;
-        if a.revoked_at.is_none() {
+        let newly = a.revoked_at.is_none();
+        if newly {
             a.revoked_at = Some(at);
             a.version += 1;
         }
-        Ok(a.clone())
+        let a = a.clone();
+        if newly {
+            g.changed(Changed::Authorization(id));
+        }
+        Ok(a)
     }
 
     async fn redeem_connect_secret(
@@ -329,7 +347,9 @@ impl KeyStore for MemoryKeyStore {
         a.connect_secret = None;
         a.client_pubkeys.push(client);
         a.version += 1;
-        Ok(a.clone())
+        let a = a.clone();
+        g.changed(Changed::Authorization(id));
+        Ok(a)
     }
 
     async fn remove_client(&self, id: AuthorizationId, client: &PublicKey) -> Result<bool> {
@@ -340,6 +360,7 @@ impl KeyStore for MemoryKeyStore {
         let removed = a.client_pubkeys.len() != before;
         if removed {
             a.version += 1;
+            g.changed(Changed::Authorization(id));
         }
         Ok(removed)
     }
@@ -422,6 +443,16 @@ impl KeyStore for MemoryKeyStore {
             .take(filter.limit as usize)
             .cloned()
             .collect())
+    }
+
+    async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<Change>> {
+        let g = self.lock();
+        let start = g.changes.partition_point(|c| c.seq <= after);
+        Ok(g.changes[start..].iter().take(limit as usize).copied().collect())
+    }
+
+    async fn latest_change(&self) -> Result<u64> {
+        Ok(self.lock().changes.last().map_or(0, |c| c.seq))
     }
 
     async fn authorization_activity(&self, id: AuthorizationId) -> Result<Activity> {

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 pub mod authorization;
+pub mod change;
 pub mod key;
 pub mod names;
 pub mod policy;

@@ -12,6 +12,7 @@ use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
 use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
+use crate::model::change::Changed;
 use crate::model::key::{KeyKind, StoredKey};
 use crate::model::names::Username;
 use crate::model::policy::Permission;
@@ -29,6 +30,7 @@ pub async fn run(store: Arc<dyn KeyStore>) {
     authorizations(&store).await;
     connect_secrets(&store).await;
     use_counters(&store).await;
+    change_feed(&store).await;
     tokens(&store).await;
     oauth_codes(&store).await;
     audit(&store).await;
@@ -595,6 +597,59 @@ pub async fn use_counters(store: &Arc<dyn KeyStore>) {
         store.try_consume_use(AuthorizationId::random(), 1).await,
         "uses of a missing authorization",
     );
+}
+
+/// The change feed names every authorization and policy write that caches must see, in
+/// order, and nothing for writes that change nothing (or only use counters).
+pub async fn change_feed(store: &Arc<dyn KeyStore>) {
+    let start = store.latest_change().await.unwrap();
+    assert!(
+        store.changes_since(start, 100).await.unwrap().is_empty(),
+        "nothing after the latest"
+    );
+    let w = world(store).await;
+    let secret = BearerSecret::generate();
+    let a = w.authorization(store, Some(secret.digest())).await;
+    let client = pubkey();
+    store
+        .redeem_connect_secret(a.id, &secret.digest(), client)
+        .await
+        .unwrap();
+    // Idempotent reconnect, use counting, removing an unknown client, a failed redeem:
+    // no entries.
+    store
+        .redeem_connect_secret(a.id, &secret.digest(), client)
+        .await
+        .unwrap();
+    store.try_consume_use(a.id, 10).await.unwrap();
+    assert!(!store.remove_client(a.id, &pubkey()).await.unwrap());
+    let _ = store
+        .redeem_connect_secret(a.id, &BearerSecret::generate().digest(), pubkey())
+        .await;
+    store.remove_client(a.id, &client).await.unwrap();
+    let mut p = store.get_policy(w.policy_id).await.unwrap();
+    p.permissions = vec![Permission::AllowedKinds { kinds: BTreeSet::from([1]) }];
+    store.update_policy(&p).await.unwrap();
+    store.revoke_authorization(a.id, Timestamp::now()).await.unwrap();
+    store.revoke_authorization(a.id, Timestamp::now()).await.unwrap();
+
+    let feed = store.changes_since(start, 100).await.unwrap();
+    let what: Vec<Changed> = feed.iter().map(|c| c.what).collect();
+    use Changed::{Authorization as A, Policy as P};
+    assert_eq!(
+        what,
+        vec![A(a.id), A(a.id), A(a.id), P(w.policy_id), A(a.id)],
+        "insert, connect, logout, policy update, revoke (once)"
+    );
+    assert!(
+        feed.windows(2).all(|p| p[0].seq < p[1].seq),
+        "increasing: {feed:?}"
+    );
+    assert!(feed[0].seq > start);
+    let latest = store.latest_change().await.unwrap();
+    assert_eq!(latest, feed[4].seq);
+    assert_eq!(store.changes_since(feed[1].seq, 2).await.unwrap(), feed[2..4]);
+    assert!(store.changes_since(latest, 100).await.unwrap().is_empty());
 }
 
 pub async fn tokens(store: &Arc<dyn KeyStore>) {

@@ -11,6 +11,7 @@ use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
 use crate::model::audit::{Activity, AuditFilter, AuditRecord};
 use crate::model::authorization::Authorization;
+use crate::model::change::Change;
 use crate::model::key::StoredKey;
 use crate::model::names::Username;
 use crate::model::policy::Policy;
@@ -126,6 +127,13 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     /// callers exactly one gets it. Unknown or already used: [`crate::Error::NotFound`].
     /// Expired at `now`: [`crate::Error::Expired`] (and the code is gone).
     async fn consume_oauth_code(&self, digest: &SecretDigest, now: Timestamp) -> Result<OAuthCode>;
+
+    /// Entries of the change feed after `after`, in `seq` order, at most `limit`. Every
+    /// write that changes an authorization (insert, revoke, connect, logout) or a policy
+    /// appends one in the same transaction.
+    async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<Change>>;
+    /// The highest `seq` in the feed (0 when empty): where a new reader starts.
+    async fn latest_change(&self) -> Result<u64>;
 
     /// Appends audit records, all or none.
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
