@@ -9,11 +9,11 @@
 //! - every other method, `get_public_key` and `ping` included, needs a bound client;
 //! - `logout` unbinds the client.
 
-use keycast_core::nostr::{JsonUtil, PublicKey};
+use keycast_core::nostr::PublicKey;
 use keycast_core::{Authorization, AuthorizationId, BearerSecret, Caller, Custody, Error};
 
 use crate::protocol::message::{connect_target_ok, Command, Nip46Request};
-use crate::protocol::response::Nip46Response;
+use crate::protocol::response::{result_text, Nip46Response};
 
 /// What a bound client's requests run as, and how connects are checked.
 #[derive(Debug, Clone)]
@@ -64,28 +64,16 @@ impl RequestHandler {
             ));
         }
         self.require_bound(&auth, client).await?;
-        let caller = Caller::Authorization(auth.id);
         let c = &self.custody;
-        Ok(match request.command {
+        let command = match request.command.into_request() {
+            Ok(op) => {
+                let response = c.handle(Caller::Authorization(auth.id), op).await?;
+                return Ok(Nip46Response::ok(id, result_text(response)?));
+            }
+            Err(session) => session,
+        };
+        Ok(match command {
             Command::Ping => Nip46Response::ok(id, "pong"),
-            Command::GetPublicKey => {
-                Nip46Response::ok(id, c.get_public_key(caller).await?.to_hex())
-            }
-            Command::SignEvent(template) => {
-                Nip46Response::ok(id, c.sign_event(caller, template).await?.as_json())
-            }
-            Command::Nip44Encrypt { peer, plaintext } => {
-                Nip46Response::ok(id, c.nip44_encrypt(caller, peer, plaintext).await?)
-            }
-            Command::Nip44Decrypt { peer, ciphertext } => {
-                Nip46Response::ok(id, c.nip44_decrypt(caller, peer, ciphertext).await?)
-            }
-            Command::Nip04Encrypt { peer, plaintext } => {
-                Nip46Response::ok(id, c.nip04_encrypt(caller, peer, plaintext).await?)
-            }
-            Command::Nip04Decrypt { peer, ciphertext } => {
-                Nip46Response::ok(id, c.nip04_decrypt(caller, peer, ciphertext).await?)
-            }
             Command::SwitchRelays => {
                 let relays = (!auth.relays.is_empty()).then_some(auth.relays.as_slice());
                 Nip46Response::switch_relays(id, relays)
@@ -96,9 +84,7 @@ impl RequestHandler {
                 Nip46Response::ok(id, "ack")
             }
             // Handled above; listed so a new method cannot be forgotten silently.
-            Command::Connect { .. } | Command::Unknown(_) => {
-                Nip46Response::error(id, "unexpected method")
-            }
+            _ => Nip46Response::error(id, "unexpected method"),
         })
     }
 

@@ -2,22 +2,21 @@
 //!
 //! NIP-46 remote signing on top of [`keycast_core::Custody`].
 //!
-//! This crate currently holds the pure protocol layer, [`protocol`]: no I/O, no relays.
-//!
-//! - [`protocol::message`]: decrypted request JSON into a typed [`Nip46Request`].
-//! - [`protocol::response`]: [`Nip46Response`] replies (`result`, `error`, `auth_url`).
-//! - [`protocol::scheme`]: per-message NIP-04 / NIP-44 detection, so replies match.
-//! - [`protocol::perms`]: the `perms` string of `connect` and `nostrconnect://`, and how it
-//!   maps onto keycast [`keycast_core::Permission`]s.
-//! - [`protocol::uri`]: `bunker://` (issued) and `nostrconnect://` (accepted) URIs.
-//! - [`Error`]: the one error type of the crate.
-//!
+//! - [`protocol`], pure (no I/O): [`protocol::message`] parses decrypted request JSON into
+//!   a typed [`Nip46Request`]; [`protocol::response`] builds [`Nip46Response`] replies
+//!   (`result`, `error`, `auth_url`); [`protocol::scheme`] detects NIP-04 / NIP-44 per
+//!   message so replies match; [`protocol::perms`] maps the `perms` string onto keycast
+//!   [`keycast_core::Permission`]s; [`protocol::uri`] handles `bunker://` (issued) and
+//!   `nostrconnect://` (accepted) URIs.
 //! - [`handler`]: [`RequestHandler`] answers one decrypted request for one authorization
 //!   through the custody engine, enforcing connect secrets and client binding.
-//!
+//! - [`service`]: [`Bunker`], the relay service: subscription for the bunker keys of
+//!   active authorizations, `created_at` window, de-duplication, routing, a bounded work
+//!   queue with "overloaded" replies, replies without waiting for `OK`, reconnects with
+//!   exponential backoff and stall probes ([`Bunker::relay_states`]), `auth_url` approvals
+//!   ([`Bunker::resume_approvals`]) and `nostrconnect://` pairing ([`Bunker::pair`]).
 //! - [`embedded`]: [`SingleUserBunker`], one key served in-process in a few lines.
-//! - [`service`]: [`Bunker`], the relay service (subscription, `created_at` window,
-//!   de-duplication, routing, bounded work queue, replies without waiting for `OK`).
+//! - [`Error`]: the one error type of the crate.
 
 pub mod embedded;
 pub mod handler;
@@ -29,7 +28,7 @@ pub use handler::RequestHandler;
 pub use protocol::error::{Error, Result};
 pub use protocol::message::{connect_target_ok, Command, Nip46Request};
 pub use protocol::perms::{Gap, PermEntry, PermMethod, PolicyMapping};
-pub use protocol::response::Nip46Response;
+pub use protocol::response::{result_text, Nip46Response};
 pub use protocol::scheme::Scheme;
 pub use protocol::uri::{BunkerUri, NostrConnectUri};
 pub use service::{

@@ -114,6 +114,9 @@ pub enum AuthorizationCommand {
         /// Refuse requests after this many seconds.
         #[arg(long)]
         expires_in: Option<u64>,
+        /// Also issue an HTTP RPC token, printed on a second line (`token <secret>`).
+        #[arg(long)]
+        with_token: bool,
     },
     /// Revoke an authorization; its apps are refused from then on.
     Revoke {
@@ -312,6 +315,7 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             key,
             label,
             expires_in,
+            with_token,
         } => {
             let key_id: KeyId = key
                 .parse()
@@ -353,6 +357,10 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             .to_uri()?;
             eprintln!("authorization {}", auth.id);
             println!("{uri}");
+            if with_token {
+                let token = s.issue_token(&auth, expires_at).await?;
+                println!("token {}", token.expose());
+            }
         }
         AuthorizationCommand::Revoke { id } => {
             let id: AuthorizationId = id

@@ -72,6 +72,26 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Issues an HTTP RPC token acting through `authorization`; only its digest is stored.
+    pub async fn issue_token(
+        &self,
+        authorization: &keycast_core::Authorization,
+        expires_at: Option<keycast_core::nostr::Timestamp>,
+    ) -> Result<keycast_core::BearerSecret> {
+        let secret = keycast_core::BearerSecret::generate();
+        let token = keycast_core::ApiToken {
+            digest: secret.digest(),
+            tenant_id: authorization.tenant_id,
+            authorization_id: authorization.id,
+            expires_at,
+            created_at: keycast_core::nostr::Timestamp::now(),
+        };
+        self.store.insert_token(&token).await?;
+        Ok(secret)
+    }
+}
+
 /// The configured key manager as primary; the local master-key file (when another
 /// manager is primary and the file exists) and `previous` as older ones.
 async fn keyring(

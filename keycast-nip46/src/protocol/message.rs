@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use keycast_core::{parse_pubkey, EventTemplate};
+use keycast_core::{parse_pubkey, EventTemplate, Request};
 use nostr::PublicKey;
 use serde_json::{Map, Value};
 
@@ -84,6 +84,30 @@ pub enum Command {
 }
 
 impl Command {
+    /// Parses a method and its params as NIP-46 sends them (used by HTTP RPC, which has
+    /// the same methods without the envelope). Unknown methods give [`Command::Unknown`].
+    pub fn parse(method: &str, params: &[Value]) -> Result<Self> {
+        parse_command("", method, params)
+    }
+
+    /// The custody operation this command asks for, or the command back when it is about
+    /// the session (`connect`, `ping`, `switch_relays`, `logout`) or unknown.
+    pub fn into_request(self) -> std::result::Result<Request, Command> {
+        Ok(match self {
+            Command::GetPublicKey => Request::GetPublicKey,
+            Command::SignEvent(t) => Request::SignEvent(t),
+            Command::Nip04Encrypt { peer, plaintext } => Request::Nip04Encrypt { peer, plaintext },
+            Command::Nip04Decrypt { peer, ciphertext } => {
+                Request::Nip04Decrypt { peer, ciphertext }
+            }
+            Command::Nip44Encrypt { peer, plaintext } => Request::Nip44Encrypt { peer, plaintext },
+            Command::Nip44Decrypt { peer, ciphertext } => {
+                Request::Nip44Decrypt { peer, ciphertext }
+            }
+            other => return Err(other),
+        })
+    }
+
     /// The NIP-46 method name (for `Unknown`, the name as sent).
     pub fn method(&self) -> &str {
         match self {

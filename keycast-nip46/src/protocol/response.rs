@@ -1,7 +1,23 @@
 //! NIP-46 replies: `{"id","result"}`, `{"id","error"}` and auth challenges.
 
-use nostr::RelayUrl;
+use keycast_core::Response;
+use nostr::{JsonUtil, RelayUrl};
 use serde_json::{Map, Value};
+
+/// The `result` string NIP-46 uses for a custody response: a hex pubkey, the signed
+/// event's JSON, or the ciphertext or plaintext.
+pub fn result_text(response: Response) -> keycast_core::Result<String> {
+    Ok(match response {
+        Response::PublicKey(pk) => pk.to_hex(),
+        Response::Event(event) => event.as_json(),
+        Response::Text(text) => text,
+        _ => {
+            return Err(keycast_core::Error::Internal(
+                "a custody response with no NIP-46 form".into(),
+            ))
+        }
+    })
+}
 
 /// A NIP-46 reply. Build with [`Nip46Response::ok`], [`Nip46Response::error`] or
 /// [`Nip46Response::auth_url`]; serialise with [`Nip46Response::to_json`].

@@ -13,6 +13,7 @@ mod config;
 mod pairing;
 mod relays;
 mod stats;
+mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,7 +91,9 @@ impl Bunker {
     /// retried in the background and do not fail start), subscribes for every active
     /// authorization and starts the workers.
     pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
-        let client = Client::default();
+        let client = Client::builder()
+            .websocket_transport(transport::NoDelayTransport)
+            .build();
         // Ping and resubscribe come from the relay pool; reconnects from our supervisor
         // (the pool's schedule is linear, ours exponential).
         let relay_options = RelayOptions::new().reconnect(false).ping(true);

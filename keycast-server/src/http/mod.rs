@@ -6,20 +6,22 @@
 mod error;
 mod health;
 mod metrics;
+mod rpc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use keycast_nip46::Bunker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use error::ApiError;
+pub use rpc::{token_cache, TokenCache};
 
 use crate::services::Services;
 
@@ -35,6 +37,8 @@ pub struct AppState {
     pub bunker: Option<Arc<Bunker>>,
     /// HTTP-layer counters.
     pub counters: Arc<HttpCounters>,
+    /// HTTP RPC tokens by digest.
+    pub tokens: TokenCache,
 }
 
 impl AppState {
@@ -44,6 +48,7 @@ impl AppState {
             services,
             bunker,
             counters: Arc::default(),
+            tokens: token_cache(),
         }
     }
 }
@@ -98,9 +103,10 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
         .route("/api/metrics", get(metrics::render))
+        .route("/api/nostr", post(rpc::rpc))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(trace_id.clone()))
         .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(tracing::Level::INFO)).make_span_with(|request: &Request<_>| {

@@ -1,0 +1,120 @@
+//! `POST /api/nostr`: the NIP-46 methods over HTTP, `{"method","params"}` in and
+//! `{"result"}` out (the same strings NIP-46 returns), with a bearer token bound to one
+//! authorization.
+//!
+//! The hot path reads no database: tokens are cached by digest, and the engine caches the
+//! authorization and the signing key (the change feed keeps both fresh, see `fence`).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use keycast_core::nostr::Timestamp;
+use keycast_core::{ApiToken, BearerSecret, Caller, SecretDigest};
+use keycast_nip46::{result_text, Command};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RpcRequest {
+    method: String,
+    #[serde(default)]
+    params: Vec<Value>,
+}
+
+/// Known tokens by digest. Misses are not cached, so unknown tokens cannot fill it.
+pub type TokenCache = moka::sync::Cache<SecretDigest, ApiToken>;
+
+/// A token cache sized for a large install.
+pub fn token_cache() -> TokenCache {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_idle(Duration::from_secs(3600))
+        .build()
+}
+
+pub(crate) async fn rpc(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RpcRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.counters.rpc_requests.fetch_add(1, Ordering::Relaxed);
+    let token = match authenticate(&state, &headers).await {
+        Ok(t) => t,
+        Err(e) => {
+            state
+                .counters
+                .rpc_auth_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
+    let Json(body) = body.map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))?;
+    let command = Command::parse(&body.method, &body.params)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let request = match command.into_request() {
+        Ok(request) => request,
+        Err(Command::Ping) => return Ok(Json(json!({"result": "pong"}))),
+        Err(Command::Unknown(method)) => {
+            return Err(ApiError::bad_request(format!("unknown method: {method}")))
+        }
+        Err(session) => {
+            return Err(ApiError::bad_request(format!(
+                "{} is a NIP-46 session method; it has no meaning over HTTP",
+                session.method()
+            )))
+        }
+    };
+    let caller = Caller::Authorization(token.authorization_id);
+    match state.services.custody.handle(caller, request).await {
+        Ok(response) => Ok(Json(json!({"result": result_text(response)?}))),
+        Err(e @ (keycast_core::Error::Revoked | keycast_core::Error::Expired)) => {
+            state
+                .counters
+                .rpc_auth_errors
+                .fetch_add(1, Ordering::Relaxed);
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The token of `Authorization: Bearer …`, checked against the cache, then the store.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<ApiToken, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+    let digest = BearerSecret::from_presented(presented).digest();
+    let token = match state.tokens.get(&digest) {
+        Some(t) => t,
+        None => match state.services.store.find_token(&digest).await {
+            Ok(t) => {
+                state.tokens.insert(digest, t.clone());
+                t
+            }
+            Err(keycast_core::Error::NotFound { .. }) => {
+                return Err(ApiError::unauthorized("unknown token"))
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if token.expires_at.is_some_and(|at| at <= Timestamp::now()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "expired",
+            "token expired",
+        ));
+    }
+    Ok(token)
+}
