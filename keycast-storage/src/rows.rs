@@ -110,6 +110,7 @@ pub(crate) struct UserRow {
     tenant_id: Uuid,
     username: String,
     password_hash: Option<String>,
+    email: Option<String>,
     created_at: i64,
 }
 
@@ -124,6 +125,32 @@ impl TryFrom<UserRow> for User {
                 .password_hash
                 .map(|h| PasswordHash::parse(&h).map_err(|_| corrupt("password hash")))
                 .transpose()?,
+            email: r
+                .email
+                .map(|e| keycast_core::Email::parse(&e).map_err(|_| corrupt("email")))
+                .transpose()?,
+            created_at: from_ts(r.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    digest: Vec<u8>,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    expires_at: i64,
+    created_at: i64,
+}
+
+impl TryFrom<SessionRow> for keycast_core::Session {
+    type Error = Error;
+    fn try_from(r: SessionRow) -> Result<Self> {
+        Ok(Self {
+            digest: digest(&r.digest)?,
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            user_id: UserId::from_uuid(r.user_id),
+            expires_at: from_ts(r.expires_at)?,
             created_at: from_ts(r.created_at)?,
         })
     }

@@ -32,14 +32,15 @@ macro_rules! impl_key_store {
 
             async fn create_user(&self, u: &keycast_core::User) -> keycast_core::Result<()> {
                 let sql = Self::sql(
-                    "INSERT INTO users (id, tenant_id, username, password_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO users (id, tenant_id, username, password_hash, email, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 );
                 sqlx::query(&sql)
                     .bind(u.id.as_uuid())
                     .bind(u.tenant_id.as_uuid())
                     .bind(u.username.as_str())
                     .bind(u.password_hash.as_ref().map(|h| h.as_str()))
+                    .bind(u.email.as_ref().map(|e| e.as_str()))
                     .bind($crate::rows::ts(u.created_at)?)
                     .execute(self.writer())
                     .await
@@ -70,6 +71,62 @@ macro_rules! impl_key_store {
                     .await
                     .map_err(|e| db_error(e, about("user", "user")))?
                     .try_into()
+            }
+
+            async fn find_user_by_email(
+                &self,
+                tenant: keycast_core::TenantId,
+                email: &keycast_core::Email,
+            ) -> keycast_core::Result<keycast_core::User> {
+                let sql = Self::sql("SELECT * FROM users WHERE tenant_id = $1 AND email = $2");
+                sqlx::query_as::<_, $crate::rows::UserRow>(&sql)
+                    .bind(tenant.as_uuid())
+                    .bind(email.as_str())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("user", "user")))?
+                    .try_into()
+            }
+
+            async fn insert_session(&self, s: &keycast_core::Session) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO sessions (digest, tenant_id, user_id, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                );
+                sqlx::query(&sql)
+                    .bind(s.digest.as_bytes().as_slice())
+                    .bind(s.tenant_id.as_uuid())
+                    .bind(s.user_id.as_uuid())
+                    .bind($crate::rows::ts(s.expires_at)?)
+                    .bind($crate::rows::ts(s.created_at)?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("session", "user")))?;
+                Ok(())
+            }
+
+            async fn find_session(
+                &self,
+                digest: &keycast_core::SecretDigest,
+            ) -> keycast_core::Result<keycast_core::Session> {
+                let sql = Self::sql("SELECT * FROM sessions WHERE digest = $1");
+                sqlx::query_as::<_, $crate::rows::SessionRow>(&sql)
+                    .bind(digest.as_bytes().as_slice())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("session", "session")))?
+                    .try_into()
+            }
+
+            async fn delete_session(&self, digest: &keycast_core::SecretDigest) -> keycast_core::Result<bool> {
+                let sql = Self::sql("DELETE FROM sessions WHERE digest = $1");
+                let n = sqlx::query(&sql)
+                    .bind(digest.as_bytes().as_slice())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("session", "session")))?
+                    .rows_affected();
+                Ok(n > 0)
             }
 
             async fn insert_key(&self, k: &keycast_core::StoredKey) -> keycast_core::Result<()> {

@@ -14,10 +14,10 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
-use crate::model::names::Username;
+use crate::model::names::{Email, Username};
 use crate::model::policy::Policy;
 use crate::model::request::Method;
-use crate::model::token::{ApiToken, OAuthCode};
+use crate::model::token::{ApiToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
 use crate::traits::key_store::KeyStore;
 
@@ -36,6 +36,7 @@ struct Inner {
     authorizations: HashMap<AuthorizationId, Authorization>,
     tokens: HashMap<SecretDigest, ApiToken>,
     oauth_codes: HashMap<SecretDigest, OAuthCode>,
+    sessions: HashMap<SecretDigest, Session>,
     audit: Vec<AuditRecord>,
     changes: Vec<Change>,
 }
@@ -112,7 +113,10 @@ impl KeyStore for MemoryKeyStore {
             return Err(Error::NotFound { what: "tenant" });
         }
         let taken = g.users.values().any(|u| {
-            u.id == user.id || (u.tenant_id == user.tenant_id && u.username == user.username)
+            u.id == user.id
+                || (u.tenant_id == user.tenant_id
+                    && (u.username == user.username
+                        || (u.email.is_some() && u.email == user.email)))
         });
         if taken {
             return Err(Error::AlreadyExists { what: "user" });
@@ -136,6 +140,39 @@ impl KeyStore for MemoryKeyStore {
             .find(|u| u.tenant_id == tenant && &u.username == username)
             .cloned()
             .map_or_else(not_found("user"), Ok)
+    }
+
+    async fn find_user_by_email(&self, tenant: TenantId, email: &Email) -> Result<User> {
+        self.lock()
+            .users
+            .values()
+            .find(|u| u.tenant_id == tenant && u.email.as_ref() == Some(email))
+            .cloned()
+            .map_or_else(not_found("user"), Ok)
+    }
+
+    async fn insert_session(&self, session: &Session) -> Result<()> {
+        let mut g = self.lock();
+        if !g.users.contains_key(&session.user_id) {
+            return Err(Error::NotFound { what: "user" });
+        }
+        if g.sessions.contains_key(&session.digest) {
+            return Err(Error::AlreadyExists { what: "session" });
+        }
+        g.sessions.insert(session.digest, session.clone());
+        Ok(())
+    }
+
+    async fn find_session(&self, digest: &SecretDigest) -> Result<Session> {
+        self.lock()
+            .sessions
+            .get(digest)
+            .cloned()
+            .map_or_else(not_found("session"), Ok)
+    }
+
+    async fn delete_session(&self, digest: &SecretDigest) -> Result<bool> {
+        Ok(self.lock().sessions.remove(digest).is_some())
     }
 
     async fn insert_key(&self, key: &StoredKey) -> Result<()> {

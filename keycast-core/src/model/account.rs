@@ -3,7 +3,7 @@
 use nostr::Timestamp;
 
 use crate::ids::{TenantId, UserId};
-use crate::model::names::{PasswordHash, TenantName, Username};
+use crate::model::names::{Email, PasswordHash, TenantName, Username};
 
 /// One domain or organisation served by a deployment. All data is scoped by tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct User {
     pub username: Username,
     /// argon2id hash; `None` for accounts that log in another way.
     pub password_hash: Option<PasswordHash>,
+    /// Login e-mail of accounts registered over HTTP; unique within the tenant.
+    pub email: Option<Email>,
     /// Creation time.
     pub created_at: Timestamp,
 }
@@ -54,7 +56,14 @@ impl User {
             tenant_id,
             username,
             password_hash,
+            email: None,
             created_at: Timestamp::now(),
         }
+    }
+
+    /// The same user with a login e-mail.
+    pub fn with_email(mut self, email: Email) -> Self {
+        self.email = Some(email);
+        self
     }
 }

@@ -104,6 +104,68 @@ macro_rules! string_newtype_impls {
 }
 string_newtype_impls!(TenantName, Username, Label);
 
+/// An account's e-mail address, the login name of accounts that register over HTTP:
+/// at most 254 bytes, one `@` with a non-empty local part (≤ 64) and a dotted domain,
+/// no white space or control characters; lower-cased, so lookups ignore case. `Debug`
+/// redacts it (it identifies a person; logs must not carry it).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// Validates and lower-cases `s`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim().to_lowercase();
+        let valid = s.len() <= 254
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            && match s.split_once('@') {
+                Some((local, domain)) => {
+                    (1..=64).contains(&local.len())
+                        && !domain.contains('@')
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                        && !domain.contains("..")
+                }
+                None => false,
+            };
+        if !valid {
+            return Err(Error::invalid("email", "not an e-mail address"));
+        }
+        Ok(Self(s))
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(v: Email) -> String {
+        v.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email(<redacted>)")
+    }
+}
+
 /// A PHC-format password hash (argon2id). Produced by the server; core only carries it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash(String);
@@ -134,6 +196,21 @@ impl fmt::Debug for PasswordHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_are_validated_and_case_folded() {
+        let e = Email::parse("  Ann.Lee+nostr@Example.ORG ").expect("valid");
+        assert_eq!(e.as_str(), "ann.lee+nostr@example.org");
+        assert_eq!(format!("{e:?}"), "Email(<redacted>)");
+        let long_local = format!("{}@example.org", "a".repeat(65));
+        let long = format!("a@{}.org", "b".repeat(250));
+        for bad in [
+            "", "no-at", "@example.org", "a@", "a@b", "a@.b", "a@b.", "a@b..c", "a@b@c.d",
+            "a b@c.d", "a\u{0}@c.d", &long_local, &long,
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn names_are_validated() {

@@ -1,4 +1,5 @@
-//! Bearer tokens for HTTP RPC and OAuth authorization codes. Only digests are stored.
+//! Bearer tokens for HTTP RPC, account sessions and OAuth authorization codes. Only
+//! digests are stored.
 
 use nostr::Timestamp;
 
@@ -17,6 +18,21 @@ pub struct ApiToken {
     /// After this instant the token is refused.
     pub expires_at: Option<Timestamp>,
     /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A logged-in account's session, found by the digest of its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the session token; the lookup key.
+    pub digest: SecretDigest,
+    /// The account's tenant.
+    pub tenant_id: TenantId,
+    /// The account.
+    pub user_id: UserId,
+    /// The session is refused at or after this instant.
+    pub expires_at: Timestamp,
+    /// Login time.
     pub created_at: Timestamp,
 }
 

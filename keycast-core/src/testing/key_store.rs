@@ -14,16 +14,17 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::Changed;
 use crate::model::key::{KeyKind, StoredKey};
-use crate::model::names::Username;
+use crate::model::names::{Email, Username};
 use crate::model::policy::Permission;
 use crate::model::request::Method;
-use crate::model::token::{ApiToken, OAuthCode};
+use crate::model::token::{ApiToken, OAuthCode, Session};
 use crate::traits::key_store::KeyStore;
 
 /// Runs every check.
 pub async fn run(store: Arc<dyn KeyStore>) {
     tenants(&store).await;
     users(&store).await;
+    accounts(&store).await;
     keys(&store).await;
     rewrap_support(&store).await;
     policies(&store).await;
@@ -161,6 +162,62 @@ pub async fn users(store: &Arc<dyn KeyStore>) {
     assert_not_found(store.find_user(t.id, &nobody).await, "missing username");
     let orphan = user(TenantId::random());
     assert_not_found(store.create_user(&orphan).await, "user of a missing tenant");
+}
+
+/// Login e-mails (unique per tenant, found regardless of case) and sessions.
+pub async fn accounts(store: &Arc<dyn KeyStore>) {
+    let t = tenant();
+    store.create_tenant(&t).await.unwrap();
+    let email = Email::parse("Ann@Example.org").unwrap();
+    let ann = user(t.id).with_email(email.clone());
+    store.create_user(&ann).await.unwrap();
+    let found = store
+        .find_user_by_email(t.id, &Email::parse("ann@example.ORG").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found, ann, "found by e-mail, any case");
+    assert_eq!(store.get_user(ann.id).await.unwrap().email, Some(email.clone()));
+    assert_exists(
+        store.create_user(&user(t.id).with_email(email.clone())).await,
+        "same e-mail in one tenant",
+    );
+    store.create_user(&user(t.id)).await.unwrap();
+    store.create_user(&user(t.id)).await.expect("many users without e-mail");
+    let other = tenant();
+    store.create_tenant(&other).await.unwrap();
+    store
+        .create_user(&user(other.id).with_email(email.clone()))
+        .await
+        .expect("the same e-mail in another tenant");
+    assert_not_found(
+        store
+            .find_user_by_email(t.id, &Email::parse("bob@example.org").unwrap())
+            .await,
+        "unknown e-mail",
+    );
+
+    let secret = BearerSecret::generate();
+    let session = Session {
+        digest: secret.digest(),
+        tenant_id: t.id,
+        user_id: ann.id,
+        expires_at: Timestamp::from(Timestamp::now().as_secs() + 3600),
+        created_at: Timestamp::now(),
+    };
+    store.insert_session(&session).await.unwrap();
+    assert_eq!(store.find_session(&secret.digest()).await.unwrap(), session);
+    assert_exists(store.insert_session(&session).await, "same session twice");
+    let mut orphan = session.clone();
+    orphan.digest = BearerSecret::generate().digest();
+    orphan.user_id = UserId::random();
+    assert!(store.insert_session(&orphan).await.is_err(), "session of a missing user");
+    assert_not_found(
+        store.find_session(&BearerSecret::generate().digest()).await,
+        "unknown session",
+    );
+    assert!(store.delete_session(&secret.digest()).await.unwrap());
+    assert!(!store.delete_session(&secret.digest()).await.unwrap());
+    assert_not_found(store.find_session(&secret.digest()).await, "after logout");
 }
 
 pub async fn keys(store: &Arc<dyn KeyStore>) {

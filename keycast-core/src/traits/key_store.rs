@@ -13,9 +13,9 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord};
 use crate::model::authorization::Authorization;
 use crate::model::change::Change;
 use crate::model::key::StoredKey;
-use crate::model::names::Username;
+use crate::model::names::{Email, Username};
 use crate::model::policy::Policy;
-use crate::model::token::{ApiToken, OAuthCode};
+use crate::model::token::{ApiToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
 
 /// Durable storage of tenants, users, envelope rows, authorizations, policies, API tokens
@@ -24,7 +24,7 @@ use crate::traits::key_manager::{KekRef, Wrapped};
 /// Errors:
 /// - [`crate::Error::NotFound`] when a looked-up record does not exist;
 /// - [`crate::Error::AlreadyExists`] when an insert collides with a unique key (id,
-///   username within a tenant, tenant name, key pubkey within a tenant, bunker pubkey,
+///   username or e-mail within a tenant, tenant name, key pubkey within a tenant, bunker pubkey,
 ///   token or code digest);
 /// - [`crate::Error::InvalidInput`] when a value cannot be stored (e.g. a time beyond 2^63 s);
 /// - [`crate::Error::Corrupt`] when a stored row cannot be decoded;
@@ -49,6 +49,15 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn get_user(&self, id: UserId) -> Result<User>;
     /// Finds a user by name within a tenant.
     async fn find_user(&self, tenant: TenantId, username: &Username) -> Result<User>;
+    /// Finds a user by login e-mail within a tenant. E-mails are unique per tenant.
+    async fn find_user_by_email(&self, tenant: TenantId, email: &Email) -> Result<User>;
+
+    /// Stores a session by digest.
+    async fn insert_session(&self, session: &Session) -> Result<()>;
+    /// Looks a session up by digest (expired ones too; the caller checks `expires_at`).
+    async fn find_session(&self, digest: &SecretDigest) -> Result<Session>;
+    /// Deletes a session (logout); returns whether it existed.
+    async fn delete_session(&self, digest: &SecretDigest) -> Result<bool>;
 
     /// Inserts an envelope row.
     async fn insert_key(&self, key: &StoredKey) -> Result<()>;
