@@ -14,6 +14,7 @@
 //! | `public_url` | `KEYCAST_PUBLIC_URL` | `http://<listen>` |
 //! | `cors_origins` | `KEYCAST_CORS_ORIGINS` (comma-separated) | none (no cross-origin access) |
 //! | `max_body_bytes` | `KEYCAST_MAX_BODY_BYTES` | `262144` |
+//! | `registration_open` | `KEYCAST_REGISTRATION_OPEN` (`true`, `false`) | `true` |
 //!
 //! The cloud key managers read their own variables (`KEYCAST_AWS_KMS_KEY_ID` and the usual
 //! `AWS_*`, `KEYCAST_GCP_KMS_*`, `KEYCAST_VAULT_*`); see keycast-kms's `from_env` docs.
@@ -79,6 +80,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Whether anyone may register an account over HTTP.
+    pub registration_open: bool,
 }
 
 /// The TOML file: every key optional.
@@ -97,6 +100,7 @@ struct File {
     public_url: Option<String>,
     cors_origins: Option<Vec<String>>,
     max_body_bytes: Option<usize>,
+    registration_open: Option<bool>,
 }
 
 fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
@@ -244,6 +248,20 @@ impl Config {
             return Err(bad("KEYCAST_MAX_BODY_BYTES", "must be at least 1024"));
         }
 
+        let registration_open = match env("KEYCAST_REGISTRATION_OPEN") {
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(bad(
+                        "KEYCAST_REGISTRATION_OPEN",
+                        format!("{v:?}: expected true or false"),
+                    ))
+                }
+            },
+            None => f.registration_open.unwrap_or(true),
+        };
+
         Ok(Self {
             listen,
             data_dir,
@@ -257,6 +275,7 @@ impl Config {
             public_url,
             cors_origins,
             max_body_bytes,
+            registration_open,
         })
     }
 

@@ -76,6 +76,24 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "HTTP RPC requests refused for their credentials.",
         http.rpc_auth_errors,
     );
+    out.metric(
+        "keycast_registrations_total",
+        "counter",
+        "Accounts registered.",
+        http.registrations,
+    );
+    out.metric(
+        "keycast_logins_total",
+        "counter",
+        "Successful logins.",
+        http.logins,
+    );
+    out.metric(
+        "keycast_login_failures_total",
+        "counter",
+        "Failed or refused logins.",
+        http.login_failures,
+    );
     let kms = state.services.kms_metrics.snapshot();
     out.metric(
         "keycast_kms_calls_total",

@@ -3,6 +3,7 @@
 //! Every request gets a `trace_id` (from `x-trace-id`, else generated) on its log span and
 //! in the response header, a body-size limit, and CORS only for configured origins.
 
+mod accounts;
 mod error;
 mod health;
 mod metrics;
@@ -20,6 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+pub use accounts::{CurrentUser, LoginGuard};
 pub use error::ApiError;
 pub use rpc::{token_cache, TokenCache};
 
@@ -39,6 +41,8 @@ pub struct AppState {
     pub counters: Arc<HttpCounters>,
     /// HTTP RPC tokens by digest.
     pub tokens: TokenCache,
+    /// Login rate limit and lockout.
+    pub login_guard: Arc<LoginGuard>,
 }
 
 impl AppState {
@@ -49,6 +53,7 @@ impl AppState {
             bunker,
             counters: Arc::default(),
             tokens: token_cache(),
+            login_guard: Arc::default(),
         }
     }
 }
@@ -58,6 +63,9 @@ impl AppState {
 pub struct HttpCounters {
     rpc_requests: AtomicU64,
     rpc_auth_errors: AtomicU64,
+    registrations: AtomicU64,
+    logins: AtomicU64,
+    login_failures: AtomicU64,
 }
 
 /// A point-in-time copy of [`HttpCounters`].
@@ -67,6 +75,12 @@ pub struct HttpSnapshot {
     pub rpc_requests: u64,
     /// HTTP RPC requests refused for their credentials.
     pub rpc_auth_errors: u64,
+    /// Accounts registered.
+    pub registrations: u64,
+    /// Successful logins.
+    pub logins: u64,
+    /// Failed or refused logins.
+    pub login_failures: u64,
 }
 
 impl HttpCounters {
@@ -75,6 +89,9 @@ impl HttpCounters {
         HttpSnapshot {
             rpc_requests: self.rpc_requests.load(Ordering::Relaxed),
             rpc_auth_errors: self.rpc_auth_errors.load(Ordering::Relaxed),
+            registrations: self.registrations.load(Ordering::Relaxed),
+            logins: self.logins.load(Ordering::Relaxed),
+            login_failures: self.login_failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -104,6 +121,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/api/metrics", get(metrics::render))
         .route("/api/nostr", post(rpc::rpc))
+        .route("/api/auth/register", post(accounts::register))
+        .route("/api/auth/login", post(accounts::login))
+        .route("/api/auth/logout", post(accounts::logout))
+        .route("/api/me", get(accounts::me))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,0 +1,263 @@
+//! Accounts: register and log in with e-mail and password, sessions with hashed tokens,
+//! logout, and the current user.
+//!
+//! Login is rate limited per e-mail (10 attempts a minute) and an e-mail is locked for
+//! 15 minutes after 10 failures in a row; both answer 429 with `Retry-After`, and the
+//! failures are counted whether or not the account exists, so answers do not reveal it.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use keycast_core::nostr::Timestamp;
+use keycast_core::{BearerSecret, Email, Session, User, UserId, Username};
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{ApiError, AppState};
+use crate::passwords;
+use crate::services::default_tenant;
+
+/// How long a session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Consecutive failures that lock an e-mail.
+pub const LOCK_AFTER: u32 = 10;
+/// How long a locked e-mail stays locked.
+pub const LOCKED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// Per-e-mail login rate limit and lockout (per instance).
+#[derive(Debug)]
+pub struct LoginGuard {
+    rate: DefaultKeyedRateLimiter<String>,
+    failures: moka::sync::Cache<String, u32>,
+}
+
+impl Default for LoginGuard {
+    fn default() -> Self {
+        let per_minute = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN);
+        Self {
+            rate: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(LOCKED_FOR)
+                .build(),
+        }
+    }
+}
+
+impl LoginGuard {
+    fn admit(&self, email: &str) -> Result<(), ApiError> {
+        let locked = self.failures.get(email).is_some_and(|n| n >= LOCK_AFTER);
+        if locked || self.rate.check_key(&email.to_owned()).is_err() {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many login attempts; try again later",
+            ));
+        }
+        Ok(())
+    }
+
+    fn failed(&self, email: &str) {
+        let n = self.failures.get(email).unwrap_or(0).saturating_add(1);
+        self.failures.insert(email.to_owned(), n);
+    }
+
+    fn succeeded(&self, email: &str) {
+        self.failures.invalidate(email);
+    }
+}
+
+/// No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_debug_implementations)]
+pub(crate) struct Credentials {
+    email: String,
+    password: Zeroizing<String>,
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
+}
+
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    if !state.services.config.registration_open {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "registration is closed on this server",
+        ));
+    }
+    let c = json_body(body)?;
+    let email = Email::parse(&c.email)?;
+    passwords::check_strength(&c.password).map_err(ApiError::bad_request)?;
+    let hash = passwords::hash(c.password).await?;
+    // The username is internal for e-mail accounts: unique and free of personal data.
+    let username = Username::parse(&format!("u-{}", uuid::Uuid::new_v4().simple()))?;
+    let user = User::new(default_tenant(), username, Some(hash)).with_email(email);
+    match state.services.store.create_user(&user).await {
+        Ok(()) => {}
+        Err(keycast_core::Error::AlreadyExists { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                "an account with this e-mail exists",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.counters.registrations.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(user = %user.id, "account registered");
+    Ok((StatusCode::CREATED, Json(account_json(&user))).into_response())
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = json_body(body)?;
+    let refused = || ApiError::unauthorized("wrong e-mail or password");
+    let Ok(email) = Email::parse(&c.email) else {
+        state
+            .counters
+            .login_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(refused());
+    };
+    state.login_guard.admit(email.as_str())?;
+    if c.password.len() > passwords::MAX_BYTES {
+        state
+            .counters
+            .login_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(refused());
+    }
+    let user = match state
+        .services
+        .store
+        .find_user_by_email(default_tenant(), &email)
+        .await
+    {
+        Ok(u) => Some(u),
+        Err(keycast_core::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let (true, Some(user)) = (passwords::verify(c.password, hash).await, user) else {
+        state.login_guard.failed(email.as_str());
+        state
+            .counters
+            .login_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(refused());
+    };
+    state.login_guard.succeeded(email.as_str());
+    let secret = BearerSecret::generate();
+    let now = Timestamp::now();
+    let session = Session {
+        digest: secret.digest(),
+        tenant_id: user.tenant_id,
+        user_id: user.id,
+        expires_at: Timestamp::from(now.as_secs() + SESSION_TTL.as_secs()),
+        created_at: now,
+    };
+    state.services.store.insert_session(&session).await?;
+    state.counters.logins.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(user = %user.id, "logged in");
+    Ok(Json(json!({
+        "token": secret.expose(),
+        "expires_at": session.expires_at.as_secs(),
+    })))
+}
+
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    current: CurrentUser,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .store
+        .delete_session(&current.session)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    current: CurrentUser,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = state.services.store.get_user(current.user_id).await?;
+    Ok(Json(account_json(&user)))
+}
+
+fn account_json(user: &User) -> serde_json::Value {
+    json!({
+        "id": user.id,
+        "email": user.email.as_ref().map(Email::as_str),
+        "created_at": user.created_at.as_secs(),
+    })
+}
+
+/// The account of a valid session (`Authorization: Bearer <session token>`).
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentUser {
+    /// The account.
+    pub user_id: UserId,
+    /// Its session's digest.
+    pub session: keycast_core::SecretDigest,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or_else(|| {
+                ApiError::unauthorized("log in and send Authorization: Bearer <session token>")
+                    .into_response()
+            })?;
+        let digest = BearerSecret::from_presented(presented).digest();
+        let session = match state.services.store.find_session(&digest).await {
+            Ok(s) => s,
+            Err(keycast_core::Error::NotFound { .. }) => {
+                return Err(ApiError::unauthorized("unknown or ended session").into_response())
+            }
+            Err(e) => return Err(ApiError::from(e).into_response()),
+        };
+        if session.expires_at <= Timestamp::now() {
+            let _ = state.services.store.delete_session(&digest).await;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "expired",
+                "session expired; log in again",
+            )
+            .into_response());
+        }
+        Ok(Self {
+            user_id: session.user_id,
+            session: digest,
+        })
+    }
+}
