@@ -129,6 +129,25 @@ macro_rules! impl_key_store {
                 Ok(n > 0)
             }
 
+            async fn rename_key(
+                &self,
+                id: keycast_core::KeyId,
+                name: &keycast_core::Label,
+            ) -> keycast_core::Result<keycast_core::StoredKey> {
+                let sql = Self::sql("UPDATE keys SET name = $1 WHERE id = $2");
+                let n = sqlx::query(&sql)
+                    .bind(name.as_str())
+                    .bind(id.as_uuid())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("key", "key")))?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(keycast_core::Error::NotFound { what: "key" });
+                }
+                self.get_key(id).await
+            }
+
             async fn insert_key(&self, k: &keycast_core::StoredKey) -> keycast_core::Result<()> {
                 let sql = Self::sql(
                     "INSERT INTO keys (id, tenant_id, owner_id, kind, pubkey, name, format_version, \

@@ -134,6 +134,63 @@ impl Custody {
         Ok(revoked)
     }
 
+    /// **Danger:** the key's secret, leaving custody as a NIP-49 `ncryptsec` encrypted
+    /// under `password` (scrypt cost `log_n`, 16 or more recommended). For owners taking
+    /// their key elsewhere; the caller must have authenticated the owner. User keys only.
+    /// The export is written to the audit log before the secret is returned, and fails
+    /// if that write fails.
+    pub async fn danger_export_ncryptsec(
+        &self,
+        key_id: KeyId,
+        password: Zeroizing<String>,
+        log_n: u8,
+    ) -> Result<String> {
+        if !(1..=22).contains(&log_n) {
+            return Err(Error::invalid("log_n", "use 1 to 22 (16 recommended)"));
+        }
+        if password.is_empty() {
+            return Err(Error::invalid("password", "an export needs a password"));
+        }
+        let key = self.signing_key(key_id).await?;
+        if key.kind != KeyKind::User {
+            return Err(Error::Denied("only user keys can be exported".into()));
+        }
+        let keys = key.keys.clone();
+        // scrypt takes tens to hundreds of milliseconds: not on the crypto pool.
+        let ncryptsec = tokio::task::spawn_blocking(move || {
+            use nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
+            use nostr::ToBech32;
+            let encrypted = EncryptedSecretKey::new(
+                keys.secret_key(),
+                password.as_str(),
+                log_n,
+                KeySecurity::Medium,
+            )
+            .map_err(|e| Error::Internal(format!("nip-49: {e}")))?;
+            encrypted
+                .to_bech32()
+                .map(Zeroizing::new)
+                .map_err(|e| Error::Internal(format!("nip-49: {e}")))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("export task: {e}")))??;
+        self.inner
+            .audit
+            .record(crate::model::audit::AuditRecord {
+                at: Timestamp::now(),
+                tenant_id: key.tenant_id,
+                user_id: key.owner,
+                key_id,
+                authorization_id: None,
+                method: crate::model::request::Method::ExportKey,
+                event_kind: None,
+                event_id: None,
+                outcome: crate::model::audit::Outcome::Allowed,
+            })
+            .await?;
+        Ok(ncryptsec.to_string())
+    }
+
     /// Forgets a cached authorization (after a change made elsewhere).
     pub fn invalidate_authorization(&self, id: AuthorizationId) {
         self.inner.authorizations.invalidate(&id);

@@ -14,7 +14,7 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
-use crate::model::names::{Email, Username};
+use crate::model::names::{Email, Label, Username};
 use crate::model::policy::Policy;
 use crate::model::request::Method;
 use crate::model::token::{ApiToken, OAuthCode, Session};
@@ -173,6 +173,13 @@ impl KeyStore for MemoryKeyStore {
 
     async fn delete_session(&self, digest: &SecretDigest) -> Result<bool> {
         Ok(self.lock().sessions.remove(digest).is_some())
+    }
+
+    async fn rename_key(&self, id: KeyId, name: &Label) -> Result<StoredKey> {
+        let mut g = self.lock();
+        let key = g.keys.get_mut(&id).ok_or(Error::NotFound { what: "key" })?;
+        key.name = name.clone();
+        Ok(key.clone())
     }
 
     async fn insert_key(&self, key: &StoredKey) -> Result<()> {

@@ -108,6 +108,9 @@ pub enum Method {
     Nip04Encrypt,
     /// `nip04_decrypt`
     Nip04Decrypt,
+    /// `export_key`: the owner took the secret out (NIP-49); audit only, never a
+    /// [`Request`].
+    ExportKey,
 }
 
 impl Method {
@@ -120,6 +123,7 @@ impl Method {
             Method::Nip44Decrypt => "nip44_decrypt",
             Method::Nip04Encrypt => "nip04_encrypt",
             Method::Nip04Decrypt => "nip04_decrypt",
+            Method::ExportKey => "export_key",
         }
     }
 
@@ -132,6 +136,7 @@ impl Method {
             "nip44_decrypt" => Method::Nip44Decrypt,
             "nip04_encrypt" => Method::Nip04Encrypt,
             "nip04_decrypt" => Method::Nip04Decrypt,
+            "export_key" => Method::ExportKey,
             _ => return Err(Error::invalid("method", "unknown method")),
         })
     }

@@ -275,6 +275,19 @@ pub async fn keys(store: &Arc<dyn KeyStore>) {
         .await
         .unwrap()
         .is_empty());
+    let renamed = store
+        .rename_key(w.key.id, &crate::Label::parse("renamed ✓").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(renamed.name.as_str(), "renamed ✓");
+    assert_eq!(renamed.envelope, w.key.envelope, "renaming leaves the secret alone");
+    assert_eq!(store.get_key(w.key.id).await.unwrap(), renamed);
+    assert_not_found(
+        store
+            .rename_key(KeyId::random(), &crate::Label::parse("x").unwrap())
+            .await,
+        "rename a missing key",
+    );
 }
 
 /// Paging by KEK and compare-and-set replacement of wrapped DEKs (master-key rotation).

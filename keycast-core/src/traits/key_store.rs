@@ -13,7 +13,7 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord};
 use crate::model::authorization::Authorization;
 use crate::model::change::Change;
 use crate::model::key::StoredKey;
-use crate::model::names::{Email, Username};
+use crate::model::names::{Email, Label, Username};
 use crate::model::policy::Policy;
 use crate::model::token::{ApiToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
@@ -63,6 +63,8 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn insert_key(&self, key: &StoredKey) -> Result<()>;
     /// Reads an envelope row (the cold-load read).
     async fn get_key(&self, id: KeyId) -> Result<StoredKey>;
+    /// Renames a key; returns the stored key.
+    async fn rename_key(&self, id: KeyId, name: &Label) -> Result<StoredKey>;
     /// Lists a tenant's keys, optionally of one owner, oldest first.
     async fn list_keys(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<StoredKey>>;
     /// Keys (all tenants) whose DEK is not wrapped under exactly `current`, in ascending id
