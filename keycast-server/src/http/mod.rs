@@ -6,6 +6,7 @@
 mod accounts;
 mod error;
 mod health;
+mod keys;
 mod metrics;
 mod rpc;
 
@@ -125,6 +126,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/auth/login", post(accounts::login))
         .route("/api/auth/logout", post(accounts::logout))
         .route("/api/me", get(accounts::me))
+        .route("/api/keys", get(keys::list).post(keys::create))
+        .route("/api/keys/{id}", axum::routing::patch(keys::rename))
+        .route("/api/keys/{id}/danger/export", post(keys::danger_export))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

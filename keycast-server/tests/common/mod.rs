@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod inproc;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

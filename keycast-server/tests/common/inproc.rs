@@ -1,0 +1,105 @@
+//! The router in-process (`oneshot`) over a fresh SQLite data dir.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use keycast_server::{app, AppState, Config};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// App state over a private data dir, removed on drop.
+pub struct Api {
+    pub state: AppState,
+    dir: std::path::PathBuf,
+}
+
+impl Api {
+    /// Extra settings as `(variable, value)`.
+    pub async fn new(settings: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("keycast-api-{}", uuid::Uuid::new_v4()));
+        let d = dir.display().to_string();
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let config = Config::load(None, |k| {
+            if k == "KEYCAST_DATA_DIR" {
+                return Some(d.clone());
+            }
+            settings
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("config");
+        let services = keycast_server::services::Services::open(&config, None)
+            .await
+            .expect("services");
+        Self {
+            state: AppState::new(services, None),
+            dir,
+        }
+    }
+
+    /// A request with an optional bearer token and JSON body; the status and JSON answer
+    /// (`null` when the body is empty or not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                r = r.header("content-type", "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = app(self.state.clone())
+            .oneshot(r.body(body).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Registers `email` and logs in; returns the session token.
+    pub async fn account(&self, email: &str) -> String {
+        let creds = json!({"email": email, "password": "correct horse battery"});
+        let (status, body) = self
+            .call("POST", "/api/auth/register", None, Some(creds.clone()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
+            .call("POST", "/api/auth/login", None, Some(creds))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A JSON error body: `{"error":{"code","message"}}`.
+pub fn is_error(body: &Value) -> bool {
+    body["error"]["code"].is_string() && body["error"]["message"].is_string()
+}

@@ -1,0 +1,230 @@
+//! The account's keys over HTTP: generate, import (nsec, hex, ncryptsec), list, rename and
+//! the audited export; isolation between accounts; bad input.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::inproc::{is_error, Api};
+use keycast_core::nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
+use keycast_core::nostr::{FromBech32, Keys, ToBech32};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_import_list_rename_export() {
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    let t = Some(ann.as_str());
+
+    let (status, generated) = api.call("POST", "/api/keys", t, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{generated}");
+    assert_eq!(generated["name"], "main");
+    assert!(generated["npub"]
+        .as_str()
+        .expect("npub")
+        .starts_with("npub1"));
+
+    let nsec = Keys::generate();
+    let (status, imported) = api
+        .call(
+            "POST",
+            "/api/keys",
+            t,
+            Some(
+                json!({"name": "imported", "secret": nsec.secret_key().to_bech32().expect("nsec")}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    assert_eq!(imported["pubkey"], nsec.public_key().to_hex());
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/keys",
+            t,
+            Some(json!({"secret": nsec.secret_key().to_secret_hex()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the same key twice: {body}");
+
+    let n49 = Keys::generate();
+    let ncryptsec = EncryptedSecretKey::new(n49.secret_key(), "pw ✓", 8, KeySecurity::Unknown)
+        .expect("nip49")
+        .to_bech32()
+        .expect("bech32");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/keys",
+            t,
+            Some(json!({"ncryptsec": ncryptsec, "password": "pw ✓"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["pubkey"], n49.public_key().to_hex());
+
+    let (status, list) = api.call("GET", "/api/keys", t, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["keys"].as_array().expect("keys").len(), 3);
+
+    let id = imported["id"].as_str().expect("id");
+    let (status, renamed) = api
+        .call(
+            "PATCH",
+            &format!("/api/keys/{id}"),
+            t,
+            Some(json!({"name": "travel ✈"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["name"], "travel ✈");
+
+    let (status, exported) = api
+        .call(
+            "POST",
+            &format!("/api/keys/{id}/danger/export"),
+            t,
+            Some(json!({"password": "export password", "log_n": 8})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{exported}");
+    let back = EncryptedSecretKey::from_bech32(exported["ncryptsec"].as_str().expect("ncryptsec"))
+        .expect("bech32")
+        .decrypt("export password")
+        .expect("decrypt");
+    assert_eq!(Keys::new(back).public_key(), nsec.public_key());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_cannot_see_or_touch_each_others_keys() {
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    let bob = api.account("bob@example.org").await;
+    let (_, key) = api
+        .call("POST", "/api/keys", Some(&ann), Some(json!({})))
+        .await;
+    let id = key["id"].as_str().expect("id");
+
+    let (status, list) = api.call("GET", "/api/keys", Some(&bob), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list["keys"].as_array().expect("keys").is_empty(),
+        "bob sees none of ann's keys"
+    );
+    let (status, _) = api
+        .call(
+            "PATCH",
+            &format!("/api/keys/{id}"),
+            Some(&bob),
+            Some(json!({"name": "mine"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/api/keys/{id}/danger/export"),
+            Some(&bob),
+            Some(json!({"password": "long enough pw"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.call("GET", "/api/keys", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, list) = api.call("GET", "/api/keys", Some(&ann), None).await;
+    assert_eq!(list["keys"][0]["name"], "main", "unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_key_requests_are_json_errors_and_change_nothing() {
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    let t = Some(ann.as_str());
+    let (_, key) = api.call("POST", "/api/keys", t, Some(json!({}))).await;
+    let id = key["id"].as_str().expect("id").to_owned();
+    let cases = vec![
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"secret": "nsec1garbage"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"secret": "00"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"ncryptsec": "ncryptsec1xyz"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"ncryptsec": "ncryptsec1xyz", "password": "p"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"secret": "x", "ncryptsec": "y", "password": "z"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"name": ""}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"name": "x".repeat(101)}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            json!({"owner": "someone"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "PATCH",
+            format!("/api/keys/{id}"),
+            json!({"name": "\u{0}"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PATCH",
+            "/api/keys/not-a-uuid".to_owned(),
+            json!({"name": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            format!("/api/keys/{id}/danger/export"),
+            json!({"password": "short"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            format!("/api/keys/{id}/danger/export"),
+            json!({"password": "long enough pw", "log_n": 40}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, answer) = api.call(method, &path, t, Some(body.clone())).await;
+        assert_eq!(status, expected, "{method} {path} {body}: {answer}");
+        assert!(is_error(&answer), "{answer}");
+    }
+    let (_, list) = api.call("GET", "/api/keys", t, None).await;
+    assert_eq!(
+        list["keys"].as_array().expect("keys").len(),
+        1,
+        "nothing was added"
+    );
+    assert_eq!(list["keys"][0]["name"], "main", "nothing was renamed");
+}
