@@ -336,7 +336,7 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             s.store.insert_policy(&policy).await?;
             let expires_at = expires_in
                 .map(|secs| Timestamp::from(Timestamp::now().as_secs().saturating_add(secs)));
-            let relays = relays_for_uri(&s.config);
+            let relays = s.config.bunker_relays();
             let (auth, secret) = s
                 .custody
                 .create_authorization(NewAuthorization {
@@ -371,15 +371,6 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
         }
     }
     Ok(())
-}
-
-/// The relays a bunker URI names: the configured ones, or the embedded relay's address.
-fn relays_for_uri(config: &Config) -> Vec<keycast_core::nostr::RelayUrl> {
-    if !config.relays.is_empty() {
-        return config.relays.clone();
-    }
-    let url = format!("ws://{}", config.embedded_relay_listen);
-    keycast_core::nostr::RelayUrl::parse(&url).map_or_else(|_| Vec::new(), |u| vec![u])
 }
 
 async fn healthcheck(config: &Config, url: Option<String>) -> anyhow::Result<ExitCode> {

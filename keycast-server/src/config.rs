@@ -279,6 +279,15 @@ impl Config {
         })
     }
 
+    /// The relays a bunker URI names: the configured ones, or the embedded relay's address.
+    pub fn bunker_relays(&self) -> Vec<RelayUrl> {
+        if !self.relays.is_empty() {
+            return self.relays.clone();
+        }
+        RelayUrl::parse(&format!("ws://{}", self.embedded_relay_listen))
+            .map_or_else(|_| Vec::new(), |u| vec![u])
+    }
+
     /// [`Config::load`] with the process environment.
     pub fn from_env(file: Option<&Path>) -> Result<Self> {
         Self::load(file, |name| std::env::var(name).ok())

@@ -78,7 +78,7 @@ impl Services {
         &self,
         authorization: &keycast_core::Authorization,
         expires_at: Option<keycast_core::nostr::Timestamp>,
-    ) -> Result<keycast_core::BearerSecret> {
+    ) -> keycast_core::Result<keycast_core::BearerSecret> {
         let secret = keycast_core::BearerSecret::generate();
         let token = keycast_core::ApiToken {
             digest: secret.digest(),

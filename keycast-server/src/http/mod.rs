@@ -4,6 +4,7 @@
 //! in the response header, a body-size limit, and CORS only for configured origins.
 
 mod accounts;
+mod authorizations;
 mod error;
 mod health;
 mod keys;
@@ -129,6 +130,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::patch(keys::rename))
         .route("/api/keys/{id}/danger/export", post(keys::danger_export))
+        .route(
+            "/api/authorizations",
+            get(authorizations::list).post(authorizations::create),
+        )
+        .route(
+            "/api/authorizations/{id}",
+            axum::routing::delete(authorizations::revoke),
+        )
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
