@@ -1,0 +1,139 @@
+//! Runs the server binary with debug logging through every flow that handles a secret,
+//! then scans everything it logged: no password, secret key, token, connect secret or
+//! ncryptsec may appear.
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::Env;
+use keycast_core::nostr::{Keys, ToBech32};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs() {
+    let env = Env::new();
+    let mut child = env
+        .command(&[])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let http = reqwest::Client::new();
+    let base = env.url("");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http
+            .get(format!("{base}/healthz/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let post = |path: &str, token: Option<&str>, body: Value| {
+        let mut r = http.post(format!("{base}{path}")).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            r.send()
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+
+    let password = "Sup3r secret passphrase";
+    let creds = json!({"email": "ann@example.org", "password": password});
+    post("/api/auth/register", None, creds.clone()).await;
+    post(
+        "/api/auth/login",
+        None,
+        json!({"email": "ann@example.org", "password": "wrong but secret-ish"}),
+    )
+    .await;
+    let session = post("/api/auth/login", None, creds).await["token"]
+        .as_str()
+        .expect("session")
+        .to_owned();
+    let imported = Keys::generate();
+    let nsec = imported.secret_key().to_bech32().expect("nsec");
+    let key = post("/api/keys", Some(&session), json!({"secret": nsec})).await;
+    let key_id = key["id"].as_str().expect("key id").to_owned();
+    let export_password = "export passphrase 42";
+    let exported = post(
+        &format!("/api/keys/{key_id}/danger/export"),
+        Some(&session),
+        json!({"password": export_password, "log_n": 8}),
+    )
+    .await;
+    let ncryptsec = exported["ncryptsec"]
+        .as_str()
+        .expect("ncryptsec")
+        .to_owned();
+    let created = post(
+        "/api/authorizations",
+        Some(&session),
+        json!({"key_id": key_id}),
+    )
+    .await;
+    let token = created["token"].as_str().expect("token").to_owned();
+    let uri = created["bunker_uri"].as_str().expect("uri").to_owned();
+    let connect_secret = uri.split("secret=").nth(1).expect("secret").to_owned();
+    let template = json!({"kind": 1, "content": "hello", "tags": []}).to_string();
+    let signed = post(
+        "/api/nostr",
+        Some(&token),
+        json!({"method": "sign_event", "params": [template]}),
+    )
+    .await;
+    assert!(signed["result"].is_string(), "{signed}");
+    post(
+        "/api/nostr",
+        Some("forged-token-value-1234"),
+        json!({"method": "ping"}),
+    )
+    .await;
+
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(kill.expect("kill").success());
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut logs)
+        .expect("read logs");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{logs}");
+    assert!(logs.lines().count() > 20, "debug logging was on: {logs}");
+    assert!(logs.contains("trace_id"), "request spans carry a trace id");
+
+    for (what, secret) in [
+        ("account password", password),
+        ("wrong password", "wrong but secret-ish"),
+        ("session token", session.as_str()),
+        ("nsec", nsec.as_str()),
+        ("hex secret", &imported.secret_key().to_secret_hex()),
+        ("export password", export_password),
+        ("ncryptsec", ncryptsec.as_str()),
+        ("RPC token", token.as_str()),
+        ("connect secret", connect_secret.as_str()),
+        ("forged token", "forged-token-value-1234"),
+        ("e-mail", "ann@example.org"),
+    ] {
+        assert!(!logs.contains(secret), "the {what} was logged");
+    }
+}
