@@ -70,7 +70,7 @@ impl RequestHandler {
                 let response = c.handle(Caller::Authorization(auth.id), op).await?;
                 return Ok(Nip46Response::ok(id, result_text(response)?));
             }
-            Err(session) => session,
+            Err(session) => *session,
         };
         Ok(match command {
             Command::Ping => Nip46Response::ok(id, "pong"),

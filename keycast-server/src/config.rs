@@ -402,7 +402,9 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_setting() {
-        let cases: &[(&[(&str, &str)], Option<&str>, &str)] = &[
+        // (environment, file, the setting the error must name)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
             (&[("KEYCAST_LISTEN", "localhost")], None, "KEYCAST_LISTEN"),
             (
                 &[("KEYCAST_RELAYS", "http://not-a-relay")],

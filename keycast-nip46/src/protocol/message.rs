@@ -92,7 +92,7 @@ impl Command {
 
     /// The custody operation this command asks for, or the command back when it is about
     /// the session (`connect`, `ping`, `switch_relays`, `logout`) or unknown.
-    pub fn into_request(self) -> std::result::Result<Request, Command> {
+    pub fn into_request(self) -> std::result::Result<Request, Box<Command>> {
         Ok(match self {
             Command::GetPublicKey => Request::GetPublicKey,
             Command::SignEvent(t) => Request::SignEvent(t),
@@ -104,7 +104,7 @@ impl Command {
             Command::Nip44Decrypt { peer, ciphertext } => {
                 Request::Nip44Decrypt { peer, ciphertext }
             }
-            other => return Err(other),
+            other => return Err(Box::new(other)),
         })
     }
 

@@ -59,7 +59,7 @@ pub(crate) async fn rpc(
     let Json(body) = body.map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))?;
     let command = Command::parse(&body.method, &body.params)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let request = match command.into_request() {
+    let request = match command.into_request().map_err(|c| *c) {
         Ok(request) => request,
         Err(Command::Ping) => return Ok(Json(json!({"result": "pong"}))),
         Err(Command::Unknown(method)) => {
