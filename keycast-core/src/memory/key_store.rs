@@ -492,7 +492,11 @@ impl KeyStore for MemoryKeyStore {
     async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<Change>> {
         let g = self.lock();
         let start = g.changes.partition_point(|c| c.seq <= after);
-        Ok(g.changes[start..].iter().take(limit as usize).copied().collect())
+        Ok(g.changes[start..]
+            .iter()
+            .take(limit as usize)
+            .copied()
+            .collect())
     }
 
     async fn latest_change(&self) -> Result<u64> {

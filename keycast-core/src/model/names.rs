@@ -205,8 +205,19 @@ mod tests {
         let long_local = format!("{}@example.org", "a".repeat(65));
         let long = format!("a@{}.org", "b".repeat(250));
         for bad in [
-            "", "no-at", "@example.org", "a@", "a@b", "a@.b", "a@b.", "a@b..c", "a@b@c.d",
-            "a b@c.d", "a\u{0}@c.d", &long_local, &long,
+            "",
+            "no-at",
+            "@example.org",
+            "a@",
+            "a@b",
+            "a@.b",
+            "a@b.",
+            "a@b..c",
+            "a@b@c.d",
+            "a b@c.d",
+            "a\u{0}@c.d",
+            &long_local,
+            &long,
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }

@@ -176,13 +176,21 @@ pub async fn accounts(store: &Arc<dyn KeyStore>) {
         .await
         .unwrap();
     assert_eq!(found, ann, "found by e-mail, any case");
-    assert_eq!(store.get_user(ann.id).await.unwrap().email, Some(email.clone()));
+    assert_eq!(
+        store.get_user(ann.id).await.unwrap().email,
+        Some(email.clone())
+    );
     assert_exists(
-        store.create_user(&user(t.id).with_email(email.clone())).await,
+        store
+            .create_user(&user(t.id).with_email(email.clone()))
+            .await,
         "same e-mail in one tenant",
     );
     store.create_user(&user(t.id)).await.unwrap();
-    store.create_user(&user(t.id)).await.expect("many users without e-mail");
+    store
+        .create_user(&user(t.id))
+        .await
+        .expect("many users without e-mail");
     let other = tenant();
     store.create_tenant(&other).await.unwrap();
     store
@@ -210,7 +218,10 @@ pub async fn accounts(store: &Arc<dyn KeyStore>) {
     let mut orphan = session.clone();
     orphan.digest = BearerSecret::generate().digest();
     orphan.user_id = UserId::random();
-    assert!(store.insert_session(&orphan).await.is_err(), "session of a missing user");
+    assert!(
+        store.insert_session(&orphan).await.is_err(),
+        "session of a missing user"
+    );
     assert_not_found(
         store.find_session(&BearerSecret::generate().digest()).await,
         "unknown session",
@@ -280,7 +291,10 @@ pub async fn keys(store: &Arc<dyn KeyStore>) {
         .await
         .unwrap();
     assert_eq!(renamed.name.as_str(), "renamed ✓");
-    assert_eq!(renamed.envelope, w.key.envelope, "renaming leaves the secret alone");
+    assert_eq!(
+        renamed.envelope, w.key.envelope,
+        "renaming leaves the secret alone"
+    );
     assert_eq!(store.get_key(w.key.id).await.unwrap(), renamed);
     assert_not_found(
         store
@@ -698,10 +712,18 @@ pub async fn change_feed(store: &Arc<dyn KeyStore>) {
         .await;
     store.remove_client(a.id, &client).await.unwrap();
     let mut p = store.get_policy(w.policy_id).await.unwrap();
-    p.permissions = vec![Permission::AllowedKinds { kinds: BTreeSet::from([1]) }];
+    p.permissions = vec![Permission::AllowedKinds {
+        kinds: BTreeSet::from([1]),
+    }];
     store.update_policy(&p).await.unwrap();
-    store.revoke_authorization(a.id, Timestamp::now()).await.unwrap();
-    store.revoke_authorization(a.id, Timestamp::now()).await.unwrap();
+    store
+        .revoke_authorization(a.id, Timestamp::now())
+        .await
+        .unwrap();
+    store
+        .revoke_authorization(a.id, Timestamp::now())
+        .await
+        .unwrap();
 
     let feed = store.changes_since(start, 100).await.unwrap();
     let what: Vec<Changed> = feed.iter().map(|c| c.what).collect();
@@ -718,7 +740,10 @@ pub async fn change_feed(store: &Arc<dyn KeyStore>) {
     assert!(feed[0].seq > start);
     let latest = store.latest_change().await.unwrap();
     assert_eq!(latest, feed[4].seq);
-    assert_eq!(store.changes_since(feed[1].seq, 2).await.unwrap(), feed[2..4]);
+    assert_eq!(
+        store.changes_since(feed[1].seq, 2).await.unwrap(),
+        feed[2..4]
+    );
     assert!(store.changes_since(latest, 100).await.unwrap().is_empty());
 }
 
