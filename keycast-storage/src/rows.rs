@@ -212,6 +212,7 @@ impl TryFrom<KeyRow> for StoredKey {
 pub(crate) struct PolicyRow {
     id: Uuid,
     tenant_id: Uuid,
+    owner_id: Option<Uuid>,
     name: String,
     permissions: String,
     version: i64,
@@ -223,6 +224,7 @@ impl TryFrom<PolicyRow> for Policy {
         Ok(Policy {
             id: PolicyId::from_uuid(r.id),
             tenant_id: TenantId::from_uuid(r.tenant_id),
+            owner: r.owner_id.map(UserId::from_uuid),
             name: Label::parse(&r.name).map_err(|_| corrupt("policy name"))?,
             permissions: permissions(&r.permissions),
             version: from_count(r.version, "policy version")?,

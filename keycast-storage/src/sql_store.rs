@@ -263,7 +263,8 @@ macro_rules! impl_key_store {
 
             async fn insert_policy(&self, p: &keycast_core::Policy) -> keycast_core::Result<()> {
                 let sql = Self::sql(
-                    "INSERT INTO policies (id, tenant_id, name, permissions, version) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO policies (id, tenant_id, name, permissions, version, owner_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 );
                 sqlx::query(&sql)
                     .bind(p.id.as_uuid())
@@ -271,10 +272,49 @@ macro_rules! impl_key_store {
                     .bind(p.name.as_str())
                     .bind($crate::rows::permissions_json(&p.permissions)?)
                     .bind($crate::rows::count(p.version, "policy version")?)
+                    .bind(p.owner.map(|o| *o.as_uuid()))
                     .execute(self.writer())
                     .await
-                    .map_err(|e| db_error(e, about("policy", "tenant")))?;
+                    .map_err(|e| db_error(e, about("policy", "tenant or owner")))?;
                 Ok(())
+            }
+
+            async fn list_policies(
+                &self,
+                tenant: keycast_core::TenantId,
+                owner: Option<keycast_core::UserId>,
+            ) -> keycast_core::Result<Vec<keycast_core::Policy>> {
+                let sql = Self::sql(
+                    "SELECT * FROM policies WHERE tenant_id = $1 AND ($2 IS NULL OR owner_id = $2) ORDER BY id",
+                );
+                sqlx::query_as::<_, $crate::rows::PolicyRow>(&sql)
+                    .bind(tenant.as_uuid())
+                    .bind(owner.map(|o| *o.as_uuid()))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("policy", "policy")))?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+
+            async fn delete_policy(&self, id: keycast_core::PolicyId) -> keycast_core::Result<()> {
+                let subject = about("policy", "policy");
+                let sql = Self::sql(
+                    "DELETE FROM policies WHERE id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM authorizations WHERE policy_id = $1)",
+                );
+                let deleted = sqlx::query(&sql)
+                    .bind(id.as_uuid())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, subject))?
+                    .rows_affected();
+                if deleted == 1 {
+                    return Ok(());
+                }
+                self.get_policy(id).await?;
+                Err(keycast_core::Error::Conflict("the policy is used by authorizations".into()))
             }
 
             async fn get_policy(&self, id: keycast_core::PolicyId) -> keycast_core::Result<keycast_core::Policy> {

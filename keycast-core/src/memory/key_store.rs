@@ -269,6 +269,31 @@ impl KeyStore for MemoryKeyStore {
             .map_or_else(not_found("policy"), Ok)
     }
 
+    async fn list_policies(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<Policy>> {
+        let g = self.lock();
+        let mut list: Vec<Policy> = g
+            .policies
+            .values()
+            .filter(|p| p.tenant_id == tenant && owner.is_none_or(|o| p.owner == Some(o)))
+            .cloned()
+            .collect();
+        list.sort_by_key(|p| *p.id.as_uuid());
+        Ok(list)
+    }
+
+    async fn delete_policy(&self, id: PolicyId) -> Result<()> {
+        let mut g = self.lock();
+        if g.authorizations.values().any(|a| a.policy_id == id) {
+            return Err(Error::Conflict(
+                "the policy is used by authorizations".into(),
+            ));
+        }
+        g.policies
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(Error::NotFound { what: "policy" })
+    }
+
     async fn update_policy(&self, policy: &Policy) -> Result<Policy> {
         let mut g = self.lock();
         let stored = g

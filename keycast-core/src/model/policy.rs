@@ -20,7 +20,7 @@ use nostr::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ids::{PolicyId, TenantId};
+use crate::ids::{PolicyId, TenantId, UserId};
 use crate::model::names::Label;
 
 /// Longest content-filter pattern accepted, in bytes. Keeps regex compilation bounded.
@@ -155,6 +155,9 @@ pub struct Policy {
     pub id: PolicyId,
     /// Owning tenant.
     pub tenant_id: TenantId,
+    /// The account that made it and may edit it; `None` for tenant-wide policies made by
+    /// operators.
+    pub owner: Option<UserId>,
     /// Human name.
     pub name: Label,
     /// All must allow.
@@ -178,10 +181,17 @@ impl Policy {
         Ok(Self {
             id: PolicyId::random(),
             tenant_id,
+            owner: None,
             name,
             permissions,
             version: 1,
         })
+    }
+
+    /// The same policy, owned by `user`.
+    pub fn owned_by(mut self, user: UserId) -> Self {
+        self.owner = Some(user);
+        self
     }
 }
 

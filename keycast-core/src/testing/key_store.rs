@@ -437,6 +437,41 @@ pub async fn policies(store: &Arc<dyn KeyStore>) {
         updated,
         "a failed update changes nothing"
     );
+
+    // Owned policies: listed per owner, deletable only while unused.
+    let w = world(store).await;
+    let mine = policy(w.tenant.id, vec![Permission::DecryptOnly]).owned_by(w.user.id);
+    store.insert_policy(&mine).await.unwrap();
+    assert_eq!(
+        store.get_policy(mine.id).await.unwrap().owner,
+        Some(w.user.id)
+    );
+    let owned = store
+        .list_policies(w.tenant.id, Some(w.user.id))
+        .await
+        .unwrap();
+    assert_eq!(owned, vec![mine.clone()], "only the owner's");
+    let all = store.list_policies(w.tenant.id, None).await.unwrap();
+    assert_eq!(
+        all.len(),
+        2,
+        "the world's tenant-wide policy and the owned one"
+    );
+    assert!(store
+        .list_policies(t.id, Some(w.user.id))
+        .await
+        .unwrap()
+        .is_empty());
+    let used = w.authorization(store, None).await;
+    let in_use = store.delete_policy(used.policy_id).await;
+    assert!(matches!(in_use, Err(Error::Conflict(_))), "{in_use:?}");
+    assert!(
+        store.get_policy(used.policy_id).await.is_ok(),
+        "still there"
+    );
+    store.delete_policy(mine.id).await.unwrap();
+    assert_not_found(store.get_policy(mine.id).await, "deleted policy");
+    assert_not_found(store.delete_policy(mine.id).await, "deleting twice");
 }
 
 pub async fn authorizations(store: &Arc<dyn KeyStore>) {

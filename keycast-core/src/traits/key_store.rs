@@ -88,6 +88,10 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn insert_policy(&self, policy: &Policy) -> Result<()>;
     /// Reads a policy.
     async fn get_policy(&self, id: PolicyId) -> Result<Policy>;
+    /// Lists a tenant's policies, optionally only those `owner` made, in id order.
+    async fn list_policies(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<Policy>>;
+    /// Deletes a policy no authorization uses; one in use is [`crate::Error::Conflict`].
+    async fn delete_policy(&self, id: PolicyId) -> Result<()>;
     /// Replaces a policy's name and permissions if `policy.version` is the stored version;
     /// returns the stored policy with its version bumped. Otherwise [`crate::Error::Conflict`].
     async fn update_policy(&self, policy: &Policy) -> Result<Policy>;
