@@ -26,6 +26,9 @@ use crate::services::default_tenant;
 pub(crate) struct NewAuthorizationBody {
     key_id: String,
     label: Option<String>,
+    /// One of the account's policies; or
+    policy_id: Option<String>,
+    /// inline permissions, which get a policy of their own (default: full access).
     permissions: Option<Vec<Permission>>,
     /// Unix seconds.
     expires_at: Option<u64>,
@@ -71,15 +74,25 @@ pub(crate) async fn create(
         Err(e) => return Err(e.into()),
     }
     let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
-    let permissions = b
-        .permissions
-        .unwrap_or_else(|| vec![Permission::FullAccess]);
     let expires_at = b.expires_at.map(Timestamp::from);
     if expires_at.is_some_and(|t| t <= Timestamp::now()) {
         return Err(ApiError::bad_request("expires_at is in the past"));
     }
-    let policy = Policy::new(default_tenant(), label.clone(), permissions)?;
-    s.store.insert_policy(&policy).await?;
+    let policy = match (b.policy_id, b.permissions) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "send policy_id or permissions, not both",
+            ))
+        }
+        (Some(id), None) => super::policies::owned(&state, &current, &id).await?,
+        (None, permissions) => {
+            let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
+            let policy = Policy::new(default_tenant(), label.clone(), permissions)?
+                .owned_by(current.user_id);
+            s.store.insert_policy(&policy).await?;
+            policy
+        }
+    };
     let relays = s.config.bunker_relays();
     let (auth, secret) = s
         .custody

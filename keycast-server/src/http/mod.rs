@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod keys;
 mod metrics;
+mod policies;
 mod rpc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,6 +131,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::patch(keys::rename))
         .route("/api/keys/{id}/danger/export", post(keys::danger_export))
+        .route("/api/policies", get(policies::list).post(policies::create))
+        .route(
+            "/api/policies/{id}",
+            get(policies::get)
+                .put(policies::replace)
+                .delete(policies::delete),
+        )
         .route(
             "/api/authorizations",
             get(authorizations::list).post(authorizations::create),
