@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod keys;
 mod metrics;
+mod nip98;
 mod policies;
 mod rpc;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub tokens: TokenCache,
     /// Login rate limit and lockout.
     pub login_guard: Arc<LoginGuard>,
+    /// NIP-98 events already accepted (replay protection).
+    pub nip98_seen: nip98::SeenEvents,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             counters: Arc::default(),
             tokens: token_cache(),
             login_guard: Arc::default(),
+            nip98_seen: nip98::seen_events(),
         }
     }
 }

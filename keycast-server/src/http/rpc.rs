@@ -1,6 +1,6 @@
 //! `POST /api/nostr`: the NIP-46 methods over HTTP, `{"method","params"}` in and
 //! `{"result"}` out (the same strings NIP-46 returns), with a bearer token bound to one
-//! authorization.
+//! authorization or a NIP-98 header (see `nip98`).
 //!
 //! The hot path reads no database: tokens are cached by digest, and the engine caches the
 //! authorization and the signing key (the change feed keeps both fresh, see `fence`).
@@ -8,12 +8,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use keycast_core::nostr::Timestamp;
-use keycast_core::{ApiToken, BearerSecret, Caller, SecretDigest};
+use keycast_core::{ApiToken, AuthorizationId, BearerSecret, Caller, SecretDigest};
 use keycast_nip46::{result_text, Command};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,11 +44,12 @@ pub fn token_cache() -> TokenCache {
 pub(crate) async fn rpc(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<RpcRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     state.counters.rpc_requests.fetch_add(1, Ordering::Relaxed);
-    let token = match authenticate(&state, &headers).await {
-        Ok(t) => t,
+    let body = body.map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))?;
+    let authorization_id = match authenticate_any(&state, &headers, &body).await {
+        Ok(id) => id,
         Err(e) => {
             state
                 .counters
@@ -56,7 +58,7 @@ pub(crate) async fn rpc(
             return Err(e);
         }
     };
-    let Json(body) = body.map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))?;
+    let body = parse_body(&headers, &body)?;
     let command = Command::parse(&body.method, &body.params)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let request = match command.into_request().map_err(|c| *c) {
@@ -72,7 +74,7 @@ pub(crate) async fn rpc(
             )))
         }
     };
-    let caller = Caller::Authorization(token.authorization_id);
+    let caller = Caller::Authorization(authorization_id);
     match state.services.custody.handle(caller, request).await {
         Ok(response) => Ok(Json(json!({"result": result_text(response)?}))),
         Err(e @ (keycast_core::Error::Revoked | keycast_core::Error::Expired)) => {
@@ -86,6 +88,49 @@ pub(crate) async fn rpc(
     }
 }
 
+/// A JSON body: 415 without a JSON content type, 400 when it is not JSON, 422 when it is
+/// JSON of the wrong shape (as axum's `Json` would answer).
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<RpcRequest, ApiError> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json")
+        });
+    if !json_type {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_input",
+            "send Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let status = match e.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "invalid_input", format!("body: {e}"))
+    })
+}
+
+/// Bearer token or NIP-98, by the `Authorization` scheme.
+async fn authenticate_any(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<AuthorizationId, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Some(nostr) = value.filter(|v| v.starts_with("Nostr ")) {
+        return super::nip98::authenticate(state, nostr, body).await;
+    }
+    authenticate(state, headers)
+        .await
+        .map(|t| t.authorization_id)
+}
+
 /// The token of `Authorization: Bearer …`, checked against the cache, then the store.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<ApiToken, ApiError> {
     let presented = headers
@@ -94,7 +139,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<ApiToken,
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("send Authorization: Bearer <token> or a NIP-98 Nostr header")
+        })?;
     let digest = BearerSecret::from_presented(presented).digest();
     let token = match state.tokens.get(&digest) {
         Some(t) => t,
