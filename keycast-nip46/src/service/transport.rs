@@ -154,3 +154,63 @@ impl Sink<Message> for NoDelaySink {
         self.0.poll_close_unpin(cx).map_err(TransportError::backend)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A WebSocket server on loopback that echoes one text message.
+    async fn echo_server() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("accept");
+                    if let Some(Ok(msg)) = ws.next().await {
+                        ws.send(msg).await.expect("echo");
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    async fn round_trip(url: &str) -> Message {
+        let url = Url::parse(url).expect("url");
+        let (mut sink, mut stream) = NoDelayTransport
+            .connect(&url, &ConnectionMode::Direct, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        sink.send(Message::Text("hello".into()))
+            .await
+            .expect("send");
+        stream.next().await.expect("reply").expect("message")
+    }
+
+    #[tokio::test]
+    async fn connects_by_address_and_by_name() {
+        let port = echo_server().await;
+        let hello = Message::Text("hello".into());
+        assert_eq!(round_trip(&format!("ws://127.0.0.1:{port}")).await, hello);
+        // `localhost` may resolve to ::1 first, where nothing listens: the IPv4 attempt
+        // still connects.
+        assert_eq!(round_trip(&format!("ws://localhost:{port}")).await, hello);
+    }
+
+    #[tokio::test]
+    async fn unreachable_relay_fails_within_the_timeout() {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let url = Url::parse(&format!("ws://127.0.0.1:{port}")).expect("url");
+        let started = std::time::Instant::now();
+        let result = NoDelayTransport
+            .connect(&url, &ConnectionMode::Direct, Duration::from_secs(5))
+            .await;
+        assert!(result.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
