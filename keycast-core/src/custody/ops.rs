@@ -15,8 +15,10 @@ use crate::model::request::EventTemplate;
 
 /// Longest base64 NIP-44 v2 payload: version + nonce + 65536 padded bytes + MAC.
 pub const NIP44_MAX_B64: usize = (1usize + 32 + 2 + 65536 + 32).div_ceil(3) * 4;
-/// Largest NIP-44 plaintext (spec limit).
-pub const NIP44_MAX_PLAINTEXT: usize = 65_535;
+/// Largest NIP-44 plaintext we encrypt: the spec allows 65535 bytes, but nostr 0.44's
+/// encoder refuses anything over 65536 − 128; the check here gives that limit its clear
+/// message instead of the encoder's.
+pub const NIP44_MAX_PLAINTEXT: usize = 65_536 - 128;
 
 /// A cached NIP-44 conversation key; zeroized when the last holder drops it.
 pub(crate) struct ConvKey(Zeroizing<[u8; 32]>);

@@ -26,7 +26,10 @@ pub(crate) fn check_limits(cfg: &CustodyConfig, req: &Request) -> Result<()> {
         }
         Request::Nip44Encrypt { plaintext, .. } => {
             if plaintext.is_empty() || plaintext.len() > NIP44_MAX_PLAINTEXT {
-                return Err(Error::invalid("plaintext", "NIP-44 needs 1 to 65535 bytes"));
+                return Err(Error::invalid(
+                    "plaintext",
+                    "NIP-44 encryption takes 1 to 65408 bytes",
+                ));
             }
             Ok(())
         }
