@@ -1071,11 +1071,16 @@ fn nip44_plaintext_limits_in_multibyte_text() {
         largest
     );
     // One byte over: refused by keycast's own check, with its message.
-    assert_eq!(NIP44_MAX_PLAINTEXT, NOSTR_NIP44_MAX, "keycast's limit is nostr's");
+    assert_eq!(
+        NIP44_MAX_PLAINTEXT, NOSTR_NIP44_MAX,
+        "keycast's limit is nostr's"
+    );
     let r = encrypt(&sized(NOSTR_NIP44_MAX + 1));
     assert_eq!(r.id, "n");
     assert!(
-        r.error.as_deref().is_some_and(|e| e.contains("1 to 65408 bytes")),
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("1 to 65408 bytes")),
         "{r:?}"
     );
     for text in [String::new(), sized(NIP44_MAX_PLAINTEXT + 1)] {
