@@ -6,17 +6,14 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
-use common::inproc::Api;
-use http_body_util::BodyExt;
+use common::inproc::{send, Api};
 use keycast_core::nostr::hashes::{sha256, Hash};
 use keycast_core::nostr::nips::nip98::HttpMethod;
 use keycast_core::nostr::{
     EventBuilder, JsonUtil, Keys, Kind, PublicKey, Tag, TagStandard, Timestamp, Url,
 };
 use keycast_core::BearerSecret;
-use keycast_server::app;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 const URL: &str = "http://127.0.0.1:3000/api/nostr";
 
@@ -58,21 +55,7 @@ async fn call(api: &Api, header: &str, body: &str) -> (StatusCode, Value) {
         .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))
         .expect("request");
-    let response = app(api.state.clone())
-        .oneshot(request)
-        .await
-        .expect("response");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    send(&api.state, request).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

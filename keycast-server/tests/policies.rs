@@ -4,20 +4,8 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::inproc::{is_error, Api};
+use common::inproc::{is_error, sign, Api};
 use serde_json::{json, Value};
-
-async fn sign(api: &Api, token: &str, kind: u16) -> StatusCode {
-    let template = json!({"kind": kind, "content": "hi", "tags": []}).to_string();
-    api.call(
-        "POST",
-        "/api/nostr",
-        Some(token),
-        Some(json!({"method": "sign_event", "params": [template]})),
-    )
-    .await
-    .0
-}
 
 fn kinds(list: &[u16]) -> Value {
     json!([{"type": "allowed_kinds", "kinds": list}])

@@ -1,18 +1,19 @@
 //! HTTP RPC (`POST /api/nostr`) in-process: every method, the token rules, and bad input
 //! answered with JSON errors (never a 500) that change nothing.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use common::inproc::send;
 use keycast_core::nostr::nips::{nip04, nip44};
 use keycast_core::nostr::{Event, JsonUtil, Keys, Timestamp};
 use keycast_core::{KeyKind, Label, NewAuthorization, Permission, Policy, User, Username};
 use keycast_server::services::{default_tenant, Services};
-use keycast_server::{app, AppState, Config};
+use keycast_server::{AppState, Config};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 struct Fixture {
     state: AppState,
@@ -87,19 +88,8 @@ impl Fixture {
         if let Some(t) = token {
             request = request.header("authorization", format!("Bearer {t}"));
         }
-        let response = app(self.state.clone())
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("response");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| panic!("{status}: not JSON: {}", String::from_utf8_lossy(&bytes)));
+        let (status, value) = send(&self.state, request.body(body).expect("request")).await;
+        assert!(!value.is_null(), "{status}: the answer is JSON");
         (status, value)
     }
 

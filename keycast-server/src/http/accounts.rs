@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::error::{bearer_digest, json_body};
 use super::{ApiError, AppState};
 use crate::passwords;
 use crate::services::default_tenant;
@@ -83,11 +84,6 @@ impl LoginGuard {
 pub(crate) struct Credentials {
     email: String,
     password: Zeroizing<String>,
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(b)| b)
-        .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
 }
 
 pub(crate) async fn register(
@@ -227,18 +223,10 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or_else(|| {
-                ApiError::unauthorized("log in and send Authorization: Bearer <session token>")
-                    .into_response()
-            })?;
-        let digest = BearerSecret::from_presented(presented).digest();
+        let digest = bearer_digest(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized("log in and send Authorization: Bearer <session token>")
+                .into_response()
+        })?;
         let session = match state.services.store.find_session(&digest).await {
             Ok(s) => s,
             Err(keycast_core::Error::NotFound { .. }) => {

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::accounts::CurrentUser;
+use super::error::json_body;
 use super::{ApiError, AppState};
 use crate::services::default_tenant;
 
@@ -32,11 +33,6 @@ pub(crate) struct NewAuthorizationBody {
     permissions: Option<Vec<Permission>>,
     /// Unix seconds.
     expires_at: Option<u64>,
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
 }
 
 fn not_found(what: &'static str) -> ApiError {
@@ -65,7 +61,7 @@ pub(crate) async fn create(
     current: CurrentUser,
     b: Result<Json<NewAuthorizationBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
+    let b = json_body(b)?;
     let s = &state.services;
     let key_id: KeyId = b.key_id.parse().map_err(|_| not_found("key"))?;
     match s.store.get_key(key_id).await {

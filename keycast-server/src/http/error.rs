@@ -36,6 +36,27 @@ impl ApiError {
     }
 }
 
+/// The body of a JSON extractor, or its rejection as a JSON error with axum's status
+/// (400 not JSON, 415 wrong content type, 422 wrong shape, 413 too large).
+pub(crate) fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    body.map(|axum::Json(b)| b)
+        .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
+}
+
+/// The digest of an `Authorization: Bearer …` credential, or `None` when there is none
+/// (or it is absurdly long).
+pub(crate) fn bearer_digest(headers: &axum::http::HeaderMap) -> Option<keycast_core::SecretDigest> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .map(|t| keycast_core::BearerSecret::from_presented(t).digest())
+}
+
 impl From<keycast_core::Error> for ApiError {
     fn from(e: keycast_core::Error) -> Self {
         use keycast_core::Error as E;

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::accounts::CurrentUser;
+use super::error::json_body;
 use super::{ApiError, AppState};
 use crate::services::default_tenant;
 
@@ -44,11 +45,6 @@ pub(crate) struct Rename {
 pub(crate) struct Export {
     password: Zeroizing<String>,
     log_n: Option<u8>,
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
 }
 
 fn key_json(k: &StoredKey) -> Value {
@@ -94,7 +90,7 @@ pub(crate) async fn create(
     current: CurrentUser,
     b: Result<Json<NewKey>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
+    let b = json_body(b)?;
     let name = Label::parse(b.name.as_deref().unwrap_or("main"))?;
     let secret = match (b.secret, b.ncryptsec, b.password) {
         (None, None, None) => None,
@@ -139,7 +135,7 @@ pub(crate) async fn rename(
     b: Result<Json<Rename>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let key = owned(&state, &current, &id).await?;
-    let name = Label::parse(&body(b)?.name)?;
+    let name = Label::parse(&json_body(b)?.name)?;
     let key = state.services.store.rename_key(key.id, &name).await?;
     Ok(Json(key_json(&key)))
 }
@@ -151,7 +147,7 @@ pub(crate) async fn danger_export(
     b: Result<Json<Export>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let key = owned(&state, &current, &id).await?;
-    let b = body(b)?;
+    let b = json_body(b)?;
     if b.password.chars().count() < crate::passwords::MIN_LEN {
         return Err(ApiError::bad_request(format!(
             "password must have at least {} characters",

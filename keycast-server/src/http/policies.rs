@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::accounts::CurrentUser;
+use super::error::json_body;
 use super::{ApiError, AppState};
 use crate::services::default_tenant;
 
@@ -23,11 +24,6 @@ pub(crate) struct PolicyBody {
     permissions: Vec<Permission>,
     /// For updates: the version read; a mismatch is 409.
     version: Option<u64>,
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
 }
 
 pub(crate) fn policy_json(p: &Policy) -> Value {
@@ -59,7 +55,7 @@ pub(crate) async fn create(
     current: CurrentUser,
     b: Result<Json<PolicyBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
+    let b = json_body(b)?;
     let policy = Policy::new(default_tenant(), Label::parse(&b.name)?, b.permissions)?
         .owned_by(current.user_id);
     state.services.store.insert_policy(&policy).await?;
@@ -95,7 +91,7 @@ pub(crate) async fn replace(
     b: Result<Json<PolicyBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let stored = owned(&state, &current, &id).await?;
-    let b = body(b)?;
+    let b = json_body(b)?;
     // Validates like a new one; keeps identity, owner and (unless given) version.
     let fresh = Policy::new(default_tenant(), Label::parse(&b.name)?, b.permissions)?;
     let edit = Policy {

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use keycast_core::nostr::Timestamp;
-use keycast_core::{ApiToken, AuthorizationId, BearerSecret, Caller, SecretDigest};
+use keycast_core::{ApiToken, AuthorizationId, Caller, SecretDigest};
 use keycast_nip46::{result_text, Command};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -133,16 +133,9 @@ async fn authenticate_any(
 
 /// The token of `Authorization: Bearer …`, checked against the cache, then the store.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<ApiToken, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| {
-            ApiError::unauthorized("send Authorization: Bearer <token> or a NIP-98 Nostr header")
-        })?;
-    let digest = BearerSecret::from_presented(presented).digest();
+    let digest = super::error::bearer_digest(headers).ok_or_else(|| {
+        ApiError::unauthorized("send Authorization: Bearer <token> or a NIP-98 Nostr header")
+    })?;
     let token = match state.tokens.get(&digest) {
         Some(t) => t,
         None => match state.services.store.find_token(&digest).await {

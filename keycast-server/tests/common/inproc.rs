@@ -99,6 +99,32 @@ impl Drop for Api {
     }
 }
 
+/// Sends one request through the router; the status and JSON answer (`null` when the
+/// body is empty or not JSON).
+pub async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app(state.clone()).oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// `sign_event` of an empty event of `kind` over HTTP RPC with `token`; the status.
+pub async fn sign(api: &Api, token: &str, kind: u16) -> StatusCode {
+    let template = json!({"kind": kind, "content": "hi", "tags": []}).to_string();
+    let body = json!({"method": "sign_event", "params": [template]});
+    api.call("POST", "/api/nostr", Some(token), Some(body))
+        .await
+        .0
+}
+
 /// A JSON error body: `{"error":{"code","message"}}`.
 pub fn is_error(body: &Value) -> bool {
     body["error"]["code"].is_string() && body["error"]["message"].is_string()
