@@ -227,34 +227,10 @@ async fn user_id(s: &Services, username: &str) -> anyhow::Result<keycast_core::U
 
 async fn key(s: Services, cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
-        KeyCommand::Generate { user, label } => {
-            let owner = user_id(&s, &user).await?;
-            let key = s
-                .custody
-                .create_key(
-                    default_tenant(),
-                    Some(owner),
-                    KeyKind::User,
-                    Label::parse(&label)?,
-                    None,
-                )
-                .await?;
-            println!("{} {}", key.id, key.pubkey.to_bech32()?);
-        }
+        KeyCommand::Generate { user, label } => add_key(&s, &user, &label, None).await?,
         KeyCommand::Import { user, label } => {
-            let owner = user_id(&s, &user).await?;
             let secret = read_secret(std::io::stdin().lock())?;
-            let key = s
-                .custody
-                .create_key(
-                    default_tenant(),
-                    Some(owner),
-                    KeyKind::User,
-                    Label::parse(&label)?,
-                    Some(secret),
-                )
-                .await?;
-            println!("{} {}", key.id, key.pubkey.to_bech32()?);
+            add_key(&s, &user, &label, Some(secret)).await?;
         }
         KeyCommand::List { user } => {
             let owner = match user {
@@ -276,6 +252,28 @@ async fn key(s: Services, cmd: KeyCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Stores a key for `user` (generated when `secret` is `None`); prints `<id> <npub>`.
+async fn add_key(
+    s: &Services,
+    user: &str,
+    label: &str,
+    secret: Option<SecretKey>,
+) -> anyhow::Result<()> {
+    let owner = user_id(s, user).await?;
+    let key = s
+        .custody
+        .create_key(
+            default_tenant(),
+            Some(owner),
+            KeyKind::User,
+            Label::parse(label)?,
+            secret,
+        )
+        .await?;
+    println!("{} {}", key.id, key.pubkey.to_bech32()?);
     Ok(())
 }
 
