@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# HTTP RPC load: wrk with 64 connections runs sign_event against a release keycast-server
+# on embedded defaults (SQLite, local master key) with a warm key cache, and in the same
+# run the raw 2-core Schnorr sign rate is measured as the baseline. Everything shares this
+# machine's cores, the load generator included.
+#
+#   benches/http_rpc.sh [seconds]     (default 20; needs wrk: apt-get install wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-20}"
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
+cargo build --quiet --release -p keycast-server
+cargo bench --quiet -p keycast-benches --bench raw_sign_rate --no-run
+
+dir=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+export KEYCAST_DATA_DIR="$dir" KEYCAST_LISTEN="127.0.0.1:$port" \
+    KEYCAST_EMBEDDED_RELAY_LISTEN="127.0.0.1:$(free_port)" KEYCAST_LOG_FORMAT=json RUST_LOG=warn
+target/release/keycast-server >"$dir/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do curl -fs "$base/healthz/ready" >/dev/null && break; sleep 0.2; done
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+creds='{"email":"bench@example.org","password":"benchmark password"}'
+curl -fs "$base/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
+session=$(curl -fs "$base/api/auth/login" -H 'content-type: application/json' -d "$creds" | json '["token"]')
+key=$(curl -fs "$base/api/keys" -H "authorization: Bearer $session" -H 'content-type: application/json' -d '{}' | json '["id"]')
+export TOKEN=$(curl -fs "$base/api/authorizations" -H "authorization: Bearer $session" \
+    -H 'content-type: application/json' -d "{\"key_id\":\"$key\"}" | json '["token"]')
+
+raw=$(cargo bench --quiet -p keycast-benches --bench raw_sign_rate -- --bench --threads 2 --seconds 10)
+# Warm the cache, then measure.
+wrk -t2 -c64 -d2s -s benches/wrk_sign_event.lua "$base/api/nostr" >/dev/null
+out=$(wrk -t2 -c64 -d"${secs}s" --latency -s benches/wrk_sign_event.lua "$base/api/nostr")
+echo "$out"
+rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+python3 - "$raw" "$rps" "$p50" "$p99" <<'PY'
+import sys
+raw, rps, p50, p99 = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+print(f"raw 2-core Schnorr signs/s: {raw:.0f}")
+print(f"HTTP RPC sign_event req/s (64 connections): {rps:.0f}  p50 {p50}  p99 {p99}")
+print(f"ratio: {rps / raw:.1%} of the raw 2-core sign rate (goal >= 35%, p99 <= 10 ms)")
+PY
