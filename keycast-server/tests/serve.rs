@@ -80,8 +80,8 @@ impl Drop for Server {
     }
 }
 
-/// A blocking HTTP/1.0 GET returning the status code (no client library needed here).
-fn get_status(url: &str) -> Option<u16> {
+/// A blocking HTTP/1.0 GET (no client library needed here): status and body.
+fn get(url: &str) -> Option<(u16, String)> {
     use std::io::Write;
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
@@ -90,7 +90,13 @@ fn get_status(url: &str) -> Option<u16> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.split_whitespace().nth(1)?.parse().ok()
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn get_status(url: &str) -> Option<u16> {
+    get(url).map(|(status, _)| status)
 }
 
 /// A user, a key and an authorization made with the CLI; returns (bunker URI, key npub line).
@@ -110,7 +116,30 @@ fn serves_nip46_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
     let mut server = Server::start(&env);
     server.wait_ready(&env);
     assert_eq!(get_status(&env.url("/health")), Some(200));
-    assert_eq!(get_status(&env.url("/metrics")), Some(200));
+    let (status, metrics) = get(&env.url("/metrics")).expect("metrics");
+    assert_eq!(status, 200);
+    // Every name design §8 asks for, with the NIP-46 service running.
+    for name in [
+        "keycast_cache_hits_total",
+        "keycast_cache_misses_total",
+        "keycast_cache_size",
+        "keycast_nip46_requests_total",
+        "keycast_nip46_rejected_hashring_total",
+        "keycast_nip46_processed_total",
+        "keycast_nip46_queue_dropped_total",
+        "keycast_http_rpc_requests_total",
+        "keycast_http_rpc_auth_errors_total",
+        "keycast_registrations_total",
+        "keycast_logins_total",
+        "keycast_login_failures_total",
+        "keycast_nip46_queue_depth",
+        "keycast_nip46_queue_capacity",
+        "keycast_nip46_queue_wait_seconds_bucket",
+        "keycast_kms_call_seconds_sum",
+        "keycast_nip46_relay_connected{relay=",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
