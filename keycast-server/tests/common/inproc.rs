@@ -61,21 +61,7 @@ impl Api {
             }
             None => Body::empty(),
         };
-        let response = app(self.state.clone())
-            .oneshot(r.body(body).expect("request"))
-            .await
-            .expect("response");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        send(&self.state, r.body(body).expect("request")).await
     }
 
     /// Registers `email` and logs in; returns the session token.
