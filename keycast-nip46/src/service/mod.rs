@@ -69,6 +69,8 @@ struct Shared {
     overload_slots: Arc<tokio::sync::Semaphore>,
     relays: Arc<Supervisor>,
     approvals: Approvals,
+    /// The bunker keys last subscribed for (sorted); `None` before the first time.
+    subscribed: tokio::sync::Mutex<Option<Vec<PublicKey>>>,
     relay_options: RelayOptions,
 }
 
@@ -112,6 +114,7 @@ impl Bunker {
             overload_slots: Arc::new(tokio::sync::Semaphore::new(OVERLOAD_REPLIES)),
             relays: Arc::default(),
             approvals: Approvals::default(),
+            subscribed: tokio::sync::Mutex::new(None),
             relay_options,
             config,
         });
@@ -233,10 +236,19 @@ impl Shared {
     async fn refresh_subscription(&self) -> Result<()> {
         let now = Timestamp::now();
         let active = self.custody.store().list_active_authorizations(now).await?;
+        let mut bunkers: Vec<PublicKey> = active.iter().map(|a| a.bunker_pubkey).collect();
+        bunkers.sort_unstable();
+        // Held across the relay call, so concurrent refreshes apply in order. Most
+        // changes (a client connecting, say) leave the set as it is: no REQ is re-sent.
+        let mut subscribed = self.subscribed.lock().await;
+        if subscribed.as_ref() == Some(&bunkers) {
+            return Ok(());
+        }
         let id = SubscriptionId::new(SUBSCRIPTION);
         if active.is_empty() {
             // A filter without `#p` would match every request on the relay.
             self.client.unsubscribe(&id).await;
+            *subscribed = Some(bunkers);
             return Ok(());
         }
         let since = Timestamp::from(now.as_secs().saturating_sub(self.config.max_age.as_secs()));
@@ -250,6 +262,7 @@ impl Shared {
             .map_err(|e| Error::Relay {
                 reason: e.to_string(),
             })?;
+        *subscribed = Some(bunkers);
         Ok(())
     }
 
