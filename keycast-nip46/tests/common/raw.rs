@@ -66,19 +66,6 @@ impl RawClient {
             .expect("relay accepts the request");
     }
 
-    /// Publishes without waiting for the relay's `OK` (some relays never send one for
-    /// ephemeral events).
-    pub async fn send_without_ok(&self, event: &Event) {
-        let relays: Vec<_> = self.client.relays().await.into_keys().collect();
-        self.client
-            .send_msg_to(
-                relays,
-                nostr_sdk::prelude::ClientMessage::event(event.clone()),
-            )
-            .await
-            .expect("relay takes the request");
-    }
-
     /// The next reply's JSON and whether it came back as NIP-04, or `None` on timeout.
     pub async fn reply(&mut self, wait: Duration) -> Option<(serde_json::Value, bool)> {
         let deadline = tokio::time::Instant::now() + wait;

@@ -10,9 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keycast_core::nostr::Timestamp;
-use keycast_core::{
-    Authorization, AuthorizationId, KeyId, KeyKind, Label, NewAuthorization, Permission, Policy,
-};
+use keycast_core::{Authorization, AuthorizationId, Label, NewAuthorization, Permission, Policy};
 use keycast_nip46::BunkerUri;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -63,12 +61,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let b = json_body(b)?;
     let s = &state.services;
-    let key_id: KeyId = b.key_id.parse().map_err(|_| not_found("key"))?;
-    match s.store.get_key(key_id).await {
-        Ok(k) if k.owner == Some(current.user_id) && k.kind == KeyKind::User => {}
-        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => return Err(not_found("key")),
-        Err(e) => return Err(e.into()),
-    }
+    let key_id = super::keys::owned(&state, &current, &b.key_id).await?.id;
     let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
     let expires_at = b.expires_at.map(Timestamp::from);
     if expires_at.is_some_and(|t| t <= Timestamp::now()) {

@@ -58,7 +58,11 @@ fn key_json(k: &StoredKey) -> Value {
 }
 
 /// The key if it is a user key of the current account; 404 otherwise.
-async fn owned(state: &AppState, current: &CurrentUser, id: &str) -> Result<StoredKey, ApiError> {
+pub(crate) async fn owned(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+) -> Result<StoredKey, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key");
     let id: KeyId = id.parse().map_err(|_| not_found())?;
     match state.services.store.get_key(id).await {
