@@ -97,6 +97,12 @@ pub enum KeyCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Delete a user key with its authorizations and their tokens; apps using it are
+    /// refused from then on. Prints `deleted <id>`.
+    Delete {
+        /// The key's id (see `key list`).
+        id: String,
+    },
 }
 
 /// `authorization …`
@@ -251,7 +257,25 @@ async fn key(s: Services, cmd: KeyCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        KeyCommand::Delete { id } => delete_key(&s, &id).await?,
     }
+    Ok(())
+}
+
+/// Deletes a user key (the kind `key list` shows).
+async fn delete_key(s: &Services, id: &str) -> anyhow::Result<()> {
+    let key_id: KeyId = id.parse().map_err(|_| anyhow!("not a key id: {id:?}"))?;
+    // A concurrent delete can win between the two calls: the same answer as missing.
+    let missing = |e: keycast_core::Error| match e {
+        keycast_core::Error::NotFound { .. } => anyhow!("no such key {key_id} (see `key list`)"),
+        other => other.into(),
+    };
+    let key = s.store.get_key(key_id).await.map_err(missing)?;
+    if key.kind != KeyKind::User {
+        return Err(anyhow!("{key_id} is not a user key (see `key list`)"));
+    }
+    s.custody.delete_key(key_id).await.map_err(missing)?;
+    println!("deleted {key_id}");
     Ok(())
 }
 

@@ -15,11 +15,13 @@
 //! | `cors_origins` | `KEYCAST_CORS_ORIGINS` (comma-separated) | none (no cross-origin access) |
 //! | `max_body_bytes` | `KEYCAST_MAX_BODY_BYTES` | `262144` |
 //! | `registration_open` | `KEYCAST_REGISTRATION_OPEN` (`true`, `false`) | `true` |
+//! | `[[oauth_clients]]` (`id`, `name`, `redirect_uris`) | `KEYCAST_OAUTH_CLIENTS` (a JSON array of those objects) | none (OAuth refuses every client) |
 //!
 //! The cloud key managers read their own variables (`KEYCAST_AWS_KMS_KEY_ID` and the usual
 //! `AWS_*`, `KEYCAST_GCP_KMS_*`, `KEYCAST_VAULT_*`); see keycast-kms's `from_env` docs.
 //! The file is `--config <path>` or `KEYCAST_CONFIG`; without either, none is read.
 //! Unknown keys in the file are errors, so a typo cannot silently fall back to a default.
+//! OAuth clients and their redirect URI rules are described in [`crate::oauth_clients`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Whether anyone may register an account over HTTP.
     pub registration_open: bool,
+    /// Apps allowed to use OAuth 2.0 (`/oauth/authorize`, `/oauth/token`).
+    pub oauth_clients: Vec<crate::oauth_clients::OAuthClient>,
 }
 
 /// The TOML file: every key optional.
@@ -101,6 +105,7 @@ struct File {
     cors_origins: Option<Vec<String>>,
     max_body_bytes: Option<usize>,
     registration_open: Option<bool>,
+    oauth_clients: Option<Vec<crate::oauth_clients::OAuthClient>>,
 }
 
 fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
@@ -262,6 +267,9 @@ impl Config {
             None => f.registration_open.unwrap_or(true),
         };
 
+        let oauth_clients =
+            crate::oauth_clients::resolve(env("KEYCAST_OAUTH_CLIENTS"), f.oauth_clients)?;
+
         Ok(Self {
             listen,
             data_dir,
@@ -276,6 +284,7 @@ impl Config {
             cors_origins,
             max_body_bytes,
             registration_open,
+            oauth_clients,
         })
     }
 

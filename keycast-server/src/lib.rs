@@ -28,6 +28,7 @@ pub mod http;
 pub mod kms_metrics;
 pub mod lock;
 pub mod logging;
+pub mod oauth_clients;
 pub mod passwords;
 pub mod serve;
 pub mod services;

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use keycast_core::{Custody, KeyManager, KeyStore, Keyring, Tenant, TenantId, TenantName};
+use keycast_core::nostr::PublicKey;
+use keycast_core::{
+    Custody, KeyId, KeyKind, KeyManager, KeyStore, Keyring, Label, Tenant, TenantId, TenantName,
+};
 use keycast_kms::KmsObserver;
 use keycast_storage::Database;
 
@@ -17,6 +20,14 @@ use crate::lock::create_private_dir;
 pub fn default_tenant() -> TenantId {
     TenantId::from_uuid(uuid::Uuid::from_u128(
         0x6b65_7963_6173_7400_0000_0000_0000_0001,
+    ))
+}
+
+/// The fixed id of the service's own identity key (the `_` name of
+/// `/.well-known/nostr.json`), so every instance of an install finds the same key.
+pub fn service_identity_key_id() -> KeyId {
+    KeyId::from_uuid(uuid::Uuid::from_u128(
+        0x6b65_7963_6173_7400_0000_0000_0001_0001,
     ))
 }
 
@@ -35,6 +46,8 @@ pub struct Services {
     pub custody: Custody,
     /// Key manager call metrics.
     pub kms_metrics: Arc<KmsMetrics>,
+    /// The service's identity pubkey, published for NIP-46 discovery.
+    pub identity: PublicKey,
 }
 
 impl Services {
@@ -61,6 +74,15 @@ impl Services {
             }
             Err(e) => return Err(e.into()),
         }
+        let identity = custody
+            .ensure_key(
+                service_identity_key_id(),
+                default_tenant(),
+                KeyKind::Bunker,
+                Label::parse("service identity")?,
+            )
+            .await?
+            .pubkey;
         Ok(Self {
             config: config.clone(),
             database: db,
@@ -68,6 +90,7 @@ impl Services {
             keyring,
             custody,
             kms_metrics,
+            identity,
         })
     }
 }

@@ -207,3 +207,39 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let out = env.command(&["teleport"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn deleting_a_key_from_the_command_line() {
+    let env = Env::new();
+    env.ok(&["user", "add", "alice"], "");
+    let kept = env.ok(&["key", "generate", "--user", "alice"], "");
+    let doomed = env.ok(&["key", "generate", "--user", "alice"], "");
+    let doomed = doomed.split_whitespace().next().expect("key id").to_owned();
+    // An authorization with a token: their rows must go first (foreign keys).
+    env.ok(
+        &["authorization", "create", "--key", &doomed, "--with-token"],
+        "",
+    );
+
+    let out = env.ok(&["key", "delete", &doomed], "");
+    assert_eq!(out.trim(), format!("deleted {doomed}"));
+    let left = key_lines(&env);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(kept.split_whitespace().next().expect("id")),
+        "{left:?}"
+    );
+
+    for (id, expected) in [
+        (doomed.as_str(), "no such key"),
+        ("6f1c2d3e-0000-4000-8000-000000000000", "no such key"),
+        ("not-a-uuid", "not a key id"),
+    ] {
+        let stderr = env.fails(&["key", "delete", id], "");
+        assert!(
+            stderr.contains(expected),
+            "{id}: expected {expected:?} in {stderr}"
+        );
+    }
+    assert_eq!(key_lines(&env), left, "failed deletes change nothing");
+}

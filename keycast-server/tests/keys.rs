@@ -1,10 +1,11 @@
-//! The account's keys over HTTP: generate, import (nsec, hex, ncryptsec), list, rename and
-//! the audited export; isolation between accounts; bad input.
+//! The account's keys over HTTP: generate, import (nsec, hex, ncryptsec), list, rename,
+//! delete (which takes the key's apps with it) and the audited export; isolation between
+//! accounts; bad input.
 
 mod common;
 
 use axum::http::StatusCode;
-use common::inproc::{is_error, Api};
+use common::inproc::{is_error, sign, Api};
 use keycast_core::nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
 use keycast_core::nostr::{FromBech32, Keys, ToBech32};
 use serde_json::json;
@@ -227,4 +228,104 @@ async fn bad_key_requests_are_json_errors_and_change_nothing() {
         "nothing was added"
     );
     assert_eq!(list["keys"][0]["name"], "main", "nothing was renamed");
+}
+
+/// A key and an authorization on it; the key id and the authorization's RPC token.
+async fn key_with_app(api: &Api, session: &str) -> (String, String) {
+    let (status, key) = api
+        .call("POST", "/api/keys", Some(session), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let id = key["id"].as_str().expect("id").to_owned();
+    let (status, auth) = api
+        .call(
+            "POST",
+            "/api/authorizations",
+            Some(session),
+            Some(json!({"key_id": id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{auth}");
+    (id, auth["token"].as_str().expect("token").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_key_removes_it_and_refuses_its_apps() {
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    let t = Some(ann.as_str());
+    let (doomed, doomed_token) = key_with_app(&api, &ann).await;
+    let (kept, kept_token) = key_with_app(&api, &ann).await;
+    assert_eq!(sign(&api, &doomed_token, 1).await, StatusCode::OK, "warm");
+
+    let path = format!("/api/keys/{doomed}");
+    let (status, deleted) = api.call("DELETE", &path, t, None).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["id"], doomed.as_str());
+    assert!(deleted["npub"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("npub1")));
+
+    for attempt in ["cached token", "token looked up again"] {
+        assert_eq!(
+            sign(&api, &doomed_token, 1).await,
+            StatusCode::UNAUTHORIZED,
+            "{attempt}"
+        );
+    }
+    let (_, list) = api.call("GET", "/api/keys", t, None).await;
+    let ids: Vec<&str> = list["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![kept.as_str()], "only the other key is left");
+    let (_, auths) = api.call("GET", "/api/authorizations", t, None).await;
+    assert_eq!(
+        auths["authorizations"]
+            .as_array()
+            .expect("authorizations")
+            .len(),
+        1,
+        "the deleted key's authorization went with it: {auths}"
+    );
+    assert_eq!(sign(&api, &kept_token, 1).await, StatusCode::OK);
+
+    let (status, again) = api.call("DELETE", &path, t, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "second delete: {again}");
+    assert!(is_error(&again), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_cannot_delete_each_others_keys() {
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    let bob = api.account("bob@example.org").await;
+    let (key, token) = key_with_app(&api, &ann).await;
+    let (status, body) = api
+        .call("DELETE", &format!("/api/keys/{key}"), Some(&bob), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(is_error(&body), "{body}");
+    let (status, _) = api
+        .call("DELETE", &format!("/api/keys/{key}"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(sign(&api, &token, 1).await, StatusCode::OK, "still works");
+    let (_, list) = api.call("GET", "/api/keys", Some(&ann), None).await;
+    assert_eq!(list["keys"][0]["id"], key.as_str(), "still listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_bad_or_unknown_id_is_a_json_404() {
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    for id in ["not-a-uuid", "6f1c2d3e-0000-4000-8000-000000000000", "%00"] {
+        let (status, body) = api
+            .call("DELETE", &format!("/api/keys/{id}"), Some(&ann), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
+        assert!(is_error(&body), "{id}: {body}");
+    }
 }

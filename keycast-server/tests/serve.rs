@@ -140,6 +140,21 @@ fn serves_nip46_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // NIP-46 discovery names the relay the bunker URI names.
+    let (status, doc) = get(&env.url("/.well-known/nostr.json?name=_")).expect("nostr.json");
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("json");
+    let relay = format!("ws://127.0.0.1:{}", env.relay_port);
+    let identity = doc["names"]["_"].as_str().expect("identity");
+    assert_eq!(identity.len(), 64);
+    assert_eq!(doc["nip46"]["relays"][0], relay, "{doc}");
+    assert_eq!(doc["relays"][identity][0], relay, "{doc}");
+    assert!(
+        doc["nip46"]["nostrconnect_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/connect?uri=<nostrconnect>")),
+        "{doc}"
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -148,6 +148,76 @@ macro_rules! impl_key_store {
                 self.get_key(id).await
             }
 
+            async fn delete_key(&self, id: keycast_core::KeyId) -> keycast_core::Result<keycast_core::StoredKey> {
+                let subject = about("key", "key");
+                let fail = |e| db_error(e, subject);
+                let mut tx = self.writer().begin().await.map_err(fail)?;
+                // The version bump fires the change-feed trigger, so every instance hears
+                // of each authorization before its row disappears.
+                let revoke = Self::sql(
+                    "UPDATE authorizations SET revoked_at = COALESCE(revoked_at, $1), version = version + 1 \
+                     WHERE key_id = $2 OR bunker_key_id = $2",
+                );
+                sqlx::query(&revoke)
+                    .bind($crate::rows::ts(keycast_core::nostr::Timestamp::now())?)
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                // Dependents first (foreign keys); authorization_clients cascades.
+                for dependents in [
+                    Self::sql(
+                        "DELETE FROM api_tokens WHERE authorization_id IN \
+                         (SELECT id FROM authorizations WHERE key_id = $1 OR bunker_key_id = $1)",
+                    ),
+                    Self::sql(
+                        "DELETE FROM oauth_codes WHERE authorization_id IN \
+                         (SELECT id FROM authorizations WHERE key_id = $1 OR bunker_key_id = $1)",
+                    ),
+                ] {
+                    sqlx::query(&dependents)
+                        .bind(id.as_uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+                let authorizations = Self::sql(
+                    "DELETE FROM authorizations WHERE key_id = $1 OR bunker_key_id = $1 RETURNING bunker_key_id",
+                );
+                let bunkers: Vec<(uuid::Uuid,)> = sqlx::query_as(&authorizations)
+                    .bind(id.as_uuid())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                let delete_key = Self::sql("DELETE FROM keys WHERE id = $1");
+                for (bunker,) in bunkers.iter().filter(|(b,)| b != id.as_uuid()) {
+                    sqlx::query(&delete_key)
+                        .bind(bunker)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+                let take = Self::sql("DELETE FROM keys WHERE id = $1 RETURNING *");
+                let row = sqlx::query_as::<_, $crate::rows::KeyRow>(&take)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| match fail(e) {
+                        // Only a foreign key can refuse: an authorization committed meanwhile.
+                        keycast_core::Error::NotFound { .. } => keycast_core::Error::Conflict(
+                            "the key got a new authorization while being deleted; retry".into(),
+                        ),
+                        other => other,
+                    })?;
+                let Some(row) = row else {
+                    tx.rollback().await.map_err(fail)?;
+                    return Err(keycast_core::Error::NotFound { what: "key" });
+                };
+                let key: keycast_core::StoredKey = row.try_into()?;
+                tx.commit().await.map_err(fail)?;
+                Ok(key)
+            }
+
             async fn insert_key(&self, k: &keycast_core::StoredKey) -> keycast_core::Result<()> {
                 let sql = Self::sql(
                     "INSERT INTO keys (id, tenant_id, owner_id, kind, pubkey, name, format_version, \

@@ -43,6 +43,39 @@ impl Custody {
         name: Label,
         secret: Option<SecretKey>,
     ) -> Result<StoredKey> {
+        self.create_key_as(KeyId::random(), tenant_id, owner, kind, name, secret)
+            .await
+    }
+
+    /// The key stored under the fixed `id`, generating it on first use: for a service's
+    /// own identity key, which every instance must agree on. Racing creators converge on
+    /// the row that was inserted first.
+    pub async fn ensure_key(
+        &self,
+        id: KeyId,
+        tenant_id: TenantId,
+        kind: KeyKind,
+        name: Label,
+    ) -> Result<StoredKey> {
+        match self.inner.store.get_key(id).await {
+            Err(Error::NotFound { .. }) => {}
+            found => return found,
+        }
+        match self.create_key_as(id, tenant_id, None, kind, name, None).await {
+            Err(Error::AlreadyExists { .. }) => self.inner.store.get_key(id).await,
+            created => created,
+        }
+    }
+
+    async fn create_key_as(
+        &self,
+        id: KeyId,
+        tenant_id: TenantId,
+        owner: Option<UserId>,
+        kind: KeyKind,
+        name: Label,
+        secret: Option<SecretKey>,
+    ) -> Result<StoredKey> {
         let (secret, pubkey) = self
             .inner
             .pool
@@ -54,7 +87,6 @@ impl Custody {
                 )
             })
             .await?;
-        let id = KeyId::random();
         let binding = EnvelopeBinding {
             key_id: id,
             pubkey,
@@ -120,6 +152,60 @@ impl Custody {
         };
         store.insert_authorization(&auth).await?;
         Ok((auth, secret))
+    }
+
+    /// Deletes a key, its authorizations and their tokens ([`crate::KeyStore::delete_key`]),
+    /// forgets what this instance cached for them, and audits the deletion. Other instances
+    /// drop the authorizations when the change feed names them. The caller must have
+    /// checked that the key may be deleted. If the audit write fails the deletion stands,
+    /// and the error says the record is missing.
+    pub async fn delete_key(&self, key_id: KeyId) -> Result<StoredKey> {
+        let key = self.inner.store.delete_key(key_id).await?;
+        self.forget_key(key_id);
+        self.inner
+            .audit
+            .record(crate::model::audit::AuditRecord {
+                at: Timestamp::now(),
+                tenant_id: key.tenant_id,
+                user_id: key.owner,
+                key_id,
+                authorization_id: None,
+                method: crate::model::request::Method::DeleteKey,
+                event_kind: None,
+                event_id: None,
+                outcome: crate::model::audit::Outcome::Allowed,
+            })
+            .await?;
+        Ok(key)
+    }
+
+    /// Drops a deleted key's secret and conversation keys, and the cached authorizations
+    /// that used it with their bunker keys. A bunker key whose authorization was not cached
+    /// stays until it idles out, unreachable: every path to it starts at the authorization.
+    fn forget_key(&self, key_id: KeyId) {
+        let i = &self.inner;
+        let gone = i
+            .authorizations
+            .invalidate_matching(|a| a.key_id == key_id || a.bunker_key_id == key_id);
+        for a in &gone {
+            i.bunkers.invalidate(&a.bunker_pubkey);
+            self.forget_secret(a.bunker_key_id);
+        }
+        self.forget_secret(key_id);
+    }
+
+    fn forget_secret(&self, id: KeyId) {
+        self.invalidate_key(id);
+        if let Some(convs) = &self.inner.conversations {
+            let stale: Vec<_> = convs
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|(key, _)| *key == id)
+                .collect();
+            for k in &stale {
+                convs.invalidate(k);
+            }
+        }
     }
 
     /// Revokes in the store, then drops this instance's cached copy so the next request

@@ -76,6 +76,19 @@ where
         self.entries.invalidate(key);
     }
 
+    /// Forgets every loaded entry whose value `matches`; returns those values. A linear
+    /// scan, for rare administrative changes only.
+    pub(crate) fn invalidate_matching(&self, matches: impl Fn(&V) -> bool) -> Vec<V> {
+        let mut taken = Vec::new();
+        for (key, cell) in self.entries.iter() {
+            if let Some(v) = cell.get().filter(|v| matches(v)) {
+                taken.push(v.clone());
+                self.entries.invalidate(&*key);
+            }
+        }
+        taken
+    }
+
     pub(crate) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }

@@ -182,6 +182,27 @@ impl KeyStore for MemoryKeyStore {
         Ok(key.clone())
     }
 
+    async fn delete_key(&self, id: KeyId) -> Result<StoredKey> {
+        let mut g = self.lock();
+        let key = g.keys.remove(&id).ok_or(Error::NotFound { what: "key" })?;
+        let doomed: Vec<(AuthorizationId, KeyId)> = g
+            .authorizations
+            .values()
+            .filter(|a| a.key_id == id || a.bunker_key_id == id)
+            .map(|a| (a.id, a.bunker_key_id))
+            .collect();
+        for (auth, bunker) in &doomed {
+            // Removed rather than revoked first: the feed entry is what readers see.
+            g.authorizations.remove(auth);
+            g.keys.remove(bunker);
+            g.changed(Changed::Authorization(*auth));
+        }
+        let gone = |a: &AuthorizationId| doomed.iter().any(|(d, _)| d == a);
+        g.tokens.retain(|_, t| !gone(&t.authorization_id));
+        g.oauth_codes.retain(|_, c| !gone(&c.authorization_id));
+        Ok(key)
+    }
+
     async fn insert_key(&self, key: &StoredKey) -> Result<()> {
         let mut g = self.lock();
         if !g.tenants.contains_key(&key.tenant_id) {

@@ -111,6 +111,9 @@ pub enum Method {
     /// `export_key`: the owner took the secret out (NIP-49); audit only, never a
     /// [`Request`].
     ExportKey,
+    /// `delete_key`: the key and its authorizations were deleted; audit only, never a
+    /// [`Request`].
+    DeleteKey,
 }
 
 impl Method {
@@ -124,6 +127,7 @@ impl Method {
             Method::Nip04Encrypt => "nip04_encrypt",
             Method::Nip04Decrypt => "nip04_decrypt",
             Method::ExportKey => "export_key",
+            Method::DeleteKey => "delete_key",
         }
     }
 
@@ -137,6 +141,7 @@ impl Method {
             "nip04_encrypt" => Method::Nip04Encrypt,
             "nip04_decrypt" => Method::Nip04Decrypt,
             "export_key" => Method::ExportKey,
+            "delete_key" => Method::DeleteKey,
             _ => return Err(Error::invalid("method", "unknown method")),
         })
     }
@@ -280,6 +285,8 @@ mod tests {
             Method::Nip44Decrypt,
             Method::Nip04Encrypt,
             Method::Nip04Decrypt,
+            Method::ExportKey,
+            Method::DeleteKey,
         ] {
             assert_eq!(Method::parse(m.as_str()), Ok(m));
         }

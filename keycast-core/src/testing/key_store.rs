@@ -34,6 +34,7 @@ pub async fn run(store: Arc<dyn KeyStore>) {
     change_feed(&store).await;
     tokens(&store).await;
     oauth_codes(&store).await;
+    key_deletion(&store).await;
     audit(&store).await;
     extreme_values(&store).await;
 }
@@ -885,6 +886,159 @@ pub async fn oauth_codes(store: &Arc<dyn KeyStore>) {
     assert_eq!(
         wins, 1,
         "an OAuth code must be consumed exactly once under races"
+    );
+}
+
+/// Deleting a key takes its authorizations (named in the change feed), their tokens,
+/// codes and bunker keys with it; policies, audit records and other keys stay.
+pub async fn key_deletion(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let other = key(w.tenant.id, Some(w.user.id), KeyKind::User);
+    store.insert_key(&other).await.unwrap();
+    let other_bunker = key(w.tenant.id, Some(w.user.id), KeyKind::Bunker);
+    store.insert_key(&other_bunker).await.unwrap();
+    let bystander = authorization(
+        w.tenant.id,
+        w.user.id,
+        other.id,
+        &other_bunker,
+        w.policy_id,
+        None,
+    );
+    store.insert_authorization(&bystander).await.unwrap();
+
+    let secret = BearerSecret::generate();
+    let live = w.authorization(store, Some(secret.digest())).await;
+    store
+        .redeem_connect_secret(live.id, &secret.digest(), pubkey())
+        .await
+        .unwrap();
+    let revoked = w.authorization(store, None).await;
+    store
+        .revoke_authorization(revoked.id, Timestamp::now())
+        .await
+        .unwrap();
+    let token = ApiToken {
+        digest: BearerSecret::generate().digest(),
+        tenant_id: w.tenant.id,
+        authorization_id: live.id,
+        expires_at: None,
+        created_at: Timestamp::from(1_700_000_000),
+    };
+    store.insert_token(&token).await.unwrap();
+    let code = OAuthCode {
+        digest: BearerSecret::generate().digest(),
+        tenant_id: w.tenant.id,
+        user_id: w.user.id,
+        authorization_id: revoked.id,
+        client_id: "suite-client".into(),
+        redirect_uri: "https://app.example.com/callback".into(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        expires_at: Timestamp::from(4_000_000_000),
+        created_at: Timestamp::from(1_700_000_000),
+    };
+    store.insert_oauth_code(&code).await.unwrap();
+    let record = AuditRecord {
+        at: Timestamp::from(1_700_000_001),
+        tenant_id: w.tenant.id,
+        user_id: Some(w.user.id),
+        key_id: w.key.id,
+        authorization_id: Some(live.id),
+        method: Method::SignEvent,
+        event_kind: Some(1),
+        event_id: None,
+        outcome: Outcome::Allowed,
+    };
+    store
+        .append_audit(std::slice::from_ref(&record))
+        .await
+        .unwrap();
+    let start = store.latest_change().await.unwrap();
+
+    let deleted = store.delete_key(w.key.id).await.unwrap();
+    assert_eq!(deleted, w.key, "answers the deleted row");
+    assert_not_found(store.get_key(w.key.id).await, "a deleted key");
+    let keys: BTreeSet<KeyId> = store
+        .list_keys(w.tenant.id, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(
+        keys,
+        [w.bunker.id, other.id, other_bunker.id].into(),
+        "the key and its authorizations' bunker keys are gone, nothing else"
+    );
+    for a in [&live, &revoked] {
+        assert_not_found(store.get_authorization(a.id).await, "its authorization");
+        assert_not_found(
+            store.find_authorization_by_bunker(&a.bunker_pubkey).await,
+            "its authorization by bunker",
+        );
+    }
+    assert_not_found(store.find_token(&token.digest).await, "its token");
+    assert_not_found(
+        store
+            .consume_oauth_code(&code.digest, Timestamp::from(1_800_000_000))
+            .await,
+        "its OAuth code",
+    );
+    let changed: BTreeSet<AuthorizationId> = store
+        .changes_since(start, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| match c.what {
+            Changed::Authorization(id) => id,
+            other => panic!("unexpected change {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [live.id, revoked.id].into(),
+        "the feed names every deleted authorization, revoked ones too"
+    );
+    let remaining: Vec<AuthorizationId> = store
+        .list_authorizations(w.tenant.id, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(remaining, vec![bystander.id]);
+    assert_eq!(
+        store.get_authorization(bystander.id).await.unwrap(),
+        bystander,
+        "another key's authorization is untouched"
+    );
+    assert_eq!(store.get_key(other.id).await.unwrap(), other);
+    store.get_policy(w.policy_id).await.unwrap();
+    let kept = store
+        .list_audit(&AuditFilter {
+            tenant_id: w.tenant.id,
+            key_id: Some(w.key.id),
+            authorization_id: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept, vec![record], "audit history survives");
+    assert_not_found(store.delete_key(w.key.id).await, "a second delete");
+    assert_not_found(store.delete_key(KeyId::random()).await, "a missing key");
+
+    // A bunker key takes the one authorization it serves with it.
+    let start = store.latest_change().await.unwrap();
+    store.delete_key(other_bunker.id).await.unwrap();
+    assert_not_found(
+        store.get_authorization(bystander.id).await,
+        "the authorization of a deleted bunker key",
+    );
+    assert_eq!(store.get_key(other.id).await.unwrap(), other);
+    let feed = store.changes_since(start, 100).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|c| c.what).collect::<Vec<_>>(),
+        vec![Changed::Authorization(bystander.id)]
     );
 }
 

@@ -65,6 +65,16 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn get_key(&self, id: KeyId) -> Result<StoredKey>;
     /// Renames a key; returns the stored key.
     async fn rename_key(&self, id: KeyId, name: &Label) -> Result<StoredKey>;
+    /// Deletes a key and everything that exists only to use it, in one transaction;
+    /// returns the deleted row. Missing: [`crate::Error::NotFound`].
+    ///
+    /// Every authorization of the key (as its `key_id`, or as its `bunker_key_id` when a
+    /// bunker key is deleted) first gets its version bumped (and `revoked_at` set if unset),
+    /// so the change feed names each one, then it is deleted with its API tokens, OAuth
+    /// codes, connected clients and its own bunker key. Policies (they belong to users),
+    /// the audit log and the change feed are kept. A reader of the feed that reloads such
+    /// an authorization gets [`crate::Error::NotFound`].
+    async fn delete_key(&self, id: KeyId) -> Result<StoredKey>;
     /// Lists a tenant's keys, optionally of one owner, oldest first.
     async fn list_keys(&self, tenant: TenantId, owner: Option<UserId>) -> Result<Vec<StoredKey>>;
     /// Keys (all tenants) whose DEK is not wrapped under exactly `current`, in ascending id
@@ -145,7 +155,7 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
 
     /// Entries of the change feed after `after`, in `seq` order, at most `limit`. Every
     /// write that changes an authorization (insert, revoke, connect, logout) or a policy
-    /// appends one in the same transaction.
+    /// appends one in the same transaction; so does deleting its key ([`Self::delete_key`]).
     async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<Change>>;
     /// The highest `seq` in the feed (0 when empty): where a new reader starts.
     async fn latest_change(&self) -> Result<u64>;

@@ -18,11 +18,10 @@ use axum::Json;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use keycast_core::nostr::Timestamp;
 use keycast_core::{BearerSecret, Email, Session, User, UserId, Username};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::error::{bearer_digest, json_body};
+use super::error::{bearer_digest, json_body, ErrorBody};
 use super::{ApiError, AppState};
 use crate::passwords;
 use crate::services::default_tenant;
@@ -78,14 +77,45 @@ impl LoginGuard {
 }
 
 /// No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_debug_implementations)]
 pub(crate) struct Credentials {
+    /// The account's e-mail address.
     email: String,
+    /// At least 10 characters when registering.
+    #[schema(value_type = String, format = Password)]
     password: Zeroizing<String>,
 }
 
+/// An account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Account {
+    /// Its id.
+    #[schema(value_type = String)]
+    id: UserId,
+    /// Its e-mail address.
+    email: Option<String>,
+    /// Unix seconds.
+    created_at: u64,
+}
+
+/// A new session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct LoginAnswer {
+    /// Send as `Authorization: Bearer <token>`; shown once.
+    token: String,
+    /// Unix seconds.
+    expires_at: u64,
+}
+
+/// Creates an account (when registration is open).
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = Credentials,
+    responses(
+        (status = 201, description = "Registered", body = Account),
+        (status = 400, description = "Bad e-mail or weak password", body = ErrorBody),
+        (status = 403, description = "Registration is closed", body = ErrorBody),
+        (status = 409, description = "The e-mail has an account", body = ErrorBody)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     body: Result<Json<Credentials>, JsonRejection>,
@@ -120,13 +150,33 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(account_json(&user))).into_response())
 }
 
+/// Logs in: a session token for the account API.
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = LoginAnswer),
+        (status = 401, description = "Wrong e-mail or password", body = ErrorBody),
+        (status = 429, description = "Too many attempts; locked for a while", body = ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     body: Result<Json<Credentials>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoginAnswer>, ApiError> {
     let c = json_body(body)?;
+    let (secret, session) = password_login(&state, &c.email, c.password).await?;
+    Ok(Json(LoginAnswer {
+        token: secret.expose().to_owned(),
+        expires_at: session.expires_at.as_secs(),
+    }))
+}
+
+/// Checks an e-mail and password under the rate limit and lockout and opens a session;
+/// shared by the JSON login and the OAuth login form.
+pub(crate) async fn password_login(
+    state: &AppState,
+    email: &str,
+    password: Zeroizing<String>,
+) -> Result<(BearerSecret, Session), ApiError> {
     let refused = || ApiError::unauthorized("wrong e-mail or password");
-    let Ok(email) = Email::parse(&c.email) else {
+    let Ok(email) = Email::parse(email) else {
         state
             .counters
             .login_failures
@@ -134,7 +184,7 @@ pub(crate) async fn login(
         return Err(refused());
     };
     state.login_guard.admit(email.as_str())?;
-    if c.password.len() > passwords::MAX_BYTES {
+    if password.len() > passwords::MAX_BYTES {
         state
             .counters
             .login_failures
@@ -152,7 +202,7 @@ pub(crate) async fn login(
         Err(e) => return Err(e.into()),
     };
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let (true, Some(user)) = (passwords::verify(c.password, hash).await, user) else {
+    let (true, Some(user)) = (passwords::verify(password, hash).await, user) else {
         state.login_guard.failed(email.as_str());
         state
             .counters
@@ -173,12 +223,14 @@ pub(crate) async fn login(
     state.services.store.insert_session(&session).await?;
     state.counters.logins.fetch_add(1, Ordering::Relaxed);
     tracing::info!(user = %user.id, "logged in");
-    Ok(Json(json!({
-        "token": secret.expose(),
-        "expires_at": session.expires_at.as_secs(),
-    })))
+    Ok((secret, session))
 }
 
+/// Ends the current session.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts", security(("session" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Not logged in", body = ErrorBody)))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -191,20 +243,25 @@ pub(crate) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The logged-in account.
+#[utoipa::path(get, path = "/api/me", tag = "accounts", security(("session" = [])),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 401, description = "Not logged in", body = ErrorBody)))]
 pub(crate) async fn me(
     State(state): State<AppState>,
     current: CurrentUser,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Account>, ApiError> {
     let user = state.services.store.get_user(current.user_id).await?;
     Ok(Json(account_json(&user)))
 }
 
-fn account_json(user: &User) -> serde_json::Value {
-    json!({
-        "id": user.id,
-        "email": user.email.as_ref().map(Email::as_str),
-        "created_at": user.created_at.as_secs(),
-    })
+fn account_json(user: &User) -> Account {
+    Account {
+        id: user.id,
+        email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+        created_at: user.created_at.as_secs(),
+    }
 }
 
 /// The account of a valid session (`Authorization: Bearer <session token>`).
@@ -227,25 +284,35 @@ impl FromRequestParts<AppState> for CurrentUser {
             ApiError::unauthorized("log in and send Authorization: Bearer <session token>")
                 .into_response()
         })?;
-        let session = match state.services.store.find_session(&digest).await {
-            Ok(s) => s,
-            Err(keycast_core::Error::NotFound { .. }) => {
-                return Err(ApiError::unauthorized("unknown or ended session").into_response())
-            }
-            Err(e) => return Err(ApiError::from(e).into_response()),
-        };
-        if session.expires_at <= Timestamp::now() {
-            let _ = state.services.store.delete_session(&digest).await;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "expired",
-                "session expired; log in again",
-            )
-            .into_response());
-        }
-        Ok(Self {
-            user_id: session.user_id,
-            session: digest,
-        })
+        session_user(state, digest)
+            .await
+            .map_err(IntoResponse::into_response)
     }
+}
+
+/// The account of the session with `digest` (from a bearer header or the OAuth cookie);
+/// 401 when it is unknown, ended or expired.
+pub(crate) async fn session_user(
+    state: &AppState,
+    digest: keycast_core::SecretDigest,
+) -> Result<CurrentUser, ApiError> {
+    let session = match state.services.store.find_session(&digest).await {
+        Ok(s) => s,
+        Err(keycast_core::Error::NotFound { .. }) => {
+            return Err(ApiError::unauthorized("unknown or ended session"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if session.expires_at <= Timestamp::now() {
+        let _ = state.services.store.delete_session(&digest).await;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "expired",
+            "session expired; log in again",
+        ));
+    }
+    Ok(CurrentUser {
+        user_id: session.user_id,
+        session: digest,
+    })
 }

@@ -12,22 +12,25 @@ use axum::Json;
 use keycast_core::nostr::Timestamp;
 use keycast_core::{Authorization, AuthorizationId, Label, NewAuthorization, Permission, Policy};
 use keycast_nip46::BunkerUri;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::accounts::CurrentUser;
-use super::error::json_body;
+use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
 use crate::services::default_tenant;
 
-#[derive(Debug, Deserialize)]
+/// An app authorization to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAuthorizationBody {
+    /// One of the account's keys.
     key_id: String,
+    /// A label for the app (default `app`).
     label: Option<String>,
     /// One of the account's policies; or
     policy_id: Option<String>,
     /// inline permissions, which get a policy of their own (default: full access).
+    #[schema(value_type = Option<Vec<super::openapi::PermissionDoc>>)]
     permissions: Option<Vec<Permission>>,
     /// Unix seconds.
     expires_at: Option<u64>,
@@ -41,19 +44,66 @@ fn not_found(what: &'static str) -> ApiError {
     )
 }
 
-fn authorization_json(a: &Authorization) -> Value {
-    json!({
-        "id": a.id,
-        "key_id": a.key_id,
-        "label": a.label.as_str(),
-        "bunker_pubkey": a.bunker_pubkey.to_hex(),
-        "clients": a.client_pubkeys.len(),
-        "created_at": a.created_at.as_secs(),
-        "expires_at": a.expires_at.map(|t| t.as_secs()),
-        "revoked_at": a.revoked_at.map(|t| t.as_secs()),
-    })
+/// An app authorization: one key, one policy, its own bunker key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AuthorizationView {
+    /// Its id.
+    #[schema(value_type = String)]
+    id: AuthorizationId,
+    /// The key it signs with.
+    #[schema(value_type = String)]
+    key_id: keycast_core::KeyId,
+    /// The app's label.
+    label: String,
+    /// Hex pubkey the app talks to over NIP-46.
+    bunker_pubkey: String,
+    /// NIP-46 client keys connected.
+    clients: usize,
+    /// Unix seconds.
+    created_at: u64,
+    /// Unix seconds, if it expires.
+    expires_at: Option<u64>,
+    /// Unix seconds, once revoked.
+    revoked_at: Option<u64>,
 }
 
+/// A new authorization with its credentials, shown once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedAuthorization {
+    #[serde(flatten)]
+    authorization: AuthorizationView,
+    /// For NIP-46 clients.
+    bunker_uri: String,
+    /// For HTTP RPC: `Authorization: Bearer <token>`.
+    token: String,
+}
+
+/// The account's authorizations.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AuthorizationList {
+    /// Oldest first, revoked ones included.
+    authorizations: Vec<AuthorizationView>,
+}
+
+fn authorization_json(a: &Authorization) -> AuthorizationView {
+    AuthorizationView {
+        id: a.id,
+        key_id: a.key_id,
+        label: a.label.as_str().to_owned(),
+        bunker_pubkey: a.bunker_pubkey.to_hex(),
+        clients: a.client_pubkeys.len(),
+        created_at: a.created_at.as_secs(),
+        expires_at: a.expires_at.map(|t| t.as_secs()),
+        revoked_at: a.revoked_at.map(|t| t.as_secs()),
+    }
+}
+
+/// Authorizes an app to use one of the account's keys: a bunker:// URI and an RPC token.
+#[utoipa::path(post, path = "/api/authorizations", tag = "authorizations",
+    request_body = NewAuthorizationBody, security(("session" = [])), responses(
+        (status = 201, description = "Created; the URI and token are shown once", body = CreatedAuthorization),
+        (status = 400, description = "Invalid label, permissions or expiry", body = ErrorBody),
+        (status = 404, description = "No such key or policy of this account", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -82,56 +132,99 @@ pub(crate) async fn create(
             policy
         }
     };
-    let relays = s.config.bunker_relays();
-    let (auth, secret) = s
+    let (auth, secret) = connect_key(
+        &state,
+        current.user_id,
+        key_id,
+        policy.id,
+        label,
+        expires_at,
+    )
+    .await?;
+    let token = s.issue_token(&auth, expires_at).await?;
+    let uri = bunker_uri(&auth, &secret)?;
+    let answer = CreatedAuthorization {
+        authorization: authorization_json(&auth),
+        bunker_uri: uri,
+        token: token.expose().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Creates the authorization of `key_id` under `policy_id` (a fresh bunker key and a
+/// single-use connect secret) and has the bunker listen for it; shared with OAuth approval.
+pub(crate) async fn connect_key(
+    state: &AppState,
+    user_id: keycast_core::UserId,
+    key_id: keycast_core::KeyId,
+    policy_id: keycast_core::PolicyId,
+    label: Label,
+    expires_at: Option<Timestamp>,
+) -> Result<(Authorization, keycast_core::BearerSecret), ApiError> {
+    let created = state
+        .services
         .custody
         .create_authorization(NewAuthorization {
             tenant_id: default_tenant(),
-            user_id: current.user_id,
+            user_id,
             key_id,
-            policy_id: policy.id,
+            policy_id,
             label,
-            relays: relays.clone(),
+            relays: state.services.config.bunker_relays(),
             expires_at,
         })
         .await?;
-    let token = s.issue_token(&auth, expires_at).await?;
-    let uri = BunkerUri {
-        signer: auth.bunker_pubkey,
-        relays,
-        secret: Some(secret.expose().to_owned()),
-    }
-    .to_uri()
-    .map_err(|e| ApiError::from(keycast_core::Error::Internal(e.to_string())))?;
     if let Some(bunker) = &state.bunker {
         if let Err(e) = bunker.refresh_subscription().await {
             tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription now; the change feed will");
         }
     }
-    let mut answer = authorization_json(&auth);
-    answer["bunker_uri"] = json!(uri);
-    answer["token"] = json!(token.expose());
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok(created)
 }
 
+/// The `bunker://` URI of `auth` on its relays, carrying its connect secret.
+pub(crate) fn bunker_uri(
+    auth: &Authorization,
+    secret: &keycast_core::BearerSecret,
+) -> Result<String, ApiError> {
+    BunkerUri {
+        signer: auth.bunker_pubkey,
+        relays: auth.relays.clone(),
+        secret: Some(secret.expose().to_owned()),
+    }
+    .to_uri()
+    .map_err(|e| ApiError::from(keycast_core::Error::Internal(e.to_string())))
+}
+
+/// The account's authorizations.
+#[utoipa::path(get, path = "/api/authorizations", tag = "authorizations",
+    security(("session" = [])), responses(
+        (status = 200, description = "The authorizations", body = AuthorizationList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuthorizationList>, ApiError> {
     let all = state
         .services
         .store
         .list_authorizations(default_tenant(), Some(current.user_id))
         .await?;
-    let list: Vec<Value> = all.iter().map(authorization_json).collect();
-    Ok(Json(json!({ "authorizations": list })))
+    Ok(Json(AuthorizationList {
+        authorizations: all.iter().map(authorization_json).collect(),
+    }))
 }
 
+/// Revokes an authorization: refused at once here, on other instances within 250 ms.
+#[utoipa::path(delete, path = "/api/authorizations/{id}", tag = "authorizations",
+    params(("id" = String, Path, description = "The authorization id")),
+    security(("session" = [])), responses(
+        (status = 200, description = "Revoked", body = AuthorizationView),
+        (status = 404, description = "No such authorization of this account", body = ErrorBody)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuthorizationView>, ApiError> {
     let id: AuthorizationId = id.parse().map_err(|_| not_found("authorization"))?;
     match state.services.store.get_authorization(id).await {
         Ok(a) if a.user_id == current.user_id => {}

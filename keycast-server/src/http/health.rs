@@ -9,15 +9,46 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppState;
 use crate::services::default_tenant;
 
-pub(crate) async fn live() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+/// A health answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// `ok`, `ready` or `not_ready`.
+    status: &'static str,
+    /// The checks that failed (`database`, `relays`); only when not ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failing: Vec<&'static str>,
 }
 
+fn ok() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        failing: Vec::new(),
+    })
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub(crate) async fn live() -> Json<Health> {
+    ok()
+}
+
+/// Start-up finished (migrations included); the router is only served after it.
+#[utoipa::path(get, path = "/healthz/startup", tag = "operations",
+    responses((status = 200, description = "Started", body = Health)))]
+pub(crate) async fn startup() -> Json<Health> {
+    ok()
+}
+
+/// Readiness: the database answers and, with NIP-46 on, a relay is connected.
+#[utoipa::path(get, path = "/healthz/ready", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Health),
+    (status = 503, description = "Not ready; `failing` names the checks", body = Health)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut failing = Vec::new();
     if let Err(e) = state.services.store.get_tenant(default_tenant()).await {
@@ -29,12 +60,14 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             failing.push("relays");
         }
     }
-    if failing.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+    let status = if failing.is_empty() {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "failing": failing})),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let health = Health {
+        status: if failing.is_empty() { "ready" } else { "not_ready" },
+        failing,
+    };
+    (status, Json(health))
 }

@@ -1,5 +1,5 @@
-//! The logged-in account's keys: generate or import, list, rename, and export (a separate,
-//! audited call under `/danger/` that returns a NIP-49 ncryptsec).
+//! The logged-in account's keys: generate or import, list, rename, delete, and export (a
+//! separate, audited call under `/danger/` that returns a NIP-49 ncryptsec).
 //!
 //! Another account's key answers 404, the same as a missing one, so ids cannot be probed.
 
@@ -11,50 +11,91 @@ use axum::Json;
 use keycast_core::nostr::nips::nip49::EncryptedSecretKey;
 use keycast_core::nostr::{FromBech32, SecretKey, ToBech32};
 use keycast_core::{KeyId, KeyKind, Label, StoredKey};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::accounts::CurrentUser;
-use super::error::json_body;
+use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
 use crate::services::default_tenant;
 
 /// `POST /api/keys`: no secret generates a key; `secret` imports an nsec or 64 hex
 /// characters; `ncryptsec` with `password` imports a NIP-49 key. No `Debug`: it holds secrets.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_debug_implementations)]
 pub(crate) struct NewKey {
+    /// A label (default `main`).
     name: Option<String>,
+    /// An nsec or 64 hex characters to import.
+    #[schema(value_type = Option<String>, format = Password)]
     secret: Option<Zeroizing<String>>,
+    /// A NIP-49 `ncryptsec1…` to import, with `password`.
     ncryptsec: Option<String>,
+    /// The ncryptsec's password.
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<Zeroizing<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new label.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Rename {
+    /// 1–64 characters.
     name: String,
 }
 
+/// A stored key (never its secret).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct KeyView {
+    /// Its id.
+    #[schema(value_type = String)]
+    id: KeyId,
+    /// Its label.
+    name: String,
+    /// Hex pubkey.
+    pubkey: String,
+    /// Bech32 pubkey.
+    npub: String,
+    /// Unix seconds.
+    created_at: u64,
+}
+
+/// The account's keys.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct KeyList {
+    /// Oldest first.
+    keys: Vec<KeyView>,
+}
+
+/// An exported key.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(missing_debug_implementations)]
+pub(crate) struct Exported {
+    /// NIP-49 `ncryptsec1…`, encrypted with the password sent.
+    ncryptsec: String,
+}
+
 /// No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_debug_implementations)]
 pub(crate) struct Export {
+    /// Encrypts the export; at least 10 characters.
+    #[schema(value_type = String, format = Password)]
     password: Zeroizing<String>,
+    /// scrypt cost, 2^log_n (default 16).
     log_n: Option<u8>,
 }
 
-fn key_json(k: &StoredKey) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name.as_str(),
-        "pubkey": k.pubkey.to_hex(),
-        "npub": k.pubkey.to_bech32().unwrap_or_default(),
-        "created_at": k.created_at.as_secs(),
-    })
+fn key_json(k: &StoredKey) -> KeyView {
+    KeyView {
+        id: k.id,
+        name: k.name.as_str().to_owned(),
+        pubkey: k.pubkey.to_hex(),
+        npub: k.pubkey.to_bech32().unwrap_or_default(),
+        created_at: k.created_at.as_secs(),
+    }
 }
 
 /// The key if it is a user key of the current account; 404 otherwise.
@@ -72,23 +113,32 @@ pub(crate) async fn owned(
     }
 }
 
+/// The current account's keys.
+#[utoipa::path(get, path = "/api/keys", tag = "keys", security(("session" = [])),
+    responses((status = 200, description = "The keys", body = KeyList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     let keys = state
         .services
         .store
         .list_keys(default_tenant(), Some(current.user_id))
         .await?;
-    let keys: Vec<Value> = keys
+    let keys = keys
         .iter()
         .filter(|k| k.kind == KeyKind::User)
         .map(key_json)
         .collect();
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList { keys }))
 }
 
+/// Generates a key, or imports one (nsec, hex, or NIP-49 with its password).
+#[utoipa::path(post, path = "/api/keys", tag = "keys", request_body = NewKey,
+    security(("session" = [])), responses(
+        (status = 201, description = "Stored", body = KeyView),
+        (status = 400, description = "Not a key, wrong password, or a bad combination", body = ErrorBody),
+        (status = 409, description = "This key is already stored", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -132,24 +182,58 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())
 }
 
+/// Renames one of the account's keys.
+#[utoipa::path(patch, path = "/api/keys/{id}", tag = "keys", params(("id" = String, Path, description = "The key id")),
+    request_body = Rename, security(("session" = [])), responses(
+        (status = 200, description = "Renamed", body = KeyView),
+        (status = 404, description = "No such key of this account", body = ErrorBody)))]
 pub(crate) async fn rename(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
     b: Result<Json<Rename>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyView>, ApiError> {
     let key = owned(&state, &current, &id).await?;
     let name = Label::parse(&json_body(b)?.name)?;
     let key = state.services.store.rename_key(key.id, &name).await?;
     Ok(Json(key_json(&key)))
 }
 
+/// Deletes the key with its authorizations and their tokens; answers the deleted key. Apps
+/// are refused from then on: here at once, on other instances after the change feed's poll.
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "keys", params(("id" = String, Path, description = "The key id")),
+    security(("session" = [])), responses(
+        (status = 200, description = "Deleted; the key as it was", body = KeyView),
+        (status = 404, description = "No such key of this account", body = ErrorBody)))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let key = owned(&state, &current, &id).await?;
+    let deleted = state.services.custody.delete_key(key.id).await?;
+    if let Some(bunker) = &state.bunker {
+        // Stop listening for the deleted authorizations' bunker keys now, not at the next poll.
+        if let Err(e) = bunker.refresh_subscription().await {
+            tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription");
+        }
+    }
+    tracing::info!(key = %deleted.id, "key deleted");
+    Ok(Json(key_json(&deleted)))
+}
+
+/// Exports a key as NIP-49 ncryptsec. Audited; the name says what it is.
+#[utoipa::path(post, path = "/api/keys/{id}/danger/export", tag = "keys", params(("id" = String, Path, description = "The key id")),
+    request_body = Export, security(("session" = [])), responses(
+        (status = 200, description = "The encrypted key", body = Exported),
+        (status = 400, description = "Password too short or log_n out of range", body = ErrorBody),
+        (status = 404, description = "No such key of this account", body = ErrorBody)))]
 pub(crate) async fn danger_export(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
     b: Result<Json<Export>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Exported>, ApiError> {
     let key = owned(&state, &current, &id).await?;
     let b = json_body(b)?;
     if b.password.chars().count() < crate::passwords::MIN_LEN {
@@ -164,5 +248,5 @@ pub(crate) async fn danger_export(
         .danger_export_ncryptsec(key.id, b.password, b.log_n.unwrap_or(16))
         .await?;
     tracing::warn!(key = %key.id, user = %current.user_id, "key exported (NIP-49)");
-    Ok(Json(json!({ "ncryptsec": ncryptsec })))
+    Ok(Json(Exported { ncryptsec }))
 }

@@ -10,6 +10,13 @@ use keycast_nip46::{RelayConnection, QUEUE_WAIT_BUCKETS_MICROS};
 
 use super::AppState;
 
+/// `/api/metrics`: the same as `/metrics`, for deployments that route only `/api`.
+#[utoipa::path(get, path = "/api/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub(crate) async fn render_alias(state: State<AppState>) -> impl IntoResponse {
+    render(state).await
+}
+
 /// Accumulates exposition text; `# HELP`/`# TYPE` once per metric.
 struct Exposition(String);
 
@@ -24,6 +31,9 @@ impl Exposition {
     }
 }
 
+/// Prometheus metrics (design §8 names).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = Exposition(String::with_capacity(4096));
     let engine = state.services.custody.stats();

@@ -5,11 +5,14 @@
 
 mod accounts;
 mod authorizations;
+mod discovery;
 mod error;
 mod health;
 mod keys;
 mod metrics;
 mod nip98;
+mod oauth;
+mod openapi;
 mod policies;
 mod rpc;
 
@@ -20,6 +23,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::routing::{get, post};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use keycast_nip46::Bunker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -121,35 +127,35 @@ pub fn app(state: AppState) -> Router {
             trace_id.clone(),
         ]);
     let body_limit = config.max_body_bytes;
-    Router::new()
-        .route("/health", get(health::live))
-        .route("/healthz/startup", get(health::live))
-        .route("/healthz/ready", get(health::ready))
-        .route("/metrics", get(metrics::render))
-        .route("/api/metrics", get(metrics::render))
-        .route("/api/nostr", post(rpc::rpc))
-        .route("/api/auth/register", post(accounts::register))
-        .route("/api/auth/login", post(accounts::login))
-        .route("/api/auth/logout", post(accounts::logout))
-        .route("/api/me", get(accounts::me))
-        .route("/api/keys", get(keys::list).post(keys::create))
-        .route("/api/keys/{id}", axum::routing::patch(keys::rename))
-        .route("/api/keys/{id}/danger/export", post(keys::danger_export))
-        .route("/api/policies", get(policies::list).post(policies::create))
+    let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::live))
+        .routes(routes!(health::startup))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::render))
+        .routes(routes!(metrics::render_alias))
+        .routes(routes!(discovery::nostr_json))
+        .routes(routes!(rpc::rpc))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::me))
+        .routes(routes!(policies::list, policies::create))
+        .routes(routes!(policies::get, policies::replace, policies::delete))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::rename, keys::delete))
+        .routes(routes!(keys::danger_export))
+        .routes(routes!(authorizations::list, authorizations::create))
+        .routes(routes!(authorizations::revoke))
+        .split_for_parts();
+    let document = openapi::json(api);
+    router
+        .route("/api/openapi.json", get(move || openapi::serve(document.clone())))
         .route(
-            "/api/policies/{id}",
-            get(policies::get)
-                .put(policies::replace)
-                .delete(policies::delete),
+            "/oauth/authorize",
+            get(oauth::authorize_page).post(oauth::authorize_decision),
         )
-        .route(
-            "/api/authorizations",
-            get(authorizations::list).post(authorizations::create),
-        )
-        .route(
-            "/api/authorizations/{id}",
-            axum::routing::delete(authorizations::revoke),
-        )
+        .route("/oauth/login", post(oauth::login))
+        .route("/oauth/token", post(oauth::token))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -9,30 +9,60 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keycast_core::{Label, Permission, Policy, PolicyId};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::accounts::CurrentUser;
-use super::error::json_body;
+use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
 use crate::services::default_tenant;
 
-#[derive(Debug, Deserialize)]
+/// A policy to create, or the new contents of one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyBody {
+    /// A label (1–64 characters).
     name: String,
+    /// Every rule must allow a request (AND); at least one rule.
+    #[schema(value_type = Vec<super::openapi::PermissionDoc>)]
     permissions: Vec<Permission>,
     /// For updates: the version read; a mismatch is 409.
     version: Option<u64>,
 }
 
-pub(crate) fn policy_json(p: &Policy) -> Value {
-    let permissions: Vec<Value> = p
-        .permissions
-        .iter()
-        .map(Permission::to_stored_value)
-        .collect();
-    json!({"id": p.id, "name": p.name.as_str(), "permissions": permissions, "version": p.version})
+/// A stored policy.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PolicyView {
+    /// Its id.
+    #[schema(value_type = String)]
+    id: PolicyId,
+    /// Its label.
+    name: String,
+    /// Its rules.
+    #[schema(value_type = Vec<super::openapi::PermissionDoc>)]
+    permissions: Vec<Value>,
+    /// Bumped by every edit; send it back with a replacement.
+    version: u64,
+}
+
+/// The account's policies.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PolicyList {
+    /// Oldest first.
+    policies: Vec<PolicyView>,
+}
+
+pub(crate) fn policy_json(p: &Policy) -> PolicyView {
+    PolicyView {
+        id: p.id,
+        name: p.name.as_str().to_owned(),
+        permissions: p
+            .permissions
+            .iter()
+            .map(Permission::to_stored_value)
+            .collect(),
+        version: p.version,
+    }
 }
 
 /// The policy if the current account owns it; 404 otherwise.
@@ -50,6 +80,12 @@ pub(crate) async fn owned(
     }
 }
 
+/// Creates a policy owned by the current account.
+#[utoipa::path(post, path = "/api/policies", tag = "policies", request_body = PolicyBody,
+    security(("session" = [])), responses(
+        (status = 201, description = "Created", body = PolicyView),
+        (status = 400, description = "Invalid name or permissions", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -62,34 +98,53 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(policy_json(&policy))).into_response())
 }
 
+/// The current account's policies.
+#[utoipa::path(get, path = "/api/policies", tag = "policies", security(("session" = [])),
+    responses(
+        (status = 200, description = "The policies", body = PolicyList),
+        (status = 401, description = "Not logged in", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyList>, ApiError> {
     let all = state
         .services
         .store
         .list_policies(default_tenant(), Some(current.user_id))
         .await?;
-    Ok(Json(
-        json!({"policies": all.iter().map(policy_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(PolicyList {
+        policies: all.iter().map(policy_json).collect(),
+    }))
 }
 
+/// One of the current account's policies.
+#[utoipa::path(get, path = "/api/policies/{id}", tag = "policies", params(("id" = String, Path, description = "The policy id")),
+    security(("session" = [])), responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such policy of this account", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyView>, ApiError> {
     Ok(Json(policy_json(&owned(&state, &current, &id).await?)))
 }
 
+/// Replaces a policy's name and rules; running apps see the change at once.
+#[utoipa::path(put, path = "/api/policies/{id}", tag = "policies", params(("id" = String, Path, description = "The policy id")),
+    request_body = PolicyBody, security(("session" = [])), responses(
+        (status = 200, description = "The updated policy", body = PolicyView),
+        (status = 400, description = "Invalid name or permissions", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such policy of this account", body = ErrorBody),
+        (status = 409, description = "`version` is not the stored one", body = ErrorBody)))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
     b: Result<Json<PolicyBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyView>, ApiError> {
     let stored = owned(&state, &current, &id).await?;
     let b = json_body(b)?;
     // Validates like a new one; keeps identity, owner and (unless given) version.
@@ -105,6 +160,13 @@ pub(crate) async fn replace(
     Ok(Json(policy_json(&updated)))
 }
 
+/// Deletes a policy no authorization uses.
+#[utoipa::path(delete, path = "/api/policies/{id}", tag = "policies", params(("id" = String, Path, description = "The policy id")),
+    security(("session" = [])), responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such policy of this account", body = ErrorBody),
+        (status = 409, description = "An authorization uses it", body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     current: CurrentUser,

@@ -3,7 +3,8 @@
 //! authorization or a NIP-98 header (see `nip98`).
 //!
 //! The hot path reads no database: tokens are cached by digest, and the engine caches the
-//! authorization and the signing key (the change feed keeps both fresh, see `fence`).
+//! authorization and the signing key (the change feed keeps both fresh, see `fence`). A
+//! cached token whose authorization was deleted with its key is dropped on its next use.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,17 +18,27 @@ use keycast_core::nostr::Timestamp;
 use keycast_core::{ApiToken, AuthorizationId, Caller, SecretDigest};
 use keycast_nip46::{result_text, Command};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{ApiError, AppState};
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RpcRequest {
+    /// A NIP-46 method: `sign_event`, `get_public_key`, `nip04_encrypt`, `nip04_decrypt`,
+    /// `nip44_encrypt`, `nip44_decrypt`, `ping`.
     method: String,
+    /// The method's NIP-46 params (strings; `sign_event` also takes the event object).
     #[serde(default)]
     params: Vec<Value>,
+}
+
+/// The answer: the string NIP-46 would return.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct RpcResult {
+    /// A signed event's JSON, a hex pubkey, a ciphertext, a plaintext or `pong`.
+    result: String,
 }
 
 /// Known tokens by digest. Misses are not cached, so unknown tokens cannot fill it.
@@ -41,11 +52,23 @@ pub fn token_cache() -> TokenCache {
         .build()
 }
 
+/// Runs one NIP-46 method with the key of the authorization the credential is bound to.
+#[utoipa::path(post, path = "/api/nostr", tag = "rpc",
+    request_body = RpcRequest,
+    security(("token" = []), ("nip98" = [])),
+    responses(
+        (status = 200, description = "The method's result", body = RpcResult),
+        (status = 400, description = "Bad method or params", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, unknown, expired or revoked credential", body = super::error::ErrorBody),
+        (status = 403, description = "The authorization's policy refuses it", body = super::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = super::error::ErrorBody),
+        (status = 422, description = "JSON of the wrong shape", body = super::error::ErrorBody),
+        (status = 503, description = "Overloaded or a backend is unavailable; retry", body = super::error::ErrorBody)))]
 pub(crate) async fn rpc(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RpcResult>, ApiError> {
     state.counters.rpc_requests.fetch_add(1, Ordering::Relaxed);
     let body = body.map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))?;
     let authorization_id = match authenticate_any(&state, &headers, &body).await {
@@ -63,7 +86,11 @@ pub(crate) async fn rpc(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let request = match command.into_request().map_err(|c| *c) {
         Ok(request) => request,
-        Err(Command::Ping) => return Ok(Json(json!({"result": "pong"}))),
+        Err(Command::Ping) => {
+            return Ok(Json(RpcResult {
+                result: "pong".to_owned(),
+            }))
+        }
         Err(Command::Unknown(method)) => {
             return Err(ApiError::bad_request(format!("unknown method: {method}")))
         }
@@ -76,13 +103,27 @@ pub(crate) async fn rpc(
     };
     let caller = Caller::Authorization(authorization_id);
     match state.services.custody.handle(caller, request).await {
-        Ok(response) => Ok(Json(json!({"result": result_text(response)?}))),
+        Ok(response) => Ok(Json(RpcResult {
+            result: result_text(response)?,
+        })),
         Err(e @ (keycast_core::Error::Revoked | keycast_core::Error::Expired)) => {
             state
                 .counters
                 .rpc_auth_errors
                 .fetch_add(1, Ordering::Relaxed);
             Err(e.into())
+        }
+        // The authorization was deleted with its key (the change feed evicted it from the
+        // engine): the credential is dead, and its cached token goes too.
+        Err(keycast_core::Error::NotFound { .. }) => {
+            if let Some(digest) = super::error::bearer_digest(&headers) {
+                state.tokens.invalidate(&digest);
+            }
+            state
+                .counters
+                .rpc_auth_errors
+                .fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::unauthorized("the authorization no longer exists"))
         }
         Err(e) => Err(e.into()),
     }

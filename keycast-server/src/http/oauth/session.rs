@@ -1,0 +1,108 @@
+//! The browser side of an account session: the `keycast_session` cookie holds a real
+//! session token (the same store as the API's bearer sessions), and forms carry a CSRF
+//! token derived from it.
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use keycast_core::{BearerSecret, SecretDigest};
+
+use super::hex;
+use crate::http::accounts::{session_user, CurrentUser, SESSION_TTL};
+use crate::http::{ApiError, AppState};
+use crate::Config;
+
+/// The cookie's name.
+pub(crate) const COOKIE: &str = "keycast_session";
+
+/// The session token in the `Cookie` header(s), if any.
+pub(crate) fn token(headers: &HeaderMap) -> Option<BearerSecret> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map(BearerSecret::from_presented)
+}
+
+/// The logged-in account and its token; `None` without a usable session.
+pub(crate) async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(CurrentUser, BearerSecret)>, ApiError> {
+    let Some(token) = token(headers) else {
+        return Ok(None);
+    };
+    match session_user(state, token.digest()).await {
+        Ok(user) => Ok(Some((user, token))),
+        Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `Set-Cookie` for a new session: script cannot read it, other sites' subrequests and
+/// form posts do not carry it, and it is HTTPS-only when the server is.
+pub(crate) fn set_cookie(config: &Config, token: &BearerSecret) -> Option<HeaderValue> {
+    let secure = if config.public_url.starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
+        token.expose(),
+        SESSION_TTL.as_secs()
+    ))
+    .ok()
+}
+
+/// The CSRF token of a session: hex SHA-256 of `"csrf:" ‖ session token`. A page can
+/// show it without revealing the session, and another site cannot know it.
+pub(crate) fn csrf(session: &BearerSecret) -> String {
+    let digest = SecretDigest::of(format!("csrf:{}", session.expose()).as_bytes());
+    hex::encode(digest.as_bytes())
+}
+
+/// Whether `presented` is the session's CSRF token (constant-time comparison).
+pub(crate) fn csrf_ok(session: &BearerSecret, presented: Option<&str>) -> bool {
+    let Some(bytes) = presented.and_then(hex::decode32) else {
+        return false;
+    };
+    let expected = SecretDigest::of(format!("csrf:{}", session.expose()).as_bytes());
+    SecretDigest::from_bytes(bytes) == expected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; keycast_session=abc ; b=2"),
+        );
+        assert_eq!(token(&h).map(|t| t.expose().to_owned()), Some("abc".into()));
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("keycast_sessionx=1; x=keycast_session"),
+        );
+        assert!(token(&h).is_none());
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound_to_the_session() {
+        let a = BearerSecret::generate();
+        let b = BearerSecret::generate();
+        assert!(csrf_ok(&a, Some(&csrf(&a))));
+        assert!(csrf_ok(&a, Some(&csrf(&a).to_uppercase())));
+        assert!(!csrf_ok(&a, Some(&csrf(&b))));
+        assert!(!csrf_ok(&a, None));
+        assert!(!csrf_ok(&a, Some("")));
+        assert!(!csrf(&a).contains(a.expose()));
+    }
+}

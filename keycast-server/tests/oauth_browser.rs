@@ -1,0 +1,322 @@
+//! A real headless Chromium walks the OAuth consent page of the real server binary: log
+//! in, pick the key, approve, and land on the app's redirect URI with the code, which is
+//! then exchanged and used to sign. The client comes from a TOML config file.
+//!
+//! Needs `KEYCAST_TEST_CHROMIUM` (Debian's `/usr/bin/chromium`) and
+//! `KEYCAST_TEST_BROWSER_NODE=1` with `npm ci` done in `tests/browser` (scripts/test does
+//! both). Without them the test prints that it was skipped; under
+//! `KEYCAST_TEST_REQUIRE_SERVICES=1` it fails.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::Env;
+use keycast_core::nostr::Url;
+use keycast_core::SecretDigest;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The npm folder and the Chromium binary, or `None` (skipped) when either is missing.
+fn browser() -> Option<(PathBuf, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("KEYCAST_TEST_CHROMIUM")
+        .ok()
+        .filter(|p| std::path::Path::new(p).exists());
+    if let Some(chromium) = chromium {
+        if std::env::var("KEYCAST_TEST_BROWSER_NODE").as_deref() == Ok("1")
+            && dir.join("node_modules").is_dir()
+        {
+            return Some((dir, chromium));
+        }
+    }
+    assert!(
+        std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "KEYCAST_TEST_CHROMIUM and KEYCAST_TEST_BROWSER_NODE=1 with npm-installed tests/browser are required under CI"
+    );
+    eprintln!(
+        "skipped: KEYCAST_TEST_CHROMIUM or KEYCAST_TEST_BROWSER_NODE is not set (install chromium, run npm ci in tests/browser)"
+    );
+    None
+}
+
+/// A tiny web server standing in for the app: answers 200 to everything and reports
+/// each request line.
+fn redirect_catcher() -> (u16, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            let body = "<!doctype html><title>app</title><p>signed in</p>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// `node oauth_consent.mjs <args>` in `dir`, killed after two minutes.
+fn run_node(dir: &std::path::Path, chromium: &str, args: &[String]) -> std::process::Output {
+    let child = std::process::Command::new("node")
+        .arg("oauth_consent.mjs")
+        .args(args)
+        .env("KEYCAST_TEST_CHROMIUM", chromium)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => out.expect("node output"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("the browser script did not finish in two minutes");
+        }
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut url = Url::parse("http://x/").expect("url");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_approves_in_chromium_and_the_app_gets_a_working_code() {
+    let Some((dir, chromium)) = browser() else {
+        return;
+    };
+    let (app_port, requests) = redirect_catcher();
+    let redirect_uri = format!("http://127.0.0.1:{app_port}/cb");
+    let config = std::env::temp_dir().join(format!("keycast-oauth-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        format!(
+            "[[oauth_clients]]\nid = \"notes\"\nname = \"Notes\"\nredirect_uris = [\"{redirect_uri}\"]\n"
+        ),
+    )
+    .expect("config file");
+
+    let env = Env::new();
+    let mut server = env
+        .command(&["--config", &config.display().to_string()])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    // Drain the logs as they come, so a full pipe never blocks the server.
+    let mut stderr = server.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(env.url("/healthz/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "the server never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let post_json = |path: &str, token: Option<&str>, body: Value| {
+        let mut r = http
+            .post(env.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let response = r.send().await.expect("request");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    // An account with one key, made through the API.
+    let email = "ann@example.org";
+    let creds = json!({"email": email, "password": PASSWORD});
+    let (status, _) = post_json("/api/auth/register", None, creds.clone()).await;
+    assert_eq!(status, 201);
+    let (_, login) = post_json("/api/auth/login", None, creds).await;
+    let session = login["token"].as_str().expect("session").to_owned();
+    let (status, key) = post_json("/api/keys", Some(&session), json!({"name": "main"})).await;
+    assert_eq!(status, 201, "{key}");
+    let pubkey = key["pubkey"].as_str().expect("pubkey").to_owned();
+
+    // The app's request, walked by Chromium.
+    let verifier = format!(
+        "{}-{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = URL_SAFE_NO_PAD.encode(SecretDigest::of(verifier.as_bytes()).as_bytes());
+    let state = "xyz <&> 42";
+    let authorize = format!(
+        "{}?{}",
+        env.url("/oauth/authorize"),
+        form(&[
+            ("response_type", "code"),
+            ("client_id", "notes"),
+            ("redirect_uri", &redirect_uri),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("state", state),
+            ("scope", "get_public_key sign_event:1"),
+        ])
+    );
+    let args = vec![authorize.clone(), email.to_owned(), PASSWORD.to_owned()];
+    let out = tokio::task::spawn_blocking(move || run_node(&dir, &chromium, &args))
+        .await
+        .expect("node thread");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
+            panic!(
+                "no JSON from the browser script ({e}); stdout: {stdout}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        result.get("failure").is_none(),
+        "the browser failed: {result}"
+    );
+    let consent = result["consent"].as_str().expect("consent text");
+    assert!(
+        consent.contains("Sign events of kind 1 (short text notes)"),
+        "{consent}"
+    );
+    assert!(!consent.contains("Full access"), "{consent}");
+    assert!(
+        result["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&redirect_uri)),
+        "{result}"
+    );
+
+    // What the app's server saw.
+    let line = std::iter::from_fn(|| requests.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|l| l.starts_with("GET /cb?"))
+        .expect("the redirect reached the app");
+    let target = line.split(' ').nth(1).expect("request target");
+    let params: Vec<(String, String)> = Url::parse(&format!("http://app{target}"))
+        .expect("url")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(param("state").as_deref(), Some(state), "{line}");
+    let code = param("code").expect("a code");
+
+    // The app exchanges the code and signs with the token.
+    let response = http
+        .post(env.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect_uri),
+            ("client_id", "notes"),
+            ("code_verifier", &verifier),
+        ]))
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(response.status(), 200);
+    let token: Value = response.json().await.expect("token json");
+    assert_eq!(token["pubkey"], pubkey.as_str());
+    let access = token["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let template =
+        json!({"kind": 1, "content": "hi from the browser flow", "tags": []}).to_string();
+    let (status, signed) = post_json(
+        "/api/nostr",
+        Some(&access),
+        json!({"method": "sign_event", "params": [template]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{signed}");
+    let event: Value =
+        serde_json::from_str(signed["result"].as_str().expect("event")).expect("json");
+    assert_eq!(event["pubkey"], pubkey.as_str());
+
+    // Stop the server; nothing secret went to its (debug) logs.
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(kill.expect("kill").success());
+    let status = server.wait().expect("wait");
+    let logs = logs.join().expect("logs");
+    assert!(status.success(), "{logs}");
+    let _ = std::fs::remove_file(&config);
+    assert!(logs.contains("oauth token issued"), "{logs}");
+    let bunker = token["bunker_url"].as_str().expect("bunker url");
+    let connect_secret = bunker.split("secret=").nth(1).expect("secret");
+    for (what, secret) in [
+        ("password", PASSWORD),
+        ("session", session.as_str()),
+        ("code", code.as_str()),
+        ("verifier", verifier.as_str()),
+        ("access token", access.as_str()),
+        ("connect secret", connect_secret),
+    ] {
+        assert!(!logs.contains(secret), "the {what} was logged");
+    }
+}
