@@ -34,8 +34,8 @@ pub fn service_identity_key_id() -> KeyId {
 /// The opened backends.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// Settings they were opened with.
-    pub config: Config,
+    /// Settings they were opened with (shared: the state is cloned for every request).
+    pub config: Arc<Config>,
     /// The database (for closing it).
     pub database: Database,
     /// Authorizations, keys, audit.
@@ -84,7 +84,7 @@ impl Services {
             .await?
             .pubkey;
         Ok(Self {
-            config: config.clone(),
+            config: Arc::new(config.clone()),
             database: db,
             store,
             keyring,

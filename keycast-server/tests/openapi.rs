@@ -76,7 +76,8 @@ async fn every_documented_operation_is_served() {
                 .expect("request");
             let (status, body) = send(&api.state, request).await;
             assert!(
-                !(status == StatusCode::NOT_FOUND && body["error"]["message"] == "no such endpoint")
+                !(status == StatusCode::NOT_FOUND
+                    && body["error"]["message"] == "no such endpoint")
                     && status != StatusCode::METHOD_NOT_ALLOWED,
                 "{method} {path} is documented but not routed ({status})"
             );

@@ -75,7 +75,8 @@ async fn rotation_to_a_new_master_key_file() {
     )
     .await
     .expect("rotate");
-    assert_eq!(report.rewrapped, 1);
+    // The user's key and the service identity key.
+    assert_eq!(report.rewrapped, 2);
     both.database.close().await;
 
     std::fs::remove_file(dir.join("old.key")).expect("retire the old key");

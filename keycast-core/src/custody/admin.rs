@@ -61,7 +61,10 @@ impl Custody {
             Err(Error::NotFound { .. }) => {}
             found => return found,
         }
-        match self.create_key_as(id, tenant_id, None, kind, name, None).await {
+        match self
+            .create_key_as(id, tenant_id, None, kind, name, None)
+            .await
+        {
             Err(Error::AlreadyExists { .. }) => self.inner.store.get_key(id).await,
             created => created,
         }

@@ -66,7 +66,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let health = Health {
-        status: if failing.is_empty() { "ready" } else { "not_ready" },
+        status: if failing.is_empty() {
+            "ready"
+        } else {
+            "not_ready"
+        },
         failing,
     };
     (status, Json(health))

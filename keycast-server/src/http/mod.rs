@@ -5,6 +5,7 @@
 
 mod accounts;
 mod authorizations;
+mod connect;
 mod discovery;
 mod error;
 mod health;
@@ -23,13 +24,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::routing::{get, post};
 use axum::Router;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use keycast_nip46::Bunker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use accounts::{CurrentUser, LoginGuard};
 pub use error::ApiError;
@@ -44,7 +45,7 @@ pub const TRACE_ID: &str = "x-trace-id";
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Store, key managers, engine.
-    pub services: Services,
+    pub services: Arc<Services>,
     /// The NIP-46 service, when it runs.
     pub bunker: Option<Arc<Bunker>>,
     /// HTTP-layer counters.
@@ -61,7 +62,7 @@ impl AppState {
     /// State over `services`, with `bunker` if NIP-46 runs.
     pub fn new(services: Services, bunker: Option<Arc<Bunker>>) -> Self {
         Self {
-            services,
+            services: Arc::new(services),
             bunker,
             counters: Arc::default(),
             tokens: token_cache(),
@@ -156,6 +157,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/oauth/login", post(oauth::login))
         .route("/oauth/token", post(oauth::token))
+        .route(
+            "/connect",
+            get(connect::connect_page).post(connect::connect_decision),
+        )
+        .route("/connect/login", post(connect::connect_login))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

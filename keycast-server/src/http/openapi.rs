@@ -173,7 +173,7 @@ mod tests {
             PermissionDoc::RateLimit { per_minute: 5 },
         ];
         for doc in all {
-            let value = serde_json::to_value(&doc).unwrap();
+            let value = serde_json::to_value(&doc).expect("serializes");
             let parsed: keycast_core::Permission = serde_json::from_value(value.clone())
                 .unwrap_or_else(|e| panic!("{value} does not parse: {e}"));
             assert_eq!(parsed.to_stored_value(), value);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod inproc;
+pub mod server;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -21,7 +21,6 @@ use keycast_core::{
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::hex;
 use super::params::AuthRequest;
 
 /// How long a code can be exchanged.
@@ -49,8 +48,8 @@ pub(crate) async fn issue(
     connect_secret: &BearerSecret,
     req: &AuthRequest,
 ) -> Result<Zeroizing<String>, Error> {
-    let secret = hex::decode32(connect_secret.expose())
-        .ok_or_else(|| Error::Internal("connect secret is not 64 hex characters".into()))?;
+    let secret = <[u8; 32] as hex::FromHex>::from_hex(connect_secret.expose())
+        .map_err(|_| Error::Internal("connect secret is not 64 hex characters".into()))?;
     let wrapped = keyring.wrap(&Zeroizing::new(secret), &aad(auth.id)).await?;
     let seal = serde_json::to_vec(&Seal {
         kek: wrapped.kek,
@@ -109,7 +108,7 @@ mod tests {
         let keyring = Keyring::new(Arc::new(keycast_core::InsecureTestKeyManager::new()));
         let secret = BearerSecret::generate();
         let id = AuthorizationId::random();
-        let raw = hex::decode32(secret.expose()).expect("hex");
+        let raw = <[u8; 32] as hex::FromHex>::from_hex(secret.expose()).expect("hex");
         let wrapped = keyring
             .wrap(&Zeroizing::new(raw), &aad(id))
             .await

@@ -22,11 +22,10 @@
 
 mod authorize;
 mod code;
-mod hex;
-mod page;
-mod params;
-mod scope;
-mod session;
+pub(crate) mod page;
+pub(crate) mod params;
+pub(crate) mod scope;
+pub(crate) mod session;
 mod token;
 
 pub(crate) use authorize::{authorize_decision, authorize_page, login};

@@ -31,7 +31,12 @@ button{margin:1rem .5rem 0 0;padding:.5rem 1.2rem}.error{color:#a00}.warn{backgr
 /// A complete page with the security headers. `redirect_origin` is added to
 /// `form-action`: Chromium applies `form-action` to the redirect that follows a form
 /// post, and the consent form's answer redirects to the app.
-fn html(status: StatusCode, title: &str, body: &str, redirect_origin: Option<&str>) -> Response {
+pub(crate) fn html(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    redirect_origin: Option<&str>,
+) -> Response {
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -67,6 +72,11 @@ fn html(status: StatusCode, title: &str, body: &str, redirect_origin: Option<&st
     );
     response
 }
+
+/// The warning a full-access grant gets on a consent page.
+pub(crate) const FULL_ACCESS: &str =
+    "<p class=\"warn\"><strong>Full access: this app will be able \
+     to sign any event and encrypt and decrypt any message with the key you choose.</strong></p>";
 
 /// An error page; it never redirects.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
@@ -131,10 +141,7 @@ pub(crate) fn consent(req: &AuthRequest, keys: &[StoredKey], csrf: &str) -> Resp
         ));
     }
     if req.scope.full_access() {
-        body.push_str(
-            "<p class=\"warn\"><strong>Full access: this app will be able to sign any event \
-             and encrypt and decrypt any message with the key you choose.</strong></p>",
-        );
+        body.push_str(FULL_ACCESS);
     }
     body.push_str(&format!(
         "<p>Afterwards you will be sent to <code>{}</code>. You can revoke the access at any time.</p>",
@@ -145,18 +152,7 @@ pub(crate) fn consent(req: &AuthRequest, keys: &[StoredKey], csrf: &str) -> Resp
          <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>"
             .to_owned()
     } else {
-        let options: String = keys
-            .iter()
-            .map(|k| {
-                let npub = keycast_core::nostr::ToBech32::to_bech32(&k.pubkey).unwrap_or_default();
-                format!(
-                    "<option value=\"{}\">{} ({}…)</option>",
-                    escape(&k.id.to_string()),
-                    escape(k.name.as_str()),
-                    escape(npub.get(..16).unwrap_or(&npub))
-                )
-            })
-            .collect();
+        let options = key_options(keys);
         format!(
             "<label for=\"key_id\">Key</label><select id=\"key_id\" name=\"key_id\">{options}</select>\
              <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
@@ -175,6 +171,21 @@ pub(crate) fn consent(req: &AuthRequest, keys: &[StoredKey], csrf: &str) -> Resp
         &body,
         Some(&form_action_source(&req.redirect_uri)),
     )
+}
+
+/// `<option>`s naming each key and the start of its npub.
+pub(crate) fn key_options(keys: &[StoredKey]) -> String {
+    keys.iter()
+        .map(|k| {
+            let npub = keycast_core::nostr::ToBech32::to_bech32(&k.pubkey).unwrap_or_default();
+            format!(
+                "<option value=\"{}\">{} ({}…)</option>",
+                escape(&k.id.to_string()),
+                escape(k.name.as_str()),
+                escape(npub.get(..16).unwrap_or(&npub))
+            )
+        })
+        .collect()
 }
 
 /// The CSP source that lets the consent form's redirect reach `redirect_uri`: its origin,

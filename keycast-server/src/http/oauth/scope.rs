@@ -52,9 +52,36 @@ impl Scope {
                     .into(),
             );
         }
-        let entries: Vec<PermEntry> = entries.into_iter().collect();
+        Ok(Self::from_perms(entries))
+    }
+
+    /// The `perms` of a `nostrconnect://` URI as they are: unlike a scope, none at all
+    /// (full access, as a NIP-46 `connect` without perms) and unknown methods (listed by
+    /// [`Self::unsupported`]) are accepted, so one odd entry does not block pairing.
+    pub(crate) fn from_perms(entries: impl IntoIterator<Item = PermEntry>) -> Self {
+        let entries: Vec<PermEntry> = entries
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mapping = perms::to_policy(&entries);
-        Ok(Self { entries, mapping })
+        Self { entries, mapping }
+    }
+
+    /// Whether nothing was asked for.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Methods asked for that keycast does not know (it answers them with an error).
+    pub(crate) fn unsupported(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.method {
+                PermMethod::Other(name) => Some(name.chars().take(64).collect()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The policy permissions to create.
@@ -134,6 +161,7 @@ impl Scope {
         self.mapping
             .gaps
             .iter()
+            .filter(|gap| !matches!(gap, Gap::UnknownMethod(_)))
             .map(|gap| {
                 match gap {
                     Gap::SigningAllowed => "Sign events of any kind",
@@ -253,6 +281,20 @@ mod tests {
         assert_eq!(
             granted(&d.permissions()),
             "get_public_key nip04_decrypt nip44_decrypt"
+        );
+    }
+
+    #[test]
+    fn nostrconnect_perms_may_be_empty_or_unknown() {
+        let none = Scope::from_perms([]);
+        assert!(none.is_empty() && none.full_access());
+        let entries = perms::parse("get_relays,sign_event:1,sign_event:1").expect("perms");
+        let s = Scope::from_perms(entries);
+        assert_eq!(s.unsupported(), vec!["get_relays"]);
+        assert!(!s.extra_words().iter().any(|w| w.contains("More than")));
+        assert_eq!(
+            s.permissions(),
+            vec![Permission::AllowedKinds { kinds: [1].into() }]
         );
     }
 

@@ -5,7 +5,6 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 use keycast_core::{BearerSecret, SecretDigest};
 
-use super::hex;
 use crate::http::accounts::{session_user, CurrentUser, SESSION_TTL};
 use crate::http::{ApiError, AppState};
 use crate::Config;
@@ -67,7 +66,7 @@ pub(crate) fn csrf(session: &BearerSecret) -> String {
 
 /// Whether `presented` is the session's CSRF token (constant-time comparison).
 pub(crate) fn csrf_ok(session: &BearerSecret, presented: Option<&str>) -> bool {
-    let Some(bytes) = presented.and_then(hex::decode32) else {
+    let Some(bytes) = presented.and_then(|s| <[u8; 32] as hex::FromHex>::from_hex(s).ok()) else {
         return false;
     };
     let expected = SecretDigest::of(format!("csrf:{}", session.expose()).as_bytes());
@@ -103,6 +102,9 @@ mod tests {
         assert!(!csrf_ok(&a, Some(&csrf(&b))));
         assert!(!csrf_ok(&a, None));
         assert!(!csrf_ok(&a, Some("")));
+        assert!(!csrf_ok(&a, Some("00")));
+        assert!(!csrf_ok(&a, Some(&"zz".repeat(32))));
+        assert!(!csrf_ok(&a, Some(&"é".repeat(32))));
         assert!(!csrf(&a).contains(a.expose()));
     }
 }

@@ -1,0 +1,171 @@
+//! The real binary serving HTTP, with NIP-46 on its embedded relay, driven over HTTP:
+//! start and wait for readiness, accounts with a key, and the logs at the end.
+
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::Env;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running server; killed on drop if still running.
+pub struct Served {
+    pub env: Env,
+    /// Follows no redirects.
+    pub http: reqwest::Client,
+    child: Child,
+    logs: Option<JoinHandle<String>>,
+}
+
+/// An account made over the API, with one key.
+pub struct Account {
+    pub email: String,
+    pub session: String,
+    pub key_id: String,
+    /// Hex.
+    pub pubkey: String,
+}
+
+impl Served {
+    /// Starts `serve` with debug logs (so a test can check what they hold) and waits
+    /// until `/healthz/ready` answers 200.
+    pub async fn start() -> Self {
+        let env = Env::new();
+        let mut child = env
+            .command(&[])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve");
+        // Drained as they come, so a full pipe never blocks the server.
+        let mut stderr = child.stderr.take().expect("stderr");
+        let logs = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = stderr.read_to_string(&mut all);
+            all
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let mut served = Self {
+            env,
+            http,
+            child,
+            logs: Some(logs),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!("server exited early ({status}): {}", served.stop());
+            }
+            let ready = served
+                .http
+                .get(served.env.url("/healthz/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return served;
+            }
+            assert!(Instant::now() < deadline, "the server never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `ws://127.0.0.1:<port>` of the embedded relay.
+    pub fn relay(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.env.relay_port)
+    }
+
+    /// A JSON request with an optional bearer token; the status and JSON answer.
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.http.request(method, self.env.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let response = r.send().await.expect("request");
+        let status = response.status();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Registers `email`, logs in and creates a key named `main`.
+    pub async fn account(&self, email: &str) -> Account {
+        use reqwest::Method;
+        let creds = json!({"email": email, "password": PASSWORD});
+        let (status, body) = self
+            .json(
+                Method::POST,
+                "/api/auth/register",
+                None,
+                Some(creds.clone()),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, login) = self
+            .json(Method::POST, "/api/auth/login", None, Some(creds))
+            .await;
+        assert_eq!(status, 200, "{login}");
+        let session = login["token"].as_str().expect("session").to_owned();
+        let (status, key) = self
+            .json(
+                Method::POST,
+                "/api/keys",
+                Some(&session),
+                Some(json!({"name": "main"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{key}");
+        Account {
+            email: email.to_owned(),
+            session,
+            key_id: key["id"].as_str().expect("key id").to_owned(),
+            pubkey: key["pubkey"].as_str().expect("pubkey").to_owned(),
+        }
+    }
+
+    /// Stops the server (SIGTERM, then a kill after 30 s); everything it logged.
+    pub fn stop(&mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs
+            .take()
+            .and_then(|l| l.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
