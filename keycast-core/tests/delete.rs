@@ -72,7 +72,7 @@ async fn a_deleted_key_stops_working_here_and_after_the_feed_elsewhere() {
         "bunker lookup here",
     );
 
-    // The other engine forgets the authorization once it applies the feed.
+    // The other engine forgets the authorization and the key once it applies the feed.
     let changes = store.changes_since(start, 100).await.expect("feed");
     there.apply_changes(&changes);
     assert_not_found(there.sign_event(auth, note()).await, "authorization there");
@@ -81,6 +81,12 @@ async fn a_deleted_key_stops_working_here_and_after_the_feed_elsewhere() {
             .authorization_by_bunker(ak.authorization.bunker_pubkey)
             .await,
         "bunker lookup there",
+    );
+    // The feed names the key too, so the other engine drops the secret it cached: even a
+    // direct owner call (which no authorization guards) now has to reload, and finds none.
+    assert_not_found(
+        there.get_public_key(Caller::Owner(ak.key.id)).await,
+        "owner call there",
     );
 
     let audit = store

@@ -352,6 +352,7 @@ impl TryFrom<ChangeRow> for keycast_core::Change {
         let what = match r.entity.as_str() {
             "authorization" => Changed::Authorization(AuthorizationId::from_uuid(r.entity_id)),
             "policy" => Changed::Policy(PolicyId::from_uuid(r.entity_id)),
+            "key" => Changed::Key(KeyId::from_uuid(r.entity_id)),
             _ => return Err(corrupt("change entity")),
         };
         let seq = u64::try_from(r.seq).map_err(|_| corrupt("change seq"))?;

@@ -302,6 +302,7 @@ impl Custody {
             match change.what {
                 Changed::Authorization(id) => self.invalidate_authorization(id),
                 Changed::Policy(id) => self.invalidate_policy(id),
+                Changed::Key(id) => self.forget_key(id),
             }
         }
     }

@@ -196,7 +196,11 @@ impl KeyStore for MemoryKeyStore {
             g.authorizations.remove(auth);
             g.keys.remove(bunker);
             g.changed(Changed::Authorization(*auth));
+            if *bunker != id {
+                g.changed(Changed::Key(*bunker));
+            }
         }
+        g.changed(Changed::Key(id));
         let gone = |a: &AuthorizationId| doomed.iter().any(|(d, _)| d == a);
         g.tokens.retain(|_, t| !gone(&t.authorization_id));
         g.oauth_codes.retain(|_, c| !gone(&c.authorization_id));

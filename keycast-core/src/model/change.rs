@@ -4,7 +4,7 @@
 //! drop what it names, so a revocation made anywhere (HTTP, CLI, another instance) takes
 //! effect everywhere without a read on the signing path.
 
-use crate::ids::{AuthorizationId, PolicyId};
+use crate::ids::{AuthorizationId, KeyId, PolicyId};
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,6 +14,8 @@ pub enum Changed {
     Authorization(AuthorizationId),
     /// A policy's permissions were replaced.
     Policy(PolicyId),
+    /// A key was deleted: every process must drop its secret from memory.
+    Key(KeyId),
 }
 
 /// One entry of the feed.

@@ -984,20 +984,35 @@ pub async fn key_deletion(store: &Arc<dyn KeyStore>) {
             .await,
         "its OAuth code",
     );
-    let changed: BTreeSet<AuthorizationId> = store
-        .changes_since(start, 100)
-        .await
-        .unwrap()
+    let feed = store.changes_since(start, 100).await.unwrap();
+    let changed: BTreeSet<AuthorizationId> = feed
         .iter()
-        .map(|c| match c.what {
-            Changed::Authorization(id) => id,
-            other => panic!("unexpected change {other:?}"),
+        .filter_map(|c| match c.what {
+            Changed::Authorization(id) => Some(id),
+            _ => None,
         })
         .collect();
     assert_eq!(
         changed,
         [live.id, revoked.id].into(),
         "the feed names every deleted authorization, revoked ones too"
+    );
+    let keys_gone: BTreeSet<KeyId> = feed
+        .iter()
+        .filter_map(|c| match c.what {
+            Changed::Key(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        keys_gone,
+        [w.key.id, live.bunker_key_id, revoked.bunker_key_id].into(),
+        "the feed names the deleted key and its authorizations' bunker keys"
+    );
+    assert!(
+        feed.iter()
+            .all(|c| matches!(c.what, Changed::Authorization(_) | Changed::Key(_))),
+        "nothing else changed: {feed:?}"
     );
     let remaining: Vec<AuthorizationId> = store
         .list_authorizations(w.tenant.id, None)
@@ -1038,7 +1053,10 @@ pub async fn key_deletion(store: &Arc<dyn KeyStore>) {
     let feed = store.changes_since(start, 100).await.unwrap();
     assert_eq!(
         feed.iter().map(|c| c.what).collect::<Vec<_>>(),
-        vec![Changed::Authorization(bystander.id)]
+        vec![
+            Changed::Authorization(bystander.id),
+            Changed::Key(other_bunker.id)
+        ]
     );
 }
 
