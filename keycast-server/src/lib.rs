@@ -12,12 +12,15 @@
 //!   or an [`embedded_relay`], the HTTP API ([`http::app`]), graceful shutdown.
 //! - [`fence`]: follows the store's change feed so writes made by the CLI or another
 //!   instance reach this process's caches and NIP-46 subscription within ~250 ms.
-//! - [`http`]: `app(state) -> Router`: health and readiness, Prometheus metrics.
-//! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list`,
+//! - [`http`]: `app(state) -> Router`: health and readiness, Prometheus metrics, accounts,
+//!   keys, policies and authorizations, HTTP RPC (`POST /api/nostr`, bearer or NIP-98),
+//!   OAuth 2.0 with PKCE, NIP-05/NIP-46 discovery and the `nostrconnect://` approval page,
+//!   and the OpenAPI document at `/api/openapi.json`.
+//! - [`oauth_clients`]: the apps an operator lets use OAuth, with their redirect URIs.
+//! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list|delete`,
 //!   `authorization create|revoke`, `kms rotate`, `healthcheck`.
 //!
-//! Still to come (issue 6): accounts, keys/policies/authorizations over HTTP, HTTP RPC,
-//! OAuth, discovery, OpenAPI.
+//! Still to come: cluster mode over Redis (issue 7), tenants by host (issue 10).
 
 pub mod cli;
 pub mod config;

@@ -14,16 +14,14 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::Env;
+use common::server::{Served, PASSWORD};
 use keycast_core::nostr::Url;
 use keycast_core::SecretDigest;
 use serde_json::{json, Value};
-
-const PASSWORD: &str = "correct horse battery";
 
 /// The npm folder and the Chromium binary, or `None` (skipped) when either is missing.
 fn browser() -> Option<(PathBuf, String)> {
@@ -135,64 +133,15 @@ async fn a_person_approves_in_chromium_and_the_app_gets_a_working_code() {
     )
     .expect("config file");
 
-    let env = Env::new();
-    let mut server = env
-        .command(&["--config", &config.display().to_string()])
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    // Drain the logs as they come, so a full pipe never blocks the server.
-    let mut stderr = server.stderr.take().expect("stderr");
-    let logs = std::thread::spawn(move || {
-        let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all);
-        all
-    });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(env.url("/healthz/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "the server never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let post_json = |path: &str, token: Option<&str>, body: Value| {
-        let mut r = http
-            .post(env.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        async move {
-            let response = r.send().await.expect("request");
-            let status = response.status();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-
+    let mut served = Served::start_with(&["--config", &config.display().to_string()]).await;
+    let env = &served.env;
     // An account with one key, made through the API.
-    let email = "ann@example.org";
-    let creds = json!({"email": email, "password": PASSWORD});
-    let (status, _) = post_json("/api/auth/register", None, creds.clone()).await;
-    assert_eq!(status, 201);
-    let (_, login) = post_json("/api/auth/login", None, creds).await;
-    let session = login["token"].as_str().expect("session").to_owned();
-    let (status, key) = post_json("/api/keys", Some(&session), json!({"name": "main"})).await;
-    assert_eq!(status, 201, "{key}");
-    let pubkey = key["pubkey"].as_str().expect("pubkey").to_owned();
+    let account = served.account("ann@example.org").await;
+    let (email, session, pubkey) = (
+        account.email.as_str(),
+        account.session.as_str(),
+        account.pubkey.as_str(),
+    );
 
     // The app's request, walked by Chromium.
     let verifier = format!(
@@ -264,7 +213,8 @@ async fn a_person_approves_in_chromium_and_the_app_gets_a_working_code() {
     let code = param("code").expect("a code");
 
     // The app exchanges the code and signs with the token.
-    let response = http
+    let response = served
+        .http
         .post(env.url("/oauth/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(&[
@@ -279,39 +229,36 @@ async fn a_person_approves_in_chromium_and_the_app_gets_a_working_code() {
         .expect("token request");
     assert_eq!(response.status(), 200);
     let token: Value = response.json().await.expect("token json");
-    assert_eq!(token["pubkey"], pubkey.as_str());
+    assert_eq!(token["pubkey"], pubkey);
     let access = token["access_token"]
         .as_str()
         .expect("access token")
         .to_owned();
     let template =
         json!({"kind": 1, "content": "hi from the browser flow", "tags": []}).to_string();
-    let (status, signed) = post_json(
-        "/api/nostr",
-        Some(&access),
-        json!({"method": "sign_event", "params": [template]}),
-    )
-    .await;
+    let (status, signed) = served
+        .json(
+            reqwest::Method::POST,
+            "/api/nostr",
+            Some(&access),
+            Some(json!({"method": "sign_event", "params": [template]})),
+        )
+        .await;
     assert_eq!(status, 200, "{signed}");
     let event: Value =
         serde_json::from_str(signed["result"].as_str().expect("event")).expect("json");
-    assert_eq!(event["pubkey"], pubkey.as_str());
+    assert_eq!(event["pubkey"], pubkey);
 
     // Stop the server; nothing secret went to its (debug) logs.
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    assert!(kill.expect("kill").success());
-    let status = server.wait().expect("wait");
-    let logs = logs.join().expect("logs");
-    assert!(status.success(), "{logs}");
+    let (clean, logs) = served.stop_checked();
+    assert!(clean, "{logs}");
     let _ = std::fs::remove_file(&config);
     assert!(logs.contains("oauth token issued"), "{logs}");
     let bunker = token["bunker_url"].as_str().expect("bunker url");
     let connect_secret = bunker.split("secret=").nth(1).expect("secret");
     for (what, secret) in [
         ("password", PASSWORD),
-        ("session", session.as_str()),
+        ("session", session),
         ("code", code.as_str()),
         ("verifier", verifier.as_str()),
         ("access token", access.as_str()),

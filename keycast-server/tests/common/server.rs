@@ -35,9 +35,14 @@ impl Served {
     /// Starts `serve` with debug logs (so a test can check what they hold) and waits
     /// until `/healthz/ready` answers 200.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Served::start`] with extra command-line arguments (such as `--config`).
+    pub async fn start_with(args: &[&str]) -> Self {
         let env = Env::new();
         let mut child = env
-            .command(&[])
+            .command(args)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -147,19 +152,31 @@ impl Served {
 
     /// Stops the server (SIGTERM, then a kill after 30 s); everything it logged.
     pub fn stop(&mut self) -> String {
+        self.stop_checked().1
+    }
+
+    /// [`Served::stop`], and whether the server exited 0 on SIGTERM.
+    pub fn stop_checked(&mut self) -> (bool, String) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        let mut clean = false;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                clean = status.success();
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.logs
+        let logs = self
+            .logs
             .take()
             .and_then(|l| l.join().ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (clean, logs)
     }
 }
 

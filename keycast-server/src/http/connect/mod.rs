@@ -20,18 +20,17 @@ mod view;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
-use keycast_core::{BearerSecret, KeyKind};
+use keycast_core::BearerSecret;
 use keycast_nip46::NostrConnectUri;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::accounts::{password_login, CurrentUser};
+use super::accounts::CurrentUser;
 use super::oauth::{page, params, session};
 use super::{ApiError, AppState};
-use crate::services::default_tenant;
 
 /// The login form. No `Debug`: it holds a password (and the URI's secret).
 #[derive(Deserialize)]
@@ -124,20 +123,9 @@ async fn consent(
     user: &CurrentUser,
     token: &BearerSecret,
 ) -> Response {
-    match state
-        .services
-        .store
-        .list_keys(default_tenant(), Some(user.user_id))
-        .await
-    {
-        Ok(keys) => {
-            let keys: Vec<_> = keys
-                .into_iter()
-                .filter(|k| k.kind == KeyKind::User)
-                .collect();
-            view::consent(text, uri, &keys, &session::csrf(token))
-        }
-        Err(e) => failure(e.into()),
+    match session::user_keys(state, user).await {
+        Ok(keys) => view::consent(text, uri, &keys, &session::csrf(token)),
+        Err(e) => failure(e),
     }
 }
 
@@ -162,15 +150,9 @@ pub(crate) async fn connect_login(
             Some("Enter your e-mail and password."),
         );
     };
-    match password_login(&state, email, password).await {
-        Ok((token, _)) => {
-            let mut response =
-                params::see_other(&format!("/connect?{}", params::query(&[("uri", text)])));
-            if let Some(cookie) = session::set_cookie(&state.services.config, &token) {
-                response.headers_mut().insert(header::SET_COOKIE, cookie);
-            }
-            response
-        }
+    let back = format!("/connect?{}", params::query(&[("uri", text)]));
+    match session::log_in(&state, email, password, &back).await {
+        Ok(response) => response,
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
             view::login(e.status, text, &uri, Some("Wrong e-mail or password."))
         }

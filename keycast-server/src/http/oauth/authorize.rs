@@ -3,16 +3,16 @@
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
-use keycast_core::{KeyKind, Label, Policy};
+use keycast_core::{Label, Policy};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::params::{self, AuthParams, AuthRequest};
 use super::{code, page, session};
-use crate::http::accounts::{password_login, CurrentUser};
+use crate::http::accounts::CurrentUser;
 use crate::http::{ApiError, AppState};
 use crate::services::default_tenant;
 
@@ -108,20 +108,9 @@ async fn consent(
     user: &CurrentUser,
     token: &keycast_core::BearerSecret,
 ) -> Response {
-    match state
-        .services
-        .store
-        .list_keys(default_tenant(), Some(user.user_id))
-        .await
-    {
-        Ok(keys) => {
-            let keys: Vec<_> = keys
-                .into_iter()
-                .filter(|k| k.kind == KeyKind::User)
-                .collect();
-            page::consent(req, &keys, &session::csrf(token))
-        }
-        Err(e) => failure(e.into()),
+    match session::user_keys(state, user).await {
+        Ok(keys) => page::consent(req, &keys, &session::csrf(token)),
+        Err(e) => failure(e),
     }
 }
 
@@ -143,14 +132,8 @@ pub(crate) async fn login(
             Some("Enter your e-mail and password."),
         );
     };
-    match password_login(&state, email, password).await {
-        Ok((token, _)) => {
-            let mut response = params::see_other(&req.authorize_path());
-            if let Some(cookie) = session::set_cookie(&state.services.config, &token) {
-                response.headers_mut().insert(header::SET_COOKIE, cookie);
-            }
-            response
-        }
+    match session::log_in(&state, email, password, &req.authorize_path()).await {
+        Ok(response) => response,
         Err(e)
             if matches!(
                 e.status,

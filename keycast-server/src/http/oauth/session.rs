@@ -57,6 +57,38 @@ pub(crate) fn set_cookie(config: &Config, token: &BearerSecret) -> Option<Header
     .ok()
 }
 
+/// Logs in with a form's e-mail and password (the account login: same rate limit and
+/// lockout) and answers a 303 to `back` that sets the session cookie.
+pub(crate) async fn log_in(
+    state: &AppState,
+    email: &str,
+    password: zeroize::Zeroizing<String>,
+    back: &str,
+) -> Result<axum::response::Response, ApiError> {
+    let (token, _) = crate::http::accounts::password_login(state, email, password).await?;
+    let mut response = super::params::see_other(back);
+    if let Some(cookie) = set_cookie(&state.services.config, &token) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The account's own keys (kind `User`), for a consent page to offer.
+pub(crate) async fn user_keys(
+    state: &AppState,
+    user: &CurrentUser,
+) -> Result<Vec<keycast_core::StoredKey>, ApiError> {
+    let keys = state
+        .services
+        .store
+        .list_keys(crate::services::default_tenant(), Some(user.user_id))
+        .await?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| k.kind == keycast_core::KeyKind::User)
+        .collect())
+}
+
 /// The CSRF token of a session: hex SHA-256 of `"csrf:" ‖ session token`. A page can
 /// show it without revealing the session, and another site cannot know it.
 pub(crate) fn csrf(session: &BearerSecret) -> String {
