@@ -165,20 +165,13 @@ impl Custody {
     pub async fn delete_key(&self, key_id: KeyId) -> Result<StoredKey> {
         let key = self.inner.store.delete_key(key_id).await?;
         self.forget_key(key_id);
-        self.inner
-            .audit
-            .record(crate::model::audit::AuditRecord {
-                at: Timestamp::now(),
-                tenant_id: key.tenant_id,
-                user_id: key.owner,
-                key_id,
-                authorization_id: None,
-                method: crate::model::request::Method::DeleteKey,
-                event_kind: None,
-                event_id: None,
-                outcome: crate::model::audit::Outcome::Allowed,
-            })
-            .await?;
+        self.audit_owner_action(
+            key_id,
+            key.tenant_id,
+            key.owner,
+            crate::model::request::Method::DeleteKey,
+        )
+        .await?;
         Ok(key)
     }
 
@@ -263,21 +256,38 @@ impl Custody {
         })
         .await
         .map_err(|e| Error::Internal(format!("export task: {e}")))??;
+        self.audit_owner_action(
+            key_id,
+            key.tenant_id,
+            key.owner,
+            crate::model::request::Method::ExportKey,
+        )
+        .await?;
+        Ok(ncryptsec.to_string())
+    }
+
+    /// Records an action the key's owner took on the key itself (no authorization).
+    async fn audit_owner_action(
+        &self,
+        key_id: KeyId,
+        tenant_id: TenantId,
+        owner: Option<UserId>,
+        method: crate::model::request::Method,
+    ) -> Result<()> {
         self.inner
             .audit
             .record(crate::model::audit::AuditRecord {
                 at: Timestamp::now(),
-                tenant_id: key.tenant_id,
-                user_id: key.owner,
+                tenant_id,
+                user_id: owner,
                 key_id,
                 authorization_id: None,
-                method: crate::model::request::Method::ExportKey,
+                method,
                 event_kind: None,
                 event_id: None,
                 outcome: crate::model::audit::Outcome::Allowed,
             })
-            .await?;
-        Ok(ncryptsec.to_string())
+            .await
     }
 
     /// Forgets a cached authorization (after a change made elsewhere).
