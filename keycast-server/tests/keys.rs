@@ -212,7 +212,7 @@ async fn bad_key_requests_are_json_errors_and_change_nothing() {
         (
             "POST",
             format!("/api/keys/{id}/danger/export"),
-            json!({"password": "long enough pw", "log_n": 40}),
+            json!({"password": "long enough pw", "log_n": 19}),
             StatusCode::BAD_REQUEST,
         ),
     ];
@@ -328,4 +328,53 @@ async fn deleting_a_bad_or_unknown_id_is_a_json_404() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
         assert!(is_error(&body), "{id}: {body}");
     }
+}
+
+/// scrypt holds up to 256 MiB a call, so only `SCRYPT_SLOTS` run at once; the rest are
+/// told to retry, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nip49_work_beyond_the_slots_is_refused_with_a_retry() {
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    let t = Some(ann.as_str());
+    let (_, key) = api.call("POST", "/api/keys", t, Some(json!({}))).await;
+    let id = key["id"].as_str().expect("id").to_owned();
+    let ncryptsec = EncryptedSecretKey::new(
+        &keycast_core::nostr::SecretKey::generate(),
+        "import password",
+        8,
+        KeySecurity::Medium,
+    )
+    .expect("encrypt")
+    .to_bech32()
+    .expect("bech32");
+    let held = api
+        .state
+        .scrypt_slots
+        .clone()
+        .acquire_many_owned(keycast_server::http::SCRYPT_SLOTS as u32)
+        .await
+        .expect("slots");
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/api/keys/{id}/danger/export"),
+            t,
+            Some(json!({"password": "export password", "log_n": 8})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "overloaded");
+    let import = json!({"ncryptsec": ncryptsec, "password": "import password"});
+    let (status, _) = api.call("POST", "/api/keys", t, Some(import.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, list) = api.call("GET", "/api/keys", t, None).await;
+    assert_eq!(
+        list["keys"].as_array().map(Vec::len),
+        Some(1),
+        "nothing stored"
+    );
+    drop(held);
+    let (status, body) = api.call("POST", "/api/keys", t, Some(import)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

@@ -84,7 +84,8 @@ pub(crate) struct Export {
     /// Encrypts the export; at least 10 characters.
     #[schema(value_type = String, format = Password)]
     password: Zeroizing<String>,
-    /// scrypt cost, 2^log_n (default 16).
+    /// scrypt cost, 2^log_n: 1 to 18 (default 16; nostr clients refuse more than 18).
+    #[schema(minimum = 1, maximum = 18)]
     log_n: Option<u8>,
 }
 
@@ -96,6 +97,21 @@ fn key_json(k: &StoredKey) -> KeyView {
         npub: k.pubkey.to_bech32().unwrap_or_default(),
         created_at: k.created_at.as_secs(),
     }
+}
+
+/// Most scrypt cost (2^log_n, 256 MiB at 18) accepted for import and export: nostr's
+/// own NIP-49 decryption refuses more by default.
+const MAX_LOG_N: u8 = EncryptedSecretKey::MAX_LOG_N;
+
+/// One of the few NIP-49 slots, or 503 (retry) when all are busy.
+fn scrypt_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    state.scrypt_slots.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many key imports or exports at once; retry",
+        )
+    })
 }
 
 /// The key if it is a user key of the current account; 404 otherwise.
@@ -138,7 +154,8 @@ pub(crate) async fn list(
     security(("session" = [])), responses(
         (status = 201, description = "Stored", body = KeyView),
         (status = 400, description = "Not a key, wrong password, or a bad combination", body = ErrorBody),
-        (status = 409, description = "This key is already stored", body = ErrorBody)))]
+        (status = 409, description = "This key is already stored", body = ErrorBody),
+        (status = 503, description = "Too many NIP-49 imports or exports at once; retry", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -155,6 +172,13 @@ pub(crate) async fn create(
         (None, Some(n), Some(p)) => {
             let encrypted = EncryptedSecretKey::from_bech32(n.trim())
                 .map_err(|_| ApiError::bad_request("ncryptsec: not a NIP-49 key"))?;
+            if encrypted.log_n() > MAX_LOG_N {
+                return Err(ApiError::bad_request(format!(
+                    "ncryptsec: its scrypt cost (log_n {}) is over {MAX_LOG_N}",
+                    encrypted.log_n()
+                )));
+            }
+            let _slot = scrypt_slot(&state)?;
             // scrypt: off the runtime.
             let key = tokio::task::spawn_blocking(move || encrypted.decrypt(p.as_str()))
                 .await
@@ -227,7 +251,8 @@ pub(crate) async fn delete(
     request_body = Export, security(("session" = [])), responses(
         (status = 200, description = "The encrypted key", body = Exported),
         (status = 400, description = "Password too short or log_n out of range", body = ErrorBody),
-        (status = 404, description = "No such key of this account", body = ErrorBody)))]
+        (status = 404, description = "No such key of this account", body = ErrorBody),
+        (status = 503, description = "Too many NIP-49 imports or exports at once; retry", body = ErrorBody)))]
 pub(crate) async fn danger_export(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -242,10 +267,17 @@ pub(crate) async fn danger_export(
             crate::passwords::MIN_LEN
         )));
     }
+    let log_n = b.log_n.unwrap_or(16);
+    if !(1..=MAX_LOG_N).contains(&log_n) {
+        return Err(ApiError::bad_request(format!(
+            "log_n: use 1 to {MAX_LOG_N} (16 recommended; nostr clients refuse more than {MAX_LOG_N})"
+        )));
+    }
+    let _slot = scrypt_slot(&state)?;
     let ncryptsec = state
         .services
         .custody
-        .danger_export_ncryptsec(key.id, b.password, b.log_n.unwrap_or(16))
+        .danger_export_ncryptsec(key.id, b.password, log_n)
         .await?;
     tracing::warn!(key = %key.id, user = %current.user_id, "key exported (NIP-49)");
     Ok(Json(Exported { ncryptsec }))

@@ -56,7 +56,13 @@ pub struct AppState {
     pub login_guard: Arc<LoginGuard>,
     /// NIP-98 events already accepted (replay protection).
     pub nip98_seen: nip98::SeenEvents,
+    /// NIP-49 imports and exports running now: each scrypt call holds up to 256 MiB, so
+    /// only a few run at once and the rest are told to retry.
+    pub scrypt_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// NIP-49 (scrypt) calls one instance runs at once.
+pub const SCRYPT_SLOTS: usize = 2;
 
 impl AppState {
     /// State over `services`, with `bunker` if NIP-46 runs.
@@ -68,6 +74,7 @@ impl AppState {
             tokens: token_cache(),
             login_guard: Arc::default(),
             nip98_seen: nip98::seen_events(),
+            scrypt_slots: Arc::new(tokio::sync::Semaphore::new(SCRYPT_SLOTS)),
         }
     }
 }
