@@ -76,15 +76,17 @@ impl LoginGuard {
     }
 }
 
-/// No `Debug`: it holds a password.
+/// An e-mail address and password.
+// No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_debug_implementations)]
 pub(crate) struct Credentials {
     /// The account's e-mail address.
+    #[schema(format = Email, max_length = 254)]
     email: String,
-    /// At least 10 characters when registering.
-    #[schema(value_type = String, format = Password)]
+    /// At least 10 characters when registering; at most 1024 bytes.
+    #[schema(value_type = String, format = Password, min_length = 1, max_length = 1024)]
     password: Zeroizing<String>,
 }
 

@@ -19,13 +19,15 @@ use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
 use crate::services::default_tenant;
 
-/// `POST /api/keys`: no secret generates a key; `secret` imports an nsec or 64 hex
-/// characters; `ncryptsec` with `password` imports a NIP-49 key. No `Debug`: it holds secrets.
+/// A key to store: send nothing to generate one, `secret` to import an nsec or 64 hex
+/// characters, or `ncryptsec` with `password` to import a NIP-49 key.
+// No `Debug`: it holds secrets.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_debug_implementations)]
 pub(crate) struct NewKey {
-    /// A label (default `main`).
+    /// A label (default `main`): 1–100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
     /// An nsec or 64 hex characters to import.
     #[schema(value_type = Option<String>, format = Password)]
@@ -41,7 +43,8 @@ pub(crate) struct NewKey {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Rename {
-    /// 1–64 characters.
+    /// 1–100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 
@@ -76,7 +79,8 @@ pub(crate) struct Exported {
     ncryptsec: String,
 }
 
-/// No `Debug`: it holds a password.
+/// The password that encrypts an export, and its scrypt cost.
+// No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_debug_implementations)]

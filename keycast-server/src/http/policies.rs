@@ -21,7 +21,8 @@ use crate::services::default_tenant;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyBody {
-    /// A label (1–64 characters).
+    /// A label: 1–100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// Every rule must allow a request (AND); at least one rule.
     #[schema(value_type = Vec<super::openapi::PermissionDoc>)]

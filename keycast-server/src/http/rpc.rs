@@ -26,12 +26,27 @@ use super::{ApiError, AppState};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RpcRequest {
-    /// A NIP-46 method: `sign_event`, `get_public_key`, `nip04_encrypt`, `nip04_decrypt`,
-    /// `nip44_encrypt`, `nip44_decrypt`, `ping`.
+    /// A NIP-46 method; the session methods (`connect`, …) have no meaning over HTTP.
+    #[schema(value_type = RpcMethod)]
     method: String,
     /// The method's NIP-46 params (strings; `sign_event` also takes the event object).
     #[serde(default)]
     params: Vec<Value>,
+}
+
+/// The NIP-46 methods HTTP RPC runs (documentation only: the handler parses the name
+/// with keycast-nip46's `Command::parse`, and answers others with 400).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum RpcMethod {
+    SignEvent,
+    GetPublicKey,
+    Nip04Encrypt,
+    Nip04Decrypt,
+    Nip44Encrypt,
+    Nip44Decrypt,
+    Ping,
 }
 
 /// The answer: the string NIP-46 would return.
