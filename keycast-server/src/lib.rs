@@ -17,12 +17,14 @@
 //!   OAuth 2.0 with PKCE, NIP-05/NIP-46 discovery and the `nostrconnect://` approval page,
 //!   and the OpenAPI document at `/api/openapi.json`.
 //! - [`oauth_clients`]: the apps an operator lets use OAuth, with their redirect URIs.
+//! - [`cluster`]: cluster mode (issue 7, in progress): the consistent hashring so far.
 //! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list|delete`,
 //!   `authorization create|revoke`, `kms rotate`, `healthcheck`.
 //!
 //! Still to come: cluster mode over Redis (issue 7), tenants by host (issue 10).
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod embedded_relay;
 pub mod error;
