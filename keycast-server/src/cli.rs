@@ -314,6 +314,13 @@ pub fn read_secret(mut input: impl BufRead) -> anyhow::Result<SecretKey> {
     if text.starts_with("ncryptsec1") {
         let encrypted = EncryptedSecretKey::from_bech32(text)
             .map_err(|e| anyhow!("not a valid ncryptsec: {e}"))?;
+        if encrypted.log_n() > EncryptedSecretKey::MAX_LOG_N {
+            bail!(
+                "the ncryptsec's scrypt cost (log_n {}) is over {}, the most nostr decrypts",
+                encrypted.log_n(),
+                EncryptedSecretKey::MAX_LOG_N
+            );
+        }
         let mut password = zeroize::Zeroizing::new(String::new());
         input
             .read_line(&mut password)

@@ -117,8 +117,22 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             .expect("ncryptsec")
             .to_bech32()
             .expect("bech32");
+    // The same payload claiming a scrypt cost of 2^19 (512 MiB): refused before any work.
+    let mut costly = EncryptedSecretKey::new(secret.secret_key(), "right", 1, KeySecurity::Unknown)
+        .expect("ncryptsec")
+        .as_vec();
+    costly[1] = 19;
+    let too_costly = EncryptedSecretKey::from_slice(&costly)
+        .expect("payload")
+        .to_bech32()
+        .expect("bech32");
 
     let cases: Vec<(Vec<&str>, String, &str)> = vec![
+        (
+            vec!["key", "import", "--user", "alice"],
+            format!("{too_costly}\nright\n"),
+            "log_n 19",
+        ),
         (vec!["user", "add", "bad name!"], String::new(), "username"),
         (vec!["user", "add", "alice"], String::new(), "alice"),
         (

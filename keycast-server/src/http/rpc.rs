@@ -214,3 +214,30 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<ApiToken,
     }
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use keycast_nip46::Command;
+    use utoipa::PartialSchema;
+
+    use super::RpcMethod;
+
+    /// The method names the document lists are ones the handler knows.
+    #[test]
+    fn every_documented_method_is_one_keycast_parses() {
+        let schema = serde_json::to_value(RpcMethod::schema()).expect("schema");
+        let names = schema["enum"].as_array().expect("an enum of names");
+        assert_eq!(names.len(), 7);
+        for name in names {
+            let name = name.as_str().expect("a name");
+            assert!(
+                !matches!(Command::parse(name, &[]), Ok(Command::Unknown(_))),
+                "{name} is documented but unknown"
+            );
+        }
+        assert!(matches!(
+            Command::parse("no_such_method", &[]),
+            Ok(Command::Unknown(_))
+        ));
+    }
+}
