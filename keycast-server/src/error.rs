@@ -34,6 +34,9 @@ pub enum ServerError {
     /// The embedded relay could not start.
     #[error("embedded relay: {0}")]
     Relay(String),
+    /// Cluster mode: Redis could not be reached or used; the message names what failed.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Result with [`ServerError`].

@@ -17,7 +17,8 @@
 //!   OAuth 2.0 with PKCE, NIP-05/NIP-46 discovery and the `nostrconnect://` approval page,
 //!   and the OpenAPI document at `/api/openapi.json`.
 //! - [`oauth_clients`]: the apps an operator lets use OAuth, with their redirect URIs.
-//! - [`cluster`]: cluster mode (issue 7, in progress): the consistent hashring so far.
+//! - [`cluster`]: cluster mode (issue 7, in progress): the consistent hashring and Redis
+//!   membership so far, not yet wired into `serve`.
 //! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list|delete`,
 //!   `authorization create|revoke`, `kms rotate`, `healthcheck`.
 //!
