@@ -7,7 +7,7 @@ use keycast_core::nostr::ToBech32;
 use keycast_core::StoredKey;
 use keycast_nip46::NostrConnectUri;
 
-use crate::http::oauth::page::{escape, html, key_options, FULL_ACCESS};
+use crate::http::oauth::page::{self, escape, html, key_options, FULL_ACCESS};
 use crate::http::oauth::scope::Scope;
 
 /// The app's name from the URI's metadata, for headings.
@@ -36,21 +36,13 @@ pub(crate) fn login(
     uri: &NostrConnectUri,
     message: Option<&str>,
 ) -> Response {
-    let message = message
-        .map(|m| format!("<p class=\"error\">{}</p>", escape(m)))
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>Log in to connect {app}</h1>{message}\
-         <form method=\"post\" action=\"/connect/login\">{hidden}\
-         <label for=\"email\">E-mail</label>\
-         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
-         <label for=\"password\">Password</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Log in</button></form>",
-        app = escape(app_name(uri)),
-        hidden = hidden_uri(text),
-    );
-    html(status, "Log in", &body, None)
+    page::login_form(
+        status,
+        app_name(uri),
+        "/connect/login",
+        &hidden_uri(text),
+        message,
+    )
 }
 
 /// Who asks, from where, what it may do in words, which key, Approve or Deny.

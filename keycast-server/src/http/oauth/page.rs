@@ -103,19 +103,37 @@ fn hidden_fields(req: &AuthRequest) -> String {
 
 /// The login form; it posts to `/oauth/login` with the request in hidden fields.
 pub(crate) fn login(status: StatusCode, req: &AuthRequest, message: Option<&str>) -> Response {
+    login_form(
+        status,
+        &req.client.name,
+        "/oauth/login",
+        &hidden_fields(req),
+        message,
+    )
+}
+
+/// A login form for connecting `app`, posting e-mail and password (plus `hidden`, already
+/// escaped fields) to `action`; `message` is shown above it.
+pub(crate) fn login_form(
+    status: StatusCode,
+    app: &str,
+    action: &str,
+    hidden: &str,
+    message: Option<&str>,
+) -> Response {
     let message = message
         .map(|m| format!("<p class=\"error\">{}</p>", escape(m)))
         .unwrap_or_default();
     let body = format!(
-        "<h1>Log in to connect {client}</h1>{message}\
-         <form method=\"post\" action=\"/oauth/login\">{hidden}\
+        "<h1>Log in to connect {app}</h1>{message}\
+         <form method=\"post\" action=\"{action}\">{hidden}\
          <label for=\"email\">E-mail</label>\
          <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\">Log in</button></form>",
-        client = escape(&req.client.name),
-        hidden = hidden_fields(req),
+        app = escape(app),
+        action = escape(action),
     );
     html(status, "Log in", &body, None)
 }
