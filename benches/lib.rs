@@ -1,1 +1,58 @@
-//! Holder crate for keycast's criterion benchmarks (`benches/*.rs`). See BENCHMARKS.md.
+//! Holder crate for keycast's benchmarks (`benches/*.rs`), and what several of them share:
+//! the raw Schnorr sign-rate baseline and an in-process relay with `TCP_NODELAY`. See
+//! BENCHMARKS.md.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keycast_core::nostr::secp256k1::{Message, SECP256K1};
+use keycast_core::nostr::{Keys, RelayUrl};
+use nostr_relay_builder::prelude::LocalRelay;
+use tokio::net::TcpListener;
+
+/// Raw secp256k1 BIP-340 signatures of a 32-byte digest per second, on `threads` threads
+/// for `duration` (no keycast code): the baseline load benchmarks are reported against.
+pub fn raw_sign_rate(threads: usize, duration: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (stop, total) = (stop.clone(), total.clone());
+            std::thread::spawn(move || {
+                let keys = Keys::generate();
+                let msg = Message::from_digest([7u8; 32]);
+                let mut rng = rand::thread_rng();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..64 {
+                        std::hint::black_box(keys.sign_schnorr_with_ctx(SECP256K1, &msg, &mut rng));
+                    }
+                    n += 64;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Accepts connections for `relay` on a loopback port with `TCP_NODELAY` set (the embedded
+/// relay's accept loop, which explains why), and returns its URL.
+///
+/// # Panics
+/// If no loopback port can be bound.
+pub async fn serve_relay_nodelay(relay: LocalRelay) -> RelayUrl {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(keycast_server::embedded_relay::accept_nodelay(
+        listener, relay,
+    ));
+    RelayUrl::parse(&format!("ws://{addr}")).expect("url")
+}

@@ -8,18 +8,20 @@
 //! `cargo bench -p keycast-benches --bench nip46` prints a markdown table.
 //!
 //! What each side gets. Relay: one nostr-relay-builder `LocalRelay` for both signers, fed
-//! connections by [`serve_relay`], which sets `TCP_NODELAY` on the relay's side of every
-//! connection (its own listener does not; see there). Client: the same `NostrConnect` for
-//! both, with the relay pool's default transport (Nagle on; `NostrConnect` builds its own
-//! pool, so no transport can be installed). Signers: each brings its own relay connection,
-//! keycast's with `TCP_NODELAY` (keycast-nip46's transport), the peer's the pool default.
-//! `NIP46_BENCH_RELAY_NAGLE=1` runs the relay's own listener instead, for comparison.
+//! connections by `keycast_benches::serve_relay_nodelay`, which sets `TCP_NODELAY` on the
+//! relay's side of every connection (its own listener does not; see there). Client: the
+//! same `NostrConnect` for both, with the relay pool's default transport (Nagle on;
+//! `NostrConnect` builds its own pool, so no transport can be installed). Signers: each
+//! brings its own relay connection, keycast's with `TCP_NODELAY` (keycast-nip46's
+//! transport), the peer's the pool default. `NIP46_BENCH_RELAY_NAGLE=1` runs the relay's
+//! own listener instead, for comparison.
 //!
 //! Under `cargo test` (no `--bench`) it runs a handful of requests as a smoke test.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keycast_benches::serve_relay_nodelay;
 use keycast_core::nostr::{EventBuilder, Keys, NostrSigner, PublicKey, RelayUrl, Timestamp};
 use keycast_core::*;
 use keycast_nip46::{BunkerUri, SingleUserBunker};
@@ -28,9 +30,6 @@ use nostr_connect::prelude::{
     NostrConnectSignerActions, NostrConnectURI,
 };
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 const PEER: &str = "NostrConnectRemoteSigner 0.44";
 
@@ -229,60 +228,6 @@ fn peer_signer(url: &RelayUrl) -> String {
     uri
 }
 
-/// Accepts connections for `relay` on a loopback port with `TCP_NODELAY` set, and returns
-/// its URL.
-///
-/// `LocalRelay::run` accepts without `TCP_NODELAY`. The relay answers a client's request
-/// with `OK` and, a few milliseconds later, sends that client the signer's reply: with
-/// Nagle on, the reply waits until the client ACKs the `OK`, and the client, having nothing
-/// to send, delays that ACK by 40 ms (Linux). That was 40 of the 44 ms p50 for either
-/// signer. `take_connection` wants the HTTP upgrade done, so it is done here.
-async fn serve_relay(relay: LocalRelay) -> RelayUrl {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut tcp, peer)) = listener.accept().await {
-            let relay = relay.clone();
-            tokio::spawn(async move {
-                tcp.set_nodelay(true).expect("nodelay");
-                if upgrade(&mut tcp).await.is_some() {
-                    let _ = relay.take_connection(tcp, peer).await;
-                }
-            });
-        }
-    });
-    RelayUrl::parse(&format!("ws://{addr}")).expect("url")
-}
-
-/// The server side of the WebSocket opening handshake (RFC 6455 section 4.2), enough for
-/// the rust-nostr clients: reads the request, answers 101.
-async fn upgrade(tcp: &mut TcpStream) -> Option<()> {
-    let mut request = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    // A client sends nothing after the request until it has the 101, so a read never
-    // takes bytes past the end of the headers.
-    while !request.ends_with(b"\r\n\r\n") {
-        let n = tcp.read(&mut chunk).await.ok()?;
-        if n == 0 || request.len() + n > 16 * 1024 {
-            return None;
-        }
-        request.extend_from_slice(&chunk[..n]);
-    }
-    let request = std::str::from_utf8(&request).ok()?;
-    let key = request.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-key")
-            .then_some(value.trim())
-    })?;
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.as_bytes())
-    );
-    tcp.write_all(response.as_bytes()).await.ok()
-}
-
 /// The three load shapes: one request at a time; 16 at a time from one app; one at a time
 /// from each of 16 apps.
 fn runs<'a>(
@@ -326,7 +271,7 @@ async fn main() {
         relay.run().await.expect("relay");
         relay.url().await
     } else {
-        serve_relay(relay.clone()).await
+        serve_relay_nodelay(relay.clone()).await
     };
     let keycast = SingleUserBunker::start(
         Keys::generate().secret_key().clone(),

@@ -1,4 +1,4 @@
-//! Input decoding shared by the NIP-46 fuzz targets.
+//! Input decoding shared by the fuzz targets.
 
 use std::borrow::Cow;
 
@@ -18,8 +18,17 @@ pub const MAX_AMPLIFIED: usize = 2 * 1024 * 1024 + 64 * 1024;
 /// inputs past a few KiB, so this is how small inputs reach oversized content, huge ids and
 /// 100 000-deep nesting.
 pub fn text(data: &[u8]) -> Cow<'_, str> {
+    match bytes(data) {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
+    }
+}
+
+/// The bytes a target works on: [`text`] without the UTF-8 decoding, for targets that take
+/// bytes (and split them at `0xFF`, which amplification keeps).
+pub fn bytes(data: &[u8]) -> Cow<'_, [u8]> {
     let [AMPLIFY, lo, hi, rest @ ..] = data else {
-        return String::from_utf8_lossy(data);
+        return Cow::Borrowed(data);
     };
     let times = usize::from(u16::from_le_bytes([*lo, *hi])) * 8;
     let parts: Vec<&[u8]> = rest.splitn(3, |b| *b == AMPLIFY).collect();
@@ -41,7 +50,7 @@ pub fn text(data: &[u8]) -> Cow<'_, str> {
         out.extend_from_slice(chunk);
     }
     out.extend_from_slice(suffix);
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

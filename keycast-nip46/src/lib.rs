@@ -17,11 +17,16 @@
 //!   ([`Bunker::resume_approvals`]) and `nostrconnect://` pairing ([`Bunker::pair`]).
 //! - [`embedded`]: [`SingleUserBunker`], one key served in-process in a few lines.
 //! - [`Error`]: the one error type of the crate.
+//! - `testing` (feature `testing`): a raw NIP-46 load client for tests and benchmarks.
 
 pub mod embedded;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod protocol;
 pub mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use embedded::SingleUserBunker;
 pub use handler::RequestHandler;

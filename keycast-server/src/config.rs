@@ -7,7 +7,11 @@
 //! | `relays` | `KEYCAST_RELAYS` (comma-separated `ws://`/`wss://`) | none: an embedded relay |
 //! | `embedded_relay_listen` | `KEYCAST_EMBEDDED_RELAY_LISTEN` | `127.0.0.1:7777` |
 //! | `database_url` | `KEYCAST_DATABASE_URL`, else `DATABASE_URL` | `sqlite://<data_dir>/keycast.db` |
-//! | `redis_url` | `KEYCAST_REDIS_URL`, else `REDIS_URL` | none (single instance) |
+//! | `redis_url` | `KEYCAST_REDIS_URL`, else `REDIS_URL` | none (single instance); set, it turns cluster mode on |
+//! | `node_id` | `KEYCAST_NODE_ID` | `<hostname>-<8 hex of the data dir path>` |
+//! | `cluster_prefix` | `KEYCAST_CLUSTER_PREFIX` | `keycast` |
+//! | `cluster_ttl_ms` | `KEYCAST_CLUSTER_TTL_MS` (1000–300000) | `8000` |
+//! | `change_poll_ms` | `KEYCAST_CHANGE_POLL_MS` (50–10000) | `250` |
 //! | `kms` | `KEYCAST_KMS` (`local`, `aws`, `gcp`, `vault`) | `local` |
 //! | `master_key_file` | `KEYCAST_MASTER_KEY_FILE` | `<data_dir>/master.key` |
 //! | `log_format` | `KEYCAST_LOG_FORMAT` (`json`, `text`) | `text` on a terminal, else `json` |
@@ -25,10 +29,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use keycast_core::nostr::RelayUrl;
 use serde::Deserialize;
 
+use crate::cluster::settings::{ClusterSettings, RawCluster};
 use crate::error::{Result, ServerError};
 
 /// Which key manager seals the stored keys.
@@ -68,8 +74,10 @@ pub struct Config {
     pub embedded_relay_listen: SocketAddr,
     /// `sqlite:` or `postgres:` URL.
     pub database_url: String,
-    /// Redis URL; its presence turns cluster mode on.
-    pub redis_url: Option<String>,
+    /// Cluster mode: on when a Redis URL is set.
+    pub cluster: Option<ClusterSettings>,
+    /// How often the change feed is read (other instances' and the CLI's writes).
+    pub change_poll: Duration,
     /// Key manager.
     pub kms: KmsKind,
     /// Master-key file of the local key manager.
@@ -98,6 +106,10 @@ struct File {
     embedded_relay_listen: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
+    node_id: Option<String>,
+    cluster_prefix: Option<String>,
+    cluster_ttl_ms: Option<u64>,
+    change_poll_ms: Option<u64>,
     kms: Option<KmsKind>,
     master_key_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
@@ -124,12 +136,21 @@ impl Config {
     /// Reads `file` (if given), overlays the environment read through `env`, fills defaults
     /// and validates. `env` is `std::env::var` in production; tests pass a map.
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let f: File = match file {
+        let file = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad(&path.display().to_string(), e))?;
-                toml::from_str(&text).map_err(|e| bad(&path.display().to_string(), e))?
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| bad(&name, e))?;
+                Some((name, text))
             }
+            None => None,
+        };
+        Self::resolve(file.as_ref().map(|(n, t)| (n.as_str(), t.as_str())), env)
+    }
+
+    /// [`Config::load`] once the file is read: `file` is its name (for errors) and text.
+    fn resolve(file: Option<(&str, &str)>, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let f: File = match file {
+            Some((name, text)) => toml::from_str(text).map_err(|e| bad(name, e))?,
             None => File::default(),
         };
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
@@ -156,6 +177,11 @@ impl Config {
             .map(|r| {
                 let url =
                     RelayUrl::parse(r).map_err(|e| bad("KEYCAST_RELAYS", format!("{r:?}: {e}")))?;
+                // Stored and sent as text, so it must read back as itself (`wss:/x/y://z`
+                // parses as `wss://x/y://z`, which does not parse again).
+                if RelayUrl::parse(url.as_str()).as_ref() != Ok(&url) {
+                    return Err(bad("KEYCAST_RELAYS", format!("{r:?} does not read back")));
+                }
                 Ok(url)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -184,17 +210,33 @@ impl Config {
             ));
         }
 
-        let redis_url = env("KEYCAST_REDIS_URL")
-            .or_else(|| env("REDIS_URL"))
-            .or(f.redis_url);
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(bad(
-                    "KEYCAST_REDIS_URL",
-                    "must start with redis:// or rediss://",
-                ));
-            }
+        let cluster = crate::cluster::settings::resolve(
+            RawCluster {
+                redis_url: env("KEYCAST_REDIS_URL")
+                    .or_else(|| env("REDIS_URL"))
+                    .or(f.redis_url),
+                node_id: env("KEYCAST_NODE_ID").or(f.node_id),
+                prefix: env("KEYCAST_CLUSTER_PREFIX").or(f.cluster_prefix),
+                ttl_ms: env("KEYCAST_CLUSTER_TTL_MS").or(f.cluster_ttl_ms.map(|v| v.to_string())),
+            },
+            &data_dir,
+            &database_url,
+            !relays.is_empty(),
+        )?;
+        let change_poll_ms = match env("KEYCAST_CHANGE_POLL_MS") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| bad("KEYCAST_CHANGE_POLL_MS", format!("{v:?}: {e}")))?,
+            None => f.change_poll_ms.unwrap_or(250),
+        };
+        if !(50..=10_000).contains(&change_poll_ms) {
+            return Err(bad(
+                "KEYCAST_CHANGE_POLL_MS",
+                format!("{change_poll_ms}: must be 50 to 10000"),
+            ));
         }
+        let change_poll = Duration::from_millis(change_poll_ms);
 
         let kms = match env("KEYCAST_KMS") {
             Some(v) => parse_enum::<KmsKind>("KEYCAST_KMS", &v, "local, aws, gcp or vault")?,
@@ -276,7 +318,8 @@ impl Config {
             relays,
             embedded_relay_listen,
             database_url,
-            redis_url,
+            cluster,
+            change_poll,
             kms,
             master_key_file,
             log_format,
@@ -301,6 +344,51 @@ impl Config {
     pub fn from_env(file: Option<&Path>) -> Result<Self> {
         Self::load(file, |name| std::env::var(name).ok())
     }
+}
+
+/// For the `config` fuzz target: [`Config::load`] with `toml_text` as the file and `env` as
+/// the whole environment (the last value of a name wins), without touching the file system
+/// for the file. It must return, never panic; the answer must be the same when asked twice,
+/// an error must be a configuration error, and a config must keep the documented bounds.
+#[doc(hidden)]
+pub fn fuzz_load(toml_text: &str, env: &[(String, String)]) -> Result<Config> {
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let config = Config::resolve(Some(("fuzz.toml", toml_text)), lookup);
+    let again = Config::resolve(Some(("fuzz.toml", toml_text)), lookup);
+    assert_eq!(format!("{config:?}"), format!("{again:?}"), "deterministic");
+    match &config {
+        Ok(c) => {
+            assert!(c.max_body_bytes >= 1024);
+            let poll = c.change_poll.as_millis();
+            assert!((50..=10_000).contains(&poll), "{poll}");
+            assert!(!c.public_url.ends_with('/'), "{}", c.public_url);
+            let db = &c.database_url;
+            assert!(
+                ["sqlite:", "postgres:", "postgresql:"]
+                    .iter()
+                    .any(|p| db.starts_with(p)),
+                "{db:?}"
+            );
+            for r in &c.relays {
+                assert_eq!(
+                    RelayUrl::parse(r.as_str()).as_ref(),
+                    Ok(r),
+                    "stored as text"
+                );
+            }
+            if c.cluster.is_some() {
+                assert!(!c.relays.is_empty() && !db.starts_with("sqlite:"));
+            }
+        }
+        Err(ServerError::Config(message)) => assert!(!message.is_empty()),
+        Err(other) => panic!("not a configuration error: {other:?}"),
+    }
+    config
 }
 
 fn default_data_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
@@ -358,7 +446,8 @@ mod tests {
         );
         assert!(c.relays.is_empty());
         assert_eq!(c.kms, KmsKind::Local);
-        assert_eq!(c.redis_url, None);
+        assert_eq!(c.cluster, None);
+        assert_eq!(c.change_poll, Duration::from_millis(250));
         assert_eq!(c.public_url, "http://127.0.0.1:3000");
         assert_eq!(c.max_body_bytes, 256 * 1024);
     }
@@ -391,7 +480,8 @@ mod tests {
             "ws://127.0.0.1:7000"
         );
         assert_eq!(c.database_url, "postgres://db/keycast");
-        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        let cluster = c.cluster.as_ref().expect("cluster mode");
+        assert_eq!(cluster.redis_url, "redis://127.0.0.1:6379");
         assert_eq!(c.kms, KmsKind::Vault, "from the file");
         assert_eq!(c.log_format, LogFormat::Json, "env wins, case-insensitive");
         let c = load(
@@ -417,6 +507,11 @@ mod tests {
             (&[("KEYCAST_LISTEN", "localhost")], None, "KEYCAST_LISTEN"),
             (
                 &[("KEYCAST_RELAYS", "http://not-a-relay")],
+                None,
+                "KEYCAST_RELAYS",
+            ),
+            (
+                &[("KEYCAST_RELAYS", "wss://a.example,wss:/x/y://z")],
                 None,
                 "KEYCAST_RELAYS",
             ),
@@ -451,6 +546,16 @@ mod tests {
                 &[("KEYCAST_MAX_BODY_BYTES", "10")],
                 None,
                 "KEYCAST_MAX_BODY_BYTES",
+            ),
+            (
+                &[("KEYCAST_CHANGE_POLL_MS", "5")],
+                None,
+                "KEYCAST_CHANGE_POLL_MS",
+            ),
+            (
+                &[("KEYCAST_REDIS_URL", "redis://r")],
+                None,
+                "cluster mode needs a Postgres",
             ),
             (&[], Some("listne = \"typo\""), "keycast.toml"),
             (&[], Some("listen = 3000"), "keycast.toml"),

@@ -1,32 +1,73 @@
 //! Follows the store's change feed, so writes made elsewhere (the CLI, another instance)
 //! reach this process's caches and NIP-46 subscription within a fraction of a second,
 //! while the signing path never reads the database.
+//!
+//! The feed is read every poll period, and at once when nudged: by this instance's own
+//! HTTP writes (`local`), or in a cluster by another instance announcing a position ahead
+//! of ours (`remote`, see [`crate::cluster::invalidation`]). Positions found by our own
+//! reads are announced to the others.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use keycast_core::{Changed, Custody, KeyStore};
 use keycast_nip46::Bunker;
+use tokio::sync::Notify;
 
-/// How often the feed is read.
+use crate::cluster::invalidation::Announcer;
+
+/// The default poll period.
 pub const POLL: Duration = Duration::from_millis(250);
+
+/// What wakes the fence early, and where it has read up to.
+#[derive(Debug, Clone, Default)]
+pub struct FenceSignals {
+    /// This instance wrote something.
+    pub local: Arc<Notify>,
+    /// Another instance found changes this one has not read.
+    pub remote: Arc<Notify>,
+    /// The highest feed position applied.
+    pub cursor: Arc<AtomicU64>,
+}
 /// How far behind the cursor each read starts: a concurrent writer can commit a lower
 /// `seq` a moment after a higher one (Postgres sequences), and must not be missed.
 const LOOKBACK: u64 = 256;
 const BATCH: u32 = 1000;
 
+/// Where the fence reads and whom it tells.
+#[derive(Debug)]
+pub struct Fence {
+    pub store: Arc<dyn KeyStore>,
+    pub custody: Custody,
+    pub bunker: Option<Arc<Bunker>>,
+    pub poll: Duration,
+    pub signals: FenceSignals,
+    /// In a cluster: tells the others about changes this instance found.
+    pub announcer: Option<Announcer>,
+}
+
 /// Reads the feed until the task is aborted, starting after `cursor`.
-pub async fn follow(
-    store: Arc<dyn KeyStore>,
-    custody: Custody,
-    bunker: Option<Arc<Bunker>>,
-    mut cursor: u64,
-) {
+pub async fn follow(fence: Fence, mut cursor: u64) {
+    let Fence {
+        store,
+        custody,
+        bunker,
+        poll,
+        signals,
+        announcer,
+    } = fence;
+    signals.cursor.store(cursor, Ordering::Relaxed);
     let mut applied = BTreeSet::new();
     let mut failing = false;
     loop {
-        tokio::time::sleep(POLL).await;
+        // Changes found because another instance announced them need no announcement.
+        let ours = tokio::select! {
+            () = tokio::time::sleep(poll) => true,
+            () = signals.local.notified() => true,
+            () = signals.remote.notified() => false,
+        };
         let changes = match store
             .changes_since(cursor.saturating_sub(LOOKBACK), BATCH)
             .await
@@ -55,6 +96,10 @@ pub async fn follow(
         }
         custody.apply_changes(&fresh);
         cursor = cursor.max(fresh.iter().map(|c| c.seq).max().unwrap_or(cursor));
+        signals.cursor.store(cursor, Ordering::Relaxed);
+        if let (true, Some(announcer)) = (ours, &announcer) {
+            announcer.announce(cursor).await;
+        }
         let floor = cursor.saturating_sub(LOOKBACK);
         applied = applied.split_off(&floor);
         let authorizations = fresh

@@ -11,18 +11,19 @@
 //! - [`serve`]: the data-dir lock ([`lock`]), the NIP-46 bunker on the configured relays
 //!   or an [`embedded_relay`], the HTTP API ([`http::app`]), graceful shutdown.
 //! - [`fence`]: follows the store's change feed so writes made by the CLI or another
-//!   instance reach this process's caches and NIP-46 subscription within ~250 ms.
+//!   instance reach this process's caches and NIP-46 subscription within ~250 ms (at once
+//!   for this instance's own writes and, in a cluster, for announced ones).
 //! - [`http`]: `app(state) -> Router`: health and readiness, Prometheus metrics, accounts,
 //!   keys, policies and authorizations, HTTP RPC (`POST /api/nostr`, bearer or NIP-98),
 //!   OAuth 2.0 with PKCE, NIP-05/NIP-46 discovery and the `nostrconnect://` approval page,
 //!   and the OpenAPI document at `/api/openapi.json`.
 //! - [`oauth_clients`]: the apps an operator lets use OAuth, with their redirect URIs.
-//! - [`cluster`]: cluster mode (issue 7, in progress): the consistent hashring and Redis
-//!   membership so far, not yet wired into `serve`.
+//! - [`cluster`]: cluster mode over Redis: membership, the hashring `RequestRouter` with
+//!   per-request claims, change announcements and shared login limits.
 //! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list|delete`,
 //!   `authorization create|revoke`, `kms rotate`, `healthcheck`.
 //!
-//! Still to come: cluster mode over Redis (issue 7), tenants by host (issue 10).
+//! Still to come: tenants by host (issue 10).
 
 pub mod cli;
 pub mod cluster;

@@ -8,9 +8,11 @@ use std::time::Duration;
 use keycast_nip46::{Bunker, BunkerConfig};
 use tokio::net::TcpListener;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::embedded_relay::EmbeddedRelay;
 use crate::error::{Result, ServerError};
+use crate::fence::Fence;
 use crate::http::{app, AppState};
 use crate::lock::DataDirLock;
 use crate::services::Services;
@@ -24,7 +26,17 @@ pub const BACKGROUND_DRAIN: Duration = Duration::from_secs(10);
 /// drains and closes. Returns once everything is closed.
 pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
-    let services = Services::open(&config, None).await?;
+    // Cluster mode connects first: without Redis it must not start at all.
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let defaults = BunkerConfig::new(Vec::new());
+            let claim_ttl = defaults.max_age + defaults.max_skew;
+            Some(Arc::new(Cluster::connect(settings, claim_ttl).await?))
+        }
+        None => None,
+    };
+    let services =
+        Services::open_routed(&config, None, cluster.as_ref().map(|c| c.router())).await?;
     let embedded = if config.relays.is_empty() {
         let relay = EmbeddedRelay::start(config.embedded_relay_listen).await?;
         tracing::warn!(
@@ -55,15 +67,34 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
 
     let cursor = services.store.latest_change().await?;
     let fence = tokio::spawn(crate::fence::follow(
-        services.store.clone(),
-        services.custody.clone(),
-        Some(bunker.clone()),
+        Fence {
+            store: services.store.clone(),
+            custody: services.custody.clone(),
+            bunker: Some(bunker.clone()),
+            poll: config.change_poll,
+            signals: services.changes.clone(),
+            announcer: cluster.as_ref().map(|c| c.announcer()),
+        },
         cursor,
     ));
-    let state = AppState::new(services.clone(), Some(bunker.clone()));
+    if let Some(cluster) = &cluster {
+        cluster.follow_changes(services.changes.clone());
+        // Only now, listening on the relays, does this instance take its share.
+        cluster.register().await?;
+    }
+    let state = AppState::new(services.clone(), Some(bunker.clone())).with_cluster(cluster.clone());
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let leaving = cluster.clone();
+    let left_at = Arc::new(std::sync::OnceLock::new());
+    let left = left_at.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         stop.await;
+        if let Some(cluster) = leaving {
+            // Before draining: the others take this instance's share now, while it still
+            // answers (claims settle the overlap), so no request finds nobody.
+            cluster.leave().await;
+            let _ = left.set(std::time::Instant::now());
+        }
         tracing::info!("stop requested: draining HTTP for up to {HTTP_DRAIN:?}");
         let _ = stopping_tx.send(true);
     });
@@ -79,6 +110,10 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     }
 
     fence.abort();
+    if let (Some(cluster), Some(left)) = (&cluster, left_at.get()) {
+        let handover = cluster.handover().min(BACKGROUND_DRAIN);
+        tokio::time::sleep(handover.saturating_sub(left.elapsed())).await;
+    }
     if tokio::time::timeout(BACKGROUND_DRAIN, bunker.shutdown())
         .await
         .is_err()

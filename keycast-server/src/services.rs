@@ -13,6 +13,7 @@ use keycast_storage::Database;
 
 use crate::config::{Config, KmsKind};
 use crate::error::{Result, ServerError};
+use crate::fence::FenceSignals;
 use crate::kms_metrics::KmsMetrics;
 use crate::lock::create_private_dir;
 
@@ -48,6 +49,8 @@ pub struct Services {
     pub kms_metrics: Arc<KmsMetrics>,
     /// The service's identity pubkey, published for NIP-46 discovery.
     pub identity: PublicKey,
+    /// Wakes the change-feed reader after this instance's own writes.
+    pub changes: FenceSignals,
 }
 
 impl Services {
@@ -55,13 +58,27 @@ impl Services {
     /// the default tenant exists. `previous_master_key` is an older local master-key file
     /// whose rows should still open (for rotation).
     pub async fn open(config: &Config, previous_master_key: Option<PathBuf>) -> Result<Self> {
+        Self::open_routed(config, previous_master_key, None).await
+    }
+
+    /// [`Services::open`] with the engine routing NIP-46 requests through `router` (cluster
+    /// mode); `None` answers everything here.
+    pub async fn open_routed(
+        config: &Config,
+        previous_master_key: Option<PathBuf>,
+        router: Option<Arc<dyn keycast_core::RequestRouter>>,
+    ) -> Result<Self> {
         create_private_dir(&config.data_dir)?;
         let db = Database::open(&config.database_url).await?;
         db.migrate().await?;
         let store = db.clone().into_key_store();
         let kms_metrics = Arc::new(KmsMetrics::default());
         let keyring = keyring(config, previous_master_key, kms_metrics.clone()).await?;
-        let custody = Custody::builder(store.clone(), Arc::new(keyring.clone())).build()?;
+        let mut custody = Custody::builder(store.clone(), Arc::new(keyring.clone()));
+        if let Some(router) = router {
+            custody = custody.router(router);
+        }
+        let custody = custody.build()?;
         match store.get_tenant(default_tenant()).await {
             Ok(_) => {}
             Err(keycast_core::Error::NotFound { .. }) => {
@@ -91,6 +108,7 @@ impl Services {
             custody,
             kms_metrics,
             identity,
+            changes: FenceSignals::default(),
         })
     }
 }

@@ -2,7 +2,11 @@
 //! reach every member at once, a silent member expires after its TTL, and cluster mode
 //! refuses to start without Redis. Each test uses its own key prefix.
 
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::redis::PrivateRedis;
 
 use keycast_core::NodeId;
 use keycast_server::cluster::membership::{Membership, MembershipConfig};
@@ -121,4 +125,50 @@ async fn without_redis_cluster_mode_does_not_start() {
         .await
         .expect_err("bad URL");
     assert!(err.to_string().contains("Redis URL"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_loss_keeps_the_ring_and_a_restart_is_repaired_without_dropping_members() {
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let p = prefix();
+    let a = Membership::join(config(&redis.url(), &p, "a", ttl))
+        .await
+        .expect("join a");
+    let b = Membership::join(config(&redis.url(), &p, "b", ttl))
+        .await
+        .expect("join b");
+    sees(&a, &["a", "b"], Duration::from_secs(2)).await;
+    redis.down();
+    let start = Instant::now();
+    while !a.view().troubled() {
+        assert!(start.elapsed() < ttl, "Redis loss not noticed within a TTL");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.view().epoch(),
+        None,
+        "no take-overs while claims are unreliable"
+    );
+    tokio::time::sleep(ttl).await;
+    assert_eq!(ids(&a), ["a", "b"], "the last ring stays");
+    // Back empty: both re-register by themselves, and neither ever dropped the other.
+    redis.up();
+    let start = Instant::now();
+    while start.elapsed() < ttl * 2 {
+        assert_eq!(ids(&a), ["a", "b"]);
+        assert_eq!(ids(&b), ["a", "b"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Troubled for two TTLs after the last failure, then settled again.
+    let start = Instant::now();
+    while a.view().epoch().is_none() {
+        assert!(start.elapsed() < ttl * 3, "never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.leave().await.expect("leave");
+    sees(&b, &["b"], Duration::from_secs(2)).await;
+    b.leave().await.expect("leave");
 }

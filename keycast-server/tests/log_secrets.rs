@@ -1,6 +1,6 @@
 //! Runs the server binary with debug logging through every flow that handles a secret,
-//! then scans everything it logged: no password, secret key, token, connect secret or
-//! ncryptsec may appear.
+//! then scans everything it logged, and its metrics page: no password, secret key, token,
+//! connect secret or ncryptsec may appear.
 
 mod common;
 
@@ -105,6 +105,17 @@ async fn no_secret_reaches_the_logs() {
     )
     .await;
 
+    // The metrics page is scraped by monitoring systems: scanned like the logs.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(metrics.contains("keycast_"), "{metrics}");
+
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -135,5 +146,6 @@ async fn no_secret_reaches_the_logs() {
         ("e-mail", "ann@example.org"),
     ] {
         assert!(!logs.contains(secret), "the {what} was logged");
+        assert!(!metrics.contains(secret), "the {what} is in the metrics");
     }
 }

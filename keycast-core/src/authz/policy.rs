@@ -21,7 +21,8 @@ use crate::traits::key_store::KeyStore;
 /// - An authorization without its policy loaded, or with a policy of another tenant, is denied.
 /// - Stateless rules run first; then the rate limit (in-process, per authorization), then
 ///   max uses (an atomic reservation in the KeyStore, so it holds across instances).
-///   A request refused by an earlier rule consumes neither.
+///   A request refused by an earlier rule consumes neither. Of several rate limits or
+///   several max uses, the strictest applies, and a request counts once.
 /// - `get_public_key` consumes neither rate nor uses.
 #[derive(Debug)]
 pub struct PolicyAuthorizer {
@@ -81,20 +82,49 @@ impl Authorizer for PolicyAuthorizer {
         if request.method() == Method::GetPublicKey {
             return Ok(Decision::Allow);
         }
-        for perm in &policy.permissions {
-            if let Permission::RateLimit { per_minute } = perm {
-                if !self.rate_ok(auth.id, *per_minute) {
-                    return Ok(Decision::Deny("rate limit exceeded".into()));
-                }
+        // Several rate limits or max-uses permissions act as the strictest one, as AND
+        // means; checking each would take a request twice from the same limiter or counter.
+        let strictest = |limit: fn(&Permission) -> Option<u64>| {
+            policy.permissions.iter().filter_map(limit).min()
+        };
+        let rate = strictest(|p| match p {
+            Permission::RateLimit { per_minute } => Some(u64::from(*per_minute)),
+            _ => None,
+        });
+        if let Some(per_minute) = rate {
+            let per_minute = u32::try_from(per_minute).unwrap_or(u32::MAX);
+            if !self.rate_ok(auth.id, per_minute) {
+                return Ok(Decision::Deny("rate limit exceeded".into()));
             }
         }
-        for perm in &policy.permissions {
-            if let Permission::MaxUses { max } = perm {
-                if !self.store.try_consume_use(auth.id, *max).await? {
-                    return Ok(Decision::Deny("maximum number of uses reached".into()));
-                }
+        let max = strictest(|p| match p {
+            Permission::MaxUses { max } => Some(*max),
+            _ => None,
+        });
+        if let Some(max) = max {
+            if !self.store.try_consume_use(auth.id, max).await? {
+                return Ok(Decision::Deny("maximum number of uses reached".into()));
             }
         }
         Ok(Decision::Allow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Found with the `policy` fuzz target's check (allowed exactly when every permission
+    /// allows): two `max_uses: 1` or two `rate_limit: 1` permissions denied the first
+    /// request, because each took one from the same counter or limiter.
+    #[test]
+    fn repeated_limits_do_not_deny_the_first_request() {
+        for perms in [
+            r#"[{"type":"max_uses","max":1},{"type":"max_uses","max":1}]"#,
+            r#"[{"type":"rate_limit","per_minute":1},{"type":"rate_limit","per_minute":1}]"#,
+            r#"[{"type":"max_uses","max":5},{"type":"rate_limit","per_minute":1},{"type":"max_uses","max":1}]"#,
+        ] {
+            // permissions, 0xFF, then sign_event of kind 1 with content "hi".
+            let input = [perms.as_bytes(), b"\xff\x01\x01\x00\x00\x00\x00\x00hi"].concat();
+            crate::fuzzing::policy(&input);
+        }
     }
 }

@@ -18,6 +18,9 @@ pub use config::CustodyConfig;
 pub use ops::{NIP44_MAX_B64, NIP44_MAX_PLAINTEXT};
 pub use pool::CryptoPool;
 pub use transport::TransportScheme;
+// The production code paths `crate::fuzzing` drives.
+pub(crate) use ops::open_key;
+pub(crate) use transport::open_payload;
 
 use crate::authz::policy::PolicyAuthorizer;
 use crate::crypto::envelope;

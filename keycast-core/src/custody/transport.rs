@@ -3,7 +3,7 @@
 //! they refuse any key that is not a bunker key.
 
 use nostr::nips::nip04;
-use nostr::{Event, EventBuilder, Kind, PublicKey, Tag, Timestamp};
+use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
 
 use super::{ops, Custody, LoadedKey};
 use crate::error::{Error, Result};
@@ -28,6 +28,26 @@ impl TransportScheme {
             TransportScheme::Nip44
         }
     }
+}
+
+/// The pool job of [`Custody::transport_open`]: decrypts `content` from `peer` with the
+/// bunker's `keys`, in the scheme [`TransportScheme::detect`] reads off it.
+pub(crate) fn open_payload(
+    convs: Option<&ops::ConvCache>,
+    bunker: KeyId,
+    keys: &Keys,
+    peer: &PublicKey,
+    content: &str,
+) -> Result<(TransportScheme, String)> {
+    let scheme = TransportScheme::detect(content);
+    let plain = match scheme {
+        TransportScheme::Nip04 => ops::nip04_decrypt(keys, peer, content)?,
+        TransportScheme::Nip44 => {
+            let ck = ops::conversation_key(convs, bunker, keys, peer)?;
+            ops::nip44_decrypt(&ck, content)?
+        }
+    };
+    Ok((scheme, plain))
 }
 
 impl Custody {
@@ -56,20 +76,11 @@ impl Custody {
         content: String,
     ) -> Result<(TransportScheme, String)> {
         let key = self.bunker_key(bunker).await?;
-        let scheme = TransportScheme::detect(&content);
         let convs = self.inner.conversations.clone();
-        let plain = self
-            .inner
+        self.inner
             .pool
-            .run(move || match scheme {
-                TransportScheme::Nip04 => ops::nip04_decrypt(&key.keys, &peer, &content),
-                TransportScheme::Nip44 => {
-                    let ck = ops::conversation_key(convs.as_ref(), bunker, &key.keys, &peer)?;
-                    ops::nip44_decrypt(&ck, &content)
-                }
-            })
-            .await??;
-        Ok((scheme, plain))
+            .run(move || open_payload(convs.as_ref(), bunker, &key.keys, &peer, &content))
+            .await?
     }
 
     /// Encrypts `reply` to `peer` and signs the kind-24133 event with the bunker key, in one

@@ -349,6 +349,7 @@ pub async fn run(authorizer: Arc<dyn Authorizer>, store: Arc<dyn KeyStore>) {
     structural(&authorizer, &store).await;
     max_uses(&authorizer, &store).await;
     rate_limit(&authorizer, &store).await;
+    repeated_limits(&authorizer, &store).await;
 }
 
 async fn decide(
@@ -495,4 +496,33 @@ pub async fn rate_limit(authorizer: &Arc<dyn Authorizer>, store: &Arc<dyn KeySto
         Decision::Allow,
         "rate limits are per authorization"
     );
+}
+
+/// Several limits of one kind act as the strictest (AND), and a request counts once.
+pub async fn repeated_limits(authorizer: &Arc<dyn Authorizer>, store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let me = w.key.pubkey;
+    let p = stored_policy(
+        store,
+        w.tenant.id,
+        vec![
+            Permission::MaxUses { max: 3 },
+            Permission::RateLimit { per_minute: 5 },
+            Permission::MaxUses { max: 2 },
+            Permission::RateLimit { per_minute: 5 },
+        ],
+    )
+    .await;
+    let mut auth = w.authorization(store, None).await;
+    auth.policy_id = p.id;
+    for i in 0..2 {
+        let got = decide(authorizer, &auth, Some(&p), me, &sign(1, "x")).await;
+        assert_eq!(got, Decision::Allow, "request {i} within max 2 and rate 5");
+    }
+    let third = decide(authorizer, &auth, Some(&p), me, &sign(1, "x")).await;
+    assert!(
+        matches!(third, Decision::Deny(_)),
+        "third use of max 2: {third:?}"
+    );
+    assert_eq!(store.get_authorization(auth.id).await.unwrap().uses, 2);
 }

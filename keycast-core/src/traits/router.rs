@@ -2,7 +2,8 @@
 
 use std::fmt::{self, Debug};
 
-use nostr::PublicKey;
+use async_trait::async_trait;
+use nostr::{EventId, PublicKey};
 
 /// What requests are routed by: the bunker pubkey, so one instance keeps a key's caches warm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,22 +28,42 @@ pub enum Route {
     Remote(NodeId),
 }
 
-/// Decides ownership of a routing key.
+/// Decides ownership of a routing key, and which one instance handles each request.
 ///
 /// Promises: at any moment all instances that share a view of membership agree on one owner
-/// per key. Must be cheap (it runs for every incoming NIP-46 event) and must not block: it
-/// reads a local snapshot, never the network.
+/// per key. While views differ (a member joined or left a moment ago) more than one instance
+/// may route a request `Local`; [`RequestRouter::claim`] then lets exactly one of them
+/// handle it. A request is handled only after `route` said `Local` and `claim` said yes.
 ///
 /// Concurrency: called from many tasks at once.
+#[async_trait]
 pub trait RequestRouter: Send + Sync + Debug + 'static {
-    /// The owner of `key`.
+    /// The owner of `key`. Must be cheap (it runs for every incoming NIP-46 event) and must
+    /// not block: it reads a local snapshot, never the network.
     fn route(&self, key: &RoutingKey) -> Route;
+
+    /// Whether this instance may handle `request`, which it routed `Local`: at most one
+    /// instance gets `true` per request id. May use the network; called off the intake
+    /// path. The single-instance answer is always yes.
+    async fn claim(&self, _key: &RoutingKey, _request: &EventId) -> bool {
+        true
+    }
+
+    /// A number that changes whenever ownership may have moved. A caller that skipped
+    /// requests as `Remote` keeps them and re-routes them when it changes, so a request
+    /// that arrived while its new owner did not yet know it owned it is still answered.
+    /// `None` means routing cannot be trusted for that (claims may have been skipped):
+    /// skipped requests must then be dropped, not kept.
+    fn epoch(&self) -> Option<u64> {
+        Some(0)
+    }
 }
 
 /// The single-instance router: everything is local.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalRouter;
 
+#[async_trait]
 impl RequestRouter for LocalRouter {
     fn route(&self, _key: &RoutingKey) -> Route {
         Route::Local

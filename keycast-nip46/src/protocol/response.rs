@@ -19,6 +19,18 @@ pub fn result_text(response: Response) -> keycast_core::Result<String> {
     })
 }
 
+/// A relay as replies name it: `wss://relay.example` for the root path, otherwise the URL
+/// as parsed. Dropping every trailing slash (`as_str_without_trailing_slash`) would turn
+/// `wss://relay.example/nostr/` into another URL.
+fn relay_text(relay: &RelayUrl) -> &str {
+    let url: &nostr::Url = relay.into();
+    if url.path() == "/" && url.query().is_none() && url.fragment().is_none() {
+        relay.as_str_without_trailing_slash()
+    } else {
+        url.as_str()
+    }
+}
+
 /// A NIP-46 reply. Build with [`Nip46Response::ok`], [`Nip46Response::error`] or
 /// [`Nip46Response::auth_url`]; serialise with [`Nip46Response::to_json`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +83,7 @@ impl Nip46Response {
             None => Value::Null,
             Some(list) => Value::Array(
                 list.iter()
-                    .map(|r| Value::String(r.as_str_without_trailing_slash().to_owned()))
+                    .map(|r| Value::String(relay_text(r).to_owned()))
                     .collect(),
             ),
         };
@@ -124,5 +136,30 @@ mod tests {
             Nip46Response::switch_relays("a", None).result.as_deref(),
             Some("null")
         );
+    }
+
+    /// Found by the `nip46_response` fuzz target: `wss://j///` was written as `wss://j`.
+    #[test]
+    fn switch_relays_names_each_relay_so_it_reads_back_the_same() {
+        let relays: Vec<RelayUrl> = [
+            "wss://j///",
+            "wss://relay.example/nostr/",
+            "wss://relay.example/",
+            "ws://127.0.0.1:7777",
+            "wss://relay.example/?key=a/",
+        ]
+        .iter()
+        .map(|r| RelayUrl::parse(r).expect("relay"))
+        .collect();
+        let reply = Nip46Response::switch_relays("a", Some(&relays));
+        let written: Vec<String> =
+            serde_json::from_str(reply.result.as_deref().expect("result")).expect("JSON list");
+        assert_eq!(written[2], "wss://relay.example");
+        assert_eq!(written[3], "ws://127.0.0.1:7777");
+        let back: Vec<RelayUrl> = written
+            .iter()
+            .map(|r| RelayUrl::parse(r).expect("relay"))
+            .collect();
+        assert_eq!(back, relays);
     }
 }

@@ -125,6 +125,20 @@ struct LegacyMetadata {
     icons: Option<Vec<String>>,
 }
 
+/// Parses a relay URL that reads back as itself from its text, the form stored and sent.
+/// `RelayUrl::parse` alone accepts e.g. `wss:/x/y://z` as `wss://x/y://z`, which it then
+/// refuses to parse again (two `://`): an authorization stored with it could not be read.
+pub fn parse_relay(s: &str) -> Result<RelayUrl> {
+    let relay = RelayUrl::parse(s).map_err(|e| invalid(format!("relay: {e}")))?;
+    match RelayUrl::parse(relay.as_str()) {
+        Ok(back) if back == relay => Ok(relay),
+        _ => Err(invalid(format!(
+            "relay: {:?} does not read back as itself",
+            relay.as_str()
+        ))),
+    }
+}
+
 /// Display-only links: an unparseable one is dropped rather than blocking pairing.
 fn display_url(s: &str) -> Option<Url> {
     Url::parse(s)
@@ -164,8 +178,7 @@ impl NostrConnectUri {
         for (key, value) in url.query_pairs() {
             match key.as_ref() {
                 "relay" => {
-                    let relay = RelayUrl::parse(value.trim())
-                        .map_err(|e| invalid(format!("relay: {e}")))?;
+                    let relay = parse_relay(value.trim())?;
                     if !out.relays.contains(&relay) {
                         out.relays.push(relay);
                     }
@@ -217,5 +230,38 @@ impl fmt::Debug for NostrConnectUri {
             .field("url", &self.url)
             .field("image", &self.image)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `nip46_response` fuzz target: `RelayUrl::parse` takes `wss:/x/y://z` as
+    /// `wss://x/y://z`, which does not parse again, so pairing would store a relay that
+    /// makes the authorization's row unreadable.
+    #[test]
+    fn relays_that_do_not_read_back_are_refused() {
+        let pk = "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+        for relay in [
+            "wss:/x/y://z",
+            "wss:%2Fx%2Fy%3A%2F%2Fz",
+            "wss:'/r.example://relay.example",
+        ] {
+            let uri = format!("nostrconnect://{pk}?relay={relay}");
+            assert!(
+                matches!(NostrConnectUri::parse(&uri), Err(Error::InvalidUri { .. })),
+                "{uri}"
+            );
+        }
+        assert!(parse_relay("wss:/x/y://z").is_err());
+        for ok in [
+            "wss://relay.example",
+            "ws://77rs//",
+            "wss://relay.example/nostr/",
+        ] {
+            let relay = parse_relay(ok).expect(ok);
+            assert_eq!(RelayUrl::parse(relay.as_str()).as_ref(), Ok(&relay));
+        }
     }
 }

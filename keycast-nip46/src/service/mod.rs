@@ -12,6 +12,7 @@
 mod approvals;
 mod config;
 mod pairing;
+mod parked;
 mod relays;
 mod stats;
 mod transport;
@@ -36,6 +37,7 @@ use crate::protocol::message::Nip46Request;
 use crate::protocol::response::Nip46Response;
 use crate::{Error, Result};
 use approvals::{Approvals, Pending};
+use parked::{Parked, ParkedRequest};
 use relays::{Pace, Supervisor};
 use stats::{bump, Counters};
 
@@ -48,6 +50,8 @@ struct Job {
     /// The `#p` bunker pubkey the request was addressed to.
     bunker: PublicKey,
     enqueued: Instant,
+    /// First left to another instance, then re-routed here after a ring change.
+    rerouted: bool,
 }
 
 /// A decrypted request and the authorization it was sent to.
@@ -69,6 +73,7 @@ struct Shared {
     overload_slots: Arc<tokio::sync::Semaphore>,
     relays: Arc<Supervisor>,
     approvals: Approvals,
+    parked: Parked,
     /// The bunker keys last subscribed for (sorted); `None` before the first time.
     subscribed: tokio::sync::Mutex<Option<Vec<PublicKey>>>,
     relay_options: RelayOptions,
@@ -77,7 +82,11 @@ struct Shared {
 /// A running bunker service. Dropping it does not stop it; call [`Bunker::shutdown`].
 pub struct Bunker {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Intake, re-routing, approvals expiry: stopped first on shutdown.
+    intake: Vec<JoinHandle<()>>,
+    /// The relay supervisor: kept until the workers have sent their replies.
+    supervisor: JoinHandle<()>,
+    workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Bunker {
@@ -114,6 +123,7 @@ impl Bunker {
             overload_slots: Arc::new(tokio::sync::Semaphore::new(OVERLOAD_REPLIES)),
             relays: Arc::default(),
             approvals: Approvals::default(),
+            parked: Parked::default(),
             subscribed: tokio::sync::Mutex::new(None),
             relay_options,
             config,
@@ -136,15 +146,21 @@ impl Bunker {
             probe_every: shared.config.stall_probe_every,
             stall_timeout: shared.config.stall_timeout,
         };
-        let mut tasks = vec![
+        let intake = vec![
             tokio::spawn(intake(shared.clone(), notifications)),
-            tokio::spawn(shared.relays.clone().run(shared.client.clone(), pace)),
             tokio::spawn(expire_approvals(shared.clone())),
+            tokio::spawn(reroute_parked(shared.clone())),
         ];
-        for _ in 0..shared.config.workers.max(1) {
-            tasks.push(tokio::spawn(work(shared.clone(), jobs.clone())));
-        }
-        Ok(Self { shared, tasks })
+        let supervisor = tokio::spawn(shared.relays.clone().run(shared.client.clone(), pace));
+        let workers = (0..shared.config.workers.max(1))
+            .map(|_| tokio::spawn(work(shared.clone(), jobs.clone())))
+            .collect();
+        Ok(Self {
+            shared,
+            intake,
+            supervisor,
+            workers: std::sync::Mutex::new(workers),
+        })
     }
 
     /// Re-subscribes for the bunker keys of the authorizations active now. Call after
@@ -168,6 +184,7 @@ impl Bunker {
             q.len(),
             q.capacity().unwrap_or(usize::MAX),
             s.approvals.len(),
+            s.parked.len(),
         )
     }
 
@@ -186,11 +203,23 @@ impl Bunker {
         self.shared.relays.states(&self.shared.client).await
     }
 
-    /// Stops intake and workers and disconnects from the relays. Idempotent.
+    /// Stops taking requests, lets the workers finish the ones already accepted (their
+    /// claims are taken: nobody else will answer them), then disconnects from the relays.
+    /// Idempotent. Callers bound it with a timeout; requests still waiting for approval
+    /// are dropped (their clients time out).
     pub async fn shutdown(&self) {
-        for t in &self.tasks {
+        for t in &self.intake {
             t.abort();
         }
+        self.shared.queue.close();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for worker in workers {
+            let _ = worker.await;
+        }
+        // Replies are handed to the relay connections without waiting for OK; give the
+        // last ones a moment to be written before the connections close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.supervisor.abort();
         self.shared.client.shutdown().await;
     }
 }
@@ -287,16 +316,30 @@ impl Shared {
             bump(&self.counters.invalid);
             return;
         };
-        if let Route::Remote(_) = self.custody.router().route(&RoutingKey(bunker)) {
+        let router = self.custody.router();
+        if let Route::Remote(_) = router.route(&RoutingKey(bunker)) {
             bump(&self.counters.rejected_hashring);
+            if router.epoch().is_some() {
+                self.parked.park(ParkedRequest {
+                    event,
+                    bunker,
+                    at: Instant::now(),
+                });
+            }
             return;
         }
+        self.enqueue(event, bunker, false);
+    }
+
+    /// Hands an accepted request to the workers, or answers "overloaded".
+    fn enqueue(self: &Arc<Self>, event: Box<Event>, bunker: PublicKey, rerouted: bool) {
         // The authorization is looked up by the worker: a cold lookup is a store read, and
         // intake is a single task that must not wait on one.
         let job = Job {
             event,
             bunker,
             enqueued: Instant::now(),
+            rerouted,
         };
         if let Err(full) = self.queue.try_send(job) {
             bump(&self.counters.queue_dropped);
@@ -348,7 +391,26 @@ impl Shared {
         opened
     }
 
+    /// Whether the router lets this instance handle the request (in a cluster, only one
+    /// instance does); counted when not.
+    async fn claim(&self, job: &Job) -> bool {
+        let won = self
+            .custody
+            .router()
+            .claim(&RoutingKey(job.bunker), &job.event.id)
+            .await;
+        if !won {
+            bump(&self.counters.claims_lost);
+        } else if job.rerouted {
+            bump(&self.counters.rerouted);
+        }
+        won
+    }
+
     async fn answer(&self, job: Job) {
+        if !self.claim(&job).await {
+            return;
+        }
         // The signature was checked by the relay pool before the event was delivered
         // (nostr-relay-pool verifies every subscription event, with no option to skip);
         // checking it again cost about a quarter of the crypto pool's time per request.
@@ -405,6 +467,9 @@ impl Shared {
     }
 
     async fn reply_overloaded(&self, job: Job) {
+        if !self.claim(&job).await {
+            return;
+        }
         let Some(o) = self.open(job.bunker, *job.event).await else {
             return;
         };
@@ -495,6 +560,36 @@ async fn expire_approvals(shared: Arc<Shared>) {
             bump(&shared.counters.approvals_expired);
             let reply = Nip46Response::error(p.request.id, "approval timed out");
             shared.publish(&p.auth, p.client, p.scheme, reply).await;
+        }
+    }
+}
+
+/// When the router's epoch moves (a member joined or left), re-routes the requests parked
+/// as another instance's: those this instance owns now are handled, if nobody claimed them.
+/// While the router has no epoch, parked requests are dropped.
+async fn reroute_parked(shared: Arc<Shared>) {
+    let router = shared.custody.router().clone();
+    let mut epoch = router.epoch();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = router.epoch();
+        if now.is_none() {
+            shared.parked.clear();
+        }
+        if now == epoch || now.is_none() {
+            epoch = now;
+            continue;
+        }
+        epoch = now;
+        for request in shared.parked.take(shared.config.max_age) {
+            match router.route(&RoutingKey(request.bunker)) {
+                Route::Local => {
+                    shared.enqueue(request.event, request.bunker, true);
+                }
+                Route::Remote(_) => {
+                    shared.parked.park(request);
+                }
+            }
         }
     }
 }

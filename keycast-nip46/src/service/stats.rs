@@ -26,6 +26,8 @@ pub(crate) struct Counters {
     pub(crate) queue_wait: [AtomicU64; BUCKETS],
     pub(crate) approvals_resumed: AtomicU64,
     pub(crate) approvals_expired: AtomicU64,
+    pub(crate) claims_lost: AtomicU64,
+    pub(crate) rerouted: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -77,6 +79,14 @@ pub struct BunkerStats {
     pub approvals_resumed: u64,
     /// Waiting requests given up after the approval timeout.
     pub approvals_expired: u64,
+    /// Requests this instance routed to itself but another instance had claimed: while a
+    /// cluster's ring changes, or kept requests re-routed after their owner answered them.
+    pub claims_lost: u64,
+    /// Requests first left to another instance, then taken over after a ring change
+    /// because nobody had claimed them (their owner died, or was not yet known here).
+    pub rerouted: u64,
+    /// Other instances' requests kept now, in case their owner changes.
+    pub parked: usize,
     /// Requests waiting now.
     pub queue_depth: usize,
     /// Queue capacity.
@@ -89,6 +99,7 @@ impl Counters {
         queue_depth: usize,
         queue_capacity: usize,
         approvals_pending: usize,
+        parked: usize,
     ) -> BunkerStats {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BunkerStats {
@@ -106,6 +117,9 @@ impl Counters {
             approvals_pending,
             approvals_resumed: r(&self.approvals_resumed),
             approvals_expired: r(&self.approvals_expired),
+            claims_lost: r(&self.claims_lost),
+            rerouted: r(&self.rerouted),
+            parked,
             queue_depth,
             queue_capacity,
         }
@@ -123,7 +137,7 @@ mod tests {
         c.waited(Duration::from_micros(100));
         c.waited(Duration::from_micros(101));
         c.waited(Duration::from_secs(60));
-        let s = c.snapshot(0, 1, 0);
+        let s = c.snapshot(0, 1, 0, 0);
         assert_eq!(s.queue_wait_histogram[0], 2, "<= 100 us, bound inclusive");
         assert_eq!(s.queue_wait_histogram[1], 1, "<= 250 us");
         assert_eq!(

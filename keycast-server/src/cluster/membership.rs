@@ -1,52 +1,85 @@
 //! Cluster membership in Redis: each instance keeps a key `<prefix>:member:<id>` alive
 //! with a TTL (Redis's clock decides expiry, so instance clocks need not agree), announces
 //! joins and leaves on the channel `<prefix>:membership`, and re-reads the whole member set
-//! on every announcement and at least every TTL/2, which repairs missed messages.
+//! on every announcement and every TTL/4, which repairs missed messages. A killed member's
+//! share therefore moves within 1.25 × TTL: its key expires at most one TTL after its last
+//! heartbeat, and every survivor re-reads within TTL/4 of that.
 //!
-//! The current [`HashRing`] is published through a watch channel. When Redis cannot be
-//! reached the last ring stays in force and the loops retry with backoff. Redis holds
-//! member ids only, never a secret.
+//! The ring lives in a [`ClusterView`]. When Redis cannot be reached the last ring stays in
+//! force, the loops retry, and the view records the trouble. Redis holds member ids only,
+//! never a secret.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use keycast_core::{NodeId, Route, RoutingKey};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::pubsub::{self, Heard};
 use super::ring::HashRing;
+use super::view::ClusterView;
 use crate::error::{Result, ServerError};
+
+/// How long one Redis exchange of the membership may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How an instance joins.
 #[derive(Debug, Clone)]
 pub struct MembershipConfig {
     /// `redis://…` of the shared Redis.
     pub redis_url: String,
-    /// Namespace of this cluster's keys and channel.
+    /// Namespace of this cluster's keys and channels.
     pub prefix: String,
     /// This instance's stable id.
     pub node: NodeId,
-    /// How long a silent member stays in the ring; heartbeats come every TTL/3.
+    /// How long a silent member stays in the ring; heartbeats and re-reads come every TTL/4.
     pub ttl: Duration,
 }
 
-/// A joined instance: its view of the ring, kept current in the background.
+impl MembershipConfig {
+    /// The heartbeat and re-read period.
+    pub fn period(&self) -> Duration {
+        self.ttl / 4
+    }
+}
+
+/// A connected instance: its view of the ring, kept current in the background.
 pub struct Membership {
-    node: NodeId,
-    ring: watch::Receiver<Arc<HashRing>>,
+    view: Arc<ClusterView>,
+    client: redis::Client,
     redis: ConnectionManager,
     member_key: String,
     channel: String,
+    ttl_ms: u64,
+    reread: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-fn cluster_error(url: &str, what: &str, e: redis::RedisError) -> ServerError {
-    // The URL may carry a password: name the host part only.
+/// A cluster error naming the Redis host but not the URL, which may carry a password.
+pub(crate) fn cluster_error(url: &str, what: &str, e: impl std::fmt::Display) -> ServerError {
     let host = url.rsplit('@').next().unwrap_or(url);
     ServerError::Cluster(format!("{what} (Redis at {host}): {e}"))
+}
+
+/// A connection that gives up quickly: callers keep their last state and retry.
+pub(crate) async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager)> {
+    let client = redis::Client::open(url).map_err(|e| cluster_error(url, "bad Redis URL", e))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(1))
+        .set_response_timeout(Duration::from_secs(1))
+        .set_number_of_retries(2)
+        .set_max_delay(1000);
+    let redis = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    .map_err(|_| cluster_error(url, "cannot connect", "no answer within 5 s"))?
+    .map_err(|e| cluster_error(url, "cannot connect", e))?;
+    Ok((client, redis))
 }
 
 /// The ids of the members whose keys are alive now.
@@ -67,106 +100,154 @@ async fn read_members(
         .collect())
 }
 
+/// Refreshes this instance's key; returns whether it was still there.
+async fn heartbeat(
+    redis: &mut ConnectionManager,
+    key: &str,
+    ttl_ms: u64,
+) -> redis::RedisResult<bool> {
+    let previous: Option<String> = redis
+        .set_options(
+            key,
+            1,
+            redis::SetOptions::default()
+                .with_expiration(redis::SetExpiry::PX(ttl_ms))
+                .get(true),
+        )
+        .await?;
+    Ok(previous.is_some())
+}
+
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Membership")
-            .field("node", &self.node)
-            .field("members", &self.ring.borrow().members().len())
+            .field("node", self.view.me())
+            .field("members", &self.view.ring().members().len())
             .finish_non_exhaustive()
     }
 }
 
 impl Membership {
-    /// Registers this instance, announces it and reads the members. Fails with a clear
-    /// error when Redis cannot be reached: cluster mode does not start without it.
-    pub async fn join(config: MembershipConfig) -> Result<Self> {
+    /// Connects, reads the members and starts following them, without joining: this
+    /// instance routes by the others' ring until [`Membership::register`]. Fails with a
+    /// clear error when Redis cannot be reached: cluster mode does not start without it.
+    pub async fn connect(config: MembershipConfig) -> Result<Self> {
         let url = config.redis_url.clone();
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| cluster_error(&url, "bad Redis URL", e))?;
-        let mut redis =
-            tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager())
-                .await
-                .map_err(|_| {
-                    ServerError::Cluster(format!(
-                        "Redis did not answer within 5 s ({})",
-                        url.rsplit('@').next().unwrap_or(&url)
-                    ))
-                })?
-                .map_err(|e| cluster_error(&url, "cannot connect", e))?;
+        let (client, mut redis) = connect(&url).await?;
+        let members = read_members(&mut redis, &config.prefix)
+            .await
+            .map_err(|e| cluster_error(&url, "cannot read members", e))?;
+        // Trouble withholds the routing epoch for two TTLs: long enough for every member to
+        // re-register and every ring to settle after a Redis restart.
+        let view = ClusterView::new(config.node.clone(), config.ttl * 2);
+        view.set_ring(HashRing::new(members));
         let member_key = format!("{}:member:{}", config.prefix, config.node.0);
         let channel = format!("{}:membership", config.prefix);
         let ttl_ms = u64::try_from(config.ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let _: () = redis
-            .set_options(
-                &member_key,
-                1,
-                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
-            )
-            .await
-            .map_err(|e| cluster_error(&url, "cannot register", e))?;
-        let _: () = redis
-            .publish(&channel, format!("join {}", config.node.0))
-            .await
-            .map_err(|e| cluster_error(&url, "cannot announce", e))?;
-        let members = read_members(&mut redis, &config.prefix)
-            .await
-            .map_err(|e| cluster_error(&url, "cannot read members", e))?;
-        let (ring_tx, ring) = watch::channel(Arc::new(HashRing::new(members)));
-        let changed = Arc::new(Notify::new());
+        let reread = Arc::new(Notify::new());
+        let (heard, troubled) = (reread.clone(), view.clone());
         let tasks = vec![
-            tokio::spawn(listen(client, channel.clone(), changed.clone())),
+            tokio::spawn(pubsub::follow(
+                client.clone(),
+                channel.clone(),
+                move |event| match event {
+                    Heard::Lost => troubled.trouble(),
+                    Heard::Subscribed | Heard::Message(_) => heard.notify_one(),
+                },
+            )),
             tokio::spawn(maintain(
                 redis.clone(),
                 config.clone(),
                 member_key.clone(),
                 ttl_ms,
-                changed,
-                ring_tx,
+                reread.clone(),
+                view.clone(),
             )),
         ];
-        tracing::info!(node = %config.node.0, "joined the cluster");
         Ok(Self {
-            node: config.node,
-            ring,
+            view,
+            client,
             redis,
             member_key,
             channel,
+            ttl_ms,
+            reread,
             tasks,
         })
     }
 
+    /// Registers this instance and announces it; the others give it its share at once.
+    pub async fn register(&self) -> Result<()> {
+        let mut redis = self.redis.clone();
+        heartbeat(&mut redis, &self.member_key, self.ttl_ms)
+            .await
+            .map_err(|e| ServerError::Cluster(format!("cannot register: {e}")))?;
+        // Until the next read, route as a member: the others count us from now on.
+        self.view.set_registered(true);
+        let _: () = redis
+            .publish(&self.channel, format!("join {}", self.view.me().0))
+            .await
+            .map_err(|e| ServerError::Cluster(format!("cannot announce joining: {e}")))?;
+        let mut members = self.view.ring().members().to_vec();
+        members.push(self.view.me().clone());
+        self.view.set_ring(HashRing::new(members));
+        self.reread.notify_one();
+        tracing::info!(node = %self.view.me().0, "joined the cluster");
+        Ok(())
+    }
+
+    /// [`Membership::connect`] then [`Membership::register`].
+    pub async fn join(config: MembershipConfig) -> Result<Self> {
+        let m = Self::connect(config).await?;
+        m.register().await?;
+        Ok(m)
+    }
+
+    /// What this instance believes; shared with the router and readiness.
+    pub fn view(&self) -> &Arc<ClusterView> {
+        &self.view
+    }
+
+    /// A client of the same Redis, for other channels.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A connection to the same Redis.
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
     /// The ring as this instance sees it now.
     pub fn ring(&self) -> Arc<HashRing> {
-        self.ring.borrow().clone()
+        self.view.ring()
     }
 
     /// Whether this instance or another answers `key`.
     pub fn route(&self, key: &RoutingKey) -> Route {
-        self.ring.borrow().route(&self.node, key)
-    }
-
-    /// Waits until the ring changes (for tests and readiness).
-    pub async fn changed(&mut self) {
-        let _ = self.ring.changed().await;
+        self.view.route(key)
     }
 
     /// Deregisters and announces it, so the others take over this instance's share at
-    /// once; then stops the background work.
+    /// once; then stops the background work. The view keeps the last ring, so this
+    /// instance goes on answering its old share (claims settle the overlap) until it stops.
     pub async fn leave(mut self) -> Result<()> {
         self.stop();
-        let _: () = self
-            .redis
-            .del(&self.member_key)
+        self.view.set_registered(false);
+        let mut redis = self.redis.clone();
+        let gone = async {
+            let _: () = redis.del(&self.member_key).await?;
+            redis
+                .publish::<_, _, ()>(&self.channel, format!("leave {}", self.view.me().0))
+                .await
+        };
+        tokio::time::timeout(REDIS_TIMEOUT, gone)
             .await
+            .map_err(|_| ServerError::Cluster("cannot deregister: no answer within 1 s".into()))?
             .map_err(|e| ServerError::Cluster(format!("cannot deregister: {e}")))?;
-        let _: () = self
-            .redis
-            .publish(&self.channel, format!("leave {}", self.node.0))
-            .await
-            .map_err(|e| ServerError::Cluster(format!("cannot announce leaving: {e}")))?;
-        tracing::info!(node = %self.node.0, "left the cluster");
+        tracing::info!(node = %self.view.me().0, "left the cluster");
         Ok(())
     }
 
@@ -185,71 +266,75 @@ impl Drop for Membership {
     }
 }
 
-/// Follows the membership channel; each message (or a reconnect) asks for a re-read.
-async fn listen(client: redis::Client, channel: String, changed: Arc<Notify>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(100);
-                    // Messages may have been missed while disconnected.
-                    changed.notify_one();
-                    let mut messages = pubsub.on_message();
-                    while messages.next().await.is_some() {
-                        changed.notify_one();
-                    }
-                    tracing::warn!("cluster membership channel closed; reconnecting");
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to cluster membership"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot reach Redis for cluster membership"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-}
-
-/// Heartbeats every TTL/3 and re-reads the members on every announcement and every TTL/2,
-/// publishing a new ring when the set changes. Errors keep the last ring.
+/// Every period: heartbeat (once registered) and re-read the members; also re-reads on
+/// every announcement. Errors keep the last ring and mark the view troubled.
+///
+/// While troubled, members are added but none is removed: after a Redis restart the others
+/// re-register within a period, and an instance that dropped them meanwhile would claim
+/// their share while they, cut off from claims a moment earlier, still answer it.
 async fn maintain(
     mut redis: ConnectionManager,
     config: MembershipConfig,
     member_key: String,
     ttl_ms: u64,
-    changed: Arc<Notify>,
-    ring: watch::Sender<Arc<HashRing>>,
+    reread: Arc<Notify>,
+    view: Arc<ClusterView>,
 ) {
-    let mut heartbeat = tokio::time::interval(config.ttl / 3);
-    let mut reread = tokio::time::interval(config.ttl / 2);
+    let mut tick = tokio::time::interval(config.period());
+    let mut failing = false;
     loop {
         tokio::select! {
-            _ = heartbeat.tick() => {
-                let set: redis::RedisResult<()> = redis
-                    .set_options(
-                        &member_key,
-                        1,
-                        redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
-                    )
-                    .await;
-                if let Err(e) = set {
-                    tracing::warn!(error = %e, "cluster heartbeat failed; keeping the last ring");
-                }
-                continue;
-            }
-            _ = reread.tick() => {}
-            () = changed.notified() => {}
+            _ = tick.tick() => {}
+            () = reread.notified() => {}
         }
-        match read_members(&mut redis, &config.prefix).await {
-            Ok(members) => {
+        let registered = view.registered();
+        // Bounded: a connection that is reconnecting can hold a command for seconds, and
+        // the trouble must show at once.
+        let result = tokio::time::timeout(REDIS_TIMEOUT, async {
+            let kept = if registered {
+                heartbeat(&mut redis, &member_key, ttl_ms).await?
+            } else {
+                true
+            };
+            Ok::<_, redis::RedisError>((kept, read_members(&mut redis, &config.prefix).await?))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "no answer within 1 s",
+            )))
+        });
+        match result {
+            Ok((kept, mut members)) => {
+                if failing {
+                    tracing::info!("cluster membership readable again");
+                    failing = false;
+                }
+                if !kept {
+                    // Our key was gone although we heartbeat: Redis lost its data (a
+                    // restart) or we were cut off for a TTL. Claims may be gone too.
+                    tracing::warn!("this instance's cluster registration was lost; restored");
+                    view.trouble();
+                }
+                if registered {
+                    members.push(view.me().clone());
+                }
+                if view.troubled() {
+                    members.extend(view.ring().members().iter().cloned());
+                }
                 let next = HashRing::new(members);
-                if next.members() != ring.borrow().members() {
-                    tracing::info!(members = next.members().len(), "cluster ring changed");
-                    ring.send_replace(Arc::new(next));
+                let count = next.members().len();
+                if view.set_ring(next) {
+                    tracing::info!(members = count, "cluster ring changed");
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read cluster members; keeping the last ring")
+                view.trouble();
+                if !failing {
+                    tracing::warn!(error = %e, "cannot reach Redis for cluster membership; keeping the last ring");
+                    failing = true;
+                }
             }
         }
     }

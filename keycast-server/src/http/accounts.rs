@@ -4,8 +4,8 @@
 //! Login is rate limited per e-mail (10 attempts a minute) and an e-mail is locked for
 //! 15 minutes after 10 failures in a row; both answer 429 with `Retry-After`, and the
 //! failures are counted whether or not the account exists, so answers do not reveal it.
+//! In a cluster the counts are shared through Redis ([`super::login_guard`]).
 
-use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use keycast_core::nostr::Timestamp;
 use keycast_core::{BearerSecret, Email, Session, User, UserId, Username};
 use serde::{Deserialize, Serialize};
@@ -28,54 +27,6 @@ use crate::services::default_tenant;
 
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Consecutive failures that lock an e-mail.
-pub const LOCK_AFTER: u32 = 10;
-/// How long a locked e-mail stays locked.
-pub const LOCKED_FOR: Duration = Duration::from_secs(15 * 60);
-
-/// Per-e-mail login rate limit and lockout (per instance).
-#[derive(Debug)]
-pub struct LoginGuard {
-    rate: DefaultKeyedRateLimiter<String>,
-    failures: moka::sync::Cache<String, u32>,
-}
-
-impl Default for LoginGuard {
-    fn default() -> Self {
-        let per_minute = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN);
-        Self {
-            rate: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(LOCKED_FOR)
-                .build(),
-        }
-    }
-}
-
-impl LoginGuard {
-    fn admit(&self, email: &str) -> Result<(), ApiError> {
-        let locked = self.failures.get(email).is_some_and(|n| n >= LOCK_AFTER);
-        if locked || self.rate.check_key(&email.to_owned()).is_err() {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "too many login attempts; try again later",
-            ));
-        }
-        Ok(())
-    }
-
-    fn failed(&self, email: &str) {
-        let n = self.failures.get(email).unwrap_or(0).saturating_add(1);
-        self.failures.insert(email.to_owned(), n);
-    }
-
-    fn succeeded(&self, email: &str) {
-        self.failures.invalidate(email);
-    }
-}
-
 /// An e-mail address and password.
 // No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -185,7 +136,7 @@ pub(crate) async fn password_login(
             .fetch_add(1, Ordering::Relaxed);
         return Err(refused());
     };
-    state.login_guard.admit(email.as_str())?;
+    state.login_guard.admit(email.as_str()).await?;
     if password.len() > passwords::MAX_BYTES {
         state
             .counters
@@ -205,14 +156,14 @@ pub(crate) async fn password_login(
     };
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let (true, Some(user)) = (passwords::verify(password, hash).await, user) else {
-        state.login_guard.failed(email.as_str());
+        state.login_guard.failed(email.as_str()).await;
         state
             .counters
             .login_failures
             .fetch_add(1, Ordering::Relaxed);
         return Err(refused());
     };
-    state.login_guard.succeeded(email.as_str());
+    state.login_guard.succeeded(email.as_str()).await;
     let secret = BearerSecret::generate();
     let now = Timestamp::now();
     let session = Session {

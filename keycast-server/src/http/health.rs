@@ -2,8 +2,11 @@
 //!
 //! - `/health`, `/healthz/startup`: the process is up and serving HTTP (the router is only
 //!   served once start-up, migrations included, has finished).
-//! - `/healthz/ready`: the database answers, and with NIP-46 on, at least one relay is
-//!   connected. 503 with the failing checks otherwise.
+//! - `/healthz/ready`: the database answers, with NIP-46 on at least one relay is
+//!   connected, and in a cluster this instance is registered (not before start-up has
+//!   joined, not while stopping). 503 with the failing checks otherwise. Redis trouble is
+//!   reported but does not fail readiness: the last ring keeps routing, and Postgres, not
+//!   Redis, is what safety rests on.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +15,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::AppState;
+use crate::cluster::ClusterStatus;
 use crate::services::default_tenant;
 
 /// A health answer.
@@ -19,15 +23,19 @@ use crate::services::default_tenant;
 pub(crate) struct Health {
     /// `ok`, `ready` or `not_ready`.
     status: &'static str,
-    /// The checks that failed (`database`, `relays`); only when not ready.
+    /// The checks that failed (`database`, `relays`, `cluster`); only when not ready.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     failing: Vec<&'static str>,
+    /// Cluster state, in cluster mode (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterStatus>,
 }
 
 fn ok() -> Json<Health> {
     Json(Health {
         status: "ok",
         failing: Vec::new(),
+        cluster: None,
     })
 }
 
@@ -45,7 +53,8 @@ pub(crate) async fn startup() -> Json<Health> {
     ok()
 }
 
-/// Readiness: the database answers and, with NIP-46 on, a relay is connected.
+/// Readiness: the database answers, with NIP-46 on a relay is connected, and in a cluster
+/// this instance is registered.
 #[utoipa::path(get, path = "/healthz/ready", tag = "operations", responses(
     (status = 200, description = "Ready", body = Health),
     (status = 503, description = "Not ready; `failing` names the checks", body = Health)))]
@@ -60,6 +69,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             failing.push("relays");
         }
     }
+    let cluster = state.cluster.as_ref().map(|c| c.status());
+    if cluster.as_ref().is_some_and(|c| !c.registered) {
+        failing.push("cluster");
+    }
     let status = if failing.is_empty() {
         StatusCode::OK
     } else {
@@ -72,6 +85,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             "not_ready"
         },
         failing,
+        cluster,
     };
     (status, Json(health))
 }

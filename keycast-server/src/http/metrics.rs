@@ -138,6 +138,18 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
             b.rejected_hashring,
         );
         out.metric(
+            "keycast_nip46_claims_lost_total",
+            "counter",
+            "NIP-46 requests routed here that another instance had claimed.",
+            b.claims_lost,
+        );
+        out.metric(
+            "keycast_nip46_rerouted_total",
+            "counter",
+            "NIP-46 requests taken over after a ring change because nobody had claimed them.",
+            b.rerouted,
+        );
+        out.metric(
             "keycast_nip46_processed_total",
             "counter",
             "NIP-46 requests answered.",
@@ -184,6 +196,12 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
             "gauge",
             "NIP-46 requests waiting for approval.",
             b.approvals_pending,
+        );
+        out.metric(
+            "keycast_nip46_parked",
+            "gauge",
+            "Other instances' NIP-46 requests kept in case ownership moves.",
+            b.parked,
         );
         out.metric(
             "keycast_nip46_queue_depth",

@@ -10,6 +10,7 @@ mod discovery;
 mod error;
 mod health;
 mod keys;
+mod login_guard;
 mod metrics;
 mod nip98;
 mod oauth;
@@ -32,8 +33,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use accounts::{CurrentUser, LoginGuard};
+pub use accounts::CurrentUser;
 pub use error::ApiError;
+pub use login_guard::LoginGuard;
+#[doc(hidden)]
+pub use rpc::fuzz_rpc_body;
 pub use rpc::{token_cache, TokenCache};
 
 use crate::services::Services;
@@ -59,6 +63,8 @@ pub struct AppState {
     /// NIP-49 imports and exports running now: each scrypt call holds up to 256 MiB, so
     /// only a few run at once and the rest are told to retry.
     pub scrypt_slots: Arc<tokio::sync::Semaphore>,
+    /// This instance's part in a cluster, when it runs in one.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// NIP-49 (scrypt) calls one instance runs at once.
@@ -75,7 +81,17 @@ impl AppState {
             login_guard: Arc::default(),
             nip98_seen: nip98::seen_events(),
             scrypt_slots: Arc::new(tokio::sync::Semaphore::new(SCRYPT_SLOTS)),
+            cluster: None,
         }
+    }
+
+    /// The same state, reporting `cluster` in readiness and sharing login limits through it.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        if let Some(c) = &cluster {
+            self.login_guard = Arc::new(LoginGuard::shared(c.login_limits()));
+        }
+        self.cluster = cluster;
+        self
     }
 }
 
@@ -156,6 +172,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(authorizations::revoke))
         .split_for_parts();
     let document = openapi::json(api);
+    let written = state.services.changes.local.clone();
     router
         .route("/api/openapi.json", get(move || openapi::serve(document.clone())))
         .route(
@@ -171,6 +188,7 @@ pub fn app(state: AppState) -> Router {
         .route("/connect/login", post(connect::connect_login))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(written, read_changes_after_writes))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(trace_id.clone()))
@@ -185,6 +203,25 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(trace_id, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_trace_id))
+}
+
+/// After a successful write, wakes the change-feed reader, so this instance's caches and
+/// (in a cluster, through it) the others' reflect the write at once rather than at the next
+/// poll. RPC calls change no authorization or policy and are left out: they are the hot path.
+async fn read_changes_after_writes(
+    axum::extract::State(written): axum::extract::State<Arc<tokio::sync::Notify>>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) && request.uri().path() != "/api/nostr";
+    let response = next.run(request).await;
+    if write && response.status().is_success() {
+        written.notify_one();
+    }
+    response
 }
 
 /// A client-sent trace id goes into logs and headers, so only a short, plain one is kept;

@@ -96,24 +96,12 @@ pub(crate) async fn rpc(
             return Err(e);
         }
     };
-    let body = parse_body(&headers, &body)?;
-    let command = Command::parse(&body.method, &body.params)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let request = match command.into_request().map_err(|c| *c) {
-        Ok(request) => request,
-        Err(Command::Ping) => {
+    let request = match parse_call(&headers, &body)? {
+        Call::Run(request) => request,
+        Call::Ping => {
             return Ok(Json(RpcResult {
                 result: "pong".to_owned(),
             }))
-        }
-        Err(Command::Unknown(method)) => {
-            return Err(ApiError::bad_request(format!("unknown method: {method}")))
-        }
-        Err(session) => {
-            return Err(ApiError::bad_request(format!(
-                "{} is a NIP-46 session method; it has no meaning over HTTP",
-                session.method()
-            )))
         }
     };
     let caller = Caller::Authorization(authorization_id);
@@ -141,6 +129,67 @@ pub(crate) async fn rpc(
             Err(ApiError::unauthorized("the authorization no longer exists"))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What a body asks for.
+#[derive(Debug)]
+enum Call {
+    /// `ping`: answered `pong` without touching the engine.
+    Ping,
+    /// A custody operation.
+    Run(keycast_core::Request),
+}
+
+/// The body's method and params, parsed as keycast-nip46 parses NIP-46 requests. Session
+/// methods (`connect`, …) and unknown ones are 400.
+fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, ApiError> {
+    let body = parse_body(headers, body)?;
+    let command = Command::parse(&body.method, &body.params)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match command.into_request().map_err(|c| *c) {
+        Ok(request) => Ok(Call::Run(request)),
+        Err(Command::Ping) => Ok(Call::Ping),
+        Err(Command::Unknown(method)) => {
+            Err(ApiError::bad_request(format!("unknown method: {method}")))
+        }
+        Err(session) => Err(ApiError::bad_request(format!(
+            "{} is a NIP-46 session method; it has no meaning over HTTP",
+            session.method()
+        ))),
+    }
+}
+
+/// For the `rpc_body` fuzz target: `data` as a `POST /api/nostr` body (JSON content type)
+/// through the handler's parsing. It must return, never panic: a request, `ping`, or a
+/// 400/422 error; the same answer when asked twice; and a parsed request's method is the
+/// one the body named.
+#[doc(hidden)]
+pub fn fuzz_rpc_body(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    let call = parse_call(&headers, data);
+    let again = parse_call(&headers, data);
+    assert_eq!(format!("{call:?}"), format!("{again:?}"), "deterministic");
+    match call {
+        Ok(Call::Ping) => {}
+        Ok(Call::Run(request)) => {
+            let body: Value = serde_json::from_slice(data).expect("a parsed body is JSON");
+            assert_eq!(body["method"].as_str(), Some(request.method().as_str()));
+        }
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.status,
+                    StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+                ),
+                "{e:?}"
+            );
+            assert!(!e.message.is_empty());
+        }
     }
 }
 

@@ -2,7 +2,11 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod inproc;
+pub mod moto;
+pub mod postgres;
+pub mod redis;
 pub mod server;
 
 use std::io::Write;
@@ -19,6 +23,31 @@ pub struct Env {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// Sends `signal` (a name such as `STOP`, `CONT` or `KILL`) to process `pid` with `kill`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// A required binary named by env var `var`: `None` (the test prints that it was skipped)
+/// when unset, a panic when unset under `KEYCAST_TEST_REQUIRE_SERVICES=1`.
+pub fn required_bin(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("{var} must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
+        }
+        _ => {
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
 }
 
 impl Env {

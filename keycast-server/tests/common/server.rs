@@ -40,10 +40,15 @@ impl Served {
 
     /// [`Served::start`] with extra command-line arguments (such as `--config`).
     pub async fn start_with(args: &[&str]) -> Self {
-        let env = Env::new();
+        Self::launch(Env::new(), args, &[]).await
+    }
+
+    /// [`Served::start_with`] in `env`, with extra environment variables.
+    pub async fn launch(env: Env, args: &[&str], vars: &[(&str, String)]) -> Self {
         let mut child = env
             .command(args)
             .env("RUST_LOG", "debug")
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -148,6 +153,40 @@ impl Served {
             key_id: key["id"].as_str().expect("key id").to_owned(),
             pubkey: key["pubkey"].as_str().expect("pubkey").to_owned(),
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (a name such as `STOP` or `CONT`) to the server with `kill`.
+    pub fn signal(&self, signal: &str) {
+        super::signal(self.child.id(), signal);
+    }
+
+    /// Whether the process is still running (not exited, not killed).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// [`Served::kill`], handing back the data dir and ports for a restart on them with
+    /// [`Served::launch`]; everything it logged.
+    pub fn kill_keeping_env(mut self) -> (Env, String) {
+        let logs = self.kill();
+        // The placeholder's directory was never created; dropping it removes nothing.
+        let env = std::mem::replace(&mut self.env, Env::new());
+        (env, logs)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would; everything it logged.
+    pub fn kill(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs
+            .take()
+            .and_then(|l| l.join().ok())
+            .unwrap_or_default()
     }
 
     /// Stops the server (SIGTERM, then a kill after 30 s); everything it logged.

@@ -1,0 +1,799 @@
+//! Cluster mode throughput and routing cost (issue 7): release `keycast-server` processes
+//! answering NIP-46 `sign_event` on one machine, as 1 instance without Redis (the
+//! baseline), and 1, 2 and 3 instances in cluster mode, each configuration on a fresh
+//! Postgres database.
+//!
+//! `benches/cluster.sh` builds the server and runs this; by hand:
+//! `KEYCAST_BENCH_SERVER_BIN=$PWD/target/release/keycast-server
+//! KEYCAST_TEST_POSTGRES_URL=… KEYCAST_TEST_REDIS_URL=… cargo bench -p keycast-benches
+//! --bench cluster`. Without Postgres or Redis it skips; under `cargo test` (no `--bench`)
+//! it also skips without a server binary, and otherwise makes a short smoke run.
+//!
+//! Per configuration: the instances start one after another (each ready before the next,
+//! then every one must see all members), an account with one key and [`AUTHORIZATIONS`]
+//! authorizations is made over HTTP on instance 0, [`CLIENTS`] raw NIP-46 clients
+//! (`keycast_nip46::testing::LoadClient`) connect them (authorization `i` to client
+//! `i % CLIENTS`: connect secrets are single-use), one `sign_event` per bunker warms the
+//! caches, then two closed loops run over all bunkers in turn: one request at a time
+//! (latency with no queueing), and [`IN_FLIGHT`] at a time (throughput). A closed loop
+//! sends the next request as soon as a reply arrives; only replies that arrive inside the
+//! window count. Afterwards every request id is tallied for duplicates and lost replies and
+//! every reply's signature is checked.
+//!
+//! Everything shares the machine: this process hosts the relay (nostr-relay-builder, with
+//! `TCP_NODELAY` on its sockets, see `keycast_benches::serve_relay_nodelay`) and the
+//! clients; Postgres and Redis run locally. The baseline, single-thread raw Schnorr signs
+//! per second, is measured before and after the configurations.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keycast_core::nostr::{PublicKey, RelayUrl};
+use keycast_nip46::testing::{signed_by, LoadClient};
+use keycast_nip46::BunkerUri;
+use keycast_storage::testing::FreshDb;
+use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
+use serde_json::{json, Value};
+
+/// Authorizations (bunkers) per configuration.
+const AUTHORIZATIONS: usize = 300;
+/// Raw NIP-46 client keys, each on its own relay connection.
+const CLIENTS: usize = 8;
+/// Requests in flight in the throughput loop.
+const IN_FLIGHT: usize = 64;
+/// Length of the throughput loop; `KEYCAST_BENCH_SECONDS` overrides it.
+const DEFAULT_SECONDS: u64 = 10;
+/// Length of the one-at-a-time loop.
+const SEQUENTIAL_SECONDS: u64 = 3;
+/// How long the raw sign rate is measured, before and after.
+const BASELINE: Duration = Duration::from_secs(2);
+/// A request without a reply by then counts as unanswered.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+const PASSWORD: &str = "correct horse battery";
+
+/// What every configuration runs with.
+struct Setup {
+    server: PathBuf,
+    postgres: String,
+    redis: String,
+    relay: RelayUrl,
+    authorizations: usize,
+    window: Duration,
+    sequential: Duration,
+}
+
+/// One configuration: `instances` servers, with or without Redis.
+#[derive(Clone, Copy)]
+struct Config {
+    name: &'static str,
+    instances: usize,
+    cluster: bool,
+}
+
+const CONFIGS: [Config; 4] = [
+    Config {
+        name: "single (no Redis)",
+        instances: 1,
+        cluster: false,
+    },
+    Config {
+        name: "cluster × 1",
+        instances: 1,
+        cluster: true,
+    },
+    Config {
+        name: "cluster × 2",
+        instances: 2,
+        cluster: true,
+    },
+    Config {
+        name: "cluster × 3",
+        instances: 3,
+        cluster: true,
+    },
+];
+
+/// One closed loop's results.
+#[derive(Default)]
+struct Phase {
+    /// Replies that arrived inside the window.
+    replies: usize,
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Replies carrying an error (counted in `replies`).
+    errors: usize,
+    /// Requests with no reply within [`REPLY_TIMEOUT`].
+    timed_out: usize,
+    /// Requests no relay accepted.
+    send_failed: usize,
+    /// CPU time of the servers and of this process (relay and clients), per reply.
+    server_cpu: Duration,
+    bench_cpu: Duration,
+    /// Share of the machine's CPU time busy, and stolen by the hypervisor.
+    busy: f64,
+    steal: f64,
+    ids: Vec<String>,
+}
+
+struct Outcome {
+    config: Config,
+    sequential: Phase,
+    loaded: Phase,
+    /// Over every request of the configuration (warm-up included).
+    duplicated: usize,
+    unanswered: usize,
+    bad_signatures: usize,
+    /// `keycast_nip46_requests_total` (request events received) per instance.
+    received: Vec<u64>,
+    /// `keycast_nip46_processed_total` (answered) per instance.
+    processed: Vec<u64>,
+    queue_dropped: u64,
+}
+
+/// A running `keycast-server`; killed on drop if still running.
+struct Instance {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn spawn(setup: &Setup, vars: &[(&str, String)], log: PathBuf) -> Self {
+        let mut command = Command::new(&setup.server);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KEYCAST_") || k == "DATABASE_URL" || k == "REDIS_URL" {
+                command.env_remove(k);
+            }
+        }
+        let port = free_port();
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .arg("serve")
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("KEYCAST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KEYCAST_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", setup.server.display()));
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// `/healthz/ready` once it answers 200.
+    async fn ready(&mut self, http: &reqwest::Client) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early ({status}):\n{}", self.log_tail());
+            }
+            if let Ok(r) = http.get(self.url("/healthz/ready")).send().await {
+                if r.status().is_success() {
+                    return r.json().await.unwrap_or(Value::Null);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never became ready:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A JSON POST with an optional bearer token; the status and JSON answer.
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut r = http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let response = r.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A counter from `/metrics` (0 when absent).
+    async fn metric(&self, http: &reqwest::Client, name: &str) -> u64 {
+        let text = match http.get(self.url("/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then a kill after 30 s.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("instance did not stop within 30 s of SIGTERM; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// CPU time used so far by the threads of `pid` ("self" for this process), from
+/// `/proc/<pid>/task/*/schedstat`.
+fn cpu_time(pid: &str) -> Duration {
+    let mut ns = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        ns += std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(ns)
+}
+
+/// The machine's `(total, busy, steal)` CPU ticks so far, from `/proc/stat`.
+fn machine_ticks() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    let steal = fields.get(7).copied().unwrap_or(0);
+    (total, total.saturating_sub(idle + steal), steal)
+}
+
+/// CPU use of the servers, this process and the machine, from `begin` to `end`.
+struct CpuMeter {
+    servers: Vec<String>,
+    server: Duration,
+    bench: Duration,
+    machine: (u64, u64, u64),
+}
+
+impl CpuMeter {
+    fn start(servers: &[Instance]) -> Self {
+        let servers: Vec<String> = servers.iter().map(|i| i.child.id().to_string()).collect();
+        Self {
+            server: servers.iter().map(|p| cpu_time(p)).sum(),
+            bench: cpu_time("self"),
+            machine: machine_ticks(),
+            servers,
+        }
+    }
+
+    /// `(server cpu, bench cpu, busy share, steal share)` since `start`.
+    fn stop(self) -> (Duration, Duration, f64, f64) {
+        let server: Duration = self.servers.iter().map(|p| cpu_time(p)).sum();
+        let bench = cpu_time("self");
+        let (total, busy, steal) = machine_ticks();
+        let dt = total.saturating_sub(self.machine.0).max(1) as f64;
+        (
+            server.saturating_sub(self.server),
+            bench.saturating_sub(self.bench),
+            busy.saturating_sub(self.machine.1) as f64 / dt,
+            steal.saturating_sub(self.machine.2) as f64 / dt,
+        )
+    }
+}
+
+/// `in_flight` tasks, each sending `sign_event` to the next bunker in turn and waiting for
+/// its reply before sending another, for `window`.
+async fn closed_loop(
+    load: &LoadClient,
+    bunkers: &Arc<Vec<PublicKey>>,
+    servers: &[Instance],
+    in_flight: usize,
+    window: Duration,
+) -> Phase {
+    let next = Arc::new(AtomicUsize::new(0));
+    let meter = CpuMeter::start(servers);
+    let start = Instant::now();
+    let end = start + window;
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (load, bunkers, next) = (load.clone(), bunkers.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut phase = Phase::default();
+                let mut latencies = Vec::new();
+                while Instant::now() < end {
+                    let i = next.fetch_add(1, Ordering::Relaxed) % bunkers.len();
+                    let id = match load.sign(i % CLIENTS, bunkers[i], "cluster bench").await {
+                        Ok(id) => id,
+                        Err(_) => {
+                            phase.send_failed += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let reply = load.wait_one(&id, REPLY_TIMEOUT).await;
+                    phase.ids.push(id);
+                    match reply {
+                        Some(r) if Instant::now() <= end => {
+                            phase.replies += 1;
+                            phase.errors += usize::from(r.error.is_some());
+                            latencies.push(r.latency);
+                        }
+                        Some(_) => {}
+                        None => phase.timed_out += 1,
+                    }
+                }
+                (phase, latencies)
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(end.into()).await;
+    let (server_cpu, bench_cpu, busy, steal) = meter.stop();
+    let mut total = Phase::default();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let (phase, l) = task.await.expect("loop task");
+        total.replies += phase.replies;
+        total.errors += phase.errors;
+        total.timed_out += phase.timed_out;
+        total.send_failed += phase.send_failed;
+        total.ids.extend(phase.ids);
+        latencies.extend(l);
+    }
+    latencies.sort();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    let replies = u32::try_from(total.replies.max(1)).unwrap_or(u32::MAX);
+    Phase {
+        per_sec: total.replies as f64 / window.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+        server_cpu: server_cpu / replies,
+        bench_cpu: bench_cpu / replies,
+        busy,
+        steal,
+        ..total
+    }
+}
+
+/// Starts the instances, makes the authorizations, connects, warms up and measures.
+async fn run(setup: &Setup, config: Config) -> Outcome {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let db = FreshDb::create(&setup.postgres).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let master_key = dir.path().join("master.key");
+    // Every instance must open every key: one master key for all.
+    keycast_kms::LocalKeyManager::open_or_create(&master_key).expect("master key");
+    let prefix = format!("keycast-bench-{}", uuid::Uuid::new_v4().simple());
+
+    let mut servers: Vec<Instance> = Vec::new();
+    for i in 0..config.instances {
+        let data = dir.path().join(format!("node{i}"));
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut vars = vec![
+            ("KEYCAST_DATABASE_URL", db.url.clone()),
+            ("KEYCAST_RELAYS", setup.relay.to_string()),
+            ("KEYCAST_MASTER_KEY_FILE", master_key.display().to_string()),
+            ("KEYCAST_DATA_DIR", data.display().to_string()),
+        ];
+        if config.cluster {
+            vars.extend([
+                ("KEYCAST_REDIS_URL", setup.redis.clone()),
+                ("KEYCAST_CLUSTER_PREFIX", prefix.clone()),
+                ("KEYCAST_NODE_ID", format!("node{i}")),
+            ]);
+        }
+        let log = dir.path().join(format!("node{i}.log"));
+        let mut instance = Instance::spawn(setup, &vars, log);
+        instance.ready(&http).await;
+        servers.push(instance);
+    }
+    if config.cluster {
+        wait_members(&mut servers, &http, config.instances).await;
+    }
+
+    let (user, bunkers, secrets) = authorizations(&servers[0], &http, setup.authorizations).await;
+    // Instances other than the one that made them learn of new authorizations from the
+    // change feed (polled every 250 ms); a connect sent before that would go unheard.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = LoadClient::start(vec![setup.relay.clone()], CLIENTS)
+        .await
+        .expect("load clients");
+    connect_all(&load, &bunkers, &secrets).await;
+    let bunkers = Arc::new(bunkers);
+
+    // Warm-up: every bunker's key into its owner's cache.
+    let mut all_ids = Vec::with_capacity(bunkers.len());
+    for (i, bunker) in bunkers.iter().enumerate() {
+        all_ids.push(
+            load.sign(i % CLIENTS, *bunker, "warm-up")
+                .await
+                .expect("warm-up send"),
+        );
+    }
+    let warm = load
+        .wait(&all_ids, Duration::from_secs(30), Duration::ZERO)
+        .await;
+    assert!(
+        warm.unanswered.is_empty(),
+        "{}: {} warm-up requests unanswered",
+        config.name,
+        warm.unanswered.len()
+    );
+
+    let sequential = closed_loop(&load, &bunkers, &servers, 1, setup.sequential).await;
+    let loaded = closed_loop(&load, &bunkers, &servers, IN_FLIGHT, setup.window).await;
+    all_ids.extend(sequential.ids.iter().cloned());
+    all_ids.extend(loaded.ids.iter().cloned());
+
+    // Late duplicates would land within the settle time.
+    let tally = load
+        .wait(&all_ids, REPLY_TIMEOUT, Duration::from_secs(1))
+        .await;
+    let bad_signatures = tally
+        .replies
+        .values()
+        .flatten()
+        .filter(|r| r.error.is_some() || signed_by(r) != Some(user))
+        .count();
+    let lagged = load.ignored().lagged;
+    if lagged > 0 {
+        eprintln!(
+            "{}: the clients' relay pool dropped {lagged} notifications",
+            config.name
+        );
+    }
+    let mut processed = Vec::with_capacity(servers.len());
+    let mut received = Vec::with_capacity(servers.len());
+    let mut queue_dropped = 0;
+    for s in &servers {
+        received.push(s.metric(&http, "keycast_nip46_requests_total").await);
+        processed.push(s.metric(&http, "keycast_nip46_processed_total").await);
+        queue_dropped += s.metric(&http, "keycast_nip46_queue_dropped_total").await;
+    }
+
+    load.shutdown().await;
+    for s in &mut servers {
+        s.stop();
+    }
+    db.drop_db().await;
+    Outcome {
+        config,
+        sequential,
+        loaded,
+        duplicated: tally.duplicated.len(),
+        unanswered: tally.unanswered.len(),
+        bad_signatures,
+        received,
+        processed,
+        queue_dropped,
+    }
+}
+
+/// Waits until every instance is registered and sees `n` members.
+async fn wait_members(servers: &mut [Instance], http: &reqwest::Client, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for s in servers {
+        loop {
+            let ready = s.ready(http).await;
+            if ready["cluster"]["members"] == json!(n)
+                && ready["cluster"]["registered"] == json!(true)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ring never reached {n} members: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An account with one key on `node`, and `count` full-access authorizations of it: the
+/// key's pubkey, each authorization's bunker pubkey and its connect secret.
+async fn authorizations(
+    node: &Instance,
+    http: &reqwest::Client,
+    count: usize,
+) -> (PublicKey, Vec<PublicKey>, Vec<String>) {
+    let creds = json!({"email": "bench@example.com", "password": PASSWORD});
+    let (status, body) = node
+        .post(http, "/api/auth/register", None, creds.clone())
+        .await;
+    assert_eq!(status, 201, "register: {body}");
+    let (status, login) = node.post(http, "/api/auth/login", None, creds).await;
+    assert_eq!(status, 200, "login: {login}");
+    let session = login["token"].as_str().expect("session token").to_owned();
+    let (status, key) = node
+        .post(http, "/api/keys", Some(&session), json!({"name": "bench"}))
+        .await;
+    assert_eq!(status, 201, "key: {key}");
+    let user = PublicKey::from_hex(key["pubkey"].as_str().expect("pubkey")).expect("pubkey hex");
+    let (mut bunkers, mut secrets) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for i in 0..count {
+        let body = json!({"key_id": key["id"], "label": format!("bench app {i}")});
+        let (status, a) = node
+            .post(http, "/api/authorizations", Some(&session), body)
+            .await;
+        assert_eq!(status, 201, "authorization: {a}");
+        let uri = BunkerUri::parse(a["bunker_uri"].as_str().expect("bunker_uri"))
+            .expect("bunker uri parses");
+        bunkers.push(uri.signer);
+        secrets.push(uri.secret.expect("connect secret"));
+    }
+    (user, bunkers, secrets)
+}
+
+/// Binds authorization `i` to client `i % CLIENTS`, 16 connects at a time.
+async fn connect_all(load: &LoadClient, bunkers: &[PublicKey], secrets: &[String]) {
+    let mut pending = tokio::task::JoinSet::new();
+    for (i, (bunker, secret)) in bunkers.iter().zip(secrets).enumerate() {
+        let (load, bunker, secret) = (load.clone(), *bunker, secret.clone());
+        pending.spawn(async move {
+            load.connect(i % CLIENTS, bunker, &secret, Duration::from_secs(30))
+                .await
+        });
+        if pending.len() >= 16 {
+            if let Some(done) = pending.join_next().await {
+                done.expect("connect task").expect("connect");
+            }
+        }
+    }
+    while let Some(done) = pending.join_next().await {
+        done.expect("connect task").expect("connect");
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
+    let raw_mean = (raw.0 + raw.1) / 2.0;
+    let single = outcomes
+        .iter()
+        .find(|o| !o.config.cluster)
+        .map_or(f64::NAN, |o| o.loaded.per_sec);
+    println!();
+    println!(
+        "raw Schnorr sign baseline (one thread, same run): {:.0}/s before, {:.0}/s after; \
+         ratios use the mean, {raw_mean:.0}/s",
+        raw.0, raw.1
+    );
+    println!(
+        "{} authorizations, {CLIENTS} clients, {IN_FLIGHT} in flight for {} s; \
+         latency at 1 in flight for {} s",
+        setup.authorizations,
+        setup.window.as_secs(),
+        setup.sequential.as_secs()
+    );
+    println!();
+    println!(
+        "| configuration | instances | replies | req/s | ÷ raw sign | ÷ single | p50 ms | p99 ms \
+         | p50 ms at 1 in flight | p99 ms at 1 in flight | errors | timed out | duplicated \
+         | servers CPU µs/reply | bench process CPU µs/reply | machine busy | steal |"
+    );
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for o in outcomes {
+        let (l, s) = (&o.loaded, &o.sequential);
+        println!(
+            "| {} | {} | {} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} \
+             | {} | {} | {:.0}% | {:.1}% |",
+            o.config.name,
+            o.config.instances,
+            l.replies,
+            l.per_sec,
+            l.per_sec / raw_mean,
+            l.per_sec / single,
+            ms(l.p50),
+            ms(l.p99),
+            ms(s.p50),
+            ms(s.p99),
+            l.errors + s.errors,
+            l.timed_out + s.timed_out + l.send_failed + s.send_failed,
+            o.duplicated,
+            l.server_cpu.as_micros(),
+            l.bench_cpu.as_micros(),
+            l.busy * 100.0,
+            l.steal * 100.0,
+        );
+    }
+    let find = |cluster: bool, n: usize| {
+        outcomes
+            .iter()
+            .find(|o| o.config.cluster == cluster && o.config.instances == n)
+    };
+    if let (Some(single), Some(one)) = (find(false, 1), find(true, 1)) {
+        println!();
+        println!("| routing overhead (cluster × 1 against single) | value |");
+        println!("|---|---:|");
+        println!(
+            "| p50 at 1 in flight, cluster × 1 − single | {:+.3} ms |",
+            ms(one.sequential.p50) - ms(single.sequential.p50)
+        );
+        println!(
+            "| p50 at {IN_FLIGHT} in flight, cluster × 1 − single | {:+.3} ms |",
+            ms(one.loaded.p50) - ms(single.loaded.p50)
+        );
+        println!(
+            "| throughput at {IN_FLIGHT} in flight, cluster × 1 ÷ single | {:.3} |",
+            one.loaded.per_sec / single.loaded.per_sec
+        );
+        println!(
+            "| servers CPU per reply, cluster × 1 − single | {:+} µs |",
+            i128::try_from(one.loaded.server_cpu.as_micros()).unwrap_or(0)
+                - i128::try_from(single.loaded.server_cpu.as_micros()).unwrap_or(0)
+        );
+    }
+    println!();
+    println!(
+        "| configuration | NIP-46 requests received per instance (whole run) | answered per \
+         instance | queue drops | duplicated | unanswered | bad or erroneous replies |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|");
+    let per_instance = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" / ");
+    for o in outcomes {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            o.config.name,
+            per_instance(&o.received),
+            per_instance(&o.processed),
+            o.queue_dropped,
+            o.duplicated,
+            o.unanswered,
+            o.bad_signatures
+        );
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (Some(postgres), Some(redis)) = (
+        env("KEYCAST_TEST_POSTGRES_URL"),
+        env("KEYCAST_TEST_REDIS_URL"),
+    ) else {
+        println!(
+            "cluster bench skipped: set KEYCAST_TEST_POSTGRES_URL and KEYCAST_TEST_REDIS_URL \
+             (benches/cluster.sh does)"
+        );
+        return;
+    };
+    let server = match env("KEYCAST_BENCH_SERVER_BIN") {
+        Some(path) => PathBuf::from(path),
+        None if !bench => {
+            println!("cluster bench skipped under cargo test: KEYCAST_BENCH_SERVER_BIN is not set");
+            return;
+        }
+        None => {
+            eprintln!(
+                "error: set KEYCAST_BENCH_SERVER_BIN to a release keycast-server binary \
+                 (absolute path; benches/cluster.sh builds one and sets it)"
+            );
+            std::process::exit(2);
+        }
+    };
+    if !Path::new(&server).is_file() {
+        eprintln!(
+            "error: KEYCAST_BENCH_SERVER_BIN={} is not a file (a relative path is taken from \
+             the benches/ directory, where cargo runs benchmarks)",
+            server.display()
+        );
+        std::process::exit(2);
+    }
+    let seconds = env("KEYCAST_BENCH_SECONDS")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SECONDS);
+
+    // The server's embedded relay lifts the same limit (60 events a minute per connection
+    // by default, and each bunker replies over one connection).
+    let relay = LocalRelay::new(RelayBuilder::default().rate_limit(RateLimit {
+        max_reqs: 1_000,
+        notes_per_minute: 600_000,
+    }));
+    let setup = Setup {
+        server,
+        postgres,
+        redis,
+        relay: keycast_benches::serve_relay_nodelay(relay.clone()).await,
+        authorizations: if bench { AUTHORIZATIONS } else { 24 },
+        window: Duration::from_secs(if bench { seconds } else { 1 }),
+        sequential: Duration::from_secs(if bench { SEQUENTIAL_SECONDS } else { 1 }),
+    };
+    let baseline = if bench {
+        BASELINE
+    } else {
+        Duration::from_millis(200)
+    };
+
+    let before = tokio::task::spawn_blocking(move || keycast_benches::raw_sign_rate(1, baseline))
+        .await
+        .expect("baseline");
+    eprintln!("raw sign rate before: {before:.0}/s");
+    let mut outcomes = Vec::with_capacity(CONFIGS.len());
+    for config in CONFIGS {
+        eprintln!("{}: running", config.name);
+        let o = run(&setup, config).await;
+        eprintln!(
+            "{}: {:.0} req/s, p50 {:.2} ms (1 in flight: {:.2} ms)",
+            config.name,
+            o.loaded.per_sec,
+            ms(o.loaded.p50),
+            ms(o.sequential.p50)
+        );
+        outcomes.push(o);
+    }
+    let after = tokio::task::spawn_blocking(move || keycast_benches::raw_sign_rate(1, baseline))
+        .await
+        .expect("baseline");
+    relay.shutdown();
+    print_report(&setup, (before, after), &outcomes);
+
+    let failed = outcomes
+        .iter()
+        .any(|o| o.duplicated > 0 || o.bad_signatures > 0);
+    if failed {
+        eprintln!("error: duplicated or bad replies (see the table)");
+        std::process::exit(1);
+    }
+}
