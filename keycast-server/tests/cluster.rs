@@ -142,28 +142,11 @@ fn check(tally: &Tally, account: &common::server::Account, all: bool) {
     }
 }
 
-/// A counter of one instance's `/metrics`.
-async fn metric(node: &common::server::Served, name: &str) -> u64 {
-    let text = node
-        .http
-        .get(node.env.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// A counter summed over the running instances.
 async fn total(cluster: &TestCluster, name: &str) -> u64 {
     let mut sum = 0;
     for node in cluster.nodes.iter().flatten() {
-        sum += metric(node, name).await;
+        sum += node.metric(name).await;
     }
     sum
 }
@@ -188,7 +171,7 @@ async fn three_instances_answer_every_request_exactly_once() {
     check(&tally, &account, true);
     // The ring spread the 300 bunkers: every instance answered part of the load.
     for node in cluster.nodes.iter().flatten() {
-        let n = metric(node, "keycast_nip46_processed_total").await;
+        let n = node.metric("keycast_nip46_processed_total").await;
         assert!(n > 0, "an instance answered nothing");
     }
     // Connects and signs; each counted once, by one instance.

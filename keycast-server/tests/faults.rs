@@ -653,23 +653,6 @@ async fn kms_outage_keeps_cached_keys_signing_and_cold_loads_get_503() {
 
 // --- 5. A cluster instance paused past its TTL -------------------------------------------
 
-/// A counter of one instance's `/metrics`.
-async fn metric(node: &Served, name: &str) -> u64 {
-    let text = node
-        .http
-        .get(node.env.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 const CLUSTER_AUTHORIZATIONS: usize = 60;
 const CLUSTER_CLIENTS: usize = 4;
 const CLUSTER_REQUESTS: usize = 1000;
@@ -749,12 +732,15 @@ async fn a_paused_cluster_instance_is_taken_over_and_rejoins_without_double_answ
         late.len()
     );
     // The pause was long enough to matter: the survivors took requests over.
-    let rerouted = metric(cluster.node(0), "keycast_nip46_rerouted_total").await
-        + metric(cluster.node(1), "keycast_nip46_rerouted_total").await;
+    let rerouted = cluster.node(0).metric("keycast_nip46_rerouted_total").await
+        + cluster.node(1).metric("keycast_nip46_rerouted_total").await;
     assert!(rerouted > 0, "the survivors took nothing over");
     // It rejoined by itself.
     cluster.wait_members(3).await;
-    let claims_lost = metric(cluster.node(2), "keycast_nip46_claims_lost_total").await;
+    let claims_lost = cluster
+        .node(2)
+        .metric("keycast_nip46_claims_lost_total")
+        .await;
     eprintln!(
         "paused one of three for 2 TTLs: {} of {} requests unanswered (sent before the \
          takeover), {rerouted} taken over, {claims_lost} claims lost by the resumed one",

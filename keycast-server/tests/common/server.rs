@@ -120,6 +120,23 @@ impl Served {
         )
     }
 
+    /// A counter from this instance's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.env.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Registers `email`, logs in and creates a key named `main`.
     pub async fn account(&self, email: &str) -> Account {
         use reqwest::Method;
