@@ -35,8 +35,7 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         }
         None => None,
     };
-    let services =
-        Services::open_routed(&config, None, cluster.as_ref().map(|c| c.router())).await?;
+    let services = Services::open_serving(&config, cluster.as_ref().map(|c| c.router())).await?;
     let embedded = if config.relays.is_empty() {
         let relay = EmbeddedRelay::start(config.embedded_relay_listen).await?;
         tracing::warn!(

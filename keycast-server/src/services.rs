@@ -9,7 +9,7 @@ use keycast_core::{
     Custody, KeyId, KeyKind, KeyManager, KeyStore, Keyring, Label, Tenant, TenantId, TenantName,
 };
 use keycast_kms::KmsObserver;
-use keycast_storage::Database;
+use keycast_storage::{AuditSpool, Database};
 
 use crate::config::{Config, KmsKind};
 use crate::error::{Result, ServerError};
@@ -51,6 +51,8 @@ pub struct Services {
     pub identity: PublicKey,
     /// Wakes the change-feed reader after this instance's own writes.
     pub changes: FenceSignals,
+    /// Audit records waiting for the database (`serve` only).
+    pub audit_spool: Option<AuditSpool>,
 }
 
 impl Services {
@@ -58,19 +60,35 @@ impl Services {
     /// the default tenant exists. `previous_master_key` is an older local master-key file
     /// whose rows should still open (for rotation).
     pub async fn open(config: &Config, previous_master_key: Option<PathBuf>) -> Result<Self> {
-        Self::open_routed(config, previous_master_key, None).await
+        Self::open_with(config, previous_master_key, None, None).await
     }
 
-    /// [`Services::open`] with the engine routing NIP-46 requests through `router` (cluster
-    /// mode); `None` answers everything here.
-    pub async fn open_routed(
+    /// What `serve` runs on: [`Services::open`] with the engine routing NIP-46 requests
+    /// through `router` (cluster mode; `None` answers everything here), and audit records
+    /// the database cannot take kept in `<data dir>/audit-spool` until it can, so cached
+    /// keys keep signing through an outage. Only the process holding the data-dir lock
+    /// may own the spool.
+    pub async fn open_serving(
         config: &Config,
-        previous_master_key: Option<PathBuf>,
         router: Option<Arc<dyn keycast_core::RequestRouter>>,
     ) -> Result<Self> {
         create_private_dir(&config.data_dir)?;
-        let db = Database::open(&config.database_url).await?;
+        let spool = AuditSpool::open(config.data_dir.join("audit-spool"))?;
+        Self::open_with(config, None, router, Some(spool)).await
+    }
+
+    async fn open_with(
+        config: &Config,
+        previous_master_key: Option<PathBuf>,
+        router: Option<Arc<dyn keycast_core::RequestRouter>>,
+        spool: Option<AuditSpool>,
+    ) -> Result<Self> {
+        create_private_dir(&config.data_dir)?;
+        let mut db = Database::open(&config.database_url).await?;
         db.migrate().await?;
+        if let Some(spool) = &spool {
+            db = db.with_audit_spool(spool.clone());
+        }
         let store = db.clone().into_key_store();
         let kms_metrics = Arc::new(KmsMetrics::default());
         let keyring = keyring(config, previous_master_key, kms_metrics.clone()).await?;
@@ -109,6 +127,7 @@ impl Services {
             kms_metrics,
             identity,
             changes: FenceSignals::default(),
+            audit_spool: spool,
         })
     }
 }

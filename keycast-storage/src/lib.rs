@@ -11,6 +11,10 @@
 //! `migrations/sqlite` and `migrations/postgres` and is embedded at build time; `migrate()`
 //! applies what is pending and is a no-op when nothing is.
 //!
+//! With an [`AuditSpool`] attached (`with_audit_spool`), audit records the database cannot
+//! take are kept in a local fsynced file and moved in once it answers again, so cached
+//! keys keep signing through an outage.
+//!
 //! Secrets are stored only as envelope columns and SHA-256 digests. Database errors map to
 //! meaningful [`keycast_core::Error`] variants: unique violations to `AlreadyExists`,
 //! foreign-key violations to `NotFound`, check violations to `InvalidInput`, undecodable
@@ -24,6 +28,7 @@
 //! # let _ = store; Ok(()) }
 //! ```
 
+mod audit_spool;
 mod error;
 mod rows;
 mod sql_store;
@@ -38,6 +43,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
+pub use audit_spool::{AuditSpool, SpoolStats};
 pub use error::StorageError;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
@@ -93,6 +99,17 @@ impl Database {
             Database::Sqlite(s) => s.close().await,
             #[cfg(feature = "postgres")]
             Database::Postgres(s) => s.close().await,
+        }
+    }
+
+    /// Attaches a spool for audit records the database cannot take ([`AuditSpool`]), so
+    /// signing goes on through an outage. Call inside a Tokio runtime.
+    pub fn with_audit_spool(self, spool: AuditSpool) -> Self {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(s) => Database::Sqlite(s.with_audit_spool(spool)),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(s) => Database::Postgres(s.with_audit_spool(spool)),
         }
     }
 

@@ -2,11 +2,13 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
+use crate::audit_spool::{AuditSpool, DrainSignals};
 use crate::error::{about, db_error, redact_url, StorageError};
 use crate::sql_store::impl_key_store;
 
@@ -36,6 +38,8 @@ impl Default for PostgresOptions {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    spool: Option<AuditSpool>,
+    drain: Arc<DrainSignals>,
 }
 
 impl PostgresStore {
@@ -62,7 +66,11 @@ impl PostgresStore {
                                 url: redact_url(url),
                                 source,
                             })?;
-                    return Ok(Self { pool });
+                    return Ok(Self {
+                        pool,
+                        spool: None,
+                        drain: Arc::default(),
+                    });
                 }
                 Err(source) => match waits.next() {
                     Some(wait) => {
@@ -96,6 +104,7 @@ impl PostgresStore {
 
     /// Closes the pool, waiting for in-flight statements.
     pub async fn close(&self) {
+        self.drain.stop.notify_one();
         self.pool.close().await;
     }
 

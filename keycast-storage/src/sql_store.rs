@@ -6,6 +6,105 @@
 
 macro_rules! impl_key_store {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// Inserts audit rows; a row with a spool id that is already stored is skipped.
+            pub(crate) async fn insert_audit(
+                &self,
+                rows: &[(Option<uuid::Uuid>, $crate::audit_spool::AuditValues)],
+            ) -> keycast_core::Result<()> {
+                let subject = about("audit record", "audit record");
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO audit_log (at, tenant_id, user_id, key_id, authorization_id, method, \
+                     event_kind, event_id, outcome, detail, spool_id) ",
+                );
+                qb.push_values(rows, |mut b, (spool_id, v)| {
+                    b.push_bind(v.at)
+                        .push_bind(v.tenant_id)
+                        .push_bind(v.user_id)
+                        .push_bind(v.key_id)
+                        .push_bind(v.authorization_id)
+                        .push_bind(v.method.clone())
+                        .push_bind(v.event_kind)
+                        .push_bind(v.event_id.clone())
+                        .push_bind(v.outcome.clone())
+                        .push_bind(v.detail.clone())
+                        .push_bind(*spool_id);
+                });
+                qb.push(" ON CONFLICT (spool_id) DO NOTHING");
+                qb.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, subject))?;
+                Ok(())
+            }
+
+            /// Moves spooled audit records into the database until none wait or it fails.
+            async fn drain_audit_spool(&self, spool: &$crate::audit_spool::AuditSpool) -> keycast_core::Result<()> {
+                while spool.pending() {
+                    let lines = spool.batch().await?;
+                    for chunk in lines.chunks($crate::audit_spool::INSERT_CHUNK) {
+                        let rows: Vec<_> = chunk.iter().map(|l| (Some(l.id), l.values.clone())).collect();
+                        self.insert_audit(&rows).await?;
+                    }
+                    spool.batch_stored(lines.len()).await?;
+                    if !lines.is_empty() {
+                        tracing::info!(count = lines.len(), "spooled audit records stored in the database");
+                    }
+                }
+                Ok(())
+            }
+
+            /// The drain task: every `every`, or at once when woken, moves what waits in the
+            /// spool; stops when `stop` is notified.
+            fn spawn_drain(&self, spool: $crate::audit_spool::AuditSpool, every: std::time::Duration) {
+                let store = self.clone();
+                let signals = self.drain_signals().clone();
+                tokio::spawn(async move {
+                    let mut failing = false;
+                    loop {
+                        tokio::select! {
+                            () = signals.stop.notified() => return,
+                            () = signals.wake.notified() => {}
+                            () = tokio::time::sleep(every) => {}
+                        }
+                        if !spool.pending() {
+                            continue;
+                        }
+                        match store.drain_audit_spool(&spool).await {
+                            Ok(()) => failing = false,
+                            Err(e) if !failing => {
+                                failing = true;
+                                tracing::warn!(error = %e, "cannot move spooled audit records yet; retrying");
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                });
+            }
+
+            fn wake_drain(&self) {
+                self.drain_signals().wake.notify_one();
+            }
+
+            /// Attaches a spool for audit records the database cannot take (see
+            /// [`crate::AuditSpool`]) and starts its drain task, which first moves what an
+            /// earlier run left there. Call inside a Tokio runtime.
+            pub fn with_audit_spool(mut self, spool: $crate::audit_spool::AuditSpool) -> Self {
+                self.spawn_drain(spool.clone(), $crate::audit_spool::DRAIN_EVERY);
+                self.spool = Some(spool);
+                self.wake_drain();
+                self
+            }
+
+            pub(crate) fn audit_spool(&self) -> Option<&$crate::audit_spool::AuditSpool> {
+                self.spool.as_ref()
+            }
+
+            fn drain_signals(&self) -> &std::sync::Arc<$crate::audit_spool::DrainSignals> {
+                &self.drain
+            }
+        }
+
         #[async_trait::async_trait]
         impl keycast_core::KeyStore for $store {
             async fn create_tenant(&self, t: &keycast_core::Tenant) -> keycast_core::Result<()> {
@@ -736,32 +835,21 @@ macro_rules! impl_key_store {
                 if records.is_empty() {
                     return Ok(());
                 }
-                let subject = about("audit record", "audit record");
-                let mut rows = Vec::with_capacity(records.len());
-                for r in records {
-                    let (outcome, detail) = $crate::rows::outcome_parts(&r.outcome);
-                    rows.push((r, $crate::rows::ts(r.at)?, outcome, detail));
+                let Some(spool) = self.audit_spool() else {
+                    return self.insert_audit(&$crate::audit_spool::AuditValues::direct(records)?).await;
+                };
+                // While anything waits in the spool the database is taken to be down: the
+                // drain task alone probes it, so no caller waits on it again.
+                if !spool.pending() {
+                    match self.insert_audit(&$crate::audit_spool::AuditValues::direct(records)?).await {
+                        Err(keycast_core::Error::Unavailable(why)) => {
+                            tracing::warn!(reason = %why, count = records.len(), "database unavailable: audit records go to the local spool");
+                        }
+                        other => return other,
+                    }
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO audit_log (at, tenant_id, user_id, key_id, authorization_id, method, \
-                     event_kind, event_id, outcome, detail) ",
-                );
-                qb.push_values(rows, |mut b, (r, at, outcome, detail)| {
-                    b.push_bind(at)
-                        .push_bind(*r.tenant_id.as_uuid())
-                        .push_bind(r.user_id.map(|u| *u.as_uuid()))
-                        .push_bind(*r.key_id.as_uuid())
-                        .push_bind(r.authorization_id.map(|a| *a.as_uuid()))
-                        .push_bind(r.method.as_str())
-                        .push_bind(r.event_kind.map(i64::from))
-                        .push_bind(r.event_id.map(|id| id.to_bytes().to_vec()))
-                        .push_bind(outcome)
-                        .push_bind(detail.map(str::to_owned));
-                });
-                qb.build()
-                    .execute(self.writer())
-                    .await
-                    .map_err(|e| db_error(e, subject))?;
+                spool.append(records).await?;
+                self.wake_drain();
                 Ok(())
             }
 

@@ -9,12 +9,14 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::audit_spool::{AuditSpool, DrainSignals};
 use crate::error::{about, db_error, StorageError};
 use crate::sql_store::impl_key_store;
 
@@ -24,6 +26,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
+    spool: Option<AuditSpool>,
+    drain: Arc<DrainSignals>,
 }
 
 impl SqliteStore {
@@ -57,6 +61,8 @@ impl SqliteStore {
             writer,
             reader,
             path,
+            spool: None,
+            drain: Arc::default(),
         })
     }
 
@@ -89,6 +95,7 @@ impl SqliteStore {
 
     /// Closes both pools, waiting for in-flight statements.
     pub async fn close(&self) {
+        self.drain.stop.notify_one();
         self.writer.close().await;
         self.reader.close().await;
     }

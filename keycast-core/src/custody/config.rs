@@ -18,6 +18,11 @@ pub struct CustodyConfig {
     /// Longest a cached authorization or policy is trusted without re-reading the store.
     /// In-process revocation invalidates at once; this bounds staleness from other writers.
     pub authorization_cache_ttl: Duration,
+    /// How long past `authorization_cache_ttl` a cached authorization or policy still
+    /// answers while the store is unavailable (design §7: cached keys keep signing through
+    /// a database outage). A revocation written by another instance while this one cannot
+    /// read the store takes effect here at most this much later. Zero turns it off.
+    pub stale_grace: Duration,
     /// Threads of the crypto pool. Defaults to the number of cores.
     pub crypto_threads: usize,
     /// Jobs that may wait for the crypto pool; beyond that calls fail with `Overloaded`.
@@ -41,6 +46,7 @@ impl Default for CustodyConfig {
             conversation_cache_idle: Duration::from_secs(15 * 60),
             authorization_cache_capacity: 100_000,
             authorization_cache_ttl: Duration::from_secs(10),
+            stale_grace: Duration::from_secs(120),
             crypto_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             crypto_queue_capacity: 4096,
             audit_queue_capacity: 8192,

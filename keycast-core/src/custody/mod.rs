@@ -10,6 +10,7 @@ mod transport;
 mod validate;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nostr::{Event, Keys, PublicKey, Timestamp};
 
@@ -36,8 +37,12 @@ use crate::traits::key_manager::KeyManager;
 use crate::traits::key_store::KeyStore;
 use crate::traits::router::{LocalRouter, RequestRouter};
 use audit_sink::AuditSink;
-use cache::{Expiry, LoadingCache};
+use cache::{Expiry, LoadingCache, Outage};
 use ops::ConvCache;
+
+/// After the store fails, how long authorization and policy misses are answered from stale
+/// copies (or refused) without asking it again.
+const OUTAGE_HOLD: Duration = Duration::from_secs(1);
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +78,9 @@ pub struct CustodyStats {
     pub crypto_queue_capacity: usize,
     /// Audit records waiting for the writer.
     pub audit_queue_len: usize,
+    /// Authorization and policy lookups answered from a stale copy because the store was
+    /// unavailable.
+    pub stale_served: u64,
 }
 
 /// The custody engine. Cheap to clone; clones share caches, pool and audit writer.
@@ -155,6 +163,12 @@ impl CustodyBuilder {
                 .time_to_idle(cfg.conversation_cache_idle)
                 .build()
         });
+        let stale_for = if cfg.stale_grace.is_zero() {
+            Duration::ZERO
+        } else {
+            cfg.authorization_cache_ttl + cfg.stale_grace
+        };
+        let outage = Outage::new(OUTAGE_HOLD);
         let inner = Inner {
             pool: CryptoPool::new(cfg.crypto_threads, cfg.crypto_queue_capacity)?,
             audit: AuditSink::spawn(
@@ -167,7 +181,8 @@ impl CustodyBuilder {
             authorizations: LoadingCache::new(
                 cfg.authorization_cache_capacity,
                 Expiry::Live(cfg.authorization_cache_ttl),
-            ),
+            )
+            .serving_stale_for(stale_for, outage.clone()),
             bunkers: LoadingCache::new(
                 cfg.authorization_cache_capacity,
                 Expiry::Idle(cfg.key_cache_idle),
@@ -175,7 +190,8 @@ impl CustodyBuilder {
             policies: LoadingCache::new(
                 cfg.authorization_cache_capacity,
                 Expiry::Live(cfg.authorization_cache_ttl),
-            ),
+            )
+            .serving_stale_for(stale_for, outage.clone()),
             store: self.store,
             key_manager: self.key_manager,
             authorizer,
@@ -225,6 +241,7 @@ impl Custody {
             crypto_queue_len: i.pool.queue_len(),
             crypto_queue_capacity: i.pool.queue_capacity(),
             audit_queue_len: i.audit.queue_len(),
+            stale_served: i.authorizations.stale_served() + i.policies.stale_served(),
         }
     }
 

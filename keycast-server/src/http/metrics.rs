@@ -73,6 +73,36 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Audit records waiting to be stored.",
         engine.audit_queue_len,
     );
+    out.metric(
+        "keycast_stale_served_total",
+        "counter",
+        "Authorizations and policies answered from a stale copy while the database was unavailable.",
+        engine.stale_served,
+    );
+    let spool = state
+        .services
+        .audit_spool
+        .as_ref()
+        .map(|s| s.stats())
+        .unwrap_or_default();
+    out.metric(
+        "keycast_audit_spooled_total",
+        "counter",
+        "Audit records kept in the local spool because the database could not take them.",
+        spool.spooled,
+    );
+    out.metric(
+        "keycast_audit_spool_drained_total",
+        "counter",
+        "Spooled audit records moved into the database.",
+        spool.drained,
+    );
+    out.metric(
+        "keycast_audit_spool_pending",
+        "gauge",
+        "1 while audit records wait in the local spool.",
+        u64::from(spool.pending),
+    );
     let http = state.counters.snapshot();
     out.metric(
         "keycast_http_rpc_requests_total",
