@@ -1,12 +1,13 @@
 //! Fault injection with real processes (design §7): the server SIGKILLed under load, its
 //! relay, Postgres and the KMS going away and coming back, a cluster instance paused past
-//! its TTL, and file descriptors running out. Each case checks what a user sees and that
-//! nothing acknowledged was lost.
+//! its TTL, file descriptors running out, and the disk filling up. Each case checks what a
+//! user sees and that nothing acknowledged was lost.
 //!
 //! Services come from the usual variables: `KEYCAST_TEST_POSTGRES_URL` (the Postgres case
 //! stops and starts the local `pg_ctlcluster` cluster behind it), `KEYCAST_TEST_REDIS_URL`
-//! (the cluster case) and `KEYCAST_TEST_MOTO_BIN` (a `moto_server` the KMS case runs and
-//! pauses privately). Without one, its case prints that it was skipped (fails under
+//! (the cluster case), `KEYCAST_TEST_MOTO_BIN` (a `moto_server` the KMS case runs and
+//! pauses privately) and `KEYCAST_TEST_TMPFS=1` (this process may mount a private tmpfs,
+//! for the disk case). Without one, its case prints that it was skipped (fails under
 //! `KEYCAST_TEST_REQUIRE_SERVICES=1`). The cases run one at a time: some stop shared
 //! services, and each starts servers on a two-core machine.
 
@@ -877,4 +878,146 @@ async fn running_out_of_file_descriptors_does_not_crash_the_server() {
     let (clean, logs) = served.stop_checked();
     assert!(clean, "SIGTERM must still exit 0: {logs}");
     eprintln!("descriptors limited to {limit}: survived, served again");
+}
+
+// --- 7. The disk fills up ----------------------------------------------------------------
+
+/// A tmpfs of `mib` MiB mounted on `dir` (created) for the life of the guard. `None` (the
+/// test prints that it was skipped) when `KEYCAST_TEST_TMPFS` is not `1`: scripts/test sets
+/// it where this process may mount (root), and CI then requires it.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u32) -> Option<Self> {
+        common::required_bin("KEYCAST_TEST_TMPFS")?;
+        std::fs::create_dir_all(dir).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount -t tmpfs failed");
+        Some(Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Writes `path` until the filesystem is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_loses_no_acknowledged_signature() {
+    let env = Env::new();
+    let Some(_disk) = Tmpfs::mount(&env.dir, 48) else {
+        return;
+    };
+    let _one = SERIAL.lock().await;
+    let mut served = Served::launch(env, &[], &[quiet()]).await;
+    let account = served.account("disk@example.com").await;
+    let made = authorize(&served, &account, "disk").await;
+    let mut acknowledged = vec![sign_on(&served, &made.token, "before").await];
+    assert_eq!(acknowledged[0].status, 200);
+
+    let filler = served.env.dir.join("filler");
+    fill(&filler);
+    // Signatures (each needs its audit record written) until one is refused: the SQLite
+    // WAL may still have room for a few.
+    let mut refused = None;
+    for n in 0..2000 {
+        let answer = sign_on(&served, &made.token, &format!("full {n}")).await;
+        match answer.status {
+            StatusCode::OK => acknowledged.push(answer),
+            _ => {
+                answer.assert_unavailable("a signature on a full disk");
+                refused = Some(n);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the disk never filled up");
+    let (status, body) = served
+        .json(
+            Method::POST,
+            "/api/keys",
+            Some(&account.session),
+            Some(json!({"name": "on a full disk"})),
+        )
+        .await;
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
+        "creating a key on a full disk: {status} {body}"
+    );
+    assert!(served.alive(), "the server died when the disk filled up");
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = sign_on(&served, &made.token, "after").await;
+        if answer.status == StatusCode::OK {
+            acknowledged.push(answer);
+            break;
+        }
+        answer.assert_unavailable("a signature while the disk frees");
+        assert!(
+            Instant::now() < deadline,
+            "not signing after the disk was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    await_readiness(&served, Duration::from_secs(10), "ready", |s, _| s == 200).await;
+    let (clean, logs) = served.stop_checked();
+    assert!(clean, "SIGTERM must still exit 0: {logs}");
+
+    // Every signature it answered is in the audit log.
+    let url = format!("sqlite://{}", served.env.dir.join("keycast.db").display());
+    let store = keycast_storage::Database::open(&url)
+        .await
+        .expect("open the database")
+        .into_key_store();
+    let audit = store
+        .list_audit(&AuditFilter {
+            tenant_id: keycast_server::services::default_tenant(),
+            key_id: None,
+            authorization_id: None,
+            limit: u32::MAX,
+        })
+        .await
+        .expect("audit log");
+    let audited: HashSet<String> = audit
+        .iter()
+        .filter_map(|r| r.event_id.map(|e| e.to_hex()))
+        .collect();
+    for a in &acknowledged {
+        let id = a.signed_event_id();
+        assert!(
+            audited.contains(&id),
+            "signature {id} was answered but not audited"
+        );
+    }
+    eprintln!(
+        "disk full: {} signatures answered and audited, refused with 503 after {refused}; \
+         signing again once space was freed",
+        acknowledged.len()
+    );
 }

@@ -234,16 +234,34 @@ fn io_error(e: std::io::Error) -> Error {
     Error::Unavailable("audit spool cannot be written".into())
 }
 
+/// Appends `text` whole or not at all: a failed write (a full disk) is cut back off, so the
+/// next append cannot be glued onto a fragment and lost with it.
 fn append_synced(dir: &Path, text: &[u8]) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
     let path = dir.join(APPENDING);
     let created = !path.exists();
     let mut options = OpenOptions::new();
-    options.create(true).append(true);
+    options.create(true).read(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&path).map_err(io_error)?;
-    file.write_all(text).map_err(io_error)?;
-    file.sync_data().map_err(io_error)?;
+    let before = file.metadata().map_err(io_error)?.len();
+    // A fragment a failed cut left behind ends on its own line (the reader skips it).
+    let mut last = [b'\n'];
+    if before > 0 {
+        file.seek(SeekFrom::Start(before - 1)).map_err(io_error)?;
+        file.read_exact(&mut last).map_err(io_error)?;
+    }
+    let separator: &[u8] = if last[0] == b'\n' { b"" } else { b"\n" };
+    let written = file
+        .write_all(separator)
+        .and_then(|()| file.write_all(text))
+        .and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        let _ = file.set_len(before);
+        let _ = file.sync_data();
+        return Err(io_error(e));
+    }
     if created {
         sync_dir(dir)?;
     }
@@ -358,6 +376,29 @@ mod tests {
         let batch = spool.batch().await.expect("batch");
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].values.at, 1_700_000_001);
+    }
+
+    #[tokio::test]
+    async fn an_append_after_a_fragment_starts_its_own_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let spool = AuditSpool::open(dir.path()).expect("open");
+        spool.append(&[record(1)]).await.expect("append");
+        // What a failed write whose cut-back also failed leaves behind.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(APPENDING))
+            .expect("file");
+        f.write_all(b"{\"id\":").expect("fragment");
+        drop(f);
+        spool.append(&[record(2)]).await.expect("append");
+        let ats: Vec<i64> = spool
+            .batch()
+            .await
+            .expect("batch")
+            .iter()
+            .map(|l| l.values.at)
+            .collect();
+        assert_eq!(ats, [1_700_000_001, 1_700_000_002]);
     }
 
     #[cfg(unix)]

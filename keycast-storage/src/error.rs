@@ -59,7 +59,10 @@ pub(crate) fn db_error(e: sqlx::Error, subject: Subject) -> CoreError {
             ErrorKind::CheckViolation | ErrorKind::NotNullViolation => {
                 CoreError::invalid(subject.what, "value violates a database constraint")
             }
-            _ if is_busy(db.as_ref()) => CoreError::Unavailable("database is busy".into()),
+            _ if is_busy(db.as_ref()) => {
+                tracing::warn!(error = %db, "database cannot take this now");
+                CoreError::Unavailable("database is busy or out of space".into())
+            }
             _ => {
                 tracing::error!(error = %db, "database error");
                 CoreError::Internal("database error".into())
@@ -83,11 +86,20 @@ pub(crate) fn db_error(e: sqlx::Error, subject: Subject) -> CoreError {
     }
 }
 
+/// Failures that pass: the database is busy, shutting down or out of space. The caller
+/// gets `Unavailable` (HTTP 503 with `Retry-After`), never an internal error.
 fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    // SQLITE_BUSY (5) / SQLITE_LOCKED (6); Postgres lock timeouts and admin shutdown.
+    let Some(code) = db.code() else { return false };
+    // SQLite reports extended codes; the primary code is the low byte: BUSY (5),
+    // LOCKED (6), IOERR (10), FULL (13).
+    if let Ok(n) = code.parse::<u32>() {
+        return matches!(n & 0xff, 5 | 6 | 10 | 13);
+    }
+    // Postgres: lock timeout, disk full, out of memory, too many connections, admin and
+    // crash shutdown, cannot connect now.
     matches!(
-        db.code().as_deref(),
-        Some("5" | "6" | "55P03" | "57P01" | "57P03")
+        code.as_ref(),
+        "55P03" | "53100" | "53200" | "53300" | "57P01" | "57P02" | "57P03"
     )
 }
 
