@@ -8,6 +8,9 @@
 //! - `two_cores/*`: the same baseline and 64 concurrent callers with two crypto threads,
 //!   once with a single-threaded runtime and once with a two-worker runtime.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

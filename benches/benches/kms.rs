@@ -5,6 +5,9 @@
 //! (as `scripts/test` and `benches/report.sh` set them): `KEYCAST_TEST_VAULT_ADDR` (+
 //! `KEYCAST_TEST_VAULT_TOKEN`) for OpenBao transit, `KEYCAST_TEST_AWS_ENDPOINT` for moto.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};

@@ -9,7 +9,12 @@
 pub enum Error {
     /// Caller input failed validation. `what` names the field.
     #[error("invalid {what}: {reason}")]
-    InvalidInput { what: &'static str, reason: String },
+    InvalidInput {
+        /// The field or value.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A NIP-44 / NIP-04 payload could not be decoded, authenticated or decrypted.
     #[error("invalid ciphertext: {0}")]
     InvalidCiphertext(String),
@@ -18,10 +23,16 @@ pub enum Error {
     ForeignPubkey,
     /// The requested record does not exist.
     #[error("{what} not found")]
-    NotFound { what: &'static str },
+    NotFound {
+        /// What was looked up.
+        what: &'static str,
+    },
     /// A record with the same identity already exists.
     #[error("{what} already exists")]
-    AlreadyExists { what: &'static str },
+    AlreadyExists {
+        /// What was written.
+        what: &'static str,
+    },
     /// A compare-and-set or state precondition failed (stale version, secret already used, ...).
     #[error("conflict: {0}")]
     Conflict(String),

@@ -404,7 +404,7 @@ fn authorize_fresh(
     ready(authorizer.authorize(&ctx, request)).map_err(|e| e.to_string())
 }
 
-/// Policy evaluation: permissions JSON, then `0xFF`, then a request (see [`request_from`]).
+/// Policy evaluation: permissions JSON, then `0xFF`, then a request (see `request_from`).
 ///
 /// Every permission's stateless rule and the whole `PolicyAuthorizer` (fresh, so rate and
 /// use limits have room) decide; neither may panic, both are deterministic, and the

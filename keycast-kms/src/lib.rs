@@ -17,6 +17,23 @@
 //!
 //! The envelope format itself lives in `keycast_core::crypto::envelope`, because the
 //! engine opens envelopes and keycast-core may not depend on this crate.
+//!
+//! A data key wrapped by a local master key, and unwrapped only under the same AAD:
+//!
+//! ```
+//! use keycast_core::crypto::secret::random_secret32;
+//! use keycast_core::KeyManager;
+//! use keycast_kms::LocalKeyManager;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let kek = LocalKeyManager::open_or_create(dir.path().join("master.key"))?;
+//! let dek = random_secret32();
+//! let wrapped = kek.wrap(&dek, b"keycast/v1/dek:row-1").await?;
+//! assert_eq!(kek.unwrap(&wrapped, b"keycast/v1/dek:row-1").await?, dek);
+//! assert!(kek.unwrap(&wrapped, b"keycast/v1/dek:row-2").await.is_err());
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
 
 mod error;
 pub mod observe;

@@ -18,6 +18,23 @@
 //! - [`embedded`]: [`SingleUserBunker`], one key served in-process in a few lines.
 //! - [`Error`]: the one error type of the crate.
 //! - `testing` (feature `testing`): a raw NIP-46 load client for tests and benchmarks.
+//!
+//! The pure protocol layer, for example reading what a `nostrconnect://` client asks for:
+//!
+//! ```
+//! use keycast_nip46::NostrConnectUri;
+//!
+//! let uri = "nostrconnect://83f3b2ae6aa368e8275397b9c26cf550101d63ebaab900d19dd4a4429f5ad8f5\
+//!            ?relay=wss%3A%2F%2Frelay.example&secret=0s8j2djs&perms=sign_event%3A1%2Cnip44_encrypt\
+//!            &name=Notes";
+//! let client = NostrConnectUri::parse(uri)?;
+//! assert_eq!(client.relays[0].as_str(), "wss://relay.example");
+//! assert_eq!(client.secret.as_deref(), Some("0s8j2djs"));
+//! assert_eq!(client.perms.len(), 2);
+//! assert_eq!(client.name.as_deref(), Some("Notes"));
+//! assert!(NostrConnectUri::parse("https://example.com").is_err());
+//! # Ok::<_, keycast_nip46::Error>(())
+//! ```
 
 pub mod embedded;
 #[doc(hidden)]

@@ -194,3 +194,27 @@ async fn nostr_tools_nostrconnect_from_uri() {
     assert_eq!(event.content, "hello from nostrconnect ✓");
     s.bunker.shutdown().await;
 }
+
+/// The embedding example's bunker (`SingleUserBunker`: memory store, one key) answers
+/// nostr-tools the same way the server's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nostr_tools_connects_to_a_single_user_bunker() {
+    let Some(dir) = interop_dir() else { return };
+    let relay = nostr_relay_builder::MockRelay::run().await.expect("relay");
+    let user = keycast_core::nostr::Keys::generate();
+    let served = keycast_nip46::SingleUserBunker::start(
+        user.secret_key().clone(),
+        std::sync::Arc::new(keycast_core::InsecureTestKeyManager::new()),
+        vec![relay.url().await],
+    )
+    .await
+    .expect("bunker");
+    let r = run_node(&dir, "nostr_tools.mjs", &served.uri).await;
+    assert!(r.get("failure").is_none(), "nostr-tools failed: {r}");
+    assert_eq!(r["pubkey"], user.public_key().to_hex());
+    let event = Event::from_json(r["event"].to_string()).expect("signed event");
+    event.verify().expect("a valid signature");
+    assert_eq!(event.pubkey, user.public_key());
+    assert_eq!(r["nip44_from_peer"], "back44");
+    served.bunker.shutdown().await;
+}

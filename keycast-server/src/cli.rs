@@ -2,7 +2,7 @@
 //! (a bunker URI alone on its line), logs and errors to stderr.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,6 +49,20 @@ pub enum Command {
     /// Master-key operations.
     #[command(subcommand)]
     Kms(KmsCommand),
+    /// Copy the SQLite database to a new file while the server keeps running (an online,
+    /// consistent backup). Postgres installs use pg_dump. The master key is not in it: keep
+    /// a copy of the master-key file (or rely on the cloud KMS) as well.
+    Backup {
+        /// The file to create (0600); it must not exist.
+        to: PathBuf,
+    },
+    /// Replace the SQLite database with a backup made by `backup`, after checking it and
+    /// bringing its schema up to date. The server must be stopped: this takes its data-dir
+    /// lock.
+    Restore {
+        /// The backup file (left as it is).
+        from: PathBuf,
+    },
     /// Exit 0 when the running server is ready, 1 otherwise (for container and systemd
     /// health checks).
     Healthcheck {
@@ -216,6 +230,14 @@ async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Backup { to } => {
+            let db = sqlite(&config, "backup", "pg_dump").await?;
+            db.backup_to(&to)
+                .await
+                .with_context(|| format!("backing up to {}", to.display()))?;
+            println!("backed up to {}", to.display());
+        }
+        Command::Restore { from } => restore(&config, &from).await?,
         Command::Healthcheck { url } => return healthcheck(&config, url).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -399,6 +421,64 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             println!("revoked {}", auth.id);
         }
     }
+    Ok(())
+}
+
+/// The configured database, which must be SQLite for `what`; Postgres has `instead`.
+async fn sqlite(
+    config: &Config,
+    what: &str,
+    instead: &str,
+) -> anyhow::Result<keycast_storage::SqliteStore> {
+    match keycast_storage::Database::open(&config.database_url)
+        .await
+        .context("opening the database")?
+    {
+        keycast_storage::Database::Sqlite(s) => Ok(s),
+        _ => anyhow::bail!(
+            "`{what}` works on SQLite databases; for Postgres use {instead} (docs/OPERATIONS.md)"
+        ),
+    }
+}
+
+/// Checks `from`, brings a copy of it up to date, and puts it in place of the database.
+async fn restore(config: &Config, from: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(from.is_file(), "no backup file at {}", from.display());
+    let _lock = crate::lock::DataDirLock::acquire(&config.data_dir)
+        .context("the server must be stopped before a restore")?;
+    let current = sqlite(config, "restore", "pg_restore or psql").await?;
+    let target = current.path().to_path_buf();
+    current.close().await;
+    let staged = target.with_extension("db.restoring");
+    let _ = std::fs::remove_file(&staged);
+    std::fs::copy(from, &staged).with_context(|| format!("copying {}", from.display()))?;
+    let checked = async {
+        let copy = keycast_storage::SqliteStore::open(&staged).await?;
+        copy.integrity_check().await?;
+        copy.migrate().await?;
+        copy.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e.context(format!("{} is not a usable keycast backup", from.display())));
+    }
+    // The old database's write-ahead log must not be replayed onto the restored file.
+    for suffix in ["db-wal", "db-shm"] {
+        match std::fs::remove_file(target.with_extension(suffix)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context("removing the old write-ahead log"),
+        }
+    }
+    std::fs::rename(&staged, &target).context("putting the backup in place")?;
+    if let Some(dir) = target.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .context("syncing the data dir")?;
+    }
+    println!("restored {} into {}", from.display(), target.display());
     Ok(())
 }
 

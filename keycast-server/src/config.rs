@@ -7,6 +7,9 @@
 //! | `relays` | `KEYCAST_RELAYS` (comma-separated `ws://`/`wss://`) | none: an embedded relay |
 //! | `embedded_relay_listen` | `KEYCAST_EMBEDDED_RELAY_LISTEN` | `127.0.0.1:7777` |
 //! | `database_url` | `KEYCAST_DATABASE_URL`, else `DATABASE_URL` | `sqlite://<data_dir>/keycast.db` |
+//! | `database_pool_size` | `KEYCAST_DATABASE_POOL_SIZE` (1–1000; Postgres) | 2 × cores, at least 8 |
+//! | `nip46_workers` | `KEYCAST_NIP46_WORKERS` (1–4096) | 2 × cores, at least 8 |
+//! | `nip46_queue_capacity` | `KEYCAST_NIP46_QUEUE_CAPACITY` (1–1000000) | `4096` |
 //! | `redis_url` | `KEYCAST_REDIS_URL`, else `REDIS_URL` | none (single instance); set, it turns cluster mode on |
 //! | `node_id` | `KEYCAST_NODE_ID` | `<hostname>-<8 hex of the data dir path>` |
 //! | `cluster_prefix` | `KEYCAST_CLUSTER_PREFIX` | `keycast` |
@@ -74,6 +77,12 @@ pub struct Config {
     pub embedded_relay_listen: SocketAddr,
     /// `sqlite:` or `postgres:` URL.
     pub database_url: String,
+    /// Postgres connections; `None` for the default (the service's concurrency).
+    pub database_pool_size: Option<u32>,
+    /// NIP-46 requests handled at once; `None` for the default (2 × cores, at least 8).
+    pub nip46_workers: Option<usize>,
+    /// NIP-46 requests that may wait for a worker; beyond, they are answered "overloaded".
+    pub nip46_queue_capacity: Option<usize>,
     /// Cluster mode: on when a Redis URL is set.
     pub cluster: Option<ClusterSettings>,
     /// How often the change feed is read (other instances' and the CLI's writes).
@@ -105,6 +114,9 @@ struct File {
     relays: Option<Vec<String>>,
     embedded_relay_listen: Option<String>,
     database_url: Option<String>,
+    database_pool_size: Option<u32>,
+    nip46_workers: Option<usize>,
+    nip46_queue_capacity: Option<usize>,
     redis_url: Option<String>,
     node_id: Option<String>,
     cluster_prefix: Option<String>,
@@ -122,6 +134,37 @@ struct File {
 
 fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
     ServerError::Config(format!("{setting}: {reason}"))
+}
+
+/// A number from the environment, else the file, checked against `range`; `None` when
+/// neither sets it.
+fn number<T>(
+    setting: &str,
+    env: Option<String>,
+    file: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    let value = match env {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| bad(setting, format!("{v:?}: {e}")))?,
+        None => match file {
+            Some(v) => v,
+            None => return Ok(None),
+        },
+    };
+    if !range.contains(&value) {
+        return Err(bad(
+            setting,
+            format!("{value}: must be {} to {}", range.start(), range.end()),
+        ));
+    }
+    Ok(Some(value))
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -223,20 +266,31 @@ impl Config {
             &database_url,
             !relays.is_empty(),
         )?;
-        let change_poll_ms = match env("KEYCAST_CHANGE_POLL_MS") {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|e| bad("KEYCAST_CHANGE_POLL_MS", format!("{v:?}: {e}")))?,
-            None => f.change_poll_ms.unwrap_or(250),
-        };
-        if !(50..=10_000).contains(&change_poll_ms) {
-            return Err(bad(
-                "KEYCAST_CHANGE_POLL_MS",
-                format!("{change_poll_ms}: must be 50 to 10000"),
-            ));
-        }
-        let change_poll = Duration::from_millis(change_poll_ms);
+        let change_poll_ms = number(
+            "KEYCAST_CHANGE_POLL_MS",
+            env("KEYCAST_CHANGE_POLL_MS"),
+            f.change_poll_ms,
+            50..=10_000,
+        )?;
+        let change_poll = Duration::from_millis(change_poll_ms.unwrap_or(250));
+        let database_pool_size = number(
+            "KEYCAST_DATABASE_POOL_SIZE",
+            env("KEYCAST_DATABASE_POOL_SIZE"),
+            f.database_pool_size,
+            1..=1000,
+        )?;
+        let nip46_workers = number(
+            "KEYCAST_NIP46_WORKERS",
+            env("KEYCAST_NIP46_WORKERS"),
+            f.nip46_workers,
+            1..=4096,
+        )?;
+        let nip46_queue_capacity = number(
+            "KEYCAST_NIP46_QUEUE_CAPACITY",
+            env("KEYCAST_NIP46_QUEUE_CAPACITY"),
+            f.nip46_queue_capacity,
+            1..=1_000_000,
+        )?;
 
         let kms = match env("KEYCAST_KMS") {
             Some(v) => parse_enum::<KmsKind>("KEYCAST_KMS", &v, "local, aws, gcp or vault")?,
@@ -318,6 +372,9 @@ impl Config {
             relays,
             embedded_relay_listen,
             database_url,
+            database_pool_size,
+            nip46_workers,
+            nip46_queue_capacity,
             cluster,
             change_poll,
             kms,
@@ -553,6 +610,27 @@ mod tests {
                 "KEYCAST_CHANGE_POLL_MS",
             ),
             (
+                &[("KEYCAST_DATABASE_POOL_SIZE", "0")],
+                None,
+                "KEYCAST_DATABASE_POOL_SIZE",
+            ),
+            (
+                &[("KEYCAST_DATABASE_POOL_SIZE", "many")],
+                None,
+                "KEYCAST_DATABASE_POOL_SIZE",
+            ),
+            (
+                &[("KEYCAST_NIP46_WORKERS", "5000")],
+                None,
+                "KEYCAST_NIP46_WORKERS",
+            ),
+            (
+                &[("KEYCAST_NIP46_QUEUE_CAPACITY", "-3")],
+                None,
+                "KEYCAST_NIP46_QUEUE_CAPACITY",
+            ),
+            (&[], Some("nip46_workers = 0"), "KEYCAST_NIP46_WORKERS"),
+            (
                 &[("KEYCAST_REDIS_URL", "redis://r")],
                 None,
                 "cluster mode needs a Postgres",
@@ -566,5 +644,25 @@ mod tests {
             let err = load(&vars, *file).expect_err(setting).to_string();
             assert!(err.contains(setting), "{setting}: {err}");
         }
+    }
+
+    #[test]
+    fn sizing_settings_come_from_the_environment_or_the_file() {
+        let home = ("HOME", "/home/ann");
+        let c = load(&[home], None).expect("defaults");
+        assert_eq!(
+            (
+                c.database_pool_size,
+                c.nip46_workers,
+                c.nip46_queue_capacity
+            ),
+            (None, None, None),
+            "unset: the backends' own defaults"
+        );
+        let file = "database_pool_size = 12\nnip46_workers = 16\nnip46_queue_capacity = 100";
+        let c = load(&[home, ("KEYCAST_NIP46_WORKERS", "32")], Some(file)).expect("set");
+        assert_eq!(c.database_pool_size, Some(12));
+        assert_eq!(c.nip46_workers, Some(32), "the environment wins");
+        assert_eq!(c.nip46_queue_capacity, Some(100));
     }
 }

@@ -39,10 +39,15 @@ const BATCH: u32 = 1000;
 /// Where the fence reads and whom it tells.
 #[derive(Debug)]
 pub struct Fence {
+    /// The store whose change feed is read.
     pub store: Arc<dyn KeyStore>,
+    /// The engine whose caches the changes are applied to.
     pub custody: Custody,
+    /// The NIP-46 service, whose subscription follows authorization changes.
     pub bunker: Option<Arc<Bunker>>,
+    /// How often the feed is read when nothing wakes the fence.
     pub poll: Duration,
+    /// What wakes it, and where it has read up to.
     pub signals: FenceSignals,
     /// In a cluster: tells the others about changes this instance found.
     pub announcer: Option<Announcer>,

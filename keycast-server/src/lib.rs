@@ -8,7 +8,7 @@
 //! - [`services`]: opens the database (SQLite or Postgres, migrated), the key managers
 //!   (local master-key file, AWS, GCP or Vault, plus older ones for rotation) and the
 //!   custody engine.
-//! - [`serve`]: the data-dir lock ([`lock`]), the NIP-46 bunker on the configured relays
+//! - [`serve`](mod@serve): the data-dir lock ([`lock`]), the NIP-46 bunker on the configured relays
 //!   or an [`embedded_relay`], the HTTP API ([`http::app`]), graceful shutdown.
 //! - [`fence`]: follows the store's change feed so writes made by the CLI or another
 //!   instance reach this process's caches and NIP-46 subscription within ~250 ms (at once
@@ -21,7 +21,30 @@
 //! - [`cluster`]: cluster mode over Redis: membership, the hashring `RequestRouter` with
 //!   per-request claims, change announcements and shared login limits.
 //! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list|delete`,
-//!   `authorization create|revoke`, `kms rotate`, `healthcheck`.
+//!   `authorization create|revoke`, `kms rotate`, `backup`, `restore`, `healthcheck`.
+//!
+//! Settings resolve from a file and the environment, and a bad value names its setting:
+//!
+//! ```
+//! use keycast_server::config::Config;
+//!
+//! let env = |name: &str| match name {
+//!     "KEYCAST_LISTEN" => Some("127.0.0.1:8080".to_owned()),
+//!     "KEYCAST_DATA_DIR" => Some("/var/lib/keycast".to_owned()),
+//!     _ => None,
+//! };
+//! let config = Config::load(None, env)?;
+//! assert_eq!(config.listen.port(), 8080);
+//! assert_eq!(config.database_url, "sqlite:///var/lib/keycast/keycast.db");
+//! assert!(config.relays.is_empty(), "no relays: an embedded one is started");
+//!
+//! let bad = Config::load(None, |name: &str| match name {
+//!     "KEYCAST_KMS" => Some("hsm".to_owned()),
+//!     other => env(other),
+//! });
+//! assert!(bad.unwrap_err().to_string().contains("KEYCAST_KMS"));
+//! # Ok::<_, keycast_server::ServerError>(())
+//! ```
 //!
 //! Still to come: tenants by host (issue 10).
 

@@ -51,8 +51,14 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         Some(r) => vec![r.url.clone()],
         None => config.relays.clone(),
     };
-    let bunker =
-        Arc::new(Bunker::start(services.custody.clone(), BunkerConfig::new(relays)).await?);
+    let mut bunker_config = BunkerConfig::new(relays);
+    if let Some(n) = config.nip46_workers {
+        bunker_config.workers = n;
+    }
+    if let Some(n) = config.nip46_queue_capacity {
+        bunker_config.queue_capacity = n;
+    }
+    let bunker = Arc::new(Bunker::start(services.custody.clone(), bunker_config).await?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::io(format!("listen on {}", config.listen), e))?;

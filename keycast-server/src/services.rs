@@ -84,7 +84,7 @@ impl Services {
         spool: Option<AuditSpool>,
     ) -> Result<Self> {
         create_private_dir(&config.data_dir)?;
-        let mut db = Database::open(&config.database_url).await?;
+        let mut db = Database::open_with(&config.database_url, config.database_pool_size).await?;
         db.migrate().await?;
         if let Some(spool) = &spool {
             db = db.with_audit_spool(spool.clone());

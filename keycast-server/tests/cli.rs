@@ -257,3 +257,63 @@ fn deleting_a_key_from_the_command_line() {
     }
     assert_eq!(key_lines(&env), left, "failed deletes change nothing");
 }
+
+#[test]
+fn backup_and_restore_bring_back_users_keys_and_authorizations() {
+    let env = Env::new();
+    env.ok(&["user", "add", "alice"], "");
+    let key = env.ok(&["key", "generate", "--user", "alice"], "");
+    let backup = env.dir.join("backup.db");
+    let out = env.ok(&["backup", backup.to_str().expect("utf-8")], "");
+    assert!(out.contains("backed up"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup)
+            .expect("backup")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the backup is readable by others");
+    }
+    let saved = key_lines(&env);
+    // Changes after the backup are undone by the restore.
+    env.ok(&["key", "generate", "--user", "alice"], "");
+    assert_eq!(key_lines(&env).len(), saved.len() + 1);
+
+    let backup_arg = backup.to_str().expect("utf-8");
+    // Refusals change nothing: an existing target, a missing or damaged backup.
+    let stderr = env.fails(&["backup", backup_arg], "");
+    assert!(stderr.contains("exists"), "{stderr}");
+    let missing = env.dir.join("missing.db");
+    let stderr = env.fails(&["restore", missing.to_str().expect("utf-8")], "");
+    assert!(stderr.contains("no backup file"), "{stderr}");
+    let junk = env.dir.join("junk.db");
+    std::fs::write(&junk, b"not a database at all, just some bytes").expect("junk");
+    let stderr = env.fails(&["restore", junk.to_str().expect("utf-8")], "");
+    assert!(stderr.contains("not a usable keycast backup"), "{stderr}");
+    assert_eq!(
+        key_lines(&env).len(),
+        saved.len() + 1,
+        "a refused restore changed nothing"
+    );
+
+    let out = env.ok(&["restore", backup_arg], "");
+    assert!(out.contains("restored"), "{out}");
+    assert_eq!(key_lines(&env), saved);
+    // The restored key is usable: an app can be authorized on it.
+    let id = key.split_whitespace().next().expect("key id");
+    let uri = env.ok(&["authorization", "create", "--key", id], "");
+    assert!(uri.trim().starts_with("bunker://"), "{uri}");
+}
+
+#[test]
+fn restore_refuses_while_the_server_runs() {
+    let env = Env::new();
+    env.ok(&["user", "add", "alice"], "");
+    let backup = env.dir.join("backup.db");
+    env.ok(&["backup", backup.to_str().expect("utf-8")], "");
+    // What a running server holds.
+    let _held = keycast_server::lock::DataDirLock::acquire(&env.dir).expect("lock");
+    let stderr = env.fails(&["restore", backup.to_str().expect("utf-8")], "");
+    assert!(stderr.contains("must be stopped"), "{stderr}");
+}

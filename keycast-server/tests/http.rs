@@ -75,6 +75,27 @@ async fn health_readiness_metrics_and_json_errors() {
     let json: serde_json::Value = serde_json::from_str(&body).expect("json error");
     assert_eq!(json["error"]["code"], "not_found");
     assert!(json["error"]["message"].is_string());
+    // Every answer so far is counted by class and timed (the 404 above included).
+    let (_, _, metrics) = call(&s, get("/metrics")).await;
+    let value = |line: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line} missing"))
+    };
+    assert_eq!(value("keycast_http_requests_total{class=\"4xx\"}"), 1);
+    assert_eq!(value("keycast_http_requests_total{class=\"5xx\"}"), 0);
+    let ok = value("keycast_http_requests_total{class=\"2xx\"}");
+    assert_eq!(
+        ok, 5,
+        "three health checks and two metrics pages (this one is not done yet)"
+    );
+    assert_eq!(value("keycast_http_request_duration_seconds_count"), ok + 1);
+    assert_eq!(
+        value("keycast_http_request_duration_seconds_bucket{le=\"+Inf\"}"),
+        ok + 1
+    );
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 

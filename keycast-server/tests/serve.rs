@@ -137,6 +137,10 @@ fn serves_nip46_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
         "keycast_nip46_queue_wait_seconds_bucket",
         "keycast_kms_call_seconds_sum",
         "keycast_nip46_relay_connected{relay=",
+        "keycast_http_requests_total{class=\"5xx\"}",
+        "keycast_http_request_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+        "process_open_fds",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
@@ -266,4 +270,18 @@ fn authorizations_made_and_revoked_by_the_cli_reach_a_running_server_within_a_se
     server.signal("TERM");
     let (code, logs) = server.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{logs}");
+}
+
+/// The NIP-46 sizing settings reach the running service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nip46_queue_and_workers_follow_the_settings() {
+    let vars = [
+        ("KEYCAST_NIP46_QUEUE_CAPACITY", "7".to_owned()),
+        ("KEYCAST_NIP46_WORKERS", "3".to_owned()),
+        ("KEYCAST_DATABASE_POOL_SIZE", "4".to_owned()),
+    ];
+    let mut served = common::server::Served::launch(Env::new(), &[], &vars).await;
+    assert_eq!(served.metric("keycast_nip46_queue_capacity").await, 7);
+    let (clean, logs) = served.stop_checked();
+    assert!(clean, "{logs}");
 }

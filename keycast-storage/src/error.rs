@@ -22,6 +22,9 @@ pub enum StorageError {
     /// Applying migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Copying the database (a backup) failed.
+    #[error("backup failed: {0}")]
+    Backup(String),
     /// A filesystem operation on the database file failed.
     #[error("database file {path}: {source}")]
     File {

@@ -20,12 +20,26 @@
 //! foreign-key violations to `NotFound`, check violations to `InvalidInput`, undecodable
 //! rows to `Corrupt`, unreachable or busy databases to `Unavailable`.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), keycast_storage::StorageError> {
-//! let db = keycast_storage::Database::open("sqlite:///var/lib/keycast/keycast.db").await?;
+//! Opening, migrating and using a SQLite store (a Postgres URL works the same way):
+//!
+//! ```
+//! use keycast_core::{Tenant, TenantName};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let url = format!("sqlite://{}", dir.path().join("keycast.db").display());
+//! let db = keycast_storage::Database::open(&url).await?;
 //! db.migrate().await?;
 //! let store = db.into_key_store();
-//! # let _ = store; Ok(()) }
+//! let tenant = Tenant::new(TenantName::parse("example")?);
+//! store.create_tenant(&tenant).await?;
+//! assert_eq!(store.get_tenant(tenant.id).await?.name, tenant.name);
+//! // A second tenant under the same id is refused with a meaningful error.
+//! assert!(matches!(
+//!     store.create_tenant(&tenant).await,
+//!     Err(keycast_core::Error::AlreadyExists { .. })
+//! ));
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
 mod audit_spool;
@@ -67,13 +81,21 @@ pub enum Database {
 impl Database {
     /// Opens the database named by `url` with default options. Does not migrate.
     pub async fn open(url: &str) -> Result<Self, StorageError> {
+        Self::open_with(url, None).await
+    }
+
+    /// [`Database::open`] with `pool_size` Postgres connections (`None`: the default,
+    /// 2 × cores and at least 8). SQLite ignores it: one writer and a read pool.
+    pub async fn open_with(url: &str, pool_size: Option<u32>) -> Result<Self, StorageError> {
+        #[cfg(not(feature = "postgres"))]
+        let _ = pool_size;
         let scheme = url.split(':').next().unwrap_or_default();
         match scheme {
             #[cfg(feature = "sqlite")]
             "sqlite" => Ok(Database::Sqlite(SqliteStore::open_url(url).await?)),
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => Ok(Database::Postgres(
-                PostgresStore::connect(url, &PostgresOptions::default()).await?,
+                PostgresStore::connect(url, &postgres_options(pool_size)).await?,
             )),
             _ => Err(StorageError::Config(format!(
                 "unsupported database URL scheme {scheme:?}; this build supports: {}",
@@ -122,6 +144,15 @@ impl Database {
             Database::Postgres(s) => Arc::new(s),
         }
     }
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_options(pool_size: Option<u32>) -> PostgresOptions {
+    let mut options = PostgresOptions::default();
+    if let Some(n) = pool_size {
+        options.max_connections = n;
+    }
+    options
 }
 
 fn supported_schemes() -> &'static str {

@@ -93,6 +93,49 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Writes a consistent copy of the database to `target` while it stays in use
+    /// (`VACUUM INTO`: one read transaction, so concurrent writes wait neither for it nor
+    /// end up half in it). `target` must not exist; it is created 0600 and fsynced.
+    pub async fn backup_to(&self, target: &Path) -> Result<(), StorageError> {
+        let file_err = |source| StorageError::File {
+            path: target.display().to_string(),
+            source,
+        };
+        // An empty file of our own making, so the copy is never readable by others.
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        open.open(target).map_err(file_err)?;
+        let copied = sqlx::query("VACUUM INTO ?1")
+            .bind(target.display().to_string())
+            .execute(&self.reader)
+            .await;
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(target);
+            return Err(StorageError::Backup(e.to_string()));
+        }
+        std::fs::File::open(target)
+            .and_then(|f| f.sync_all())
+            .map_err(file_err)?;
+        Ok(())
+    }
+
+    /// SQLite's own consistency check of every page and index (`PRAGMA integrity_check`).
+    pub async fn integrity_check(&self) -> Result<(), StorageError> {
+        let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|e| StorageError::Backup(format!("integrity check: {e}")))?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(StorageError::Backup(format!(
+                "the database is damaged: {verdict}"
+            )))
+        }
+    }
+
     /// Closes both pools, waiting for in-flight statements.
     pub async fn close(&self) {
         self.drain.stop.notify_one();

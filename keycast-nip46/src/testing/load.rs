@@ -161,6 +161,7 @@ impl LoadClient {
         })
     }
 
+    /// How many client keys this load client has.
     pub fn clients(&self) -> usize {
         self.inner.clients.len()
     }

@@ -33,6 +33,7 @@ fn channel(prefix: &str) -> String {
 }
 
 impl Announcer {
+    /// Announces on `<prefix>:changes` through `redis`.
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
         Self {
             redis,

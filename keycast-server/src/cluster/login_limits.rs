@@ -45,6 +45,7 @@ async fn bounded<T>(
 }
 
 impl SharedLoginLimits {
+    /// Counts under `<prefix>:login:…` in `redis`.
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
         Self {
             redis,

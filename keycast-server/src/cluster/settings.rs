@@ -67,9 +67,13 @@ pub fn default_node_id(data_dir: &Path) -> String {
 /// The raw values, from the environment or the file.
 #[derive(Debug, Default)]
 pub struct RawCluster {
+    /// `redis_url` / `KEYCAST_REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `node_id` / `KEYCAST_NODE_ID`.
     pub node_id: Option<String>,
+    /// `cluster_prefix` / `KEYCAST_CLUSTER_PREFIX`.
     pub prefix: Option<String>,
+    /// `cluster_ttl_ms` / `KEYCAST_CLUSTER_TTL_MS`.
     pub ttl_ms: Option<String>,
 }
 

@@ -24,6 +24,8 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
+    /// An empty ring for `me`; after Redis trouble, routing counts as unsettled for
+    /// `settle`.
     pub fn new(me: NodeId, settle: Duration) -> Arc<Self> {
         Arc::new(Self {
             me,
@@ -35,14 +37,17 @@ impl ClusterView {
         })
     }
 
+    /// This instance's id.
     pub fn me(&self) -> &NodeId {
         &self.me
     }
 
+    /// The ring in force.
     pub fn ring(&self) -> Arc<HashRing> {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Who owns `key` by the ring in force.
     pub fn route(&self, key: &RoutingKey) -> Route {
         self.ring
             .read()
@@ -84,6 +89,7 @@ impl ClusterView {
         Some(self.changes.load(Ordering::Relaxed))
     }
 
+    /// Records whether this instance is in the cluster (see [`ClusterView::registered`]).
     pub fn set_registered(&self, registered: bool) {
         self.registered.store(registered, Ordering::Relaxed);
     }

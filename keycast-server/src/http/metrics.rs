@@ -103,6 +103,40 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "1 while audit records wait in the local spool.",
         u64::from(spool.pending),
     );
+    if let Some((rss, fds)) = process_stats() {
+        out.metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of this process.",
+            rss,
+        );
+        out.metric(
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors of this process.",
+            fds,
+        );
+    }
+    let traffic = state.traffic.snapshot();
+    let name = "keycast_http_requests_total";
+    out.header(name, "counter", "HTTP answers by status class.");
+    for (class, count) in super::traffic::CLASSES.iter().zip(traffic.by_class) {
+        let _ = writeln!(out.0, "{name}{{class=\"{class}\"}} {count}");
+    }
+    let name = "keycast_http_request_duration_seconds";
+    out.header(name, "histogram", "Time from request to response head.");
+    for (i, count) in traffic.cumulative.iter().enumerate() {
+        let le = super::traffic::DURATION_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_owned(), |s| s.to_string());
+        let _ = writeln!(out.0, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out.0, "{name}_sum {}", traffic.seconds);
+    let _ = writeln!(
+        out.0,
+        "{name}_count {}",
+        traffic.cumulative.last().copied().unwrap_or(0)
+    );
     let http = state.counters.snapshot();
     out.metric(
         "keycast_http_rpc_requests_total",
@@ -286,6 +320,22 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         )],
         out.0,
     )
+}
+
+/// Resident bytes and open descriptors, from `/proc` (Linux; `None` elsewhere). A few
+/// small reads per scrape, off the signing path.
+fn process_stats() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some((kib * 1024, fds))
 }
 
 /// Escapes a label value (relay URLs come from configuration and clients).

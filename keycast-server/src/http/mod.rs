@@ -17,6 +17,7 @@ mod oauth;
 mod openapi;
 mod policies;
 mod rpc;
+mod traffic;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use login_guard::LoginGuard;
 #[doc(hidden)]
 pub use rpc::fuzz_rpc_body;
 pub use rpc::{token_cache, TokenCache};
+pub use traffic::HttpTraffic;
 
 use crate::services::Services;
 
@@ -54,6 +56,8 @@ pub struct AppState {
     pub bunker: Option<Arc<Bunker>>,
     /// HTTP-layer counters.
     pub counters: Arc<HttpCounters>,
+    /// Every answer by status class, and its duration.
+    pub traffic: Arc<HttpTraffic>,
     /// HTTP RPC tokens by digest.
     pub tokens: TokenCache,
     /// Login rate limit and lockout.
@@ -77,6 +81,7 @@ impl AppState {
             services: Arc::new(services),
             bunker,
             counters: Arc::default(),
+            traffic: Arc::default(),
             tokens: token_cache(),
             login_guard: Arc::default(),
             nip98_seen: nip98::seen_events(),
@@ -173,6 +178,7 @@ pub fn app(state: AppState) -> Router {
         .split_for_parts();
     let document = openapi::json(api);
     let written = state.services.changes.local.clone();
+    let traffic = state.traffic.clone();
     router
         .route("/api/openapi.json", get(move || openapi::serve(document.clone())))
         .route(
@@ -203,6 +209,7 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(trace_id, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_trace_id))
+        .layer(axum::middleware::from_fn_with_state(traffic, traffic::measure))
 }
 
 /// After a successful write, wakes the change-feed reader, so this instance's caches and
