@@ -67,7 +67,7 @@ pub use model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 pub use model::authorization::Authorization;
 pub use model::change::{Change, Changed};
 pub use model::key::{KeyKind, StoredKey};
-pub use model::names::{Email, Label, PasswordHash, TenantName, Username};
+pub use model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 pub use model::policy::{Permission, Policy};
 pub use model::request::{parse_pubkey, EventTemplate, Method, Request, Response};
 pub use model::token::{ApiToken, OAuthCode, Session};

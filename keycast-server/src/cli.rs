@@ -11,12 +11,13 @@ use clap::{Parser, Subcommand};
 use keycast_core::nostr::nips::nip49::EncryptedSecretKey;
 use keycast_core::nostr::{FromBech32, SecretKey, Timestamp, ToBech32};
 use keycast_core::{
-    AuthorizationId, KeyId, KeyKind, Label, NewAuthorization, Permission, Policy, User, Username,
+    AuthorizationId, KeyId, KeyKind, Label, NewAuthorization, Permission, Policy, TenantId, User,
+    Username,
 };
 use keycast_nip46::BunkerUri;
 
 use crate::config::Config;
-use crate::services::{default_tenant, Services};
+use crate::services::Services;
 
 /// keycast-server: Nostr key custody over HTTP and NIP-46.
 #[derive(Debug, Parser)]
@@ -37,6 +38,9 @@ pub enum Command {
     Serve,
     /// Create or update the database schema, then exit.
     Migrate,
+    /// Manage tenants and the hosts they are served at (tenants by host).
+    #[command(subcommand)]
+    Tenant(crate::tenancy::admin::TenantCommand),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -79,6 +83,9 @@ pub enum UserCommand {
     Add {
         /// 1–64 characters: letters, digits, `.`, `_`, `-`.
         username: String,
+        /// The user's tenant (see `tenant list`).
+        #[arg(long, default_value = "default")]
+        tenant: String,
     },
 }
 
@@ -90,6 +97,9 @@ pub enum KeyCommand {
         /// Owner.
         #[arg(long)]
         user: String,
+        /// The owner's tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
         /// A name for the key.
         #[arg(long, default_value = "main")]
         label: String,
@@ -101,6 +111,9 @@ pub enum KeyCommand {
         /// Owner.
         #[arg(long)]
         user: String,
+        /// The owner's tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
         /// A name for the key.
         #[arg(long, default_value = "imported")]
         label: String,
@@ -110,6 +123,9 @@ pub enum KeyCommand {
         /// Only this user's keys.
         #[arg(long)]
         user: Option<String>,
+        /// The tenant whose keys to list.
+        #[arg(long, default_value = "default")]
+        tenant: String,
     },
     /// Delete a user key with its authorizations and their tokens; apps using it are
     /// refused from then on. Prints `deleted <id>`.
@@ -194,9 +210,11 @@ async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> 
             open().await?;
             println!("database is up to date");
         }
-        Command::User(UserCommand::Add { username }) => {
+        Command::Tenant(cmd) => crate::tenancy::admin::run(&open().await?, cmd).await?,
+        Command::User(UserCommand::Add { username, tenant }) => {
             let s = open().await?;
-            let user = User::new(default_tenant(), Username::parse(&username)?, None);
+            let tenant = tenant_id(&s, &tenant).await?;
+            let user = User::new(tenant, Username::parse(&username)?, None);
             s.store
                 .create_user(&user)
                 .await
@@ -243,11 +261,21 @@ async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn user_id(s: &Services, username: &str) -> anyhow::Result<keycast_core::UserId> {
+async fn tenant_id(s: &Services, name: &str) -> anyhow::Result<TenantId> {
+    crate::tenancy::admin::tenant_named(s, name)
+        .await
+        .context("--tenant")
+}
+
+async fn user_id(
+    s: &Services,
+    tenant: TenantId,
+    username: &str,
+) -> anyhow::Result<keycast_core::UserId> {
     let name = Username::parse(username)?;
     let user = s
         .store
-        .find_user(default_tenant(), &name)
+        .find_user(tenant, &name)
         .await
         .with_context(|| format!("no user {username:?} (add one with `user add`)"))?;
     Ok(user.id)
@@ -255,17 +283,30 @@ async fn user_id(s: &Services, username: &str) -> anyhow::Result<keycast_core::U
 
 async fn key(s: Services, cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
-        KeyCommand::Generate { user, label } => add_key(&s, &user, &label, None).await?,
-        KeyCommand::Import { user, label } => {
-            let secret = read_secret(std::io::stdin().lock())?;
-            add_key(&s, &user, &label, Some(secret)).await?;
+        KeyCommand::Generate {
+            user,
+            tenant,
+            label,
+        } => {
+            let tenant = tenant_id(&s, &tenant).await?;
+            add_key(&s, tenant, &user, &label, None).await?
         }
-        KeyCommand::List { user } => {
+        KeyCommand::Import {
+            user,
+            tenant,
+            label,
+        } => {
+            let tenant = tenant_id(&s, &tenant).await?;
+            let secret = read_secret(std::io::stdin().lock())?;
+            add_key(&s, tenant, &user, &label, Some(secret)).await?;
+        }
+        KeyCommand::List { user, tenant } => {
+            let tenant = tenant_id(&s, &tenant).await?;
             let owner = match user {
-                Some(u) => Some(user_id(&s, &u).await?),
+                Some(u) => Some(user_id(&s, tenant, &u).await?),
                 None => None,
             };
-            for key in s.store.list_keys(default_tenant(), owner).await? {
+            for key in s.store.list_keys(tenant, owner).await? {
                 if key.kind != KeyKind::User {
                     continue;
                 }
@@ -304,15 +345,16 @@ async fn delete_key(s: &Services, id: &str) -> anyhow::Result<()> {
 /// Stores a key for `user` (generated when `secret` is `None`); prints `<id> <npub>`.
 async fn add_key(
     s: &Services,
+    tenant: TenantId,
     user: &str,
     label: &str,
     secret: Option<SecretKey>,
 ) -> anyhow::Result<()> {
-    let owner = user_id(s, user).await?;
+    let owner = user_id(s, tenant, user).await?;
     let key = s
         .custody
         .create_key(
-            default_tenant(),
+            tenant,
             Some(owner),
             KeyKind::User,
             Label::parse(label)?,
@@ -380,7 +422,7 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
                 .owner
                 .ok_or_else(|| anyhow!("--key: the key has no owner"))?;
             let policy = Policy::new(
-                default_tenant(),
+                stored.tenant_id,
                 Label::parse("full access")?,
                 vec![Permission::FullAccess],
             )?;
@@ -391,7 +433,7 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             let (auth, secret) = s
                 .custody
                 .create_authorization(NewAuthorization {
-                    tenant_id: default_tenant(),
+                    tenant_id: stored.tenant_id,
                     user_id: owner,
                     key_id,
                     policy_id: policy.id,

@@ -23,12 +23,15 @@
 //! | `max_body_bytes` | `KEYCAST_MAX_BODY_BYTES` | `262144` |
 //! | `registration_open` | `KEYCAST_REGISTRATION_OPEN` (`true`, `false`) | `true` |
 //! | `[[oauth_clients]]` (`id`, `name`, `redirect_uris`) | `KEYCAST_OAUTH_CLIENTS` (a JSON array of those objects) | none (OAuth refuses every client) |
+//! | `tenants_by_host` | `KEYCAST_TENANTS_BY_HOST` (`true`, `false`) | `true` when tenants are listed, else `false` (one tenant at every host) |
+//! | `[[tenants]]` (`name`, `hosts`) | `KEYCAST_TENANTS` (a JSON array of those objects) | none |
 //!
 //! The cloud key managers read their own variables (`KEYCAST_AWS_KMS_KEY_ID` and the usual
 //! `AWS_*`, `KEYCAST_GCP_KMS_*`, `KEYCAST_VAULT_*`); see keycast-kms's `from_env` docs.
 //! The file is `--config <path>` or `KEYCAST_CONFIG`; without either, none is read.
 //! Unknown keys in the file are errors, so a typo cannot silently fall back to a default.
-//! OAuth clients and their redirect URI rules are described in [`crate::oauth_clients`].
+//! OAuth clients and their redirect URI rules are described in [`crate::oauth_clients`],
+//! tenants by host in [`crate::tenancy`] and [`crate::tenancy::settings`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -103,6 +106,8 @@ pub struct Config {
     pub registration_open: bool,
     /// Apps allowed to use OAuth 2.0 (`/oauth/authorize`, `/oauth/token`).
     pub oauth_clients: Vec<crate::oauth_clients::OAuthClient>,
+    /// Tenants by host, and the tenants and hosts to make sure of at start.
+    pub tenants: crate::tenancy::settings::TenantSettings,
 }
 
 /// The TOML file: every key optional.
@@ -130,6 +135,8 @@ struct File {
     max_body_bytes: Option<usize>,
     registration_open: Option<bool>,
     oauth_clients: Option<Vec<crate::oauth_clients::OAuthClient>>,
+    tenants_by_host: Option<bool>,
+    tenants: Option<Vec<crate::tenancy::settings::RawTenant>>,
 }
 
 fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
@@ -365,6 +372,12 @@ impl Config {
 
         let oauth_clients =
             crate::oauth_clients::resolve(env("KEYCAST_OAUTH_CLIENTS"), f.oauth_clients)?;
+        let tenants = crate::tenancy::settings::resolve(
+            env("KEYCAST_TENANTS_BY_HOST"),
+            env("KEYCAST_TENANTS"),
+            f.tenants_by_host,
+            f.tenants,
+        )?;
 
         Ok(Self {
             listen,
@@ -385,6 +398,7 @@ impl Config {
             max_body_bytes,
             registration_open,
             oauth_clients,
+            tenants,
         })
     }
 

@@ -62,6 +62,7 @@ pub mod oauth_clients;
 pub mod passwords;
 pub mod serve;
 pub mod services;
+pub mod tenancy;
 
 pub use config::Config;
 pub use error::{Result, ServerError};

@@ -67,6 +67,7 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         data_dir = %config.data_dir.display(),
         database = scheme(&config.database_url),
         kms = ?config.kms,
+        tenants_by_host = services.tenancy.is_by_host(),
         "keycast-server is serving"
     );
 
@@ -82,6 +83,7 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         },
         cursor,
     ));
+    let tenant_hosts = services.tenancy.spawn_refresh(services.store.clone());
     if let Some(cluster) = &cluster {
         cluster.follow_changes(services.changes.clone());
         // Only now, listening on the relays, does this instance take its share.
@@ -115,6 +117,7 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     }
 
     fence.abort();
+    tenant_hosts.abort();
     if let (Some(cluster), Some(left)) = (&cluster, left_at.get()) {
         let handover = cluster.handover().min(BACKGROUND_DRAIN);
         tokio::time::sleep(handover.saturating_sub(left.elapsed())).await;

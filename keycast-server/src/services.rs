@@ -17,7 +17,7 @@ use crate::fence::FenceSignals;
 use crate::kms_metrics::KmsMetrics;
 use crate::lock::create_private_dir;
 
-/// The tenant a single-organisation install uses (tenants by host come with accounts).
+/// The tenant a single-organisation install serves at every host (see [`crate::tenancy`]).
 pub fn default_tenant() -> TenantId {
     TenantId::from_uuid(uuid::Uuid::from_u128(
         0x6b65_7963_6173_7400_0000_0000_0000_0001,
@@ -53,6 +53,8 @@ pub struct Services {
     pub changes: FenceSignals,
     /// Audit records waiting for the database (`serve` only).
     pub audit_spool: Option<AuditSpool>,
+    /// Which tenant a request is for (by its host, or always the default one).
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
 }
 
 impl Services {
@@ -109,6 +111,19 @@ impl Services {
             }
             Err(e) => return Err(e.into()),
         }
+        crate::tenancy::setup::apply(store.as_ref(), &config.tenants.tenants).await?;
+        let tenancy = if config.tenants.by_host {
+            let t = crate::tenancy::Tenancy::by_host(store.as_ref()).await?;
+            if t.host_count() == 0 {
+                tracing::warn!(
+                    "tenants by host is on but no host is mapped: every tenant request is refused \
+                     (add one with `keycast-server tenant add-host`)"
+                );
+            }
+            t
+        } else {
+            crate::tenancy::Tenancy::single()
+        };
         let identity = custody
             .ensure_key(
                 service_identity_key_id(),
@@ -128,6 +143,7 @@ impl Services {
             identity,
             changes: FenceSignals::default(),
             audit_spool: spool,
+            tenancy: Arc::new(tenancy),
         })
     }
 }

@@ -49,8 +49,21 @@ async fn create_use_list_and_revoke() {
         .call("GET", "/api/authorizations", Some(&ann), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list["authorizations"][0]["label"], "notes app");
-    assert!(list["authorizations"][0]["revoked_at"].is_null());
+    let session = &list["authorizations"][0];
+    assert_eq!(session["label"], "notes app");
+    assert!(session["revoked_at"].is_null());
+    assert_eq!(
+        session["signatures"], 1,
+        "one allowed sign, one refused: {session}"
+    );
+    let last = session["last_used_at"].as_u64().expect("last activity");
+    let now = keycast_core::nostr::Timestamp::now().as_secs();
+    assert!(last <= now && last + 60 > now, "{last} vs {now}");
+    assert_eq!(sign(&api, &token, 1).await, StatusCode::OK);
+    let (_, list) = api
+        .call("GET", "/api/authorizations", Some(&ann), None)
+        .await;
+    assert_eq!(list["authorizations"][0]["signatures"], 2, "{list}");
 
     let id = created["id"].as_str().expect("id");
     let (status, revoked) = api

@@ -317,3 +317,89 @@ fn restore_refuses_while_the_server_runs() {
     let stderr = env.fails(&["restore", backup.to_str().expect("utf-8")], "");
     assert!(stderr.contains("must be stopped"), "{stderr}");
 }
+
+#[test]
+fn tenants_and_their_hosts_from_the_command_line() {
+    let env = Env::new();
+    let listed = |env: &Env| env.ok(&["tenant", "list"], "");
+    let id = env.ok(&["tenant", "add", "acme", "--host", "Keys.Acme.Test"], "");
+    assert_eq!(id.trim().len(), 36, "prints the tenant id: {id}");
+    assert_eq!(
+        env.ok(&["tenant", "add-host", "acme", "acme.localhost"], ""),
+        "acme.localhost serves acme\n"
+    );
+    let list = listed(&env);
+    assert!(
+        list.contains(&format!("acme {} acme.localhost,keys.acme.test", id.trim())),
+        "{list}"
+    );
+    assert!(list.contains("default "), "{list}");
+
+    // Users and keys in a tenant; the same username may exist in another.
+    env.ok(&["user", "add", "alice", "--tenant", "acme"], "");
+    env.ok(&["user", "add", "alice"], "");
+    env.ok(
+        &["key", "generate", "--user", "alice", "--tenant", "acme"],
+        "",
+    );
+    assert_eq!(
+        env.ok(&["key", "list", "--tenant", "acme"], "")
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(
+        env.ok(&["key", "list"], "").lines().count(),
+        0,
+        "default has none"
+    );
+
+    // Bad input: a clear error, and nothing changed.
+    let before = listed(&env);
+    for (args, want) in [
+        (&["tenant", "add", "Bad Name"][..], "tenant name"),
+        (&["tenant", "add", "acme"][..], "a tenant named acme exists"),
+        (
+            &["tenant", "add", "beta", "--host", "keys.acme.test"][..],
+            "already served",
+        ),
+        (
+            &["tenant", "add", "beta", "--host", "bad_host"][..],
+            "host \"bad_host\"",
+        ),
+        (
+            &["tenant", "add-host", "nobody", "x.test"][..],
+            "no tenant nobody",
+        ),
+        (
+            &["tenant", "add-host", "acme", "x.test:80"][..],
+            "host \"x.test:80\"",
+        ),
+        (
+            &["tenant", "add-host", "default", "keys.acme.test"][..],
+            "already served",
+        ),
+        (
+            &["tenant", "remove-host", "x.test"][..],
+            "no tenant is served at x.test",
+        ),
+        (
+            &["user", "add", "bob", "--tenant", "nobody"][..],
+            "no tenant nobody",
+        ),
+        (
+            &["key", "list", "--tenant", "nobody"][..],
+            "no tenant nobody",
+        ),
+    ] {
+        let err = env.fails(args, "");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(listed(&env), before);
+
+    assert_eq!(
+        env.ok(&["tenant", "remove-host", "KEYS.acme.test"], ""),
+        "removed keys.acme.test\n"
+    );
+    assert!(!listed(&env).contains("keys.acme.test"));
+}

@@ -129,6 +129,72 @@ macro_rules! impl_key_store {
                     .try_into()
             }
 
+            async fn find_tenant(&self, name: &keycast_core::TenantName) -> keycast_core::Result<keycast_core::Tenant> {
+                let sql = Self::sql("SELECT * FROM tenants WHERE name = $1");
+                sqlx::query_as::<_, $crate::rows::TenantRow>(&sql)
+                    .bind(name.as_str())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("tenant", "tenant")))?
+                    .try_into()
+            }
+
+            async fn list_tenants(&self) -> keycast_core::Result<Vec<keycast_core::Tenant>> {
+                let sql = Self::sql("SELECT * FROM tenants ORDER BY name");
+                sqlx::query_as::<_, $crate::rows::TenantRow>(&sql)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("tenant", "tenant")))?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+
+            async fn add_tenant_host(
+                &self,
+                host: &keycast_core::TenantHost,
+                tenant: keycast_core::TenantId,
+            ) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO tenant_hosts (host, tenant_id, created_at) VALUES ($1, $2, $3)",
+                );
+                sqlx::query(&sql)
+                    .bind(host.as_str())
+                    .bind(tenant.as_uuid())
+                    .bind($crate::rows::ts(keycast_core::nostr::Timestamp::now())?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("tenant host", "tenant")))?;
+                Ok(())
+            }
+
+            async fn remove_tenant_host(&self, host: &keycast_core::TenantHost) -> keycast_core::Result<bool> {
+                let sql = Self::sql("DELETE FROM tenant_hosts WHERE host = $1");
+                let done = sqlx::query(&sql)
+                    .bind(host.as_str())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("tenant host", "tenant")))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_tenant_hosts(
+                &self,
+            ) -> keycast_core::Result<Vec<(keycast_core::TenantHost, keycast_core::TenantId)>> {
+                let sql = Self::sql("SELECT host, tenant_id FROM tenant_hosts ORDER BY host");
+                sqlx::query_as::<_, (String, uuid::Uuid)>(&sql)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("tenant host", "tenant")))?
+                    .into_iter()
+                    .map(|(host, tenant)| {
+                        let host = keycast_core::TenantHost::parse(&host)
+                            .map_err(|_| keycast_core::Error::Corrupt("stored tenant host is invalid".into()))?;
+                        Ok((host, keycast_core::TenantId::from_uuid(tenant)))
+                    })
+                    .collect()
+            }
+
             async fn create_user(&self, u: &keycast_core::User) -> keycast_core::Result<()> {
                 let sql = Self::sql(
                     "INSERT INTO users (id, tenant_id, username, password_hash, email, created_at) \

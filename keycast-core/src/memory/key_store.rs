@@ -1,6 +1,6 @@
 //! An in-process KeyStore. Complete and correct, but nothing survives the process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
-use crate::model::names::{Email, Label, Username};
+use crate::model::names::{Email, Label, TenantHost, TenantName, Username};
 use crate::model::policy::Policy;
 use crate::model::request::Method;
 use crate::model::token::{ApiToken, OAuthCode, Session};
@@ -30,6 +30,7 @@ pub struct MemoryKeyStore {
 #[derive(Debug, Default)]
 struct Inner {
     tenants: HashMap<TenantId, Tenant>,
+    tenant_hosts: BTreeMap<TenantHost, TenantId>,
     users: HashMap<UserId, User>,
     keys: HashMap<KeyId, StoredKey>,
     policies: HashMap<PolicyId, Policy>,
@@ -105,6 +106,48 @@ impl KeyStore for MemoryKeyStore {
             .get(&id)
             .cloned()
             .map_or_else(not_found("tenant"), Ok)
+    }
+
+    async fn find_tenant(&self, name: &TenantName) -> Result<Tenant> {
+        self.lock()
+            .tenants
+            .values()
+            .find(|t| &t.name == name)
+            .cloned()
+            .map_or_else(not_found("tenant"), Ok)
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let mut all: Vec<Tenant> = self.lock().tenants.values().cloned().collect();
+        all.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        Ok(all)
+    }
+
+    async fn add_tenant_host(&self, host: &TenantHost, tenant: TenantId) -> Result<()> {
+        let mut g = self.lock();
+        if !g.tenants.contains_key(&tenant) {
+            return Err(Error::NotFound { what: "tenant" });
+        }
+        if g.tenant_hosts.contains_key(host) {
+            return Err(Error::AlreadyExists {
+                what: "tenant host",
+            });
+        }
+        g.tenant_hosts.insert(host.clone(), tenant);
+        Ok(())
+    }
+
+    async fn remove_tenant_host(&self, host: &TenantHost) -> Result<bool> {
+        Ok(self.lock().tenant_hosts.remove(host).is_some())
+    }
+
+    async fn list_tenant_hosts(&self) -> Result<Vec<(TenantHost, TenantId)>> {
+        Ok(self
+            .lock()
+            .tenant_hosts
+            .iter()
+            .map(|(h, t)| (h.clone(), *t))
+            .collect())
     }
 
     async fn create_user(&self, user: &User) -> Result<()> {

@@ -102,7 +102,65 @@ macro_rules! string_newtype_impls {
         }
     )*};
 }
-string_newtype_impls!(TenantName, Username, Label);
+string_newtype_impls!(TenantName, TenantHost, Username, Label);
+
+/// A host name a tenant is served at (the `Host` header without its port): a DNS name of
+/// 1–253 characters in labels of 1–63 `a-z 0-9 -` (not starting or ending with `-`), or
+/// an IPv6 literal in brackets; lower-cased, and a trailing dot dropped.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantHost(String);
+
+impl TenantHost {
+    /// Validates and lower-cases a host name (no port).
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        let s = s.strip_suffix('.').unwrap_or(&s);
+        let ok = match s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => {
+                (1..=253).contains(&s.len())
+                    && s.split('.').all(|label| {
+                        (1..=63).contains(&label.len())
+                            && !label.starts_with('-')
+                            && !label.ends_with('-')
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    })
+            }
+        };
+        if !ok {
+            return Err(Error::invalid(
+                "host",
+                "use a DNS name (labels of a-z, 0-9, '-') or a bracketed IPv6 address, without a port",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The host of an HTTP `Host` header or URI authority: `name[:port]` or `[v6][:port]`.
+    pub fn from_authority(authority: &str) -> Result<Self> {
+        let bad_port = || Error::invalid("host", "the port must be 1-5 digits");
+        let port_ok = |p: &str| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+        let host = if authority.starts_with('[') {
+            let end = authority.find(']').map_or(authority.len(), |i| i + 1);
+            let (host, rest) = authority.split_at(end);
+            match rest.strip_prefix(':') {
+                Some(p) if port_ok(p) => host,
+                None if rest.is_empty() => host,
+                _ => return Err(bad_port()),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((host, p)) if port_ok(p) => host,
+                Some(_) => return Err(bad_port()),
+                None => authority,
+            }
+        };
+        Self::parse(host)
+    }
+}
 
 /// An account's e-mail address, the login name of accounts that register over HTTP:
 /// at most 254 bytes, one `@` with a non-empty local part (≤ 64) and a dotted domain,
@@ -221,6 +279,45 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn tenant_hosts_are_validated_and_ports_dropped() {
+        let host = |s: &str| TenantHost::from_authority(s).map(|h| h.to_string());
+        assert_eq!(host("Keys.Example.COM"), Ok("keys.example.com".into()));
+        assert_eq!(
+            host("keys.example.com.:8443"),
+            Ok("keys.example.com".into())
+        );
+        assert_eq!(host("127.0.0.1:3000"), Ok("127.0.0.1".into()));
+        assert_eq!(host("[::1]:3000"), Ok("[::1]".into()));
+        assert_eq!(host("localhost"), Ok("localhost".into()));
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long = ["abc"; 64].join(".");
+        for bad in [
+            "",
+            ":80",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "a_b.example",
+            "ex ample",
+            "a.example:",
+            "a.example:http",
+            "a.example:123456",
+            "[::1",
+            "[nope]",
+            "[::1]x",
+            "ünï.example",
+            &long_label,
+            &long,
+        ] {
+            assert!(TenantHost::from_authority(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            TenantHost::parse("a.example:80").is_err(),
+            "parse takes no port"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::Changed;
 use crate::model::key::{KeyKind, StoredKey};
-use crate::model::names::{Email, Username};
+use crate::model::names::{Email, TenantHost, Username};
 use crate::model::policy::Permission;
 use crate::model::request::Method;
 use crate::model::token::{ApiToken, OAuthCode, Session};
@@ -23,6 +23,7 @@ use crate::traits::key_store::KeyStore;
 /// Runs every check.
 pub async fn run(store: Arc<dyn KeyStore>) {
     tenants(&store).await;
+    tenant_hosts(&store).await;
     users(&store).await;
     accounts(&store).await;
     keys(&store).await;
@@ -121,6 +122,59 @@ pub async fn tenants(store: &Arc<dyn KeyStore>) {
     );
     assert_exists(store.create_tenant(&t).await, "duplicate tenant id");
     assert_not_found(store.get_tenant(TenantId::random()).await, "missing tenant");
+    assert_eq!(store.find_tenant(&t.name).await.unwrap(), t, "by name");
+    assert_not_found(store.find_tenant(&tenant().name).await, "missing name");
+    let listed = store.list_tenants().await.unwrap();
+    assert!(listed.contains(&t), "listed");
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| w[0].name.as_str() < w[1].name.as_str()),
+        "tenants ordered by name"
+    );
+}
+
+pub async fn tenant_hosts(store: &Arc<dyn KeyStore>) {
+    let (a, b) = (tenant(), tenant());
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let host = |t: &Tenant, n: u8| TenantHost::parse(&format!("h{n}.{}.example", t.name)).unwrap();
+    let (a1, a2, b1) = (host(&a, 1), host(&a, 2), host(&b, 1));
+    store.add_tenant_host(&a2, a.id).await.unwrap();
+    store.add_tenant_host(&a1, a.id).await.unwrap();
+    store.add_tenant_host(&b1, b.id).await.unwrap();
+    assert_exists(
+        store.add_tenant_host(&a1, a.id).await,
+        "the same host twice",
+    );
+    assert_exists(
+        store.add_tenant_host(&a1, b.id).await,
+        "another tenant's host",
+    );
+    assert_not_found(
+        store
+            .add_tenant_host(&host(&b, 9), TenantId::random())
+            .await,
+        "a host for a missing tenant",
+    );
+    let all = store.list_tenant_hosts().await.unwrap();
+    for pair in [(a1.clone(), a.id), (a2.clone(), a.id), (b1.clone(), b.id)] {
+        assert!(all.contains(&pair), "{pair:?} listed");
+    }
+    assert!(
+        !all.iter().any(|(h, _)| h == &host(&b, 9)),
+        "refused host not stored"
+    );
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "hosts ordered");
+    assert!(store.remove_tenant_host(&a1).await.unwrap(), "removed");
+    assert!(
+        !store.remove_tenant_host(&a1).await.unwrap(),
+        "removed twice"
+    );
+    store.add_tenant_host(&a1, b.id).await.unwrap();
+    let all = store.list_tenant_hosts().await.unwrap();
+    assert!(all.contains(&(a1, b.id)), "a freed host can move");
+    assert!(all.contains(&(a2, a.id)), "the other host stays");
 }
 
 pub async fn users(store: &Arc<dyn KeyStore>) {

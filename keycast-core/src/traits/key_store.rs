@@ -13,7 +13,7 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord};
 use crate::model::authorization::Authorization;
 use crate::model::change::Change;
 use crate::model::key::StoredKey;
-use crate::model::names::{Email, Label, Username};
+use crate::model::names::{Email, Label, TenantHost, TenantName, Username};
 use crate::model::policy::Policy;
 use crate::model::token::{ApiToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
@@ -24,7 +24,7 @@ use crate::traits::key_manager::{KekRef, Wrapped};
 /// Errors:
 /// - [`crate::Error::NotFound`] when a looked-up record does not exist;
 /// - [`crate::Error::AlreadyExists`] when an insert collides with a unique key (id,
-///   username or e-mail within a tenant, tenant name, key pubkey within a tenant, bunker pubkey,
+///   username or e-mail within a tenant, tenant name, tenant host, key pubkey within a tenant, bunker pubkey,
 ///   token or code digest);
 /// - [`crate::Error::InvalidInput`] when a value cannot be stored (e.g. a time beyond 2^63 s);
 /// - [`crate::Error::Corrupt`] when a stored row cannot be decoded;
@@ -42,6 +42,17 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
     /// Reads a tenant.
     async fn get_tenant(&self, id: TenantId) -> Result<Tenant>;
+    /// Finds a tenant by name.
+    async fn find_tenant(&self, name: &TenantName) -> Result<Tenant>;
+    /// Every tenant, ordered by name.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    /// Serves `tenant` at `host`. A host belongs to at most one tenant: `AlreadyExists`
+    /// when it is taken (by any tenant), `NotFound` when the tenant does not exist.
+    async fn add_tenant_host(&self, host: &TenantHost, tenant: TenantId) -> Result<()>;
+    /// Stops serving any tenant at `host`; returns whether it was mapped.
+    async fn remove_tenant_host(&self, host: &TenantHost) -> Result<bool>;
+    /// Every host mapping, ordered by host.
+    async fn list_tenant_hosts(&self) -> Result<Vec<(TenantHost, TenantId)>>;
 
     /// Inserts a user. Usernames are unique per tenant.
     async fn create_user(&self, user: &User) -> Result<()>;

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::error::{bearer_digest, json_body, ErrorBody};
+use super::tenant::HostTenant;
 use super::{ApiError, AppState};
 use crate::passwords;
-use crate::services::default_tenant;
 
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -71,6 +71,7 @@ pub(crate) struct LoginAnswer {
         (status = 409, description = "The e-mail has an account", body = ErrorBody)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     if !state.services.config.registration_open {
@@ -86,7 +87,7 @@ pub(crate) async fn register(
     let hash = passwords::hash(c.password).await?;
     // The username is internal for e-mail accounts: unique and free of personal data.
     let username = Username::parse(&format!("u-{}", uuid::Uuid::new_v4().simple()))?;
-    let user = User::new(default_tenant(), username, Some(hash)).with_email(email);
+    let user = User::new(tenant, username, Some(hash)).with_email(email);
     match state.services.store.create_user(&user).await {
         Ok(()) => {}
         Err(keycast_core::Error::AlreadyExists { .. }) => {
@@ -111,20 +112,22 @@ pub(crate) async fn register(
         (status = 429, description = "Too many attempts; locked for a while", body = ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
     let c = json_body(body)?;
-    let (secret, session) = password_login(&state, &c.email, c.password).await?;
+    let (secret, session) = password_login(&state, tenant, &c.email, c.password).await?;
     Ok(Json(LoginAnswer {
         token: secret.expose().to_owned(),
         expires_at: session.expires_at.as_secs(),
     }))
 }
 
-/// Checks an e-mail and password under the rate limit and lockout and opens a session;
-/// shared by the JSON login and the OAuth login form.
+/// Checks an e-mail and password of `tenant` under the rate limit and lockout and opens a
+/// session; shared by the JSON login and the OAuth login form.
 pub(crate) async fn password_login(
     state: &AppState,
+    tenant: keycast_core::TenantId,
     email: &str,
     password: Zeroizing<String>,
 ) -> Result<(BearerSecret, Session), ApiError> {
@@ -147,7 +150,7 @@ pub(crate) async fn password_login(
     let user = match state
         .services
         .store
-        .find_user_by_email(default_tenant(), &email)
+        .find_user_by_email(tenant, &email)
         .await
     {
         Ok(u) => Some(u),
@@ -217,11 +220,14 @@ fn account_json(user: &User) -> Account {
     }
 }
 
-/// The account of a valid session (`Authorization: Bearer <session token>`).
+/// The account of a valid session (`Authorization: Bearer <session token>`) of the
+/// request's tenant.
 #[derive(Debug, Clone, Copy)]
 pub struct CurrentUser {
     /// The account.
     pub user_id: UserId,
+    /// Its tenant (the one the request's host is served for).
+    pub tenant_id: keycast_core::TenantId,
     /// Its session's digest.
     pub session: keycast_core::SecretDigest,
 }
@@ -233,25 +239,27 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let HostTenant(tenant) = HostTenant::from_request_parts(parts, state).await?;
         let digest = bearer_digest(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("log in and send Authorization: Bearer <session token>")
                 .into_response()
         })?;
-        session_user(state, digest)
+        session_user(state, tenant, digest)
             .await
             .map_err(IntoResponse::into_response)
     }
 }
 
 /// The account of the session with `digest` (from a bearer header or the OAuth cookie);
-/// 401 when it is unknown, ended or expired.
+/// 401 when it is unknown, ended or expired, or another tenant's (as if unknown).
 pub(crate) async fn session_user(
     state: &AppState,
+    tenant: keycast_core::TenantId,
     digest: keycast_core::SecretDigest,
 ) -> Result<CurrentUser, ApiError> {
     let session = match state.services.store.find_session(&digest).await {
-        Ok(s) => s,
-        Err(keycast_core::Error::NotFound { .. }) => {
+        Ok(s) if s.tenant_id == tenant => s,
+        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => {
             return Err(ApiError::unauthorized("unknown or ended session"))
         }
         Err(e) => return Err(e.into()),
@@ -266,6 +274,7 @@ pub(crate) async fn session_user(
     }
     Ok(CurrentUser {
         user_id: session.user_id,
+        tenant_id: session.tenant_id,
         session: digest,
     })
 }

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use super::accounts::CurrentUser;
 use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
-use crate::services::default_tenant;
 
 /// An app authorization to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -82,7 +81,18 @@ pub(crate) struct CreatedAuthorization {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AuthorizationList {
     /// Oldest first, revoked ones included.
-    authorizations: Vec<AuthorizationView>,
+    authorizations: Vec<AuthorizationActivity>,
+}
+
+/// An authorization (an app session) with what it has been used for, from the audit log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AuthorizationActivity {
+    #[serde(flatten)]
+    authorization: AuthorizationView,
+    /// Unix seconds of the latest call through it, allowed or refused; absent if none.
+    last_used_at: Option<u64>,
+    /// Events signed through it.
+    signatures: u64,
 }
 
 fn authorization_json(a: &Authorization) -> AuthorizationView {
@@ -126,21 +136,14 @@ pub(crate) async fn create(
         (Some(id), None) => super::policies::owned(&state, &current, &id).await?,
         (None, permissions) => {
             let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
-            let policy = Policy::new(default_tenant(), label.clone(), permissions)?
+            let policy = Policy::new(current.tenant_id, label.clone(), permissions)?
                 .owned_by(current.user_id);
             s.store.insert_policy(&policy).await?;
             policy
         }
     };
-    let (auth, secret) = connect_key(
-        &state,
-        current.user_id,
-        key_id,
-        policy.id,
-        label,
-        expires_at,
-    )
-    .await?;
+    let (auth, secret) =
+        connect_key(&state, &current, key_id, policy.id, label, expires_at).await?;
     let token = s.issue_token(&auth, expires_at).await?;
     let uri = bunker_uri(&auth, &secret)?;
     let answer = CreatedAuthorization {
@@ -155,7 +158,7 @@ pub(crate) async fn create(
 /// single-use connect secret) and has the bunker listen for it; shared with OAuth approval.
 pub(crate) async fn connect_key(
     state: &AppState,
-    user_id: keycast_core::UserId,
+    user: &CurrentUser,
     key_id: keycast_core::KeyId,
     policy_id: keycast_core::PolicyId,
     label: Label,
@@ -165,8 +168,8 @@ pub(crate) async fn connect_key(
         .services
         .custody
         .create_authorization(NewAuthorization {
-            tenant_id: default_tenant(),
-            user_id,
+            tenant_id: user.tenant_id,
+            user_id: user.user_id,
             key_id,
             policy_id,
             label,
@@ -196,7 +199,8 @@ pub(crate) fn bunker_uri(
     .map_err(|e| ApiError::from(keycast_core::Error::Internal(e.to_string())))
 }
 
-/// The account's authorizations.
+/// The account's authorizations (its app sessions), each with its last activity and the
+/// number of events it signed.
 #[utoipa::path(get, path = "/api/authorizations", tag = "authorizations",
     security(("session" = [])), responses(
         (status = 200, description = "The authorizations", body = AuthorizationList)))]
@@ -207,11 +211,18 @@ pub(crate) async fn list(
     let all = state
         .services
         .store
-        .list_authorizations(default_tenant(), Some(current.user_id))
+        .list_authorizations(current.tenant_id, Some(current.user_id))
         .await?;
-    Ok(Json(AuthorizationList {
-        authorizations: all.iter().map(authorization_json).collect(),
-    }))
+    let mut authorizations = Vec::with_capacity(all.len());
+    for a in &all {
+        let activity = state.services.store.authorization_activity(a.id).await?;
+        authorizations.push(AuthorizationActivity {
+            authorization: authorization_json(a),
+            last_used_at: activity.last_used_at.map(|t| t.as_secs()),
+            signatures: activity.signatures,
+        });
+    }
+    Ok(Json(AuthorizationList { authorizations }))
 }
 
 /// Revokes an authorization: refused at once here, on other instances within 250 ms.

@@ -17,7 +17,6 @@ use zeroize::Zeroizing;
 use super::accounts::CurrentUser;
 use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
-use crate::services::default_tenant;
 
 /// A key to store: send nothing to generate one, `secret` to import an nsec or 64 hex
 /// characters, or `ncryptsec` with `password` to import a NIP-49 key.
@@ -143,7 +142,7 @@ pub(crate) async fn list(
     let keys = state
         .services
         .store
-        .list_keys(default_tenant(), Some(current.user_id))
+        .list_keys(current.tenant_id, Some(current.user_id))
         .await?;
     let keys = keys
         .iter()
@@ -200,7 +199,7 @@ pub(crate) async fn create(
         .services
         .custody
         .create_key(
-            default_tenant(),
+            current.tenant_id,
             Some(current.user_id),
             KeyKind::User,
             name,

@@ -17,6 +17,7 @@ mod oauth;
 mod openapi;
 mod policies;
 mod rpc;
+mod tenant;
 mod traffic;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +41,7 @@ pub use login_guard::LoginGuard;
 #[doc(hidden)]
 pub use rpc::fuzz_rpc_body;
 pub use rpc::{token_cache, TokenCache};
+pub use tenant::HostTenant;
 pub use traffic::HttpTraffic;
 
 use crate::services::Services;
@@ -179,6 +181,7 @@ pub fn app(state: AppState) -> Router {
     let document = openapi::json(api);
     let written = state.services.changes.local.clone();
     let traffic = state.traffic.clone();
+    let tenancy = state.services.tenancy.clone();
     router
         .route("/api/openapi.json", get(move || openapi::serve(document.clone())))
         .route(
@@ -194,6 +197,7 @@ pub fn app(state: AppState) -> Router {
         .route("/connect/login", post(connect::connect_login))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(tenancy, tenant::resolve))
         .layer(axum::middleware::from_fn_with_state(written, read_changes_after_writes))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)

@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use base64::Engine;
 use keycast_core::nostr::{Event, EventId, JsonUtil, PublicKey, Timestamp, Url};
-use keycast_core::AuthorizationId;
+use keycast_core::{AuthorizationId, TenantId};
 use nostr::nips::nip98::{self, HttpMethod};
 
 use super::{ApiError, AppState};
@@ -30,11 +31,13 @@ pub fn seen_events() -> SeenEvents {
 /// The authorization a valid NIP-98 header acts through.
 pub(crate) async fn authenticate(
     state: &AppState,
+    tenant: TenantId,
+    headers: &HeaderMap,
     header: &str,
     body: &[u8],
 ) -> Result<AuthorizationId, ApiError> {
     let refused = |why: &str| ApiError::unauthorized(format!("NIP-98: {why}"));
-    let url = Url::parse(&format!("{}/api/nostr", state.services.config.public_url))
+    let url = Url::parse(&format!("{}/api/nostr", origin(state, headers)))
         .map_err(|_| refused("server URL is misconfigured"))?;
     let (h, b) = (header.to_owned(), body.to_vec());
     // Signature checks are crypto: off the runtime.
@@ -61,10 +64,28 @@ pub(crate) async fn authenticate(
         Err(keycast_core::Error::NotFound { .. }) => return Err(refused("unknown bunker pubkey")),
         Err(e) => return Err(e.into()),
     };
+    if auth.tenant_id != tenant {
+        return Err(refused("unknown bunker pubkey"));
+    }
     if !auth.has_client(&author) {
         return Err(refused("this key is not connected to that authorization"));
     }
     Ok(auth.id)
+}
+
+/// The scheme and host the event's `u` tag must name: `public_url`, or with tenants by host
+/// its scheme and the request's (already matched to a tenant) host.
+fn origin(state: &AppState, headers: &HeaderMap) -> String {
+    let public = state.services.config.public_url.trim_end_matches('/');
+    if !state.services.tenancy.is_by_host() {
+        return public.to_owned();
+    }
+    let scheme = public.split_once("://").map_or("https", |(s, _)| s);
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    format!("{scheme}://{host}")
 }
 
 fn decode(header: &str) -> Option<Event> {

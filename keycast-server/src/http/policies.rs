@@ -15,7 +15,6 @@ use serde_json::Value;
 use super::accounts::CurrentUser;
 use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
-use crate::services::default_tenant;
 
 /// A policy to create, or the new contents of one.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -93,7 +92,7 @@ pub(crate) async fn create(
     b: Result<Json<PolicyBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = json_body(b)?;
-    let policy = Policy::new(default_tenant(), Label::parse(&b.name)?, b.permissions)?
+    let policy = Policy::new(current.tenant_id, Label::parse(&b.name)?, b.permissions)?
         .owned_by(current.user_id);
     state.services.store.insert_policy(&policy).await?;
     Ok((StatusCode::CREATED, Json(policy_json(&policy))).into_response())
@@ -111,7 +110,7 @@ pub(crate) async fn list(
     let all = state
         .services
         .store
-        .list_policies(default_tenant(), Some(current.user_id))
+        .list_policies(current.tenant_id, Some(current.user_id))
         .await?;
     Ok(Json(PolicyList {
         policies: all.iter().map(policy_json).collect(),
@@ -149,7 +148,7 @@ pub(crate) async fn replace(
     let stored = owned(&state, &current, &id).await?;
     let b = json_body(b)?;
     // Validates like a new one; keeps identity, owner and (unless given) version.
-    let fresh = Policy::new(default_tenant(), Label::parse(&b.name)?, b.permissions)?;
+    let fresh = Policy::new(current.tenant_id, Label::parse(&b.name)?, b.permissions)?;
     let edit = Policy {
         name: fresh.name,
         permissions: fresh.permissions,

@@ -20,7 +20,7 @@ use keycast_nip46::{result_text, Command};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, HostTenant};
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -81,12 +81,13 @@ pub fn token_cache() -> TokenCache {
         (status = 503, description = "Overloaded or a backend is unavailable; retry", body = super::error::ErrorBody)))]
 pub(crate) async fn rpc(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RpcResult>, ApiError> {
     state.counters.rpc_requests.fetch_add(1, Ordering::Relaxed);
     let body = body.map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))?;
-    let authorization_id = match authenticate_any(&state, &headers, &body).await {
+    let authorization_id = match authenticate_any(&state, tenant, &headers, &body).await {
         Ok(id) => id,
         Err(e) => {
             state
@@ -219,9 +220,11 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<RpcRequest, ApiError> 
     })
 }
 
-/// Bearer token or NIP-98, by the `Authorization` scheme.
+/// Bearer token or NIP-98, by the `Authorization` scheme; a credential of another tenant
+/// than the host's is refused as unknown.
 async fn authenticate_any(
     state: &AppState,
+    tenant: keycast_core::TenantId,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<AuthorizationId, ApiError> {
@@ -229,11 +232,13 @@ async fn authenticate_any(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if let Some(nostr) = value.filter(|v| v.starts_with("Nostr ")) {
-        return super::nip98::authenticate(state, nostr, body).await;
+        return super::nip98::authenticate(state, tenant, headers, nostr, body).await;
     }
-    authenticate(state, headers)
-        .await
-        .map(|t| t.authorization_id)
+    let token = authenticate(state, headers).await?;
+    if token.tenant_id != tenant {
+        return Err(ApiError::unauthorized("unknown token"));
+    }
+    Ok(token.authorization_id)
 }
 
 /// The token of `Authorization: Bearer …`, checked against the cache, then the store.

@@ -50,7 +50,22 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_at(None, method, path, token, body).await
+    }
+
+    /// [`Api::call`] with a `Host` header when `host` is set.
+    pub async fn call_at(
+        &self,
+        host: Option<&str>,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut r = Request::builder().method(method).uri(path);
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
         if let Some(t) = token {
             r = r.header("authorization", format!("Bearer {t}"));
         }

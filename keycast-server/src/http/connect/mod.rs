@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 
 use super::accounts::CurrentUser;
 use super::oauth::{page, params, session};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, HostTenant};
 
 /// The login form. No `Debug`: it holds a password (and the URI's secret).
 #[derive(Deserialize)]
@@ -97,6 +97,7 @@ fn malformed() -> Response {
 /// `GET /connect?uri=…`: the login form or the consent page.
 pub(crate) async fn connect_page(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -109,7 +110,7 @@ pub(crate) async fn connect_page(
     if state.bunker.is_none() {
         return no_bunker();
     }
-    match session::current(&state, &headers).await {
+    match session::current(&state, tenant, &headers).await {
         Err(e) => failure(e),
         Ok(None) => view::login(StatusCode::OK, &text, &uri, None),
         Ok(Some((user, token))) => consent(&state, &text, &uri, &user, &token).await,
@@ -132,6 +133,7 @@ async fn consent(
 /// `POST /connect/login`: logs in and goes back to the consent page.
 pub(crate) async fn connect_login(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -151,7 +153,7 @@ pub(crate) async fn connect_login(
         );
     };
     let back = format!("/connect?{}", params::query(&[("uri", text)]));
-    match session::log_in(&state, email, password, &back).await {
+    match session::log_in(&state, tenant, email, password, &back).await {
         Ok(response) => response,
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
             view::login(e.status, text, &uri, Some("Wrong e-mail or password."))
@@ -169,6 +171,7 @@ pub(crate) async fn connect_login(
 /// `POST /connect`: the user's decision.
 pub(crate) async fn connect_decision(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     headers: HeaderMap,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
@@ -176,7 +179,7 @@ pub(crate) async fn connect_decision(
         return malformed();
     };
     let text = form.uri.as_deref().unwrap_or_default();
-    let (user, token) = match session::current(&state, &headers).await {
+    let (user, token) = match session::current(&state, tenant, &headers).await {
         Err(e) => return failure(e),
         Ok(None) => {
             return match parsed(Some(text)) {

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use keycast_core::{Authorization, KeyId, Label, NewAuthorization, Policy, PolicyId, UserId};
+use keycast_core::{Authorization, KeyId, Label, NewAuthorization, Policy, PolicyId};
 use keycast_nip46::{Bunker, NostrConnectUri};
 
 use crate::http::accounts::CurrentUser;
 use crate::http::oauth::scope::Scope;
 use crate::http::{ApiError, AppState};
-use crate::services::default_tenant;
 
 /// The label of the policy and authorization: the app's name (cut to what a label may
 /// hold), else `nostrconnect`.
@@ -40,10 +39,10 @@ pub(crate) async fn approve(
     let label = label(uri)?;
     let scope = Scope::from_perms(uri.perms.iter().cloned());
     let policy =
-        Policy::new(default_tenant(), label.clone(), scope.permissions())?.owned_by(user.user_id);
+        Policy::new(user.tenant_id, label.clone(), scope.permissions())?.owned_by(user.user_id);
     s.store.insert_policy(&policy).await?;
     let new = NewAuthorization {
-        tenant_id: default_tenant(),
+        tenant_id: user.tenant_id,
         user_id: user.user_id,
         key_id,
         policy_id: policy.id,
@@ -58,7 +57,7 @@ pub(crate) async fn approve(
         }
         Err(e) => {
             tracing::warn!(client = %uri.client, error = %e, "nostrconnect pairing failed");
-            undo(state, bunker, user.user_id, policy.id).await;
+            undo(state, bunker, user, policy.id).await;
             Err(pair_error(e))
         }
     }
@@ -80,11 +79,11 @@ fn pair_error(e: keycast_nip46::Error) -> ApiError {
 /// Pairing can fail after the authorization was made (binding, relays, subscription).
 /// There is no deleting an authorization, so any made under the fresh policy is revoked;
 /// the policy goes when nothing refers to it.
-async fn undo(state: &AppState, bunker: &Bunker, user: UserId, policy: PolicyId) {
+async fn undo(state: &AppState, bunker: &Bunker, user: &CurrentUser, policy: PolicyId) {
     let s = &state.services;
     match s
         .store
-        .list_authorizations(default_tenant(), Some(user))
+        .list_authorizations(user.tenant_id, Some(user.user_id))
         .await
     {
         Ok(all) => {

@@ -13,8 +13,8 @@ use zeroize::Zeroizing;
 use super::params::{self, AuthParams, AuthRequest};
 use super::{code, page, session};
 use crate::http::accounts::CurrentUser;
+use crate::http::HostTenant;
 use crate::http::{ApiError, AppState};
-use crate::services::default_tenant;
 
 /// The fields of the login and consent forms: the request again, plus what the user
 /// entered. No `Debug`: it holds a password.
@@ -85,6 +85,7 @@ fn malformed(what: &str) -> Response {
 
 pub(crate) async fn authorize_page(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     headers: HeaderMap,
     query: Result<Query<AuthParams>, QueryRejection>,
 ) -> Response {
@@ -95,7 +96,7 @@ pub(crate) async fn authorize_page(
         Ok(r) => r,
         Err(refusal) => return refusal.into_response(),
     };
-    match session::current(&state, &headers).await {
+    match session::current(&state, tenant, &headers).await {
         Err(e) => failure(e),
         Ok(None) => page::login(StatusCode::OK, &req, None),
         Ok(Some((user, token))) => consent(&state, &req, &user, &token).await,
@@ -116,6 +117,7 @@ async fn consent(
 
 pub(crate) async fn login(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     form: Result<Form<AuthForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -132,7 +134,7 @@ pub(crate) async fn login(
             Some("Enter your e-mail and password."),
         );
     };
-    match session::log_in(&state, email, password, &req.authorize_path()).await {
+    match session::log_in(&state, tenant, email, password, &req.authorize_path()).await {
         Ok(response) => response,
         Err(e)
             if matches!(
@@ -153,6 +155,7 @@ pub(crate) async fn login(
 
 pub(crate) async fn authorize_decision(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     headers: HeaderMap,
     form: Result<Form<AuthForm>, FormRejection>,
 ) -> Response {
@@ -164,7 +167,7 @@ pub(crate) async fn authorize_decision(
     if let Err(e) = params::client_and_redirect(&state.services.config, &p) {
         return page::error(StatusCode::BAD_REQUEST, &e);
     }
-    let (user, token) = match session::current(&state, &headers).await {
+    let (user, token) = match session::current(&state, tenant, &headers).await {
         Err(e) => return failure(e),
         Ok(None) => {
             return match checked(&state, &p) {
@@ -227,25 +230,19 @@ async fn approve(
 ) -> Result<Zeroizing<String>, ApiError> {
     let s = &state.services;
     let label = Label::parse(&req.client.name)?;
-    let policy = Policy::new(default_tenant(), label.clone(), req.scope.permissions())?
-        .owned_by(user.user_id);
+    let policy =
+        Policy::new(user.tenant_id, label.clone(), req.scope.permissions())?.owned_by(user.user_id);
     s.store.insert_policy(&policy).await?;
-    let (auth, secret) = match crate::http::authorizations::connect_key(
-        state,
-        user.user_id,
-        key_id,
-        policy.id,
-        label,
-        None,
-    )
-    .await
-    {
-        Ok(created) => created,
-        Err(e) => {
-            let _ = s.store.delete_policy(policy.id).await;
-            return Err(e);
-        }
-    };
+    let (auth, secret) =
+        match crate::http::authorizations::connect_key(state, user, key_id, policy.id, label, None)
+            .await
+        {
+            Ok(created) => created,
+            Err(e) => {
+                let _ = s.store.delete_policy(policy.id).await;
+                return Err(e);
+            }
+        };
     match code::issue(s.store.as_ref(), &s.keyring, &auth, &secret, req).await {
         Ok(code) => {
             tracing::info!(authorization = %auth.id, client = %req.client.id, "oauth code issued");

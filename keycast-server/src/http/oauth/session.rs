@@ -29,12 +29,13 @@ pub(crate) fn token(headers: &HeaderMap) -> Option<BearerSecret> {
 /// The logged-in account and its token; `None` without a usable session.
 pub(crate) async fn current(
     state: &AppState,
+    tenant: keycast_core::TenantId,
     headers: &HeaderMap,
 ) -> Result<Option<(CurrentUser, BearerSecret)>, ApiError> {
     let Some(token) = token(headers) else {
         return Ok(None);
     };
-    match session_user(state, token.digest()).await {
+    match session_user(state, tenant, token.digest()).await {
         Ok(user) => Ok(Some((user, token))),
         Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => Ok(None),
         Err(e) => Err(e),
@@ -61,11 +62,12 @@ pub(crate) fn set_cookie(config: &Config, token: &BearerSecret) -> Option<Header
 /// lockout) and answers a 303 to `back` that sets the session cookie.
 pub(crate) async fn log_in(
     state: &AppState,
+    tenant: keycast_core::TenantId,
     email: &str,
     password: zeroize::Zeroizing<String>,
     back: &str,
 ) -> Result<axum::response::Response, ApiError> {
-    let (token, _) = crate::http::accounts::password_login(state, email, password).await?;
+    let (token, _) = crate::http::accounts::password_login(state, tenant, email, password).await?;
     let mut response = super::params::see_other(back);
     if let Some(cookie) = set_cookie(&state.services.config, &token) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -81,7 +83,7 @@ pub(crate) async fn user_keys(
     let keys = state
         .services
         .store
-        .list_keys(crate::services::default_tenant(), Some(user.user_id))
+        .list_keys(user.tenant_id, Some(user.user_id))
         .await?;
     Ok(keys
         .into_iter()

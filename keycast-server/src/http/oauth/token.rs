@@ -17,7 +17,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{code, page, params, scope};
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, HostTenant};
 
 /// The form body. No `Debug`: it holds the code and the verifier.
 #[derive(Deserialize)]
@@ -84,6 +84,7 @@ impl IntoResponse for TokenError {
 
 pub(crate) async fn token(
     State(state): State<AppState>,
+    HostTenant(tenant): HostTenant,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, TokenError> {
     let Form(form) = form.map_err(|e| {
@@ -128,7 +129,7 @@ pub(crate) async fn token(
         }
         Err(e) => return Err(e.into()),
     };
-    match exchange(&state, &form, text, &stored).await {
+    match exchange(&state, tenant, &form, text, &stored).await {
         Ok(response) => Ok(response),
         Err(e) => {
             // The code is spent; its authorization must not outlive a refused exchange.
@@ -152,11 +153,18 @@ pub(crate) async fn token(
 /// Every check after the code was taken, then the token.
 async fn exchange(
     state: &AppState,
+    tenant: keycast_core::TenantId,
     form: &TokenForm,
     text: &str,
     stored: &OAuthCode,
 ) -> Result<Response, TokenError> {
     let s = &state.services;
+    if stored.tenant_id != tenant {
+        return Err(TokenError::new(
+            "invalid_grant",
+            "the code was issued at another host",
+        ));
+    }
     let client_id = form
         .client_id
         .as_deref()
