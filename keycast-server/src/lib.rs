@@ -18,9 +18,12 @@
 //!   OAuth 2.0 with PKCE, NIP-05/NIP-46 discovery and the `nostrconnect://` approval page,
 //!   and the OpenAPI document at `/api/openapi.json`.
 //! - [`oauth_clients`]: the apps an operator lets use OAuth, with their redirect URIs.
+//! - [`tenancy`]: tenants by host: which tenant a request is for, the configured tenants,
+//!   and the `tenant` CLI.
 //! - [`cluster`]: cluster mode over Redis: membership, the hashring `RequestRouter` with
 //!   per-request claims, change announcements and shared login limits.
-//! - [`cli`]: `serve`, `migrate`, `user add`, `key generate|import|list|delete`,
+//! - [`cli`]: `serve`, `migrate`, `tenant list|add|add-host|remove-host`, `user add`,
+//!   `key generate|import|list|delete`,
 //!   `authorization create|revoke`, `kms rotate`, `backup`, `restore`, `healthcheck`.
 //!
 //! Settings resolve from a file and the environment, and a bad value names its setting:
@@ -45,8 +48,6 @@
 //! assert!(bad.unwrap_err().to_string().contains("KEYCAST_KMS"));
 //! # Ok::<_, keycast_server::ServerError>(())
 //! ```
-//!
-//! Still to come: tenants by host (issue 10).
 
 pub mod cli;
 pub mod cluster;

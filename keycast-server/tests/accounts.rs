@@ -173,3 +173,118 @@ async fn closed_registration_is_refused() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "registration_closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_can_bring_a_key_and_a_bad_one_creates_nothing() {
+    use keycast_core::nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
+    use keycast_core::nostr::{Keys, ToBech32};
+
+    let s = Api::new(&[]).await;
+    let register = |body: Value| {
+        let s = &s;
+        async move { s.call("POST", "/api/auth/register", None, Some(body)).await }
+    };
+    let mine = Keys::generate();
+    let nsec = mine.secret_key().to_bech32().expect("nsec");
+    let (status, body) = register(json!({
+        "email": "kim@example.org", "password": "correct horse battery", "nsec": nsec,
+    }))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["key"]["pubkey"], mine.public_key().to_hex(), "{body}");
+    let (_, login) = s
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            creds("kim@example.org", "correct horse battery"),
+        )
+        .await;
+    let session = login["token"].as_str().expect("token");
+    let (_, keys) = s.call("GET", "/api/keys", Some(session), None).await;
+    assert_eq!(
+        keys["keys"][0]["pubkey"],
+        mine.public_key().to_hex(),
+        "{keys}"
+    );
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1));
+
+    let other = Keys::generate();
+    let ncryptsec =
+        EncryptedSecretKey::new(other.secret_key(), "pass phrase", 8, KeySecurity::Unknown)
+            .expect("ncryptsec")
+            .to_bech32()
+            .expect("bech32");
+    let (status, body) = register(json!({
+        "email": "lee@example.org", "password": "correct horse battery",
+        "ncryptsec": ncryptsec, "ncryptsec_password": "pass phrase",
+    }))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["key"]["pubkey"], other.public_key().to_hex());
+
+    // Bad keys: a clear error, and no account is left behind.
+    let hex = Keys::generate().secret_key().to_secret_hex();
+    for (extra, want, code) in [
+        (
+            json!({"nsec": "nsec1notakey"}),
+            StatusCode::BAD_REQUEST,
+            "nsec",
+        ),
+        (json!({"nsec": "zz"}), StatusCode::BAD_REQUEST, "nsec"),
+        (
+            json!({"ncryptsec": ncryptsec, "ncryptsec_password": "wrong"}),
+            StatusCode::BAD_REQUEST,
+            "wrong password",
+        ),
+        (
+            json!({"ncryptsec": ncryptsec}),
+            StatusCode::BAD_REQUEST,
+            "ncryptsec_password",
+        ),
+        (
+            json!({"nsec": hex, "ncryptsec": ncryptsec, "ncryptsec_password": "pass phrase"}),
+            StatusCode::BAD_REQUEST,
+            "send no key",
+        ),
+        (
+            json!({"nsec": nsec}),
+            StatusCode::CONFLICT,
+            "already stored",
+        ),
+    ] {
+        let mut body = json!({"email": "max@example.org", "password": "correct horse battery"});
+        body.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        let (status, answer) = register(body).await;
+        assert_eq!(status, want, "{extra}: {answer}");
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(message.contains(code), "{message}");
+        assert!(
+            !message.contains(&nsec) && !message.contains(&hex),
+            "no secret echoed"
+        );
+        let (status, _) = s
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                creds("max@example.org", "correct horse battery"),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{extra}: no account was made"
+        );
+    }
+    let (status, body) =
+        register(json!({"email": "max@example.org", "password": "correct horse battery"})).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the e-mail is still free: {body}"
+    );
+    assert!(body.get("key").is_none(), "{body}");
+}

@@ -255,6 +255,44 @@ async fn two_tenants_on_postgres_share_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_in_one_tenant_leaves_the_same_email_in_another_alone() {
+    let t = Tenants {
+        api: Api::new(&[("KEYCAST_TENANTS", TENANTS)]).await,
+    };
+    t.account("acme.test", "cy@example.org", "acme password 1")
+        .await;
+    t.account("globex.test", "cy@example.org", "globex password 2")
+        .await;
+    let login = |host: &'static str, password: &'static str| {
+        let t = &t;
+        async move {
+            t.call(
+                host,
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"email": "cy@example.org", "password": password})),
+            )
+            .await
+            .0
+        }
+    };
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        last = login("acme.test", "wrong password!").await;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "locked at acme");
+    assert_eq!(
+        login("acme.test", "acme password 1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login("globex.test", "globex password 2").await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tenants_by_host_every_host_is_the_default_tenant() {
     let api = Api::new(&[]).await;
     let creds = json!({"email": "bo@example.org", "password": "correct horse battery"});

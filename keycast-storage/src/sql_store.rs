@@ -223,6 +223,26 @@ macro_rules! impl_key_store {
                     .try_into()
             }
 
+            async fn delete_user(&self, id: keycast_core::UserId) -> keycast_core::Result<()> {
+                let sql = Self::sql("DELETE FROM users WHERE id = $1");
+                let done = sqlx::query(&sql)
+                    .bind(id.as_uuid())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| match e {
+                        sqlx::Error::Database(db)
+                            if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
+                        {
+                            keycast_core::Error::Conflict("the user still owns records".into())
+                        }
+                        e => db_error(e, about("user", "user")),
+                    })?;
+                if done.rows_affected() == 0 {
+                    return Err(keycast_core::Error::NotFound { what: "user" });
+                }
+                Ok(())
+            }
+
             async fn find_user(
                 &self,
                 tenant: keycast_core::TenantId,

@@ -168,6 +168,23 @@ impl KeyStore for MemoryKeyStore {
         Ok(())
     }
 
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        let mut g = self.lock();
+        if !g.users.contains_key(&id) {
+            return Err(Error::NotFound { what: "user" });
+        }
+        let referred = g.keys.values().any(|k| k.owner == Some(id))
+            || g.sessions.values().any(|s| s.user_id == id)
+            || g.policies.values().any(|p| p.owner == Some(id))
+            || g.authorizations.values().any(|a| a.user_id == id)
+            || g.oauth_codes.values().any(|c| c.user_id == id);
+        if referred {
+            return Err(Error::Conflict("the user still owns records".into()));
+        }
+        g.users.remove(&id);
+        Ok(())
+    }
+
     async fn get_user(&self, id: UserId) -> Result<User> {
         self.lock()
             .users

@@ -217,6 +217,17 @@ pub async fn users(store: &Arc<dyn KeyStore>) {
     assert_not_found(store.find_user(t.id, &nobody).await, "missing username");
     let orphan = user(TenantId::random());
     assert_not_found(store.create_user(&orphan).await, "user of a missing tenant");
+
+    store.delete_user(no_password.id).await.unwrap();
+    assert_not_found(store.get_user(no_password.id).await, "deleted user");
+    assert_not_found(store.delete_user(no_password.id).await, "deleted twice");
+    let owner = key(t.id, Some(u.id), KeyKind::User);
+    store.insert_key(&owner).await.unwrap();
+    assert!(
+        matches!(store.delete_user(u.id).await, Err(Error::Conflict(_))),
+        "a user who owns a key stays"
+    );
+    assert_eq!(store.get_user(u.id).await.unwrap(), u, "unchanged");
 }
 
 /// Login e-mails (unique per tenant, found regardless of case) and sessions.

@@ -58,6 +58,10 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn create_user(&self, user: &User) -> Result<()>;
     /// Reads a user.
     async fn get_user(&self, id: UserId) -> Result<User>;
+    /// Deletes a user that nothing refers to (no keys, sessions, policies, authorizations
+    /// or codes): `Conflict` otherwise, `NotFound` when missing. Undoes a registration
+    /// whose next step failed.
+    async fn delete_user(&self, id: UserId) -> Result<()>;
     /// Finds a user by name within a tenant.
     async fn find_user(&self, tenant: TenantId, username: &Username) -> Result<User>;
     /// Finds a user by login e-mail within a tenant. E-mails are unique per tenant.

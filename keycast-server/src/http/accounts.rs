@@ -41,6 +41,40 @@ pub(crate) struct Credentials {
     password: Zeroizing<String>,
 }
 
+/// A registration: the credentials, and optionally the account's own key to bring (an
+/// nsec or 64 hex characters in `nsec`, or a NIP-49 `ncryptsec` with its
+/// `ncryptsec_password`), stored as its first key, named `main`.
+// No `Debug`: it holds a password and maybe a secret key.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_debug_implementations)]
+pub(crate) struct Registration {
+    /// The account's e-mail address.
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// At least 10 characters; at most 1024 bytes.
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 1024)]
+    password: Zeroizing<String>,
+    /// A secret key to bring: nsec or 64 hex characters.
+    #[schema(value_type = Option<String>, format = Password)]
+    nsec: Option<Zeroizing<String>>,
+    /// A NIP-49 `ncryptsec1…` to bring, with `ncryptsec_password`.
+    ncryptsec: Option<String>,
+    /// The ncryptsec's password.
+    #[schema(value_type = Option<String>, format = Password)]
+    ncryptsec_password: Option<Zeroizing<String>>,
+}
+
+/// A new account, with the key it brought.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Registered {
+    #[serde(flatten)]
+    account: Account,
+    /// The key brought at registration, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<super::keys::KeyView>,
+}
+
 /// An account.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Account {
@@ -62,17 +96,19 @@ pub(crate) struct LoginAnswer {
     expires_at: u64,
 }
 
-/// Creates an account (when registration is open).
-#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = Credentials,
+/// Creates an account (when registration is open), with the key it brings if any. A bad
+/// key, or one already stored in this tenant, creates nothing.
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = Registration,
     responses(
-        (status = 201, description = "Registered", body = Account),
-        (status = 400, description = "Bad e-mail or weak password", body = ErrorBody),
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, description = "Bad e-mail, weak password, or not a usable key", body = ErrorBody),
         (status = 403, description = "Registration is closed", body = ErrorBody),
-        (status = 409, description = "The e-mail has an account", body = ErrorBody)))]
+        (status = 409, description = "The e-mail has an account, or the key is stored already", body = ErrorBody),
+        (status = 503, description = "Too many NIP-49 imports at once; retry", body = ErrorBody)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
-    body: Result<Json<Credentials>, JsonRejection>,
+    body: Result<Json<Registration>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     if !state.services.config.registration_open {
         return Err(ApiError::new(
@@ -81,10 +117,14 @@ pub(crate) async fn register(
             "registration is closed on this server",
         ));
     }
-    let c = json_body(body)?;
-    let email = Email::parse(&c.email)?;
-    passwords::check_strength(&c.password).map_err(ApiError::bad_request)?;
-    let hash = passwords::hash(c.password).await?;
+    let r = json_body(body)?;
+    let email = Email::parse(&r.email)?;
+    passwords::check_strength(&r.password).map_err(ApiError::bad_request)?;
+    let names = ["nsec", "ncryptsec", "ncryptsec_password"];
+    let secret =
+        super::keys::imported_secret(&state, names, r.nsec, r.ncryptsec, r.ncryptsec_password)
+            .await?;
+    let hash = passwords::hash(r.password).await?;
     // The username is internal for e-mail accounts: unique and free of personal data.
     let username = Username::parse(&format!("u-{}", uuid::Uuid::new_v4().simple()))?;
     let user = User::new(tenant, username, Some(hash)).with_email(email);
@@ -99,9 +139,54 @@ pub(crate) async fn register(
         }
         Err(e) => return Err(e.into()),
     }
+    let key = match secret {
+        None => None,
+        Some(secret) => Some(brought_key(&state, &user, secret).await?),
+    };
     state.counters.registrations.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(user = %user.id, "account registered");
-    Ok((StatusCode::CREATED, Json(account_json(&user))).into_response())
+    tracing::info!(user = %user.id, brought_key = key.is_some(), "account registered");
+    let answer = Registered {
+        account: account_json(&user),
+        key: key.as_ref().map(super::keys::key_json),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Stores the key a registration brought; on failure the new account is removed again,
+/// so the registration changes nothing.
+async fn brought_key(
+    state: &AppState,
+    user: &User,
+    secret: keycast_core::nostr::SecretKey,
+) -> Result<keycast_core::StoredKey, ApiError> {
+    let name = keycast_core::Label::parse("main")?;
+    let created = state
+        .services
+        .custody
+        .create_key(
+            user.tenant_id,
+            Some(user.id),
+            keycast_core::KeyKind::User,
+            name,
+            Some(secret),
+        )
+        .await;
+    match created {
+        Ok(key) => Ok(key),
+        Err(e) => {
+            if let Err(undo) = state.services.store.delete_user(user.id).await {
+                tracing::error!(user = %user.id, error = %undo, "cannot remove the account of a failed registration");
+            }
+            Err(match e {
+                keycast_core::Error::AlreadyExists { .. } => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "already_exists",
+                    "this key is already stored here",
+                ),
+                e => e.into(),
+            })
+        }
+    }
 }
 
 /// Logs in: a session token for the account API.
@@ -139,7 +224,9 @@ pub(crate) async fn password_login(
             .fetch_add(1, Ordering::Relaxed);
         return Err(refused());
     };
-    state.login_guard.admit(email.as_str()).await?;
+    // Limits count per account, and an e-mail is a different account in each tenant.
+    let limited = format!("{tenant}/{}", email.as_str());
+    state.login_guard.admit(&limited).await?;
     if password.len() > passwords::MAX_BYTES {
         state
             .counters
@@ -159,14 +246,14 @@ pub(crate) async fn password_login(
     };
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let (true, Some(user)) = (passwords::verify(password, hash).await, user) else {
-        state.login_guard.failed(email.as_str()).await;
+        state.login_guard.failed(&limited).await;
         state
             .counters
             .login_failures
             .fetch_add(1, Ordering::Relaxed);
         return Err(refused());
     };
-    state.login_guard.succeeded(email.as_str()).await;
+    state.login_guard.succeeded(&limited).await;
     let secret = BearerSecret::generate();
     let now = Timestamp::now();
     let session = Session {

@@ -92,7 +92,7 @@ pub(crate) struct Export {
     log_n: Option<u8>,
 }
 
-fn key_json(k: &StoredKey) -> KeyView {
+pub(crate) fn key_json(k: &StoredKey) -> KeyView {
     KeyView {
         id: k.id,
         name: k.name.as_str().to_owned(),
@@ -114,6 +114,53 @@ fn scrypt_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, Api
             "overloaded",
             "too many key imports or exports at once; retry",
         )
+    })
+}
+
+/// The secret key an import names: nothing (generate), an nsec or 64 hex characters, or a
+/// NIP-49 ncryptsec with its password (scrypt, off the runtime, in one of the few slots).
+/// Shared by key creation and registration; errors use the request's field `names`
+/// (secret, ncryptsec, its password).
+pub(crate) async fn imported_secret(
+    state: &AppState,
+    names: [&str; 3],
+    secret: Option<Zeroizing<String>>,
+    ncryptsec: Option<String>,
+    password: Option<Zeroizing<String>>,
+) -> Result<Option<SecretKey>, ApiError> {
+    let [secret_field, ncryptsec_field, password_field] = names;
+    Ok(match (secret, ncryptsec, password) {
+        (None, None, None) => None,
+        (Some(s), None, None) => Some(
+            SecretKey::parse(s.trim())
+                .map_err(|_| {
+                    ApiError::bad_request(format!("{secret_field}: not an nsec or 64 hex characters"))
+                })?,
+        ),
+        (None, Some(n), Some(p)) => {
+            let encrypted = EncryptedSecretKey::from_bech32(n.trim())
+                .map_err(|_| ApiError::bad_request(format!("{ncryptsec_field}: not a NIP-49 key")))?;
+            if encrypted.log_n() > MAX_LOG_N {
+                return Err(ApiError::bad_request(format!(
+                    "{ncryptsec_field}: its scrypt cost (log_n {}) is over {MAX_LOG_N}",
+                    encrypted.log_n()
+                )));
+            }
+            let _slot = scrypt_slot(state)?;
+            // scrypt: off the runtime.
+            let key = tokio::task::spawn_blocking(move || encrypted.decrypt(p.as_str()))
+                .await
+                .map_err(|_| ApiError::bad_request(format!("{ncryptsec_field}: cannot decrypt")))?
+                .map_err(|_| {
+                    ApiError::bad_request(format!("{ncryptsec_field}: wrong password or damaged"))
+                })?;
+            Some(key)
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "send no key (generate), `{secret_field}`, or `{ncryptsec_field}` with `{password_field}`"
+            )))
+        }
     })
 }
 
@@ -166,35 +213,8 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let b = json_body(b)?;
     let name = Label::parse(b.name.as_deref().unwrap_or("main"))?;
-    let secret = match (b.secret, b.ncryptsec, b.password) {
-        (None, None, None) => None,
-        (Some(s), None, None) => Some(
-            SecretKey::parse(s.trim())
-                .map_err(|_| ApiError::bad_request("secret: not an nsec or 64 hex characters"))?,
-        ),
-        (None, Some(n), Some(p)) => {
-            let encrypted = EncryptedSecretKey::from_bech32(n.trim())
-                .map_err(|_| ApiError::bad_request("ncryptsec: not a NIP-49 key"))?;
-            if encrypted.log_n() > MAX_LOG_N {
-                return Err(ApiError::bad_request(format!(
-                    "ncryptsec: its scrypt cost (log_n {}) is over {MAX_LOG_N}",
-                    encrypted.log_n()
-                )));
-            }
-            let _slot = scrypt_slot(&state)?;
-            // scrypt: off the runtime.
-            let key = tokio::task::spawn_blocking(move || encrypted.decrypt(p.as_str()))
-                .await
-                .map_err(|_| ApiError::bad_request("ncryptsec: cannot decrypt"))?
-                .map_err(|_| ApiError::bad_request("ncryptsec: wrong password or damaged"))?;
-            Some(key)
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "send nothing (generate), `secret`, or `ncryptsec` with `password`",
-            ))
-        }
-    };
+    let names = ["secret", "ncryptsec", "password"];
+    let secret = imported_secret(&state, names, b.secret, b.ncryptsec, b.password).await?;
     let key = state
         .services
         .custody
