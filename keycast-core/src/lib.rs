@@ -70,7 +70,7 @@ pub use model::key::{KeyKind, StoredKey};
 pub use model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 pub use model::policy::{Permission, Policy};
 pub use model::request::{parse_pubkey, EventTemplate, Method, Request, Response};
-pub use model::token::{ApiToken, OAuthCode, Session};
+pub use model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 pub use traits::authorizer::{AuthContext, Authorizer, Decision};
 pub use traits::key_manager::{KekRef, KeyManager, Keyring, Wrapped};
 pub use traits::key_store::KeyStore;

@@ -157,6 +157,31 @@ impl TryFrom<SessionRow> for keycast_core::Session {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct EmailTokenRow {
+    digest: Vec<u8>,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    purpose: String,
+    expires_at: i64,
+    created_at: i64,
+}
+
+impl TryFrom<EmailTokenRow> for keycast_core::EmailToken {
+    type Error = Error;
+    fn try_from(r: EmailTokenRow) -> Result<Self> {
+        Ok(Self {
+            digest: digest(&r.digest)?,
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            user_id: UserId::from_uuid(r.user_id),
+            purpose: keycast_core::EmailPurpose::parse(&r.purpose)
+                .ok_or_else(|| corrupt("e-mail token purpose"))?,
+            expires_at: from_ts(r.expires_at)?,
+            created_at: from_ts(r.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct KeyRow {
     id: Uuid,
     tenant_id: Uuid,

@@ -314,6 +314,116 @@ macro_rules! impl_key_store {
                 Ok(n > 0)
             }
 
+            async fn replace_password(
+                &self,
+                user: keycast_core::UserId,
+                hash: &keycast_core::PasswordHash,
+            ) -> keycast_core::Result<u64> {
+                let fail = |e| db_error(e, about("user", "user"));
+                let mut tx = self.writer().begin().await.map_err(fail)?;
+                let set = Self::sql("UPDATE users SET password_hash = $1 WHERE id = $2");
+                let n = sqlx::query(&set)
+                    .bind(hash.as_str())
+                    .bind(user.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(keycast_core::Error::NotFound { what: "user" });
+                }
+                let end = Self::sql("DELETE FROM sessions WHERE user_id = $1");
+                let ended = sqlx::query(&end)
+                    .bind(user.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?
+                    .rows_affected();
+                tx.commit().await.map_err(fail)?;
+                Ok(ended)
+            }
+
+            async fn mark_email_verified(
+                &self,
+                user: keycast_core::UserId,
+                at: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2",
+                );
+                let n = sqlx::query(&sql)
+                    .bind($crate::rows::ts(at)?)
+                    .bind(user.as_uuid())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("user", "user")))?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(keycast_core::Error::NotFound { what: "user" });
+                }
+                Ok(())
+            }
+
+            async fn email_verified_at(
+                &self,
+                user: keycast_core::UserId,
+            ) -> keycast_core::Result<Option<keycast_core::nostr::Timestamp>> {
+                let sql = Self::sql("SELECT email_verified_at FROM users WHERE id = $1");
+                let (at,): (Option<i64>,) = sqlx::query_as(&sql)
+                    .bind(user.as_uuid())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(|e| db_error(e, about("user", "user")))?;
+                at.map(|v| {
+                    u64::try_from(v)
+                        .map(keycast_core::nostr::Timestamp::from)
+                        .map_err(|_| keycast_core::Error::Corrupt("stored time is invalid".into()))
+                })
+                .transpose()
+            }
+
+            async fn insert_email_token(&self, t: &keycast_core::EmailToken) -> keycast_core::Result<()> {
+                let sql = Self::sql(
+                    "INSERT INTO email_tokens (digest, tenant_id, user_id, purpose, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                );
+                sqlx::query(&sql)
+                    .bind(t.digest.as_bytes().as_slice())
+                    .bind(t.tenant_id.as_uuid())
+                    .bind(t.user_id.as_uuid())
+                    .bind(t.purpose.as_str())
+                    .bind($crate::rows::ts(t.expires_at)?)
+                    .bind($crate::rows::ts(t.created_at)?)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("email token", "user")))?;
+                Ok(())
+            }
+
+            async fn consume_email_token(
+                &self,
+                digest: &keycast_core::SecretDigest,
+                purpose: keycast_core::EmailPurpose,
+                now: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<keycast_core::EmailToken> {
+                // DELETE … RETURNING is the single-use gate: one statement, one winner.
+                let sql = Self::sql(
+                    "DELETE FROM email_tokens WHERE digest = $1 AND purpose = $2 RETURNING *",
+                );
+                let token: keycast_core::EmailToken =
+                    sqlx::query_as::<_, $crate::rows::EmailTokenRow>(&sql)
+                        .bind(digest.as_bytes().as_slice())
+                        .bind(purpose.as_str())
+                        .fetch_one(self.writer())
+                        .await
+                        .map_err(|e| db_error(e, about("email token", "email token")))?
+                        .try_into()?;
+                if now >= token.expires_at {
+                    return Err(keycast_core::Error::Expired);
+                }
+                Ok(token)
+            }
+
             async fn rename_key(
                 &self,
                 id: keycast_core::KeyId,

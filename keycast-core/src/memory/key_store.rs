@@ -14,10 +14,10 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
-use crate::model::names::{Email, Label, TenantHost, TenantName, Username};
+use crate::model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 use crate::model::policy::Policy;
 use crate::model::request::Method;
-use crate::model::token::{ApiToken, OAuthCode, Session};
+use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
 use crate::traits::key_store::KeyStore;
 
@@ -38,6 +38,8 @@ struct Inner {
     tokens: HashMap<SecretDigest, ApiToken>,
     oauth_codes: HashMap<SecretDigest, OAuthCode>,
     sessions: HashMap<SecretDigest, Session>,
+    email_tokens: HashMap<SecretDigest, EmailToken>,
+    email_verified: HashMap<UserId, Timestamp>,
     audit: Vec<AuditRecord>,
     changes: Vec<Change>,
 }
@@ -233,6 +235,72 @@ impl KeyStore for MemoryKeyStore {
 
     async fn delete_session(&self, digest: &SecretDigest) -> Result<bool> {
         Ok(self.lock().sessions.remove(digest).is_some())
+    }
+
+    async fn replace_password(&self, user: UserId, hash: &PasswordHash) -> Result<u64> {
+        let mut g = self.lock();
+        let u = g
+            .users
+            .get_mut(&user)
+            .ok_or(Error::NotFound { what: "user" })?;
+        u.password_hash = Some(hash.clone());
+        let before = g.sessions.len();
+        g.sessions.retain(|_, s| s.user_id != user);
+        Ok((before - g.sessions.len()) as u64)
+    }
+
+    async fn mark_email_verified(&self, user: UserId, at: Timestamp) -> Result<()> {
+        let mut g = self.lock();
+        if !g.users.contains_key(&user) {
+            return Err(Error::NotFound { what: "user" });
+        }
+        g.email_verified.entry(user).or_insert(at);
+        Ok(())
+    }
+
+    async fn email_verified_at(&self, user: UserId) -> Result<Option<Timestamp>> {
+        let g = self.lock();
+        if !g.users.contains_key(&user) {
+            return Err(Error::NotFound { what: "user" });
+        }
+        Ok(g.email_verified.get(&user).copied())
+    }
+
+    async fn insert_email_token(&self, token: &EmailToken) -> Result<()> {
+        let mut g = self.lock();
+        if !g.users.contains_key(&token.user_id) {
+            return Err(Error::NotFound { what: "user" });
+        }
+        if g.email_tokens.contains_key(&token.digest) {
+            return Err(Error::AlreadyExists {
+                what: "email token",
+            });
+        }
+        g.email_tokens.insert(token.digest, token.clone());
+        Ok(())
+    }
+
+    async fn consume_email_token(
+        &self,
+        digest: &SecretDigest,
+        purpose: EmailPurpose,
+        now: Timestamp,
+    ) -> Result<EmailToken> {
+        let mut g = self.lock();
+        let missing = Error::NotFound {
+            what: "email token",
+        };
+        if g.email_tokens
+            .get(digest)
+            .is_none_or(|t| t.purpose != purpose)
+        {
+            return Err(missing);
+        }
+        let token = g.email_tokens.remove(digest).ok_or(missing)?;
+        if now >= token.expires_at {
+            return Err(Error::Expired);
+        }
+        Ok(token)
     }
 
     async fn rename_key(&self, id: KeyId, name: &Label) -> Result<StoredKey> {

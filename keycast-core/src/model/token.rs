@@ -58,3 +58,48 @@ pub struct OAuthCode {
     /// Creation time.
     pub created_at: Timestamp,
 }
+
+/// What an e-mailed token is for. A token redeems only for its own purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmailPurpose {
+    /// Proves the account's e-mail address.
+    VerifyEmail,
+    /// Sets a new password without the old one.
+    ResetPassword,
+}
+
+impl EmailPurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+
+    /// The purpose of a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "verify_email" => Some(Self::VerifyEmail),
+            "reset_password" => Some(Self::ResetPassword),
+            _ => None,
+        }
+    }
+}
+
+/// A single-use token sent to an account's e-mail address, found by its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    /// SHA-256 of the token; the lookup key.
+    pub digest: SecretDigest,
+    /// The account's tenant.
+    pub tenant_id: TenantId,
+    /// The account.
+    pub user_id: UserId,
+    /// What it may be redeemed for.
+    pub purpose: EmailPurpose,
+    /// Refused at or after this instant.
+    pub expires_at: Timestamp,
+    /// Creation time.
+    pub created_at: Timestamp,
+}

@@ -17,7 +17,7 @@ use crate::model::key::{KeyKind, StoredKey};
 use crate::model::names::{Email, TenantHost, Username};
 use crate::model::policy::Permission;
 use crate::model::request::Method;
-use crate::model::token::{ApiToken, OAuthCode, Session};
+use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_store::KeyStore;
 
 /// Runs every check.
@@ -26,6 +26,7 @@ pub async fn run(store: Arc<dyn KeyStore>) {
     tenant_hosts(&store).await;
     users(&store).await;
     accounts(&store).await;
+    email_flows(&store).await;
     keys(&store).await;
     rewrap_support(&store).await;
     policies(&store).await;
@@ -228,6 +229,120 @@ pub async fn users(store: &Arc<dyn KeyStore>) {
         "a user who owns a key stays"
     );
     assert_eq!(store.get_user(u.id).await.unwrap(), u, "unchanged");
+}
+
+/// E-mailed tokens (single-use, per purpose, expiring), e-mail verification, and a new
+/// password ending every session.
+pub async fn email_flows(store: &Arc<dyn KeyStore>) {
+    let t = tenant();
+    store.create_tenant(&t).await.unwrap();
+    let u = user(t.id);
+    store.create_user(&u).await.unwrap();
+    let now = Timestamp::now();
+    let later = |secs: u64| Timestamp::from(now.as_secs() + secs);
+    let token = |purpose, expires_at| EmailToken {
+        digest: BearerSecret::generate().digest(),
+        tenant_id: t.id,
+        user_id: u.id,
+        purpose,
+        expires_at,
+        created_at: now,
+    };
+
+    let verify = token(EmailPurpose::VerifyEmail, later(3600));
+    store.insert_email_token(&verify).await.unwrap();
+    assert_exists(store.insert_email_token(&verify).await, "same token twice");
+    assert_not_found(
+        store
+            .consume_email_token(&verify.digest, EmailPurpose::ResetPassword, now)
+            .await,
+        "another purpose",
+    );
+    assert_eq!(
+        store
+            .consume_email_token(&verify.digest, EmailPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        verify,
+        "still usable after the wrong purpose was tried"
+    );
+    assert_not_found(
+        store
+            .consume_email_token(&verify.digest, EmailPurpose::VerifyEmail, now)
+            .await,
+        "single use",
+    );
+    let stale = token(EmailPurpose::ResetPassword, later(60));
+    store.insert_email_token(&stale).await.unwrap();
+    assert!(
+        matches!(
+            store
+                .consume_email_token(&stale.digest, EmailPurpose::ResetPassword, later(60))
+                .await,
+            Err(Error::Expired)
+        ),
+        "expired at expires_at"
+    );
+    assert_not_found(
+        store
+            .consume_email_token(&stale.digest, EmailPurpose::ResetPassword, now)
+            .await,
+        "an expired token is gone",
+    );
+    let mut orphan = token(EmailPurpose::VerifyEmail, later(60));
+    orphan.user_id = UserId::random();
+    assert!(
+        store.insert_email_token(&orphan).await.is_err(),
+        "token of a missing user"
+    );
+
+    assert_eq!(store.email_verified_at(u.id).await.unwrap(), None);
+    store.mark_email_verified(u.id, now).await.unwrap();
+    store.mark_email_verified(u.id, later(5)).await.unwrap();
+    assert_eq!(
+        store.email_verified_at(u.id).await.unwrap(),
+        Some(now),
+        "first time kept"
+    );
+    assert_not_found(
+        store.email_verified_at(UserId::random()).await,
+        "missing user",
+    );
+    assert_not_found(
+        store.mark_email_verified(UserId::random(), now).await,
+        "missing user",
+    );
+
+    let session = |user: &User| Session {
+        digest: BearerSecret::generate().digest(),
+        tenant_id: t.id,
+        user_id: user.id,
+        expires_at: later(3600),
+        created_at: now,
+    };
+    let bystander = user(t.id);
+    store.create_user(&bystander).await.unwrap();
+    let (s1, s2, other) = (session(&u), session(&u), session(&bystander));
+    for s in [&s1, &s2, &other] {
+        store.insert_session(s).await.unwrap();
+    }
+    let hash =
+        crate::PasswordHash::parse("$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3aGFzaA").unwrap();
+    assert_eq!(store.replace_password(u.id, &hash).await.unwrap(), 2);
+    assert_eq!(
+        store.get_user(u.id).await.unwrap().password_hash,
+        Some(hash.clone())
+    );
+    assert_not_found(store.find_session(&s1.digest).await, "sessions end");
+    assert_not_found(store.find_session(&s2.digest).await, "sessions end");
+    store
+        .find_session(&other.digest)
+        .await
+        .expect("another user's session stays");
+    assert_not_found(
+        store.replace_password(UserId::random(), &hash).await,
+        "missing user",
+    );
 }
 
 /// Login e-mails (unique per tenant, found regardless of case) and sessions.

@@ -13,9 +13,9 @@ use crate::model::audit::{Activity, AuditFilter, AuditRecord};
 use crate::model::authorization::Authorization;
 use crate::model::change::Change;
 use crate::model::key::StoredKey;
-use crate::model::names::{Email, Label, TenantHost, TenantName, Username};
+use crate::model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 use crate::model::policy::Policy;
-use crate::model::token::{ApiToken, OAuthCode, Session};
+use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
 
 /// Durable storage of tenants, users, envelope rows, authorizations, policies, API tokens
@@ -73,6 +73,26 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn find_session(&self, digest: &SecretDigest) -> Result<Session>;
     /// Deletes a session (logout); returns whether it existed.
     async fn delete_session(&self, digest: &SecretDigest) -> Result<bool>;
+    /// Sets a user's password hash and ends all the user's sessions, in one step; returns
+    /// how many sessions ended.
+    async fn replace_password(&self, user: UserId, hash: &PasswordHash) -> Result<u64>;
+    /// Records that the user proved their e-mail address at `at` (idempotent; the first
+    /// time is kept).
+    async fn mark_email_verified(&self, user: UserId, at: Timestamp) -> Result<()>;
+    /// When the user proved their e-mail address, if they did.
+    async fn email_verified_at(&self, user: UserId) -> Result<Option<Timestamp>>;
+
+    /// Stores an e-mailed token by digest.
+    async fn insert_email_token(&self, token: &EmailToken) -> Result<()>;
+    /// Redeems a token once: removes and returns it. `NotFound` when unknown, used or
+    /// for another purpose (left unused then); `Expired` (and removed) at or after its
+    /// `expires_at`.
+    async fn consume_email_token(
+        &self,
+        digest: &SecretDigest,
+        purpose: EmailPurpose,
+        now: Timestamp,
+    ) -> Result<EmailToken>;
 
     /// Inserts an envelope row.
     async fn insert_key(&self, key: &StoredKey) -> Result<()>;
