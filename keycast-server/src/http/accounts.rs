@@ -83,6 +83,8 @@ pub(crate) struct Account {
     id: UserId,
     /// Its e-mail address.
     email: Option<String>,
+    /// Unix seconds when the address was verified (`POST /api/auth/email/verify`).
+    email_verified_at: Option<u64>,
     /// Unix seconds.
     created_at: u64,
 }
@@ -295,14 +297,18 @@ pub(crate) async fn me(
     State(state): State<AppState>,
     current: CurrentUser,
 ) -> Result<Json<Account>, ApiError> {
-    let user = state.services.store.get_user(current.user_id).await?;
-    Ok(Json(account_json(&user)))
+    let store = &state.services.store;
+    let user = store.get_user(current.user_id).await?;
+    let mut account = account_json(&user);
+    account.email_verified_at = store.email_verified_at(user.id).await?.map(|t| t.as_secs());
+    Ok(Json(account))
 }
 
 fn account_json(user: &User) -> Account {
     Account {
         id: user.id,
         email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+        email_verified_at: None,
         created_at: user.created_at.as_secs(),
     }
 }

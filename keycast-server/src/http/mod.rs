@@ -7,6 +7,7 @@ mod accounts;
 mod authorizations;
 mod connect;
 mod discovery;
+mod email_flows;
 mod error;
 mod health;
 mod keys;
@@ -170,6 +171,10 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::logout))
         .routes(routes!(accounts::me))
+        .routes(routes!(email_flows::request_verification))
+        .routes(routes!(email_flows::verify))
+        .routes(routes!(email_flows::forgot))
+        .routes(routes!(email_flows::reset))
         .routes(routes!(policies::list, policies::create))
         .routes(routes!(policies::get, policies::replace, policies::delete))
         .routes(routes!(keys::list, keys::create))

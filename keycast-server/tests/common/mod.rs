@@ -8,6 +8,7 @@ pub mod moto;
 pub mod postgres;
 pub mod redis;
 pub mod server;
+pub mod smtp;
 
 use std::io::Write;
 use std::path::PathBuf;
