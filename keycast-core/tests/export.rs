@@ -69,3 +69,57 @@ async fn bad_exports_are_refused() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsec_and_mnemonic_exports_give_back_the_key_and_are_audited() {
+    use keycast_core::nostr::bip39::Mnemonic;
+    use keycast_core::nostr::SecretKey;
+
+    let (custody, key) = memory_engine(|b| b).await;
+    let nsec = custody.danger_export_nsec(key.id).await.expect("nsec");
+    let from_nsec = SecretKey::from_bech32(nsec.as_str()).expect("an nsec");
+    assert_eq!(
+        keycast_core::nostr::Keys::new(from_nsec.clone()).public_key(),
+        key.pubkey
+    );
+
+    let words = custody
+        .danger_export_mnemonic(key.id)
+        .await
+        .expect("mnemonic");
+    assert_eq!(words.split_whitespace().count(), 24);
+    let entropy = Mnemonic::parse(words.as_str())
+        .expect("BIP-39")
+        .to_entropy();
+    assert_eq!(
+        entropy,
+        from_nsec.to_secret_bytes(),
+        "the words are the secret bytes"
+    );
+
+    let exports = custody
+        .store()
+        .list_audit(&AuditFilter {
+            tenant_id: key.tenant_id,
+            key_id: Some(key.id),
+            authorization_id: None,
+            limit: 10,
+        })
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|r| r.method == Method::ExportKey)
+        .count();
+    assert_eq!(exports, 2, "each export audited");
+
+    let a = authorized_key(&custody, vec![Permission::FullAccess], vec![]).await;
+    let bunker = a.authorization.bunker_key_id;
+    assert!(matches!(
+        custody.danger_export_nsec(bunker).await,
+        Err(keycast_core::Error::Denied(_))
+    ));
+    assert!(matches!(
+        custody.danger_export_mnemonic(KeyId::random()).await,
+        Err(keycast_core::Error::NotFound { .. })
+    ));
+}

@@ -79,16 +79,19 @@ async fn generate_import_list_rename_export() {
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(renamed["name"], "travel ✈");
 
+    let code = api.export_code(&ann).await;
     let (status, exported) = api
         .call(
             "POST",
             &format!("/api/keys/{id}/danger/export"),
             t,
-            Some(json!({"password": "export password", "log_n": 8})),
+            Some(json!({"password": "export password", "log_n": 8,
+                "account_password": "correct horse battery", "email_code": code})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{exported}");
-    let back = EncryptedSecretKey::from_bech32(exported["ncryptsec"].as_str().expect("ncryptsec"))
+    assert_eq!(exported["format"], "ncryptsec");
+    let back = EncryptedSecretKey::from_bech32(exported["exported"].as_str().expect("ncryptsec"))
         .expect("bech32")
         .decrypt("export password")
         .expect("decrypt");
@@ -125,7 +128,7 @@ async fn accounts_cannot_see_or_touch_each_others_keys() {
             "POST",
             &format!("/api/keys/{id}/danger/export"),
             Some(&bob),
-            Some(json!({"password": "long enough pw"})),
+            Some(json!({"password": "long enough pw", "account_password": "correct horse battery", "email_code": "0"})),
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -206,13 +209,13 @@ async fn bad_key_requests_are_json_errors_and_change_nothing() {
         (
             "POST",
             format!("/api/keys/{id}/danger/export"),
-            json!({"password": "short"}),
+            json!({"password": "short", "account_password": "correct horse battery", "email_code": "0"}),
             StatusCode::BAD_REQUEST,
         ),
         (
             "POST",
             format!("/api/keys/{id}/danger/export"),
-            json!({"password": "long enough pw", "log_n": 19}),
+            json!({"password": "long enough pw", "log_n": 19, "account_password": "correct horse battery", "email_code": "0"}),
             StatusCode::BAD_REQUEST,
         ),
     ];
@@ -360,7 +363,8 @@ async fn nip49_work_beyond_the_slots_is_refused_with_a_retry() {
             "POST",
             &format!("/api/keys/{id}/danger/export"),
             t,
-            Some(json!({"password": "export password", "log_n": 8})),
+            Some(json!({"password": "export password", "log_n": 8,
+                "account_password": "correct horse battery", "email_code": "0"})),
         )
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -377,4 +381,104 @@ async fn nip49_work_beyond_the_slots_is_refused_with_a_retry() {
     drop(held);
     let (status, body) = api.call("POST", "/api/keys", t, Some(import)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_need_the_password_and_a_fresh_mailed_code() {
+    use keycast_core::nostr::bip39::Mnemonic;
+    use keycast_core::nostr::SecretKey;
+
+    let api = Api::new(&[]).await;
+    let ann = api.account("ann@example.org").await;
+    let bob = api.account("bob@example.org").await;
+    let (_, key) = api
+        .call("POST", "/api/keys", Some(&ann), Some(json!({})))
+        .await;
+    let path = format!(
+        "/api/keys/{}/danger/export",
+        key["id"].as_str().expect("id")
+    );
+    let export = |session: &str, body: serde_json::Value| {
+        let (api, path, session) = (&api, path.clone(), session.to_owned());
+        async move { api.call("POST", &path, Some(&session), Some(body)).await }
+    };
+    let good = |format: &str, code: &str| json!({"format": format, "account_password": "correct horse battery", "email_code": code});
+
+    let code = api.export_code(&ann).await;
+    let (status, body) = export(&ann, good("nsec", &code)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let secret = SecretKey::from_bech32(body["exported"].as_str().expect("nsec")).expect("nsec");
+    assert_eq!(
+        Keys::new(secret.clone()).public_key().to_hex(),
+        key["pubkey"]
+    );
+    let (status, body) = export(&ann, good("nsec", &code)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a code works once: {body}");
+    assert_eq!(body["error"]["code"], "invalid_token");
+
+    // Refusals before the code is spent leave it usable.
+    let code = api.export_code(&ann).await;
+    let wrong =
+        json!({"format": "mnemonic", "account_password": "not my password", "email_code": code});
+    let refusals = [
+        (wrong, StatusCode::FORBIDDEN, "wrong_password"),
+        (
+            json!({"format": "pem", "account_password": "correct horse battery", "email_code": code}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"format": "nsec", "password": "long enough pw", "account_password": "correct horse battery", "email_code": code}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"format": "ncryptsec", "account_password": "correct horse battery", "email_code": code}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"format": "nsec", "account_password": "correct horse battery"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+    ];
+    for (body, want, error) in refusals {
+        let (status, answer) = export(&ann, body.clone()).await;
+        assert_eq!(status, want, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], error, "{answer}");
+    }
+    let (status, body) = export(&ann, good("mnemonic", &code)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let words = body["exported"].as_str().expect("words");
+    assert_eq!(words.split(' ').count(), 24);
+    let entropy = Mnemonic::parse(words).expect("BIP-39").to_entropy();
+    assert_eq!(entropy, secret.to_secret_bytes(), "the same key");
+
+    // Another account's code, and a code for another purpose, do not work.
+    let bobs = api.export_code(&bob).await;
+    let (status, _) = export(&ann, good("nsec", &bobs)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "bob's code is not ann's");
+    let (status, _) = export(&ann, good("nsec", &"a".repeat(64))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let audited = api
+        .state
+        .services
+        .store
+        .list_audit(&keycast_core::AuditFilter {
+            tenant_id: keycast_server::services::default_tenant(),
+            key_id: Some(key["id"].as_str().expect("id").parse().expect("key id")),
+            authorization_id: None,
+            limit: 100,
+        })
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|r| r.method == keycast_core::Method::ExportKey)
+        .count();
+    assert_eq!(
+        audited, 2,
+        "every export, and only exports that happened, audited"
+    );
 }

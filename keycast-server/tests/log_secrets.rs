@@ -12,6 +12,28 @@ use common::Env;
 use keycast_core::nostr::{Keys, ToBech32};
 use serde_json::{json, Value};
 
+/// The newest message with `subject` the server wrote to its data dir (no SMTP is set).
+async fn mailed(env: &Env, subject: &str) -> String {
+    let mail_dir = env.dir.join("mail");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir(&mail_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .find(|m| m.contains(subject));
+        if let Some(m) = found {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {subject:?} message in {}",
+            mail_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs() {
     let env = Env::new();
@@ -23,6 +45,13 @@ async fn no_secret_reaches_the_logs() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("serve");
+    // Drained as it comes: debug logs overflow a pipe buffer, which would block the server.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
     let http = reqwest::Client::new();
     let base = env.url("");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -71,16 +100,21 @@ async fn no_secret_reaches_the_logs() {
     let key = post("/api/keys", Some(&session), json!({"secret": nsec})).await;
     let key_id = key["id"].as_str().expect("key id").to_owned();
     let export_password = "export passphrase 42";
+    post(
+        "/api/auth/confirm/request",
+        Some(&session),
+        json!({"action": "export_key"}),
+    )
+    .await;
+    let export_code = common::smtp::token_in(&mailed(&env, "Confirm: export a key").await);
     let exported = post(
         &format!("/api/keys/{key_id}/danger/export"),
         Some(&session),
-        json!({"password": export_password, "log_n": 8}),
+        json!({"password": export_password, "log_n": 8, "account_password": password,
+            "email_code": export_code}),
     )
     .await;
-    let ncryptsec = exported["ncryptsec"]
-        .as_str()
-        .expect("ncryptsec")
-        .to_owned();
+    let ncryptsec = exported["exported"].as_str().expect("ncryptsec").to_owned();
     let created = post(
         "/api/authorizations",
         Some(&session),
@@ -107,21 +141,13 @@ async fn no_secret_reaches_the_logs() {
 
     // A password reset: its mailed token (no SMTP set, so a file in the data dir) and the
     // new password.
-    post("/api/auth/password/forgot", None, json!({"email": "ann@example.org"})).await;
-    let mail_dir = env.dir.join("mail");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let message = loop {
-        let found = std::fs::read_dir(&mail_dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-            .find(|m| m.contains("Reset your password"));
-        if let Some(m) = found {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no reset message in {}", mail_dir.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    post(
+        "/api/auth/password/forgot",
+        None,
+        json!({"email": "ann@example.org"}),
+    )
+    .await;
+    let message = mailed(&env, "Reset your password").await;
     let reset_token = common::smtp::token_in(&message);
     let new_password = "Another s3cret passphrase";
     let reset = post(
@@ -147,14 +173,8 @@ async fn no_secret_reaches_the_logs() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert!(kill.expect("kill").success());
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut logs)
-        .expect("read logs");
     let status = child.wait().expect("wait");
+    let logs = logs.join().expect("logs");
     assert!(status.success(), "{logs}");
     assert!(logs.lines().count() > 20, "debug logging was on: {logs}");
     assert!(logs.contains("trace_id"), "request spans carry a trace id");
@@ -171,6 +191,7 @@ async fn no_secret_reaches_the_logs() {
         ("connect secret", connect_secret.as_str()),
         ("forged token", "forged-token-value-1234"),
         ("password-reset token", reset_token.as_str()),
+        ("export code", export_code.as_str()),
         ("new password", new_password),
         ("e-mail", "ann@example.org"),
     ] {

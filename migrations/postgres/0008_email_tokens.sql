@@ -7,7 +7,7 @@ CREATE TABLE email_tokens (
     digest     BYTEA  NOT NULL PRIMARY KEY CHECK (octet_length(digest) = 32),
     tenant_id  UUID   NOT NULL REFERENCES tenants (id),
     user_id    UUID   NOT NULL REFERENCES users (id),
-    purpose    TEXT   NOT NULL CHECK (purpose IN ('verify_email', 'reset_password')),
+    purpose    TEXT   NOT NULL CHECK (purpose IN ('verify_email', 'reset_password', 'confirm_export')),
     expires_at BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );

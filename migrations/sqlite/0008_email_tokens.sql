@@ -7,7 +7,7 @@ CREATE TABLE email_tokens (
     digest     BLOB    NOT NULL PRIMARY KEY CHECK (length(digest) = 32),
     tenant_id  BLOB    NOT NULL REFERENCES tenants (id),
     user_id    BLOB    NOT NULL REFERENCES users (id),
-    purpose    TEXT    NOT NULL CHECK (purpose IN ('verify_email', 'reset_password')),
+    purpose    TEXT    NOT NULL CHECK (purpose IN ('verify_email', 'reset_password', 'confirm_export')),
     expires_at INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 ) STRICT;

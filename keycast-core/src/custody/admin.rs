@@ -233,29 +233,66 @@ impl Custody {
         if password.is_empty() {
             return Err(Error::invalid("password", "an export needs a password"));
         }
+        let ncryptsec = self
+            .danger_export(key_id, move |keys| {
+                use nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
+                use nostr::ToBech32;
+                EncryptedSecretKey::new(
+                    keys.secret_key(),
+                    password.as_str(),
+                    log_n,
+                    KeySecurity::Medium,
+                )
+                .map_err(|e| Error::Internal(format!("nip-49: {e}")))?
+                .to_bech32()
+                .map(Zeroizing::new)
+                .map_err(|e| Error::Internal(format!("nip-49: {e}")))
+            })
+            .await?;
+        Ok(ncryptsec.to_string())
+    }
+
+    /// **Danger:** the key's secret in the clear, as an `nsec`. As
+    /// [`Custody::danger_export_ncryptsec`]: owners only, user keys only, audited first.
+    pub async fn danger_export_nsec(&self, key_id: KeyId) -> Result<Zeroizing<String>> {
+        self.danger_export(key_id, |keys| {
+            use nostr::ToBech32;
+            keys.secret_key()
+                .to_bech32()
+                .map(Zeroizing::new)
+                .map_err(|e| Error::Internal(format!("nsec: {e}")))
+        })
+        .await
+    }
+
+    /// **Danger:** the key's secret in the clear, as the 24-word BIP-39 (English) mnemonic
+    /// whose entropy is the 32 secret bytes, so the words give back this exact key (not a
+    /// NIP-06 derivation). As [`Custody::danger_export_ncryptsec`]: owners only, user keys
+    /// only, audited first.
+    pub async fn danger_export_mnemonic(&self, key_id: KeyId) -> Result<Zeroizing<String>> {
+        self.danger_export(key_id, |keys| {
+            let bytes = Zeroizing::new(keys.secret_key().to_secret_bytes());
+            nostr::bip39::Mnemonic::from_entropy(bytes.as_slice())
+                .map(|m| Zeroizing::new(m.to_string()))
+                .map_err(|e| Error::Internal(format!("bip-39: {e}")))
+        })
+        .await
+    }
+
+    /// The checks and the audit record every export shares, around `encode` (run off
+    /// the async runtime: NIP-49's scrypt takes tens to hundreds of milliseconds).
+    async fn danger_export<F>(&self, key_id: KeyId, encode: F) -> Result<Zeroizing<String>>
+    where
+        F: FnOnce(&nostr::Keys) -> Result<Zeroizing<String>> + Send + 'static,
+    {
         let key = self.signing_key(key_id).await?;
         if key.kind != KeyKind::User {
             return Err(Error::Denied("only user keys can be exported".into()));
         }
         let keys = key.keys.clone();
-        // scrypt takes tens to hundreds of milliseconds: not on the crypto pool.
-        let ncryptsec = tokio::task::spawn_blocking(move || {
-            use nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
-            use nostr::ToBech32;
-            let encrypted = EncryptedSecretKey::new(
-                keys.secret_key(),
-                password.as_str(),
-                log_n,
-                KeySecurity::Medium,
-            )
-            .map_err(|e| Error::Internal(format!("nip-49: {e}")))?;
-            encrypted
-                .to_bech32()
-                .map(Zeroizing::new)
-                .map_err(|e| Error::Internal(format!("nip-49: {e}")))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("export task: {e}")))??;
+        let exported = tokio::task::spawn_blocking(move || encode(&keys))
+            .await
+            .map_err(|e| Error::Internal(format!("export task: {e}")))??;
         self.audit_owner_action(
             key_id,
             key.tenant_id,
@@ -263,7 +300,7 @@ impl Custody {
             crate::model::request::Method::ExportKey,
         )
         .await?;
-        Ok(ncryptsec.to_string())
+        Ok(exported)
     }
 
     /// Records an action the key's owner took on the key itself (no authorization).

@@ -66,6 +66,8 @@ pub enum EmailPurpose {
     VerifyEmail,
     /// Sets a new password without the old one.
     ResetPassword,
+    /// Confirms a key export (with the account password).
+    ConfirmExport,
 }
 
 impl EmailPurpose {
@@ -74,6 +76,7 @@ impl EmailPurpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::ConfirmExport => "confirm_export",
         }
     }
 
@@ -82,6 +85,7 @@ impl EmailPurpose {
         match s {
             "verify_email" => Some(Self::VerifyEmail),
             "reset_password" => Some(Self::ResetPassword),
+            "confirm_export" => Some(Self::ConfirmExport),
             _ => None,
         }
     }

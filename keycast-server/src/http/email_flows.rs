@@ -28,6 +28,8 @@ use crate::passwords;
 pub const VERIFY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a password-reset token lasts.
 pub const RESET_TTL: Duration = Duration::from_secs(3600);
+/// How long a confirmation code for a sensitive action lasts.
+pub const CONFIRM_TTL: Duration = Duration::from_secs(600);
 /// Longest token accepted (a generated one is 64 hex characters).
 const MAX_TOKEN_LEN: usize = 256;
 
@@ -86,7 +88,7 @@ pub(crate) struct PasswordReset {
     sessions_ended: u64,
 }
 
-fn invalid_token() -> ApiError {
+pub(crate) fn invalid_token() -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "invalid_token",
@@ -114,16 +116,63 @@ pub(crate) async fn request_verification(
          (POST /api/auth/email/verify). If you did not ask for it, ignore this message.\n",
         token.expose()
     );
+    send_now(&state, email.as_str(), "Verify your e-mail address", body).await?;
+    Ok(accepted("a verification code is on its way"))
+}
+
+/// A sensitive action to confirm by e-mail.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Confirm {
+    /// `export_key`: the code `POST /api/keys/{id}/danger/export` asks for.
+    action: String,
+}
+
+/// Mails the logged-in account a code confirming a sensitive action (10 minutes, once).
+#[utoipa::path(post, path = "/api/auth/confirm/request", tag = "accounts", request_body = Confirm,
+    security(("session" = [])), responses(
+        (status = 202, description = "Sent", body = Done),
+        (status = 400, description = "Unknown action, or the account has no e-mail address", body = ErrorBody),
+        (status = 503, description = "Mail cannot be sent now; retry", body = ErrorBody)))]
+pub(crate) async fn request_confirmation(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    body: Result<Json<Confirm>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let (purpose, what) = match json_body(body)?.action.as_str() {
+        "export_key" => (EmailPurpose::ConfirmExport, "export a key"),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "action: {other:?} is not export_key"
+            )))
+        }
+    };
+    let user = state.services.store.get_user(current.user_id).await?;
+    let Some(email) = user.email.clone() else {
+        return Err(ApiError::bad_request("this account has no e-mail address"));
+    };
+    let token = issue(&state, &user, purpose, CONFIRM_TTL).await?;
+    let body = format!(
+        "Someone logged in to your keycast account asked to {what}. The code:\n\n    {}\n\n\
+         It works once, for 10 minutes, together with your password. If it was not you, \
+         change your password now.\n",
+        token.expose()
+    );
+    send_now(&state, email.as_str(), &format!("Confirm: {what}"), body).await?;
+    Ok(accepted("a confirmation code is on its way"))
+}
+
+/// Sends at once; a failure is a 503 the caller may retry.
+async fn send_now(state: &AppState, to: &str, subject: &str, body: String) -> Result<(), ApiError> {
     state
         .services
         .mailer
-        .send(email.as_str(), "Verify your e-mail address", body)
+        .send(to, subject, body)
         .await
         .map_err(|e| {
-            tracing::warn!(error = %e, "cannot send a verification message");
+            tracing::warn!(error = %e, "cannot send an account message");
             ApiError::from(keycast_core::Error::Unavailable("mail".into()))
-        })?;
-    Ok(accepted("a verification code is on its way"))
+        })
 }
 
 /// Redeems a verification token.
@@ -260,7 +309,7 @@ async fn issue(
 }
 
 /// Spends a presented token of `purpose` issued in `tenant`.
-async fn redeem(
+pub(crate) async fn redeem(
     state: &AppState,
     tenant: keycast_core::TenantId,
     presented: &str,

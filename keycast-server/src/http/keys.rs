@@ -1,5 +1,5 @@
-//! The logged-in account's keys: generate or import, list, rename, delete, and export (a
-//! separate, audited call under `/danger/` that returns a NIP-49 ncryptsec).
+//! The logged-in account's keys: generate or import, list, rename, delete. Export is a
+//! separate, audited call under `/danger/` (`export.rs`).
 //!
 //! Another account's key answers 404, the same as a missing one, so ids cannot be probed.
 
@@ -70,28 +70,6 @@ pub(crate) struct KeyList {
     keys: Vec<KeyView>,
 }
 
-/// An exported key.
-#[derive(Serialize, utoipa::ToSchema)]
-#[allow(missing_debug_implementations)]
-pub(crate) struct Exported {
-    /// NIP-49 `ncryptsec1…`, encrypted with the password sent.
-    ncryptsec: String,
-}
-
-/// The password that encrypts an export, and its scrypt cost.
-// No `Debug`: it holds a password.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_debug_implementations)]
-pub(crate) struct Export {
-    /// Encrypts the export; at least 10 characters.
-    #[schema(value_type = String, format = Password)]
-    password: Zeroizing<String>,
-    /// scrypt cost, 2^log_n: 1 to 18 (default 16; nostr clients refuse more than 18).
-    #[schema(minimum = 1, maximum = 18)]
-    log_n: Option<u8>,
-}
-
 pub(crate) fn key_json(k: &StoredKey) -> KeyView {
     KeyView {
         id: k.id,
@@ -104,10 +82,10 @@ pub(crate) fn key_json(k: &StoredKey) -> KeyView {
 
 /// Most scrypt cost (2^log_n, 256 MiB at 18) accepted for import and export: nostr's
 /// own NIP-49 decryption refuses more by default.
-const MAX_LOG_N: u8 = EncryptedSecretKey::MAX_LOG_N;
+pub(crate) const MAX_LOG_N: u8 = EncryptedSecretKey::MAX_LOG_N;
 
 /// One of the few NIP-49 slots, or 503 (retry) when all are busy.
-fn scrypt_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+pub(crate) fn scrypt_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
     state.scrypt_slots.try_acquire().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -267,41 +245,4 @@ pub(crate) async fn delete(
     }
     tracing::info!(key = %deleted.id, "key deleted");
     Ok(Json(key_json(&deleted)))
-}
-
-/// Exports a key as NIP-49 ncryptsec. Audited; the name says what it is.
-#[utoipa::path(post, path = "/api/keys/{id}/danger/export", tag = "keys", params(("id" = String, Path, description = "The key id")),
-    request_body = Export, security(("session" = [])), responses(
-        (status = 200, description = "The encrypted key", body = Exported),
-        (status = 400, description = "Password too short or log_n out of range", body = ErrorBody),
-        (status = 404, description = "No such key of this account", body = ErrorBody),
-        (status = 503, description = "Too many NIP-49 imports or exports at once; retry", body = ErrorBody)))]
-pub(crate) async fn danger_export(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    Path(id): Path<String>,
-    b: Result<Json<Export>, JsonRejection>,
-) -> Result<Json<Exported>, ApiError> {
-    let key = owned(&state, &current, &id).await?;
-    let b = json_body(b)?;
-    if b.password.chars().count() < crate::passwords::MIN_LEN {
-        return Err(ApiError::bad_request(format!(
-            "password must have at least {} characters",
-            crate::passwords::MIN_LEN
-        )));
-    }
-    let log_n = b.log_n.unwrap_or(16);
-    if !(1..=MAX_LOG_N).contains(&log_n) {
-        return Err(ApiError::bad_request(format!(
-            "log_n: use 1 to {MAX_LOG_N} (16 recommended; nostr clients refuse more than {MAX_LOG_N})"
-        )));
-    }
-    let _slot = scrypt_slot(&state)?;
-    let ncryptsec = state
-        .services
-        .custody
-        .danger_export_ncryptsec(key.id, b.password, log_n)
-        .await?;
-    tracing::warn!(key = %key.id, user = %current.user_id, "key exported (NIP-49)");
-    Ok(Json(Exported { ncryptsec }))
 }

@@ -9,6 +9,7 @@ mod connect;
 mod discovery;
 mod email_flows;
 mod error;
+mod export;
 mod health;
 mod keys;
 mod login_guard;
@@ -175,11 +176,12 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(email_flows::verify))
         .routes(routes!(email_flows::forgot))
         .routes(routes!(email_flows::reset))
+        .routes(routes!(email_flows::request_confirmation))
         .routes(routes!(policies::list, policies::create))
         .routes(routes!(policies::get, policies::replace, policies::delete))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::rename, keys::delete))
-        .routes(routes!(keys::danger_export))
+        .routes(routes!(export::danger_export))
         .routes(routes!(authorizations::list, authorizations::create))
         .routes(routes!(authorizations::revoke))
         .split_for_parts();

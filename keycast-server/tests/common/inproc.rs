@@ -94,6 +94,29 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Asks for a code confirming a key export and reads it from the mail the server wrote
+    /// to its data dir (no SMTP is set in-process).
+    pub async fn export_code(&self, session: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/auth/confirm/request",
+                Some(session),
+                Some(json!({"action": "export_key"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let dir = self.state.services.config.data_dir.join("mail");
+        let newest = std::fs::read_dir(&dir)
+            .expect("mail dir")
+            .filter_map(|e| e.ok())
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .expect("a message");
+        super::smtp::token_in(&std::fs::read_to_string(newest.path()).expect("message"))
+    }
+}
+
 impl Drop for Api {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
