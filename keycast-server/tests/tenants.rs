@@ -328,13 +328,7 @@ async fn bad_tenant_settings_stop_the_start_with_the_setting_named() {
             "KEYCAST_TENANTS_BY_HOST",
         ),
     ] {
-        let err = keycast_server::Config::load(None, |k| match k {
-            "KEYCAST_DATA_DIR" => Some("/nonexistent/keycast".to_owned()),
-            k if k == name => Some(value.to_owned()),
-            _ => None,
-        })
-        .expect_err(value)
-        .to_string();
+        let err = common::config_error(name, value);
         assert!(err.contains(want), "{err}");
     }
 }

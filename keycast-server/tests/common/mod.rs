@@ -51,6 +51,18 @@ pub fn required_bin(var: &str) -> Option<String> {
     }
 }
 
+/// The error `Config::load` gives with `name` set to `value` (and a data dir); panics if
+/// the setting is accepted.
+pub fn config_error(name: &str, value: &str) -> String {
+    keycast_server::Config::load(None, |k| match k {
+        "KEYCAST_DATA_DIR" => Some("/nonexistent/keycast".to_owned()),
+        k if k == name => Some(value.to_owned()),
+        _ => None,
+    })
+    .expect_err(value)
+    .to_string()
+}
+
 impl Env {
     pub fn new() -> Self {
         let dir =
