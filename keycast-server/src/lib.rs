@@ -13,7 +13,8 @@
 //! - [`fence`]: follows the store's change feed so writes made by the CLI or another
 //!   instance reach this process's caches and NIP-46 subscription within ~250 ms (at once
 //!   for this instance's own writes and, in a cluster, for announced ones).
-//! - [`http`]: `app(state) -> Router`: health and readiness, Prometheus metrics, accounts,
+//! - [`http`]: `app(state) -> Router`: health and readiness, Prometheus metrics, accounts
+//!   (with e-mail verification, password reset and mailed confirmation codes),
 //!   keys, policies and authorizations, HTTP RPC (`POST /api/nostr`, bearer or NIP-98),
 //!   OAuth 2.0 with PKCE, NIP-05/NIP-46 discovery and the `nostrconnect://` approval page,
 //!   and the OpenAPI document at `/api/openapi.json`.

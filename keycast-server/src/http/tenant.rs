@@ -29,10 +29,10 @@ fn host_independent(path: &str) -> bool {
 
 /// The request's host with its port: the `Host` header, else (HTTP/2) the URI authority.
 pub(crate) fn authority(
-    parts_headers: &axum::http::HeaderMap,
+    headers: &axum::http::HeaderMap,
     uri: &axum::http::Uri,
 ) -> Option<String> {
-    match parts_headers.get(header::HOST) {
+    match headers.get(header::HOST) {
         Some(v) => v.to_str().ok().map(str::to_owned),
         None => uri.authority().map(|a| a.as_str().to_owned()),
     }
