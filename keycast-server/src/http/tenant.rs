@@ -28,10 +28,7 @@ fn host_independent(path: &str) -> bool {
 }
 
 /// The request's host with its port: the `Host` header, else (HTTP/2) the URI authority.
-pub(crate) fn authority(
-    headers: &axum::http::HeaderMap,
-    uri: &axum::http::Uri,
-) -> Option<String> {
+pub(crate) fn authority(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
     match headers.get(header::HOST) {
         Some(v) => v.to_str().ok().map(str::to_owned),
         None => uri.authority().map(|a| a.as_str().to_owned()),
