@@ -147,6 +147,15 @@ struct File {
     mail_from: Option<String>,
 }
 
+/// `true`, `1`, `yes` or `false`, `0`, `no`, in any case.
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
     ServerError::Config(format!("{setting}: {reason}"))
 }
@@ -365,33 +374,27 @@ impl Config {
         }
 
         let registration_open = match env("KEYCAST_REGISTRATION_OPEN") {
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(bad(
-                        "KEYCAST_REGISTRATION_OPEN",
-                        format!("{v:?}: expected true or false"),
-                    ))
-                }
-            },
+            Some(v) => parse_bool(&v).ok_or_else(|| {
+                bad(
+                    "KEYCAST_REGISTRATION_OPEN",
+                    format!("{v:?}: expected true or false"),
+                )
+            })?,
             None => f.registration_open.unwrap_or(true),
         };
 
         let oauth_clients =
             crate::oauth_clients::resolve(env("KEYCAST_OAUTH_CLIENTS"), f.oauth_clients)?;
-        let smtp_url = match env("KEYCAST_SMTP_URL") {
+        let (smtp_setting, smtp_url) = match env("KEYCAST_SMTP_URL") {
+            Some(v) => ("KEYCAST_SMTP_URL", Some(v)),
+            None => ("smtp_url", f.smtp_url),
+        };
+        let smtp_url = match smtp_url {
             Some(v) => {
-                crate::mail::check_smtp_url("KEYCAST_SMTP_URL", v.trim())?;
+                crate::mail::check_smtp_url(smtp_setting, v.trim())?;
                 Some(crate::mail::SmtpUrl(v.trim().to_owned()))
             }
-            None => match f.smtp_url {
-                Some(v) => {
-                    crate::mail::check_smtp_url("smtp_url", v.trim())?;
-                    Some(crate::mail::SmtpUrl(v.trim().to_owned()))
-                }
-                None => None,
-            },
+            None => None,
         };
         let (from_setting, mail_from) = match env("KEYCAST_MAIL_FROM") {
             Some(v) => ("KEYCAST_MAIL_FROM", v),

@@ -28,7 +28,7 @@ pub(crate) fn count(n: u64, what: &'static str) -> Result<i64> {
     i64::try_from(n).map_err(|_| Error::invalid(what, "beyond 2^63"))
 }
 
-fn from_ts(v: i64) -> Result<Timestamp> {
+pub(crate) fn from_ts(v: i64) -> Result<Timestamp> {
     u64::try_from(v)
         .map(Timestamp::from)
         .map_err(|_| corrupt("time"))

@@ -374,12 +374,7 @@ macro_rules! impl_key_store {
                     .fetch_one(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("user", "user")))?;
-                at.map(|v| {
-                    u64::try_from(v)
-                        .map(keycast_core::nostr::Timestamp::from)
-                        .map_err(|_| keycast_core::Error::Corrupt("stored time is invalid".into()))
-                })
-                .transpose()
+                at.map($crate::rows::from_ts).transpose()
             }
 
             async fn insert_email_token(&self, t: &keycast_core::EmailToken) -> keycast_core::Result<()> {

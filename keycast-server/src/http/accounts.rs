@@ -226,8 +226,7 @@ pub(crate) async fn password_login(
             .fetch_add(1, Ordering::Relaxed);
         return Err(refused());
     };
-    // Limits count per account, and an e-mail is a different account in each tenant.
-    let limited = format!("{tenant}/{}", email.as_str());
+    let limited = super::login_guard::account_key(tenant, email.as_str());
     state.login_guard.admit(&limited).await?;
     if password.len() > passwords::MAX_BYTES {
         state

@@ -106,17 +106,20 @@ pub(crate) async fn request_verification(
     State(state): State<AppState>,
     current: CurrentUser,
 ) -> Result<Response, ApiError> {
-    let user = state.services.store.get_user(current.user_id).await?;
-    let Some(email) = user.email.clone() else {
-        return Err(ApiError::bad_request("this account has no e-mail address"));
-    };
-    let token = issue(&state, &user, EmailPurpose::VerifyEmail, VERIFY_TTL).await?;
-    let body = format!(
-        "Your keycast verification code:\n\n    {}\n\nIt works once, for 24 hours \
-         (POST /api/auth/email/verify). If you did not ask for it, ignore this message.\n",
-        token.expose()
-    );
-    send_now(&state, email.as_str(), "Verify your e-mail address", body).await?;
+    mail_token(
+        &state,
+        &current,
+        EmailPurpose::VerifyEmail,
+        VERIFY_TTL,
+        "Verify your e-mail address",
+        |token| {
+            format!(
+                "Your keycast verification code:\n\n    {token}\n\nIt works once, for 24 hours \
+                 (POST /api/auth/email/verify). If you did not ask for it, ignore this message.\n"
+            )
+        },
+    )
+    .await?;
     Ok(accepted("a verification code is on its way"))
 }
 
@@ -147,27 +150,37 @@ pub(crate) async fn request_confirmation(
             )))
         }
     };
+    let subject = format!("Confirm: {what}");
+    mail_token(&state, &current, purpose, CONFIRM_TTL, &subject, |token| {
+        format!(
+            "Someone logged in to your keycast account asked to {what}. The code:\n\n    {token}\n\n\
+             It works once, for 10 minutes, together with your password. If it was not you, \
+             change your password now.\n"
+        )
+    })
+    .await?;
+    Ok(accepted("a confirmation code is on its way"))
+}
+
+/// Issues a token of `purpose` for the logged-in account and mails it at once, with the
+/// body `write` makes around it; a failure to send is a 503 the caller may retry.
+async fn mail_token(
+    state: &AppState,
+    current: &CurrentUser,
+    purpose: EmailPurpose,
+    ttl: Duration,
+    subject: &str,
+    write: impl FnOnce(&str) -> String,
+) -> Result<(), ApiError> {
     let user = state.services.store.get_user(current.user_id).await?;
     let Some(email) = user.email.clone() else {
         return Err(ApiError::bad_request("this account has no e-mail address"));
     };
-    let token = issue(&state, &user, purpose, CONFIRM_TTL).await?;
-    let body = format!(
-        "Someone logged in to your keycast account asked to {what}. The code:\n\n    {}\n\n\
-         It works once, for 10 minutes, together with your password. If it was not you, \
-         change your password now.\n",
-        token.expose()
-    );
-    send_now(&state, email.as_str(), &format!("Confirm: {what}"), body).await?;
-    Ok(accepted("a confirmation code is on its way"))
-}
-
-/// Sends at once; a failure is a 503 the caller may retry.
-async fn send_now(state: &AppState, to: &str, subject: &str, body: String) -> Result<(), ApiError> {
+    let token = issue(state, &user, purpose, ttl).await?;
     state
         .services
         .mailer
-        .send(to, subject, body)
+        .send(email.as_str(), subject, write(token.expose()))
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot send an account message");
@@ -216,7 +229,10 @@ pub(crate) async fn forgot(
     let email = Email::parse(&json_body(body)?.email)?;
     state
         .login_guard
-        .admit(&format!("{tenant}/reset/{}", email.as_str()))
+        .admit(&super::login_guard::account_key(
+            tenant,
+            &format!("reset/{}", email.as_str()),
+        ))
         .await?;
     let user = match state
         .services

@@ -166,13 +166,11 @@ async fn check_account_password(
     password: Zeroizing<String>,
 ) -> Result<(), ApiError> {
     let user = state.services.store.get_user(current.user_id).await?;
-    let limited = format!(
-        "{}/{}",
-        current.tenant_id,
-        user.email
-            .as_ref()
-            .map_or(user.username.as_str(), |e| e.as_str())
-    );
+    let login = user
+        .email
+        .as_ref()
+        .map_or(user.username.as_str(), |e| e.as_str());
+    let limited = super::login_guard::account_key(current.tenant_id, login);
     state.login_guard.admit(&limited).await?;
     if password.len() > passwords::MAX_BYTES
         || !passwords::verify(password, user.password_hash).await

@@ -41,6 +41,12 @@ impl Default for LoginGuard {
     }
 }
 
+/// What the limits count by: an account's login name within its tenant (an e-mail is a
+/// different account in each tenant).
+pub(crate) fn account_key(tenant: keycast_core::TenantId, login: &str) -> String {
+    format!("{tenant}/{login}")
+}
+
 impl LoginGuard {
     /// Limits shared with the other instances of a cluster, on top of this one's.
     pub fn shared(shared: SharedLoginLimits) -> Self {

@@ -28,10 +28,10 @@ fn host_independent(path: &str) -> bool {
 }
 
 /// The request's host with its port: the `Host` header, else (HTTP/2) the URI authority.
-pub(crate) fn authority(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+fn authority<'a>(headers: &'a axum::http::HeaderMap, uri: &'a axum::http::Uri) -> Option<&'a str> {
     match headers.get(header::HOST) {
-        Some(v) => v.to_str().ok().map(str::to_owned),
-        None => uri.authority().map(|a| a.as_str().to_owned()),
+        Some(v) => v.to_str().ok(),
+        None => uri.authority().map(|a| a.as_str()),
     }
 }
 
@@ -42,8 +42,7 @@ pub(crate) async fn resolve(
     next: Next,
 ) -> Response {
     if !host_independent(request.uri().path()) {
-        let host = authority(request.headers(), request.uri());
-        match tenancy.resolve(host.as_deref()) {
+        match tenancy.resolve(authority(request.headers(), request.uri())) {
             Ok(tenant) => {
                 request.extensions_mut().insert(HostTenant(tenant));
             }
@@ -70,11 +69,10 @@ impl FromRequestParts<AppState> for HostTenant {
             return Ok(*t);
         }
         // Outside the middleware (a host-independent path): resolve here.
-        let host = authority(&parts.headers, &parts.uri);
         state
             .services
             .tenancy
-            .resolve(host.as_deref())
+            .resolve(authority(&parts.headers, &parts.uri))
             .map(HostTenant)
             .map_err(|r| refused(r).into_response())
     }

@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use keycast_core::{Error, TenantHost, TenantId, TenantName};
 
-use crate::services::{default_tenant, Services};
+use crate::services::Services;
 
 /// `tenant …`
 #[derive(Debug, Subcommand)]
@@ -97,13 +97,9 @@ fn parse_hosts(hosts: &[String]) -> anyhow::Result<Vec<TenantHost>> {
 /// The id of the tenant named `name` (`default` always exists).
 pub(crate) async fn tenant_named(s: &Services, name: &str) -> anyhow::Result<TenantId> {
     let name = TenantName::parse(name).context("tenant name")?;
-    if name.as_str() == "default" {
-        return Ok(default_tenant());
-    }
-    match s.store.find_tenant(&name).await {
-        Ok(t) => Ok(t.id),
-        Err(Error::NotFound { .. }) => bail!("no tenant {name} (see `tenant list`)"),
-        Err(e) => Err(e.into()),
+    match super::setup::existing(s.store.as_ref(), &name).await? {
+        Some(id) => Ok(id),
+        None => bail!("no tenant {name} (see `tenant list`)"),
     }
 }
 

@@ -43,7 +43,7 @@ pub enum HostRefusal {
 #[derive(Debug)]
 pub struct Tenancy {
     by_host: bool,
-    hosts: RwLock<Arc<HashMap<TenantHost, TenantId>>>,
+    hosts: RwLock<HashMap<TenantHost, TenantId>>,
 }
 
 impl Tenancy {
@@ -77,21 +77,18 @@ impl Tenancy {
         }
         let authority = authority.ok_or(HostRefusal::Missing)?;
         let host = TenantHost::from_authority(authority).map_err(|_| HostRefusal::Malformed)?;
-        self.current()
-            .get(&host)
-            .copied()
-            .ok_or(HostRefusal::Unknown)
+        self.hosts().get(&host).copied().ok_or(HostRefusal::Unknown)
     }
 
     /// Number of hosts mapped now.
     pub fn host_count(&self) -> usize {
-        self.current().len()
+        self.hosts().len()
     }
 
     /// Re-reads the mappings from `store`; on error the previous ones stay.
     pub async fn refresh(&self, store: &dyn KeyStore) -> keycast_core::Result<()> {
         let fresh: HashMap<_, _> = store.list_tenant_hosts().await?.into_iter().collect();
-        *self.hosts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        *self.hosts.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
     }
 
@@ -117,8 +114,8 @@ impl Tenancy {
         })
     }
 
-    fn current(&self) -> Arc<HashMap<TenantHost, TenantId>> {
-        self.hosts.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn hosts(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TenantHost, TenantId>> {
+        self.hosts.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use keycast_core::{TenantHost, TenantName};
 use serde::Deserialize;
 
+use crate::config::parse_bool;
 use crate::error::{Result, ServerError};
 
 /// One `[[tenants]]` entry as written.
@@ -90,14 +91,6 @@ pub(crate) fn resolve(
         None => !tenants.is_empty(),
     };
     Ok(TenantSettings { by_host, tenants })
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
-    }
 }
 
 fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {

@@ -44,7 +44,7 @@ pub async fn apply(store: &dyn KeyStore, configured: &[ConfiguredTenant]) -> Res
 }
 
 /// The id of the tenant named `name`, if it exists.
-async fn existing(store: &dyn KeyStore, name: &TenantName) -> Result<Option<TenantId>> {
+pub(crate) async fn existing(store: &dyn KeyStore, name: &TenantName) -> Result<Option<TenantId>> {
     if name.as_str() == "default" {
         return Ok(Some(default_tenant()));
     }
