@@ -77,6 +77,10 @@ uuid_id!(
     /// A named set of permissions.
     PolicyId, "policy id"
 );
+uuid_id!(
+    /// A team: accounts of one tenant sharing keys and policies.
+    TeamId, "team id"
+);
 
 #[cfg(test)]
 mod tests {

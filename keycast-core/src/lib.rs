@@ -56,10 +56,11 @@ pub use authz::policy::PolicyAuthorizer;
 pub use crypto::envelope::{Envelope, EnvelopeBinding};
 pub use crypto::secret::{BearerSecret, Secret32, SecretDigest};
 pub use custody::{
-    Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization, TransportScheme,
+    Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization, ReplacedKey,
+    TransportScheme,
 };
 pub use error::{Error, Result};
-pub use ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+pub use ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};
 pub use memory::key_manager::InsecureTestKeyManager;
 pub use memory::key_store::MemoryKeyStore;
 pub use model::account::{Tenant, User};
@@ -69,6 +70,7 @@ pub use model::change::{Change, Changed};
 pub use model::key::{KeyKind, StoredKey};
 pub use model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 pub use model::policy::{Permission, Policy};
+pub use model::team::{Team, TeamMember, TeamRole};
 pub use model::request::{parse_pubkey, EventTemplate, Method, Request, Response};
 pub use model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 pub use traits::authorizer::{AuthContext, Authorizer, Decision};

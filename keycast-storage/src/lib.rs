@@ -46,6 +46,7 @@ mod audit_spool;
 mod error;
 mod rows;
 mod sql_store;
+mod sql_teams;
 
 #[cfg(feature = "postgres")]
 mod postgres;

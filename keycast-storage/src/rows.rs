@@ -7,7 +7,8 @@ use keycast_core::nostr::{EventId, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{
     ApiToken, AuditRecord, Authorization, AuthorizationId, Envelope, Error, KekRef, KeyId, KeyKind,
     Label, Method, OAuthCode, Outcome, PasswordHash, Permission, Policy, PolicyId, Result,
-    SecretDigest, StoredKey, Tenant, TenantId, TenantName, User, UserId, Username, Wrapped,
+    SecretDigest, StoredKey, Team, TeamId, TeamMember, TeamRole, Tenant, TenantId, TenantName, User,
+    UserId, Username, Wrapped,
 };
 use uuid::Uuid;
 
@@ -186,6 +187,7 @@ pub(crate) struct KeyRow {
     id: Uuid,
     tenant_id: Uuid,
     owner_id: Option<Uuid>,
+    team_id: Option<Uuid>,
     kind: String,
     pubkey: Vec<u8>,
     name: String,
@@ -206,6 +208,7 @@ impl TryFrom<KeyRow> for StoredKey {
             id: KeyId::from_uuid(r.id),
             tenant_id: TenantId::from_uuid(r.tenant_id),
             owner: r.owner_id.map(UserId::from_uuid),
+            team: r.team_id.map(TeamId::from_uuid),
             kind: KeyKind::parse(&r.kind).map_err(|_| corrupt("key kind"))?,
             pubkey: pubkey(&r.pubkey)?,
             name: Label::parse(&r.name).map_err(|_| corrupt("key name"))?,
@@ -234,10 +237,67 @@ impl TryFrom<KeyRow> for StoredKey {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct TeamRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    created_at: i64,
+}
+
+impl TryFrom<TeamRow> for Team {
+    type Error = Error;
+    fn try_from(r: TeamRow) -> Result<Self> {
+        Ok(Team {
+            id: TeamId::from_uuid(r.id),
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            name: Label::parse(&r.name).map_err(|_| corrupt("team name"))?,
+            created_at: from_ts(r.created_at)?,
+        })
+    }
+}
+
+/// A team with one account's role in it (`list_teams`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct TeamWithRoleRow {
+    #[sqlx(flatten)]
+    team: TeamRow,
+    role: String,
+}
+
+impl TryFrom<TeamWithRoleRow> for (Team, TeamRole) {
+    type Error = Error;
+    fn try_from(r: TeamWithRoleRow) -> Result<Self> {
+        let role = TeamRole::parse(&r.role).map_err(|_| corrupt("team role"))?;
+        Ok((r.team.try_into()?, role))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TeamMemberRow {
+    team_id: Uuid,
+    user_id: Uuid,
+    role: String,
+    added_at: i64,
+}
+
+impl TryFrom<TeamMemberRow> for TeamMember {
+    type Error = Error;
+    fn try_from(r: TeamMemberRow) -> Result<Self> {
+        Ok(TeamMember {
+            team_id: TeamId::from_uuid(r.team_id),
+            user_id: UserId::from_uuid(r.user_id),
+            role: TeamRole::parse(&r.role).map_err(|_| corrupt("team role"))?,
+            added_at: from_ts(r.added_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct PolicyRow {
     id: Uuid,
     tenant_id: Uuid,
     owner_id: Option<Uuid>,
+    team_id: Option<Uuid>,
     name: String,
     permissions: String,
     version: i64,
@@ -250,6 +310,7 @@ impl TryFrom<PolicyRow> for Policy {
             id: PolicyId::from_uuid(r.id),
             tenant_id: TenantId::from_uuid(r.tenant_id),
             owner: r.owner_id.map(UserId::from_uuid),
+            team: r.team_id.map(TeamId::from_uuid),
             name: Label::parse(&r.name).map_err(|_| corrupt("policy name"))?,
             permissions: permissions(&r.permissions),
             version: from_count(r.version, "policy version")?,

@@ -6,6 +6,8 @@
 
 macro_rules! impl_key_store {
     ($store:ty, $db:ty) => {
+        $crate::sql_teams::impl_team_queries!($store, $db);
+
         impl $store {
             /// Inserts audit rows; a row with a spool id that is already stored is skipped.
             pub(crate) async fn insert_audit(
@@ -511,8 +513,8 @@ macro_rules! impl_key_store {
             async fn insert_key(&self, k: &keycast_core::StoredKey) -> keycast_core::Result<()> {
                 let sql = Self::sql(
                     "INSERT INTO keys (id, tenant_id, owner_id, kind, pubkey, name, format_version, \
-                     kek_provider, kek_key_id, kek_version, wrapped_dek, nonce, ciphertext, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                     kek_provider, kek_key_id, kek_version, wrapped_dek, nonce, ciphertext, created_at, team_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 );
                 let env = &k.envelope;
                 sqlx::query(&sql)
@@ -530,9 +532,10 @@ macro_rules! impl_key_store {
                     .bind(env.nonce.as_slice())
                     .bind(env.ciphertext.as_slice())
                     .bind($crate::rows::ts(k.created_at)?)
+                    .bind(k.team.map(|t| *t.as_uuid()))
                     .execute(self.writer())
                     .await
-                    .map_err(|e| db_error(e, about("key", "tenant or owner")))?;
+                    .map_err(|e| db_error(e, about("key", "tenant, owner or team")))?;
                 Ok(())
             }
 
@@ -621,10 +624,78 @@ macro_rules! impl_key_store {
                 Ok(replaced)
             }
 
+            async fn replace_key_secret(
+                &self,
+                k: &keycast_core::StoredKey,
+                at: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<Vec<keycast_core::AuthorizationId>> {
+                self.keys_replace_secret(k, at).await
+            }
+
+            async fn create_team(&self, t: &keycast_core::Team, admin: keycast_core::UserId) -> keycast_core::Result<()> {
+                self.teams_create(t, admin).await
+            }
+
+            async fn get_team(&self, id: keycast_core::TeamId) -> keycast_core::Result<keycast_core::Team> {
+                self.teams_get(id).await
+            }
+
+            async fn list_teams(
+                &self,
+                user: keycast_core::UserId,
+            ) -> keycast_core::Result<Vec<(keycast_core::Team, keycast_core::TeamRole)>> {
+                self.teams_of(user).await
+            }
+
+            async fn team_role(
+                &self,
+                team: keycast_core::TeamId,
+                user: keycast_core::UserId,
+            ) -> keycast_core::Result<Option<keycast_core::TeamRole>> {
+                self.teams_role(team, user).await
+            }
+
+            async fn list_team_members(&self, team: keycast_core::TeamId) -> keycast_core::Result<Vec<keycast_core::TeamMember>> {
+                self.teams_members(team).await
+            }
+
+            async fn set_team_member(
+                &self,
+                team: keycast_core::TeamId,
+                user: keycast_core::UserId,
+                role: keycast_core::TeamRole,
+            ) -> keycast_core::Result<keycast_core::TeamMember> {
+                self.teams_set_member(team, user, role).await
+            }
+
+            async fn remove_team_member(
+                &self,
+                team: keycast_core::TeamId,
+                user: keycast_core::UserId,
+                at: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<u64> {
+                self.teams_remove_member(team, user, at).await
+            }
+
+            async fn list_team_keys(&self, team: keycast_core::TeamId) -> keycast_core::Result<Vec<keycast_core::StoredKey>> {
+                self.teams_keys(team).await
+            }
+
+            async fn list_team_policies(&self, team: keycast_core::TeamId) -> keycast_core::Result<Vec<keycast_core::Policy>> {
+                self.teams_policies(team).await
+            }
+
+            async fn list_team_authorizations(
+                &self,
+                team: keycast_core::TeamId,
+            ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
+                self.teams_authorizations(team).await
+            }
+
             async fn insert_policy(&self, p: &keycast_core::Policy) -> keycast_core::Result<()> {
                 let sql = Self::sql(
-                    "INSERT INTO policies (id, tenant_id, name, permissions, version, owner_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO policies (id, tenant_id, name, permissions, version, owner_id, team_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 );
                 sqlx::query(&sql)
                     .bind(p.id.as_uuid())
@@ -633,9 +704,10 @@ macro_rules! impl_key_store {
                     .bind($crate::rows::permissions_json(&p.permissions)?)
                     .bind($crate::rows::count(p.version, "policy version")?)
                     .bind(p.owner.map(|o| *o.as_uuid()))
+                    .bind(p.team.map(|t| *t.as_uuid()))
                     .execute(self.writer())
                     .await
-                    .map_err(|e| db_error(e, about("policy", "tenant or owner")))?;
+                    .map_err(|e| db_error(e, about("policy", "tenant, owner or team")))?;
                 Ok(())
             }
 

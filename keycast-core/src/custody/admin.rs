@@ -7,7 +7,7 @@ use super::Custody;
 use crate::crypto::envelope::{self, EnvelopeBinding};
 use crate::crypto::secret::BearerSecret;
 use crate::error::{Error, Result};
-use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};
 use crate::model::authorization::Authorization;
 use crate::model::change::{Change, Changed};
 use crate::model::key::{KeyKind, StoredKey};
@@ -32,6 +32,13 @@ pub struct NewAuthorization {
     pub expires_at: Option<Timestamp>,
 }
 
+/// Who holds a new key: a user, a team, or (service keys) neither.
+#[derive(Debug, Clone, Copy, Default)]
+struct Holder {
+    owner: Option<UserId>,
+    team: Option<TeamId>,
+}
+
 impl Custody {
     /// Stores a new key: generated here when `secret` is `None`, imported otherwise.
     /// The secret is sealed under the primary master key before it touches the store.
@@ -43,7 +50,25 @@ impl Custody {
         name: Label,
         secret: Option<SecretKey>,
     ) -> Result<StoredKey> {
-        self.create_key_as(KeyId::random(), tenant_id, owner, kind, name, secret)
+        let holder = Holder { owner, team: None };
+        self.create_key_as(KeyId::random(), tenant_id, holder, kind, name, secret)
+            .await
+    }
+
+    /// Stores a new user key held by `team` (no owner): generated when `secret` is
+    /// `None`. The caller has checked that the team is of `tenant_id` and who may do this.
+    pub async fn create_team_key(
+        &self,
+        tenant_id: TenantId,
+        team: TeamId,
+        name: Label,
+        secret: Option<SecretKey>,
+    ) -> Result<StoredKey> {
+        let holder = Holder {
+            owner: None,
+            team: Some(team),
+        };
+        self.create_key_as(KeyId::random(), tenant_id, holder, KeyKind::User, name, secret)
             .await
     }
 
@@ -62,7 +87,7 @@ impl Custody {
             found => return found,
         }
         match self
-            .create_key_as(id, tenant_id, None, kind, name, None)
+            .create_key_as(id, tenant_id, Holder::default(), kind, name, None)
             .await
         {
             Err(Error::AlreadyExists { .. }) => self.inner.store.get_key(id).await,
@@ -74,11 +99,35 @@ impl Custody {
         &self,
         id: KeyId,
         tenant_id: TenantId,
-        owner: Option<UserId>,
+        holder: Holder,
         kind: KeyKind,
         name: Label,
         secret: Option<SecretKey>,
     ) -> Result<StoredKey> {
+        let (pubkey, envelope) = self.seal_secret(id, tenant_id, secret).await?;
+        let row = StoredKey {
+            id,
+            tenant_id,
+            owner: holder.owner,
+            team: holder.team,
+            kind,
+            pubkey,
+            name,
+            envelope,
+            created_at: Timestamp::now(),
+        };
+        self.inner.store.insert_key(&row).await?;
+        Ok(row)
+    }
+
+    /// Seals `secret` (generated when `None`) for the key row `id` of `tenant_id` under the
+    /// primary master key; returns its pubkey and envelope.
+    pub(super) async fn seal_secret(
+        &self,
+        id: KeyId,
+        tenant_id: TenantId,
+        secret: Option<SecretKey>,
+    ) -> Result<(nostr::PublicKey, crate::crypto::envelope::Envelope)> {
         let (secret, pubkey) = self
             .inner
             .pool
@@ -96,18 +145,7 @@ impl Custody {
             tenant_id,
         };
         let envelope = envelope::seal(self.inner.key_manager.as_ref(), &binding, &secret).await?;
-        let row = StoredKey {
-            id,
-            tenant_id,
-            owner,
-            kind,
-            pubkey,
-            name,
-            envelope,
-            created_at: Timestamp::now(),
-        };
-        self.inner.store.insert_key(&row).await?;
-        Ok(row)
+        Ok((pubkey, envelope))
     }
 
     /// Creates an authorization with a fresh bunker key and a single-use connect secret.
@@ -175,10 +213,10 @@ impl Custody {
         Ok(key)
     }
 
-    /// Drops a deleted key's secret and conversation keys, and the cached authorizations
+    /// Drops a deleted (or replaced) key's secret and conversation keys, and the cached authorizations
     /// that used it with their bunker keys. A bunker key whose authorization was not cached
     /// stays until it idles out, unreachable: every path to it starts at the authorization.
-    fn forget_key(&self, key_id: KeyId) {
+    pub(super) fn forget_key(&self, key_id: KeyId) {
         let i = &self.inner;
         let gone = i
             .authorizations
@@ -304,7 +342,7 @@ impl Custody {
     }
 
     /// Records an action the key's owner took on the key itself (no authorization).
-    async fn audit_owner_action(
+    pub(super) async fn audit_owner_action(
         &self,
         key_id: KeyId,
         tenant_id: TenantId,

@@ -6,6 +6,7 @@ mod cache;
 mod config;
 mod ops;
 mod pool;
+mod replace_key;
 mod transport;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use admin::NewAuthorization;
 pub use config::CustodyConfig;
 pub use ops::{NIP44_MAX_B64, NIP44_MAX_PLAINTEXT};
 pub use pool::CryptoPool;
+pub use replace_key::ReplacedKey;
 pub use transport::TransportScheme;
 // The production code paths `crate::fuzzing` drives.
 pub(crate) use ops::open_key;

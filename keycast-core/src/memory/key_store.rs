@@ -8,7 +8,7 @@ use nostr::{PublicKey, Timestamp};
 
 use crate::crypto::secret::SecretDigest;
 use crate::error::{Error, Result};
-use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
 use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
@@ -16,6 +16,7 @@ use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
 use crate::model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 use crate::model::policy::Policy;
+use crate::model::team::{Team, TeamMember, TeamRole};
 use crate::model::request::Method;
 use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
@@ -28,13 +29,15 @@ pub struct MemoryKeyStore {
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    tenants: HashMap<TenantId, Tenant>,
+pub(super) struct Inner {
+    pub(super) tenants: HashMap<TenantId, Tenant>,
     tenant_hosts: BTreeMap<TenantHost, TenantId>,
-    users: HashMap<UserId, User>,
-    keys: HashMap<KeyId, StoredKey>,
-    policies: HashMap<PolicyId, Policy>,
-    authorizations: HashMap<AuthorizationId, Authorization>,
+    pub(super) users: HashMap<UserId, User>,
+    pub(super) keys: HashMap<KeyId, StoredKey>,
+    pub(super) policies: HashMap<PolicyId, Policy>,
+    pub(super) authorizations: HashMap<AuthorizationId, Authorization>,
+    pub(super) teams: HashMap<TeamId, Team>,
+    pub(super) team_members: super::teams::Members,
     tokens: HashMap<SecretDigest, ApiToken>,
     oauth_codes: HashMap<SecretDigest, OAuthCode>,
     sessions: HashMap<SecretDigest, Session>,
@@ -46,7 +49,7 @@ struct Inner {
 
 impl Inner {
     /// Appends to the change feed (the SQL stores do it with triggers).
-    fn changed(&mut self, what: Changed) {
+    pub(super) fn changed(&mut self, what: Changed) {
         let seq = self.changes.last().map_or(1, |c| c.seq + 1);
         self.changes.push(Change { seq, what });
     }
@@ -179,7 +182,8 @@ impl KeyStore for MemoryKeyStore {
             || g.sessions.values().any(|s| s.user_id == id)
             || g.policies.values().any(|p| p.owner == Some(id))
             || g.authorizations.values().any(|a| a.user_id == id)
-            || g.oauth_codes.values().any(|c| c.user_id == id);
+            || g.oauth_codes.values().any(|c| c.user_id == id)
+            || g.team_members.values().any(|m| m.user_id == id);
         if referred {
             return Err(Error::Conflict("the user still owns records".into()));
         }
@@ -340,6 +344,9 @@ impl KeyStore for MemoryKeyStore {
         if !g.tenants.contains_key(&key.tenant_id) {
             return Err(Error::NotFound { what: "tenant" });
         }
+        if key.team.is_some_and(|t| !g.teams.contains_key(&t)) {
+            return Err(Error::NotFound { what: "team" });
+        }
         let taken = g
             .keys
             .values()
@@ -402,10 +409,66 @@ impl KeyStore for MemoryKeyStore {
         Ok(true)
     }
 
+    async fn replace_key_secret(
+        &self,
+        key: &StoredKey,
+        at: Timestamp,
+    ) -> Result<Vec<AuthorizationId>> {
+        self.lock().replace_key_secret(key, at)
+    }
+
+    async fn create_team(&self, team: &Team, admin: UserId) -> Result<()> {
+        self.lock().create_team(team, admin)
+    }
+
+    async fn get_team(&self, id: TeamId) -> Result<Team> {
+        self.lock().team(id).cloned()
+    }
+
+    async fn list_teams(&self, user: UserId) -> Result<Vec<(Team, TeamRole)>> {
+        Ok(self.lock().list_teams(user))
+    }
+
+    async fn team_role(&self, team: TeamId, user: UserId) -> Result<Option<TeamRole>> {
+        Ok(self.lock().team_members.get(&(team, user)).map(|m| m.role))
+    }
+
+    async fn list_team_members(&self, team: TeamId) -> Result<Vec<TeamMember>> {
+        Ok(self.lock().team_members_of(team))
+    }
+
+    async fn set_team_member(
+        &self,
+        team: TeamId,
+        user: UserId,
+        role: TeamRole,
+    ) -> Result<TeamMember> {
+        self.lock().set_team_member(team, user, role)
+    }
+
+    async fn remove_team_member(&self, team: TeamId, user: UserId, at: Timestamp) -> Result<u64> {
+        self.lock().remove_team_member(team, user, at)
+    }
+
+    async fn list_team_keys(&self, team: TeamId) -> Result<Vec<StoredKey>> {
+        Ok(self.lock().team_keys(team))
+    }
+
+    async fn list_team_policies(&self, team: TeamId) -> Result<Vec<Policy>> {
+        Ok(self.lock().team_policies(team))
+    }
+
+    async fn list_team_authorizations(&self, team: TeamId) -> Result<Vec<Authorization>> {
+        Ok(self.lock().team_authorizations(team))
+    }
+
     async fn insert_policy(&self, policy: &Policy) -> Result<()> {
         let mut g = self.lock();
         if !g.tenants.contains_key(&policy.tenant_id) {
             return Err(Error::NotFound { what: "tenant" });
+        }
+        if policy.team.is_some_and(|t| !g.teams.contains_key(&t)) {
+            return Err(Error::NotFound { what: "team" });
         }
         if g.policies.contains_key(&policy.id) {
             return Err(Error::AlreadyExists { what: "policy" });

@@ -2,3 +2,4 @@
 
 pub mod key_manager;
 pub mod key_store;
+mod teams;

@@ -3,7 +3,7 @@
 use nostr::{PublicKey, Timestamp};
 
 use crate::crypto::envelope::{Envelope, EnvelopeBinding};
-use crate::ids::{KeyId, TenantId, UserId};
+use crate::ids::{KeyId, TeamId, TenantId, UserId};
 use crate::model::names::Label;
 
 /// What a stored key is for.
@@ -46,6 +46,8 @@ pub struct StoredKey {
     pub tenant_id: TenantId,
     /// The user who owns the key, if any (bunker keys have the authorization's user).
     pub owner: Option<UserId>,
+    /// The team that holds the key, if any (then it has no `owner`).
+    pub team: Option<TeamId>,
     /// What the key is for.
     pub kind: KeyKind,
     /// The public key; bound into the envelope and re-derived after every unwrap.

@@ -8,4 +8,5 @@ pub mod key;
 pub mod names;
 pub mod policy;
 pub mod request;
+pub mod team;
 pub mod token;

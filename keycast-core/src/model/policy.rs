@@ -20,7 +20,7 @@ use nostr::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ids::{PolicyId, TenantId, UserId};
+use crate::ids::{PolicyId, TeamId, TenantId, UserId};
 use crate::model::names::Label;
 
 /// Longest content-filter pattern accepted, in bytes. Keeps regex compilation bounded.
@@ -158,6 +158,8 @@ pub struct Policy {
     /// The account that made it and may edit it; `None` for tenant-wide policies made by
     /// operators.
     pub owner: Option<UserId>,
+    /// The team it belongs to, if any (then it has no `owner`).
+    pub team: Option<TeamId>,
     /// Human name.
     pub name: Label,
     /// All must allow.
@@ -182,6 +184,7 @@ impl Policy {
             id: PolicyId::random(),
             tenant_id,
             owner: None,
+            team: None,
             name,
             permissions,
             version: 1,
@@ -191,6 +194,12 @@ impl Policy {
     /// The same policy, owned by `user`.
     pub fn owned_by(mut self, user: UserId) -> Self {
         self.owner = Some(user);
+        self
+    }
+
+    /// The same policy, belonging to `team`.
+    pub fn for_team(mut self, team: TeamId) -> Self {
+        self.team = Some(team);
         self
     }
 }

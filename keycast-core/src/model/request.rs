@@ -114,6 +114,9 @@ pub enum Method {
     /// `delete_key`: the key and its authorizations were deleted; audit only, never a
     /// [`Request`].
     DeleteKey,
+    /// `replace_key`: the key got a new secret and its authorizations were revoked; audit
+    /// only, never a [`Request`].
+    ReplaceKey,
 }
 
 impl Method {
@@ -128,6 +131,7 @@ impl Method {
             Method::Nip04Decrypt => "nip04_decrypt",
             Method::ExportKey => "export_key",
             Method::DeleteKey => "delete_key",
+            Method::ReplaceKey => "replace_key",
         }
     }
 
@@ -142,6 +146,7 @@ impl Method {
             "nip04_decrypt" => Method::Nip04Decrypt,
             "export_key" => Method::ExportKey,
             "delete_key" => Method::DeleteKey,
+            "replace_key" => Method::ReplaceKey,
             _ => return Err(Error::invalid("method", "unknown method")),
         })
     }
@@ -287,6 +292,7 @@ mod tests {
             Method::Nip04Decrypt,
             Method::ExportKey,
             Method::DeleteKey,
+            Method::ReplaceKey,
         ] {
             assert_eq!(Method::parse(m.as_str()), Ok(m));
         }

@@ -68,6 +68,8 @@ pub enum EmailPurpose {
     ResetPassword,
     /// Confirms a key export (with the account password).
     ConfirmExport,
+    /// Confirms replacing a key's secret (with the account password).
+    ConfirmReplaceKey,
 }
 
 impl EmailPurpose {
@@ -77,6 +79,7 @@ impl EmailPurpose {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
             Self::ConfirmExport => "confirm_export",
+            Self::ConfirmReplaceKey => "confirm_replace_key",
         }
     }
 
@@ -86,6 +89,7 @@ impl EmailPurpose {
             "verify_email" => Some(Self::VerifyEmail),
             "reset_password" => Some(Self::ResetPassword),
             "confirm_export" => Some(Self::ConfirmExport),
+            "confirm_replace_key" => Some(Self::ConfirmReplaceKey),
             _ => None,
         }
     }

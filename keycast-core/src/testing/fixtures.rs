@@ -41,6 +41,7 @@ pub fn key(tenant: TenantId, owner: Option<UserId>, kind: KeyKind) -> StoredKey 
         id,
         tenant_id: tenant,
         owner,
+        team: None,
         kind,
         pubkey: Keys::generate().public_key(),
         name: label("suite key"),

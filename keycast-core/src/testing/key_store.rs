@@ -37,6 +37,8 @@ pub async fn run(store: Arc<dyn KeyStore>) {
     tokens(&store).await;
     oauth_codes(&store).await;
     key_deletion(&store).await;
+    super::teams::teams(&store).await;
+    super::teams::key_replacement(&store).await;
     audit(&store).await;
     extreme_values(&store).await;
 }

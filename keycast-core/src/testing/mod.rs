@@ -18,3 +18,4 @@ pub mod fixtures;
 pub mod key_manager;
 pub mod key_store;
 pub mod router;
+pub mod teams;

@@ -7,7 +7,7 @@ use nostr::{PublicKey, Timestamp};
 
 use crate::crypto::secret::SecretDigest;
 use crate::error::Result;
-use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
 use crate::model::audit::{Activity, AuditFilter, AuditRecord};
 use crate::model::authorization::Authorization;
@@ -15,6 +15,7 @@ use crate::model::change::Change;
 use crate::model::key::StoredKey;
 use crate::model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 use crate::model::policy::Policy;
+use crate::model::team::{Team, TeamMember, TeamRole};
 use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
 
@@ -120,6 +121,17 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
         after: Option<KeyId>,
         limit: u32,
     ) -> Result<Vec<StoredKey>>;
+    /// Gives the user key `key.id` a new secret: its pubkey and envelope become `key`'s
+    /// (id, tenant, owner, team and name stay), and every authorization of the key is
+    /// revoked at `at` (version bumped), in one transaction. Returns the authorizations it
+    /// revoked. The change feed names the key, so every process drops the old secret.
+    /// Missing (or another tenant's, or not a user key): [`crate::Error::NotFound`]; the new
+    /// pubkey already stored in the tenant: [`crate::Error::AlreadyExists`].
+    async fn replace_key_secret(
+        &self,
+        key: &StoredKey,
+        at: Timestamp,
+    ) -> Result<Vec<AuthorizationId>>;
     /// Replaces a key's wrapped DEK only if it is still wrapped under `expected`
     /// (compare-and-set). Returns whether it replaced; the secret ciphertext is untouched.
     async fn replace_wrapped_dek(
@@ -140,6 +152,32 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     /// Replaces a policy's name and permissions if `policy.version` is the stored version;
     /// returns the stored policy with its version bumped. Otherwise [`crate::Error::Conflict`].
     async fn update_policy(&self, policy: &Policy) -> Result<Policy>;
+
+    /// Creates `team` with `admin` (an account of its tenant) as its first admin, in one
+    /// transaction. Its name already used in the tenant: [`crate::Error::AlreadyExists`].
+    async fn create_team(&self, team: &Team, admin: UserId) -> Result<()>;
+    /// Reads a team.
+    async fn get_team(&self, id: TeamId) -> Result<Team>;
+    /// The teams `user` belongs to, with its role in each, by name.
+    async fn list_teams(&self, user: UserId) -> Result<Vec<(Team, TeamRole)>>;
+    /// `user`'s role in `team`; `None` when it is not a member.
+    async fn team_role(&self, team: TeamId, user: UserId) -> Result<Option<TeamRole>>;
+    /// The members of `team`, longest-standing first.
+    async fn list_team_members(&self, team: TeamId) -> Result<Vec<TeamMember>>;
+    /// Adds `user` to `team` as `role`, or changes its role. A user of another tenant:
+    /// [`crate::Error::NotFound`]; a change that leaves the team without an admin:
+    /// [`crate::Error::Conflict`]. Concurrent changes to one team are serialised.
+    async fn set_team_member(&self, team: TeamId, user: UserId, role: TeamRole) -> Result<TeamMember>;
+    /// Removes `user` from `team` and revokes at `at` every authorization made for it on
+    /// the team's keys, in one transaction; returns how many it revoked. Not a member:
+    /// [`crate::Error::NotFound`]; the last admin: [`crate::Error::Conflict`].
+    async fn remove_team_member(&self, team: TeamId, user: UserId, at: Timestamp) -> Result<u64>;
+    /// The team's keys, oldest first.
+    async fn list_team_keys(&self, team: TeamId) -> Result<Vec<StoredKey>>;
+    /// The team's policies, in id order.
+    async fn list_team_policies(&self, team: TeamId) -> Result<Vec<Policy>>;
+    /// Every authorization on the team's keys, oldest first, revoked ones included.
+    async fn list_team_authorizations(&self, team: TeamId) -> Result<Vec<Authorization>>;
 
     /// Inserts an authorization. Its bunker pubkey is unique.
     async fn insert_authorization(&self, auth: &Authorization) -> Result<()>;
