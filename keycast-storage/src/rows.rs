@@ -7,8 +7,8 @@ use keycast_core::nostr::{EventId, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{
     ApiToken, AuditRecord, Authorization, AuthorizationId, Envelope, Error, KekRef, KeyId, KeyKind,
     Label, Method, OAuthCode, Outcome, PasswordHash, Permission, Policy, PolicyId, Result,
-    SecretDigest, StoredKey, Team, TeamId, TeamMember, TeamRole, Tenant, TenantId, TenantName, User,
-    UserId, Username, Wrapped,
+    SecretDigest, StoredKey, Team, TeamId, TeamMember, TeamRole, Tenant, TenantId, TenantName,
+    User, UserId, Username, Wrapped,
 };
 use uuid::Uuid;
 

@@ -673,7 +673,7 @@ macro_rules! impl_key_store {
                 team: keycast_core::TeamId,
                 user: keycast_core::UserId,
                 at: keycast_core::nostr::Timestamp,
-            ) -> keycast_core::Result<u64> {
+            ) -> keycast_core::Result<Vec<keycast_core::AuthorizationId>> {
                 self.teams_remove_member(team, user, at).await
             }
 

@@ -25,6 +25,17 @@ macro_rules! impl_team_queries {
                 Ok(())
             }
 
+            /// The ids a revoking `UPDATE … RETURNING id` gave back.
+            fn revoked_ids(
+                rows: Result<Vec<(uuid::Uuid,)>, sqlx::Error>,
+            ) -> keycast_core::Result<Vec<keycast_core::AuthorizationId>> {
+                Ok(rows
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?
+                    .into_iter()
+                    .map(|(id,)| keycast_core::AuthorizationId::from_uuid(id))
+                    .collect())
+            }
+
             async fn admins_left(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 team: keycast_core::TeamId,
@@ -189,7 +200,7 @@ macro_rules! impl_team_queries {
                 team: keycast_core::TeamId,
                 user: keycast_core::UserId,
                 at: keycast_core::nostr::Timestamp,
-            ) -> keycast_core::Result<u64> {
+            ) -> keycast_core::Result<Vec<keycast_core::AuthorizationId>> {
                 let subject = about("team member", "team");
                 let mut tx = self.writer().begin().await.map_err(|e| db_error(e, subject))?;
                 Self::lock_team(&mut tx, team).await?;
@@ -211,16 +222,16 @@ macro_rules! impl_team_queries {
                 let sql = Self::sql(
                     "UPDATE authorizations SET revoked_at = $1, version = version + 1 \
                      WHERE user_id = $2 AND revoked_at IS NULL \
-                     AND key_id IN (SELECT id FROM keys WHERE team_id = $3)",
+                     AND key_id IN (SELECT id FROM keys WHERE team_id = $3) RETURNING id",
                 );
-                let revoked = sqlx::query(&sql)
-                    .bind($crate::rows::ts(at)?)
-                    .bind(user.as_uuid())
-                    .bind(team.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| db_error(e, about("authorization", "authorization")))?
-                    .rows_affected();
+                let revoked = Self::revoked_ids(
+                    sqlx::query_as(&sql)
+                        .bind($crate::rows::ts(at)?)
+                        .bind(user.as_uuid())
+                        .bind(team.as_uuid())
+                        .fetch_all(&mut *tx)
+                        .await,
+                )?;
                 tx.commit().await.map_err(|e| db_error(e, subject))?;
                 Ok(revoked)
             }
@@ -306,17 +317,15 @@ macro_rules! impl_team_queries {
                     "UPDATE authorizations SET revoked_at = $1, version = version + 1 \
                      WHERE key_id = $2 AND revoked_at IS NULL RETURNING id",
                 );
-                let revoked: Vec<(uuid::Uuid,)> = sqlx::query_as(&sql)
-                    .bind($crate::rows::ts(at)?)
-                    .bind(k.id.as_uuid())
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                let revoked = Self::revoked_ids(
+                    sqlx::query_as(&sql)
+                        .bind($crate::rows::ts(at)?)
+                        .bind(k.id.as_uuid())
+                        .fetch_all(&mut *tx)
+                        .await,
+                )?;
                 tx.commit().await.map_err(|e| db_error(e, subject))?;
-                Ok(revoked
-                    .into_iter()
-                    .map(|(id,)| keycast_core::AuthorizationId::from_uuid(id))
-                    .collect())
+                Ok(revoked)
             }
         }
     };

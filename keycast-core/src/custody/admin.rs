@@ -68,8 +68,15 @@ impl Custody {
             owner: None,
             team: Some(team),
         };
-        self.create_key_as(KeyId::random(), tenant_id, holder, KeyKind::User, name, secret)
-            .await
+        self.create_key_as(
+            KeyId::random(),
+            tenant_id,
+            holder,
+            KeyKind::User,
+            name,
+            secret,
+        )
+        .await
     }
 
     /// The key stored under the fixed `id`, generating it on first use: for a service's

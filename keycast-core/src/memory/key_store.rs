@@ -16,8 +16,8 @@ use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
 use crate::model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 use crate::model::policy::Policy;
-use crate::model::team::{Team, TeamMember, TeamRole};
 use crate::model::request::Method;
+use crate::model::team::{Team, TeamMember, TeamRole};
 use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
 use crate::traits::key_store::KeyStore;
@@ -446,7 +446,12 @@ impl KeyStore for MemoryKeyStore {
         self.lock().set_team_member(team, user, role)
     }
 
-    async fn remove_team_member(&self, team: TeamId, user: UserId, at: Timestamp) -> Result<u64> {
+    async fn remove_team_member(
+        &self,
+        team: TeamId,
+        user: UserId,
+        at: Timestamp,
+    ) -> Result<Vec<AuthorizationId>> {
         self.lock().remove_team_member(team, user, at)
     }
 

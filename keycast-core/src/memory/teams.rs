@@ -22,12 +22,17 @@ impl Inner {
         if !self.tenants.contains_key(&team.tenant_id) {
             return Err(Error::NotFound { what: "tenant" });
         }
-        if !self.users.get(&admin).is_some_and(|u| u.tenant_id == team.tenant_id) {
+        if !self
+            .users
+            .get(&admin)
+            .is_some_and(|u| u.tenant_id == team.tenant_id)
+        {
             return Err(Error::NotFound { what: "user" });
         }
-        let taken = self.teams.values().any(|t| {
-            t.id == team.id || (t.tenant_id == team.tenant_id && t.name == team.name)
-        });
+        let taken = self
+            .teams
+            .values()
+            .any(|t| t.id == team.id || (t.tenant_id == team.tenant_id && t.name == team.name));
         if taken {
             return Err(Error::AlreadyExists { what: "team" });
         }
@@ -108,12 +113,14 @@ impl Inner {
         team: TeamId,
         user: UserId,
         at: Timestamp,
-    ) -> Result<u64> {
+    ) -> Result<Vec<AuthorizationId>> {
         self.team(team)?;
         let member = self
             .team_members
             .remove(&(team, user))
-            .ok_or(Error::NotFound { what: "team member" })?;
+            .ok_or(Error::NotFound {
+                what: "team member",
+            })?;
         if !self.admins_left(team) {
             self.team_members.insert((team, user), member);
             return Err(Error::Conflict("a team needs at least one admin".into()));
@@ -122,7 +129,11 @@ impl Inner {
             .authorizations
             .values_mut()
             .filter(|a| a.user_id == user && a.revoked_at.is_none())
-            .filter(|a| self.keys.get(&a.key_id).is_some_and(|k| k.team == Some(team)))
+            .filter(|a| {
+                self.keys
+                    .get(&a.key_id)
+                    .is_some_and(|k| k.team == Some(team))
+            })
             .map(|a| {
                 a.revoked_at = Some(at);
                 a.version += 1;
@@ -132,7 +143,7 @@ impl Inner {
         for id in &revoked {
             self.changed(Changed::Authorization(*id));
         }
-        Ok(revoked.len() as u64)
+        Ok(revoked)
     }
 
     pub(super) fn team_keys(&self, team: TeamId) -> Vec<StoredKey> {
@@ -161,7 +172,11 @@ impl Inner {
         let mut list: Vec<Authorization> = self
             .authorizations
             .values()
-            .filter(|a| self.keys.get(&a.key_id).is_some_and(|k| k.team == Some(team)))
+            .filter(|a| {
+                self.keys
+                    .get(&a.key_id)
+                    .is_some_and(|k| k.team == Some(team))
+            })
             .cloned()
             .collect();
         list.sort_by_key(|a| (a.created_at, a.id));

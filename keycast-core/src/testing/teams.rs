@@ -32,10 +32,16 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
     );
     let same_name = Team::new(w.tenant.id, t.name.clone());
     assert!(
-        matches!(store.create_team(&same_name, w.user.id).await, Err(Error::AlreadyExists { .. })),
+        matches!(
+            store.create_team(&same_name, w.user.id).await,
+            Err(Error::AlreadyExists { .. })
+        ),
         "a team name is unique in its tenant"
     );
-    assert!(matches!(store.get_team(same_name.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.get_team(same_name.id).await,
+        Err(Error::NotFound { .. })
+    ));
 
     // Another tenant: its users cannot join, and its admin cannot create a team here.
     let other = world(store).await;
@@ -44,7 +50,9 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        store.set_team_member(t.id, other.user.id, TeamRole::Member).await,
+        store
+            .set_team_member(t.id, other.user.id, TeamRole::Member)
+            .await,
         Err(Error::NotFound { .. })
     ));
     assert!(store.list_teams(other.user.id).await.unwrap().is_empty());
@@ -59,7 +67,10 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
         .set_team_member(t.id, member.id, TeamRole::Member)
         .await
         .unwrap();
-    assert_eq!((m.team_id, m.user_id, m.role), (t.id, member.id, TeamRole::Member));
+    assert_eq!(
+        (m.team_id, m.user_id, m.role),
+        (t.id, member.id, TeamRole::Member)
+    );
     let listed = store.list_team_members(t.id).await.unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(listed[0].user_id, w.user.id, "longest-standing first");
@@ -68,18 +79,37 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
 
     // The last admin can neither step down nor leave; with a second admin it can.
     assert!(matches!(
-        store.set_team_member(t.id, w.user.id, TeamRole::Member).await,
+        store
+            .set_team_member(t.id, w.user.id, TeamRole::Member)
+            .await,
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
-        store.remove_team_member(t.id, w.user.id, Timestamp::now()).await,
+        store
+            .remove_team_member(t.id, w.user.id, Timestamp::now())
+            .await,
         Err(Error::Conflict(_))
     ));
-    assert_eq!(store.team_role(t.id, w.user.id).await.unwrap(), Some(TeamRole::Admin));
-    store.set_team_member(t.id, member.id, TeamRole::Admin).await.unwrap();
-    store.set_team_member(t.id, w.user.id, TeamRole::Member).await.unwrap();
-    assert_eq!(store.team_role(t.id, member.id).await.unwrap(), Some(TeamRole::Admin));
-    store.set_team_member(t.id, w.user.id, TeamRole::Admin).await.unwrap();
+    assert_eq!(
+        store.team_role(t.id, w.user.id).await.unwrap(),
+        Some(TeamRole::Admin)
+    );
+    store
+        .set_team_member(t.id, member.id, TeamRole::Admin)
+        .await
+        .unwrap();
+    store
+        .set_team_member(t.id, w.user.id, TeamRole::Member)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.team_role(t.id, member.id).await.unwrap(),
+        Some(TeamRole::Admin)
+    );
+    store
+        .set_team_member(t.id, w.user.id, TeamRole::Admin)
+        .await
+        .unwrap();
 
     // Team keys and policies are listed by team, not by owner.
     let mut k = key(w.tenant.id, None, KeyKind::User);
@@ -89,7 +119,10 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
     store.insert_policy(&p).await.unwrap();
     assert_eq!(store.list_team_keys(t.id).await.unwrap(), vec![k.clone()]);
     assert_eq!(store.get_key(k.id).await.unwrap().team, Some(t.id));
-    assert_eq!(store.list_team_policies(t.id).await.unwrap(), vec![p.clone()]);
+    assert_eq!(
+        store.list_team_policies(t.id).await.unwrap(),
+        vec![p.clone()]
+    );
     assert!(store.list_team_keys(theirs.id).await.unwrap().is_empty());
     assert!(store
         .list_keys(w.tenant.id, Some(w.user.id))
@@ -99,7 +132,10 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
         .all(|x| x.id != k.id));
     let mut ghost = key(w.tenant.id, None, KeyKind::User);
     ghost.team = Some(crate::ids::TeamId::random());
-    assert!(store.insert_key(&ghost).await.is_err(), "a key of a missing team");
+    assert!(
+        store.insert_key(&ghost).await.is_err(),
+        "a key of a missing team"
+    );
 
     // Authorizations on the team key: one for the member, one for the admin; one on the
     // member's own key, which team removal must not touch.
@@ -132,16 +168,37 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
 
     let feed_start = store.latest_change().await.unwrap();
     let at = Timestamp::from(1_700_000_500);
-    assert_eq!(store.remove_team_member(t.id, member.id, at).await.unwrap(), 1);
+    assert_eq!(
+        store.remove_team_member(t.id, member.id, at).await.unwrap(),
+        vec![for_member.id]
+    );
     assert_eq!(store.team_role(t.id, member.id).await.unwrap(), None);
     let gone = store.get_authorization(for_member.id).await.unwrap();
     assert_eq!(gone.revoked_at, Some(at));
-    assert!(gone.version > for_member.version, "the revocation bumps the version");
-    assert_eq!(store.get_authorization(for_admin.id).await.unwrap().revoked_at, None);
-    assert_eq!(store.get_authorization(personal.id).await.unwrap().revoked_at, None);
+    assert!(
+        gone.version > for_member.version,
+        "the revocation bumps the version"
+    );
+    assert_eq!(
+        store
+            .get_authorization(for_admin.id)
+            .await
+            .unwrap()
+            .revoked_at,
+        None
+    );
+    assert_eq!(
+        store
+            .get_authorization(personal.id)
+            .await
+            .unwrap()
+            .revoked_at,
+        None
+    );
     let feed = store.changes_since(feed_start, 100).await.unwrap();
     assert!(
-        feed.iter().any(|c| c.what == Changed::Authorization(for_member.id)),
+        feed.iter()
+            .any(|c| c.what == Changed::Authorization(for_member.id)),
         "removal puts the revoked authorization in the change feed: {feed:?}"
     );
     assert!(matches!(
@@ -149,15 +206,22 @@ pub async fn teams(store: &Arc<dyn KeyStore>) {
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        store.remove_team_member(crate::ids::TeamId::random(), member.id, at).await,
+        store
+            .remove_team_member(crate::ids::TeamId::random(), member.id, at)
+            .await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        store.set_team_member(crate::ids::TeamId::random(), member.id, TeamRole::Member).await,
+        store
+            .set_team_member(crate::ids::TeamId::random(), member.id, TeamRole::Member)
+            .await,
         Err(Error::NotFound { .. })
     ));
     // A member of a team cannot be deleted as an account.
-    assert!(matches!(store.delete_user(w.user.id).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        store.delete_user(w.user.id).await,
+        Err(Error::Conflict(_))
+    ));
 }
 
 /// Key replacement: new pubkey and envelope under the same id, the key's authorizations
@@ -166,7 +230,10 @@ pub async fn key_replacement(store: &Arc<dyn KeyStore>) {
     let w = world(store).await;
     let a1 = w.authorization(store, None).await;
     let a2 = w.authorization(store, None).await;
-    let revoked_before = store.revoke_authorization(a2.id, Timestamp::from(1_700_000_001)).await.unwrap();
+    let revoked_before = store
+        .revoke_authorization(a2.id, Timestamp::from(1_700_000_001))
+        .await
+        .unwrap();
     let other_key = key(w.tenant.id, Some(w.user.id), KeyKind::User);
     store.insert_key(&other_key).await.unwrap();
 
@@ -179,18 +246,31 @@ pub async fn key_replacement(store: &Arc<dyn KeyStore>) {
     let feed_start = store.latest_change().await.unwrap();
     let at = Timestamp::from(1_700_000_900);
     let revoked = store.replace_key_secret(&new, at).await.unwrap();
-    assert_eq!(revoked, vec![a1.id], "only the active authorization is revoked now");
+    assert_eq!(
+        revoked,
+        vec![a1.id],
+        "only the active authorization is revoked now"
+    );
     let stored = store.get_key(w.key.id).await.unwrap();
     assert_eq!(stored, new, "pubkey and envelope replaced, the rest kept");
-    assert_eq!(store.get_authorization(a1.id).await.unwrap().revoked_at, Some(at));
+    assert_eq!(
+        store.get_authorization(a1.id).await.unwrap().revoked_at,
+        Some(at)
+    );
     assert_eq!(
         store.get_authorization(a2.id).await.unwrap().revoked_at,
         revoked_before.revoked_at,
         "an earlier revocation keeps its time"
     );
     let feed = store.changes_since(feed_start, 100).await.unwrap();
-    assert!(feed.iter().any(|c| c.what == Changed::Key(w.key.id)), "{feed:?}");
-    assert!(feed.iter().any(|c| c.what == Changed::Authorization(a1.id)), "{feed:?}");
+    assert!(
+        feed.iter().any(|c| c.what == Changed::Key(w.key.id)),
+        "{feed:?}"
+    );
+    assert!(
+        feed.iter().any(|c| c.what == Changed::Authorization(a1.id)),
+        "{feed:?}"
+    );
 
     // The pubkey of another stored key of the tenant: refused, nothing changes.
     let clash = StoredKey {
@@ -207,16 +287,25 @@ pub async fn key_replacement(store: &Arc<dyn KeyStore>) {
         pubkey: pubkey(),
         ..w.bunker.clone()
     };
-    assert!(matches!(store.replace_key_secret(&bunker, at).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.replace_key_secret(&bunker, at).await,
+        Err(Error::NotFound { .. })
+    ));
     let elsewhere = StoredKey {
         tenant_id: crate::ids::TenantId::random(),
         pubkey: pubkey(),
         ..new.clone()
     };
-    assert!(matches!(store.replace_key_secret(&elsewhere, at).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.replace_key_secret(&elsewhere, at).await,
+        Err(Error::NotFound { .. })
+    ));
     let missing = StoredKey {
         id: crate::ids::KeyId::random(),
         ..fresh
     };
-    assert!(matches!(store.replace_key_secret(&missing, at).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.replace_key_secret(&missing, at).await,
+        Err(Error::NotFound { .. })
+    ));
 }

@@ -167,11 +167,21 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     /// Adds `user` to `team` as `role`, or changes its role. A user of another tenant:
     /// [`crate::Error::NotFound`]; a change that leaves the team without an admin:
     /// [`crate::Error::Conflict`]. Concurrent changes to one team are serialised.
-    async fn set_team_member(&self, team: TeamId, user: UserId, role: TeamRole) -> Result<TeamMember>;
+    async fn set_team_member(
+        &self,
+        team: TeamId,
+        user: UserId,
+        role: TeamRole,
+    ) -> Result<TeamMember>;
     /// Removes `user` from `team` and revokes at `at` every authorization made for it on
-    /// the team's keys, in one transaction; returns how many it revoked. Not a member:
+    /// the team's keys, in one transaction; returns those it revoked. Not a member:
     /// [`crate::Error::NotFound`]; the last admin: [`crate::Error::Conflict`].
-    async fn remove_team_member(&self, team: TeamId, user: UserId, at: Timestamp) -> Result<u64>;
+    async fn remove_team_member(
+        &self,
+        team: TeamId,
+        user: UserId,
+        at: Timestamp,
+    ) -> Result<Vec<AuthorizationId>>;
     /// The team's keys, oldest first.
     async fn list_team_keys(&self, team: TeamId) -> Result<Vec<StoredKey>>;
     /// The team's policies, in id order.

@@ -35,7 +35,7 @@ pub(crate) struct NewAuthorizationBody {
     expires_at: Option<u64>,
 }
 
-fn not_found(what: &'static str) -> ApiError {
+pub(crate) fn not_found(what: &'static str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -95,7 +95,7 @@ pub(crate) struct AuthorizationActivity {
     signatures: u64,
 }
 
-fn authorization_json(a: &Authorization) -> AuthorizationView {
+pub(crate) fn authorization_json(a: &Authorization) -> AuthorizationView {
     AuthorizationView {
         id: a.id,
         key_id: a.key_id,
@@ -123,10 +123,7 @@ pub(crate) async fn create(
     let s = &state.services;
     let key_id = super::keys::owned(&state, &current, &b.key_id).await?.id;
     let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
-    let expires_at = b.expires_at.map(Timestamp::from);
-    if expires_at.is_some_and(|t| t <= Timestamp::now()) {
-        return Err(ApiError::bad_request("expires_at is in the past"));
-    }
+    let expires_at = future_expiry(b.expires_at)?;
     let policy = match (b.policy_id, b.permissions) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -142,16 +139,39 @@ pub(crate) async fn create(
             policy
         }
     };
+    let grantee = (current.tenant_id, current.user_id);
+    let answer = issue(&state, grantee, key_id, policy.id, label, expires_at).await?;
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Creates the authorization of `key_id` for `grantee` (tenant, account) under
+/// `policy_id`, with its bunker URI and RPC token (shown once); shared with team grants.
+pub(crate) async fn issue(
+    state: &AppState,
+    grantee: (keycast_core::TenantId, keycast_core::UserId),
+    key_id: keycast_core::KeyId,
+    policy_id: keycast_core::PolicyId,
+    label: Label,
+    expires_at: Option<Timestamp>,
+) -> Result<CreatedAuthorization, ApiError> {
     let (auth, secret) =
-        connect_key(&state, &current, key_id, policy.id, label, expires_at).await?;
-    let token = s.issue_token(&auth, expires_at).await?;
+        connect_key_for(state, grantee, key_id, policy_id, label, expires_at).await?;
+    let token = state.services.issue_token(&auth, expires_at).await?;
     let uri = bunker_uri(&auth, &secret)?;
-    let answer = CreatedAuthorization {
+    Ok(CreatedAuthorization {
         authorization: authorization_json(&auth),
         bunker_uri: uri,
         token: token.expose().to_owned(),
-    };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    })
+}
+
+/// An expiry from a request: in the future, or 400.
+pub(crate) fn future_expiry(expires_at: Option<u64>) -> Result<Option<Timestamp>, ApiError> {
+    let expires_at = expires_at.map(Timestamp::from);
+    if expires_at.is_some_and(|t| t <= Timestamp::now()) {
+        return Err(ApiError::bad_request("expires_at is in the past"));
+    }
+    Ok(expires_at)
 }
 
 /// Creates the authorization of `key_id` under `policy_id` (a fresh bunker key and a
@@ -164,12 +184,25 @@ pub(crate) async fn connect_key(
     label: Label,
     expires_at: Option<Timestamp>,
 ) -> Result<(Authorization, keycast_core::BearerSecret), ApiError> {
+    let grantee = (user.tenant_id, user.user_id);
+    connect_key_for(state, grantee, key_id, policy_id, label, expires_at).await
+}
+
+/// [`connect_key`] for any account of the tenant (a team admin grants a member).
+async fn connect_key_for(
+    state: &AppState,
+    (tenant_id, user_id): (keycast_core::TenantId, keycast_core::UserId),
+    key_id: keycast_core::KeyId,
+    policy_id: keycast_core::PolicyId,
+    label: Label,
+    expires_at: Option<Timestamp>,
+) -> Result<(Authorization, keycast_core::BearerSecret), ApiError> {
     let created = state
         .services
         .custody
         .create_authorization(NewAuthorization {
-            tenant_id: user.tenant_id,
-            user_id: user.user_id,
+            tenant_id,
+            user_id,
             key_id,
             policy_id,
             label,
@@ -213,16 +246,26 @@ pub(crate) async fn list(
         .store
         .list_authorizations(current.tenant_id, Some(current.user_id))
         .await?;
-    let mut authorizations = Vec::with_capacity(all.len());
-    for a in &all {
+    Ok(Json(AuthorizationList {
+        authorizations: with_activity(&state, &all).await?,
+    }))
+}
+
+/// Each authorization with its last activity and signature count.
+pub(crate) async fn with_activity(
+    state: &AppState,
+    all: &[Authorization],
+) -> Result<Vec<AuthorizationActivity>, ApiError> {
+    let mut out = Vec::with_capacity(all.len());
+    for a in all {
         let activity = state.services.store.authorization_activity(a.id).await?;
-        authorizations.push(AuthorizationActivity {
+        out.push(AuthorizationActivity {
             authorization: authorization_json(a),
             last_used_at: activity.last_used_at.map(|t| t.as_secs()),
             signatures: activity.signatures,
         });
     }
-    Ok(Json(AuthorizationList { authorizations }))
+    Ok(out)
 }
 
 /// Revokes an authorization: refused at once here, on other instances within 250 ms.
@@ -244,9 +287,17 @@ pub(crate) async fn revoke(
         }
         Err(e) => return Err(e.into()),
     }
+    Ok(Json(revoke_now(&state, id).await?))
+}
+
+/// Revokes `id` (the caller checked who may) and stops listening for its bunker key.
+pub(crate) async fn revoke_now(
+    state: &AppState,
+    id: AuthorizationId,
+) -> Result<AuthorizationView, ApiError> {
     let revoked = state.services.custody.revoke_authorization(id).await?;
     if let Some(bunker) = &state.bunker {
         let _ = bunker.refresh_subscription().await;
     }
-    Ok(Json(authorization_json(&revoked)))
+    Ok(authorization_json(&revoked))
 }

@@ -127,8 +127,19 @@ pub(crate) async fn request_verification(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Confirm {
-    /// `export_key`: the code `POST /api/keys/{id}/danger/export` asks for.
+    /// `export_key` or `replace_key`: the code `POST /api/keys/{id}/danger/export` or
+    /// `…/danger/replace` asks for.
+    #[schema(value_type = ConfirmAction)]
     action: String,
+}
+
+/// Actions a mailed code confirms (documentation of `action`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum ConfirmAction {
+    ExportKey,
+    ReplaceKey,
 }
 
 /// Mails the logged-in account a code confirming a sensitive action (10 minutes, once).
@@ -144,9 +155,10 @@ pub(crate) async fn request_confirmation(
 ) -> Result<Response, ApiError> {
     let (purpose, what) = match json_body(body)?.action.as_str() {
         "export_key" => (EmailPurpose::ConfirmExport, "export a key"),
+        "replace_key" => (EmailPurpose::ConfirmReplaceKey, "replace a key"),
         other => {
             return Err(ApiError::bad_request(format!(
-                "action: {other:?} is not export_key"
+                "action: {other:?} is not export_key or replace_key"
             )))
         }
     };

@@ -160,7 +160,7 @@ pub(crate) async fn danger_export(
 }
 
 /// The account password, under the login rate limit and lockout.
-async fn check_account_password(
+pub(crate) async fn check_account_password(
     state: &AppState,
     current: &CurrentUser,
     password: Zeroizing<String>,

@@ -67,7 +67,7 @@ pub(crate) struct KeyView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct KeyList {
     /// Oldest first.
-    keys: Vec<KeyView>,
+    pub(crate) keys: Vec<KeyView>,
 }
 
 pub(crate) fn key_json(k: &StoredKey) -> KeyView {
@@ -189,10 +189,7 @@ pub(crate) async fn create(
     current: CurrentUser,
     b: Result<Json<NewKey>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let b = json_body(b)?;
-    let name = Label::parse(b.name.as_deref().unwrap_or("main"))?;
-    let names = ["secret", "ncryptsec", "password"];
-    let secret = imported_secret(&state, names, b.secret, b.ncryptsec, b.password).await?;
+    let (name, secret) = new_key(&state, json_body(b)?).await?;
     let key = state
         .services
         .custody
@@ -205,6 +202,17 @@ pub(crate) async fn create(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())
+}
+
+/// The label and the secret (or `None`: generate) a [`NewKey`] asks for.
+pub(crate) async fn new_key(
+    state: &AppState,
+    b: NewKey,
+) -> Result<(Label, Option<SecretKey>), ApiError> {
+    let name = Label::parse(b.name.as_deref().unwrap_or("main"))?;
+    let names = ["secret", "ncryptsec", "password"];
+    let secret = imported_secret(state, names, b.secret, b.ncryptsec, b.password).await?;
+    Ok((name, secret))
 }
 
 /// Renames one of the account's keys.
@@ -236,13 +244,18 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let key = owned(&state, &current, &id).await?;
-    let deleted = state.services.custody.delete_key(key.id).await?;
+    Ok(Json(key_json(&delete_now(&state, key.id).await?)))
+}
+
+/// Deletes `id` (the caller checked who may) and stops listening for its authorizations'
+/// bunker keys now, not at the next poll.
+pub(crate) async fn delete_now(state: &AppState, id: KeyId) -> Result<StoredKey, ApiError> {
+    let deleted = state.services.custody.delete_key(id).await?;
     if let Some(bunker) = &state.bunker {
-        // Stop listening for the deleted authorizations' bunker keys now, not at the next poll.
         if let Err(e) = bunker.refresh_subscription().await {
             tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription");
         }
     }
     tracing::info!(key = %deleted.id, "key deleted");
-    Ok(Json(key_json(&deleted)))
+    Ok(deleted)
 }

@@ -18,7 +18,9 @@ mod nip98;
 mod oauth;
 mod openapi;
 mod policies;
+mod replace_key;
 mod rpc;
+mod teams;
 mod tenant;
 mod traffic;
 
@@ -182,8 +184,21 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::rename, keys::delete))
         .routes(routes!(export::danger_export))
+        .routes(routes!(replace_key::danger_replace))
         .routes(routes!(authorizations::list, authorizations::create))
         .routes(routes!(authorizations::revoke))
+        .routes(routes!(teams::list, teams::create))
+        .routes(routes!(teams::get))
+        .routes(routes!(teams::put_member))
+        .routes(routes!(teams::remove_member))
+        .routes(routes!(teams::list_keys, teams::create_key))
+        .routes(routes!(teams::delete_key))
+        .routes(routes!(teams::list_policies, teams::create_policy))
+        .routes(routes!(
+            teams::list_authorizations,
+            teams::create_authorization
+        ))
+        .routes(routes!(teams::revoke_authorization))
         .split_for_parts();
     let document = openapi::json(api);
     let written = state.services.changes.local.clone();

@@ -49,7 +49,7 @@ pub(crate) struct PolicyView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct PolicyList {
     /// Oldest first.
-    policies: Vec<PolicyView>,
+    pub(crate) policies: Vec<PolicyView>,
 }
 
 pub(crate) fn policy_json(p: &Policy) -> PolicyView {

@@ -98,22 +98,32 @@ impl Api {
     /// Asks for a code confirming a key export and reads it from the mail the server wrote
     /// to its data dir (no SMTP is set in-process).
     pub async fn export_code(&self, session: &str) -> String {
+        self.confirm_code(session, "export_key").await
+    }
+
+    /// Asks for a code confirming `action` and reads it from the mail written to the data dir.
+    pub async fn confirm_code(&self, session: &str, action: &str) -> String {
         let (status, body) = self
             .call(
                 "POST",
                 "/api/auth/confirm/request",
                 Some(session),
-                Some(json!({"action": "export_key"})),
+                Some(json!({ "action": action })),
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        super::smtp::token_in(&self.newest_mail())
+    }
+
+    /// The newest message the server wrote to its data dir (no SMTP is set in-process).
+    pub fn newest_mail(&self) -> String {
         let dir = self.state.services.config.data_dir.join("mail");
         let newest = std::fs::read_dir(&dir)
             .expect("mail dir")
             .filter_map(|e| e.ok())
             .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
             .expect("a message");
-        super::smtp::token_in(&std::fs::read_to_string(newest.path()).expect("message"))
+        std::fs::read_to_string(newest.path()).expect("message")
     }
 }
 

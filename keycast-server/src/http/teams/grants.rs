@@ -1,0 +1,244 @@
+//! A team's policies and the authorizations on its keys. Admins make both, and grant an
+//! app (for themselves) or a member; members see the policies and what was made for them.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keycast_core::{AuthorizationId, Email, Label, Permission, Policy, PolicyId, TeamRole, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::{keys::team_key, membership, Membership};
+use crate::http::accounts::CurrentUser;
+use crate::http::authorizations::{
+    future_expiry, issue, not_found, revoke_now, with_activity, AuthorizationActivity,
+    AuthorizationView, CreatedAuthorization,
+};
+use crate::http::error::{json_body, ErrorBody};
+use crate::http::policies::{policy_json, PolicyList, PolicyView};
+use crate::http::{ApiError, AppState};
+
+/// A team policy to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TeamPolicyBody {
+    /// 1–100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
+    name: String,
+    /// Every rule must allow a request (AND); at least one rule.
+    #[schema(value_type = Vec<crate::http::openapi::PermissionDoc>)]
+    permissions: Vec<Permission>,
+}
+
+/// An authorization on a team key to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TeamGrant {
+    /// One of the team's keys.
+    key_id: String,
+    /// One of the team's policies; or
+    policy_id: Option<String>,
+    /// inline permissions, which become a team policy (default: full access).
+    #[schema(value_type = Option<Vec<crate::http::openapi::PermissionDoc>>)]
+    permissions: Option<Vec<Permission>>,
+    /// A label for the app (default `app`).
+    label: Option<String>,
+    /// Unix seconds.
+    expires_at: Option<u64>,
+    /// The e-mail of the member it is for (default: the admin making it).
+    member: Option<String>,
+}
+
+/// An authorization on a team key, with whom it was made for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TeamAuthorization {
+    #[serde(flatten)]
+    activity: AuthorizationActivity,
+    /// The account it was made for.
+    #[schema(value_type = String)]
+    user_id: UserId,
+}
+
+/// Authorizations on the team's keys.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TeamAuthorizationList {
+    /// Oldest first, revoked ones included.
+    authorizations: Vec<TeamAuthorization>,
+}
+
+/// The team's policies (members and admins).
+#[utoipa::path(get, path = "/api/teams/{id}/policies", tag = "teams",
+    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "The policies", body = PolicyList),
+        (status = 404, description = "No such team of this account", body = ErrorBody)))]
+pub(crate) async fn list_policies(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<PolicyList>, ApiError> {
+    let m = membership(&state, &current, &id).await?;
+    let all = state.services.store.list_team_policies(m.team.id).await?;
+    Ok(Json(PolicyList {
+        policies: all.iter().map(policy_json).collect(),
+    }))
+}
+
+/// Creates a team policy (admins).
+#[utoipa::path(post, path = "/api/teams/{id}/policies", tag = "teams", request_body = TeamPolicyBody,
+    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
+    responses(
+        (status = 201, description = "Created", body = PolicyView),
+        (status = 400, description = "Invalid name or permissions", body = ErrorBody),
+        (status = 403, description = "Not a team admin", body = ErrorBody),
+        (status = 404, description = "No such team of this account", body = ErrorBody)))]
+pub(crate) async fn create_policy(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    b: Result<Json<TeamPolicyBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let m = membership(&state, &current, &id).await?;
+    m.admin("create policies")?;
+    let b = json_body(b)?;
+    let policy =
+        Policy::new(m.team.tenant_id, Label::parse(&b.name)?, b.permissions)?.for_team(m.team.id);
+    state.services.store.insert_policy(&policy).await?;
+    Ok((StatusCode::CREATED, Json(policy_json(&policy))).into_response())
+}
+
+/// The team policy `id`; 404 for anything else.
+async fn team_policy(state: &AppState, m: &Membership, id: &str) -> Result<Policy, ApiError> {
+    let id: PolicyId = id.parse().map_err(|_| not_found("policy of this team"))?;
+    match state.services.store.get_policy(id).await {
+        Ok(p) if p.team == Some(m.team.id) => Ok(p),
+        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => Err(not_found("policy of this team")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Authorizations on the team's keys: all of them for admins, those made for the member
+/// otherwise.
+#[utoipa::path(get, path = "/api/teams/{id}/authorizations", tag = "teams",
+    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "The authorizations", body = TeamAuthorizationList),
+        (status = 404, description = "No such team of this account", body = ErrorBody)))]
+pub(crate) async fn list_authorizations(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<TeamAuthorizationList>, ApiError> {
+    let m = membership(&state, &current, &id).await?;
+    let mut all = state
+        .services
+        .store
+        .list_team_authorizations(m.team.id)
+        .await?;
+    if m.role != TeamRole::Admin {
+        all.retain(|a| a.user_id == current.user_id);
+    }
+    let activity = with_activity(&state, &all).await?;
+    let authorizations = activity
+        .into_iter()
+        .zip(&all)
+        .map(|(activity, a)| TeamAuthorization {
+            activity,
+            user_id: a.user_id,
+        })
+        .collect();
+    Ok(Json(TeamAuthorizationList { authorizations }))
+}
+
+/// Authorizes an app on a team key, for the admin or for a member (admins). The bunker URI
+/// and token are shown once, to the admin, who hands them on.
+#[utoipa::path(post, path = "/api/teams/{id}/authorizations", tag = "teams", request_body = TeamGrant,
+    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
+    responses(
+        (status = 201, description = "Created; the URI and token are shown once", body = CreatedAuthorization),
+        (status = 400, description = "Invalid label, permissions, expiry or e-mail", body = ErrorBody),
+        (status = 403, description = "Not a team admin", body = ErrorBody),
+        (status = 404, description = "No such team, team key, team policy or member", body = ErrorBody)))]
+pub(crate) async fn create_authorization(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    b: Result<Json<TeamGrant>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let m = membership(&state, &current, &id).await?;
+    m.admin("create authorizations")?;
+    let b = json_body(b)?;
+    let key = team_key(&state, &m, &b.key_id).await?;
+    let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
+    let expires_at = future_expiry(b.expires_at)?;
+    let grantee = match &b.member {
+        None => current.user_id,
+        Some(email) => team_member(&state, &m, &Email::parse(email)?).await?,
+    };
+    let policy = match (b.policy_id, b.permissions) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "send policy_id or permissions, not both",
+            ))
+        }
+        (Some(id), None) => team_policy(&state, &m, &id).await?,
+        (None, permissions) => {
+            let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
+            let policy =
+                Policy::new(m.team.tenant_id, label.clone(), permissions)?.for_team(m.team.id);
+            state.services.store.insert_policy(&policy).await?;
+            policy
+        }
+    };
+    let grantee = (m.team.tenant_id, grantee);
+    let created = issue(&state, grantee, key.id, policy.id, label, expires_at).await?;
+    tracing::info!(team = %m.team.id, key = %key.id, for_user = %grantee.1, "team authorization created");
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// The member of `m`'s team with `email`; 404 for anyone else.
+async fn team_member(state: &AppState, m: &Membership, email: &Email) -> Result<UserId, ApiError> {
+    let store = &state.services.store;
+    let user = match store.find_user_by_email(m.team.tenant_id, email).await {
+        Ok(u) => u,
+        Err(keycast_core::Error::NotFound { .. }) => return Err(not_found("member of this team")),
+        Err(e) => return Err(e.into()),
+    };
+    match store.team_role(m.team.id, user.id).await? {
+        Some(_) => Ok(user.id),
+        None => Err(not_found("member of this team")),
+    }
+}
+
+/// Revokes an authorization on a team key: admins any, members those made for them.
+#[utoipa::path(delete, path = "/api/teams/{id}/authorizations/{authorization_id}", tag = "teams",
+    params(("id" = String, Path, description = "The team id"),
+           ("authorization_id" = String, Path, description = "The authorization id")),
+    security(("session" = [])), responses(
+        (status = 200, description = "Revoked", body = AuthorizationView),
+        (status = 404, description = "No such team, or no such authorization this account may revoke", body = ErrorBody)))]
+pub(crate) async fn revoke_authorization(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path((id, authorization_id)): Path<(String, String)>,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    let m = membership(&state, &current, &id).await?;
+    let id: AuthorizationId = authorization_id
+        .parse()
+        .map_err(|_| not_found("authorization"))?;
+    let store = &state.services.store;
+    let auth = match store.get_authorization(id).await {
+        Ok(a) => a,
+        Err(keycast_core::Error::NotFound { .. }) => return Err(not_found("authorization")),
+        Err(e) => return Err(e.into()),
+    };
+    // On a key of this team, and (for members) made for the caller.
+    let on_team_key =
+        matches!(store.get_key(auth.key_id).await, Ok(k) if k.team == Some(m.team.id));
+    let allowed = m.role == TeamRole::Admin || auth.user_id == current.user_id;
+    if !on_team_key || !allowed {
+        return Err(not_found("authorization"));
+    }
+    Ok(Json(revoke_now(&state, id).await?))
+}

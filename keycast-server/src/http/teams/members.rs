@@ -1,0 +1,145 @@
+//! Team membership: admins add accounts (by e-mail) and change roles; admins remove
+//! members, and members may leave. Removal revokes what was authorized for the member on
+//! the team's keys.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use keycast_core::{Email, TeamMember, TeamRole, User, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::{membership, MemberView};
+use crate::http::accounts::CurrentUser;
+use crate::http::error::{json_body, ErrorBody};
+use crate::http::{ApiError, AppState};
+
+/// An account to add, or a member whose role changes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MemberBody {
+    /// The account's e-mail address (an account of this tenant).
+    email: String,
+    /// `admin` or `member`.
+    #[schema(value_type = MemberRole)]
+    role: String,
+}
+
+/// Team roles (documentation of `role`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum MemberRole {
+    Admin,
+    Member,
+}
+
+/// A member removed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Removed {
+    /// Authorizations on the team's keys made for it, now revoked.
+    revoked: u64,
+}
+
+pub(crate) fn member_json(m: &TeamMember, user: &User) -> MemberView {
+    MemberView {
+        user_id: m.user_id,
+        email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+        role: m.role.as_str(),
+        added_at: m.added_at.as_secs(),
+    }
+}
+
+fn last_admin(e: keycast_core::Error) -> ApiError {
+    match e {
+        keycast_core::Error::Conflict(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "a team needs at least one admin; make another member admin first",
+        ),
+        e => e.into(),
+    }
+}
+
+/// Adds an account to the team, or changes a member's role (admins only).
+#[utoipa::path(put, path = "/api/teams/{id}/members", tag = "teams", request_body = MemberBody,
+    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "The member", body = MemberView),
+        (status = 400, description = "Bad e-mail or role", body = ErrorBody),
+        (status = 403, description = "Not a team admin", body = ErrorBody),
+        (status = 404, description = "No such team of this account, or no such account here", body = ErrorBody),
+        (status = 409, description = "The team would have no admin", body = ErrorBody)))]
+pub(crate) async fn put_member(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    b: Result<Json<MemberBody>, JsonRejection>,
+) -> Result<Json<MemberView>, ApiError> {
+    let m = membership(&state, &current, &id).await?;
+    m.admin("add members or change roles")?;
+    let b = json_body(b)?;
+    let email = Email::parse(&b.email)?;
+    let role = TeamRole::parse(&b.role)?;
+    let store = &state.services.store;
+    let user = match store.find_user_by_email(current.tenant_id, &email).await {
+        Ok(u) => u,
+        Err(keycast_core::Error::NotFound { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no account with this e-mail here",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let member = store
+        .set_team_member(m.team.id, user.id, role)
+        .await
+        .map_err(last_admin)?;
+    tracing::info!(team = %m.team.id, user = %user.id, role = role.as_str(), "team member set");
+    Ok(Json(member_json(&member, &user)))
+}
+
+/// Removes a member (admins), or leaves the team (a member removing itself).
+#[utoipa::path(delete, path = "/api/teams/{id}/members/{user_id}", tag = "teams",
+    params(("id" = String, Path, description = "The team id"),
+           ("user_id" = String, Path, description = "The member's account id")),
+    security(("session" = [])), responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 403, description = "Not a team admin (members may only remove themselves)", body = ErrorBody),
+        (status = 404, description = "No such team of this account, or no such member", body = ErrorBody),
+        (status = 409, description = "The team would have no admin", body = ErrorBody)))]
+pub(crate) async fn remove_member(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<Json<Removed>, ApiError> {
+    let m = membership(&state, &current, &id).await?;
+    let no_member = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such member");
+    let user: UserId = user_id.parse().map_err(|_| no_member())?;
+    if user != current.user_id {
+        m.admin("remove other members")?;
+    }
+    let revoked = match state
+        .services
+        .store
+        .remove_team_member(m.team.id, user, keycast_core::nostr::Timestamp::now())
+        .await
+    {
+        Err(keycast_core::Error::NotFound { .. }) => return Err(no_member()),
+        other => other.map_err(last_admin)?,
+    };
+    // Refused here at once; other instances follow the change feed.
+    for id in &revoked {
+        state.services.custody.invalidate_authorization(*id);
+    }
+    if !revoked.is_empty() {
+        if let Some(bunker) = &state.bunker {
+            let _ = bunker.refresh_subscription().await;
+        }
+    }
+    let revoked = revoked.len() as u64;
+    tracing::info!(team = %m.team.id, user = %user, revoked, "team member removed");
+    Ok(Json(Removed { revoked }))
+}
