@@ -1,4 +1,7 @@
-//! The router in-process (`oneshot`) over a fresh SQLite data dir.
+//! The router in-process (`oneshot`) over a fresh data dir: on SQLite, or with
+//! `KEYCAST_TEST_INPROC_DATABASE=postgres` on a fresh Postgres database of
+//! `KEYCAST_TEST_POSTGRES_URL` (dropped with the `Api`), so every in-process flow runs
+//! on both; scripts/test runs these test binaries once each way.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -11,6 +14,20 @@ use tower::ServiceExt;
 pub struct Api {
     pub state: AppState,
     dir: std::path::PathBuf,
+    postgres: Option<keycast_storage::testing::FreshDb>,
+}
+
+/// A fresh Postgres database when the in-process suite runs on Postgres.
+async fn inproc_postgres() -> Option<keycast_storage::testing::FreshDb> {
+    match std::env::var("KEYCAST_TEST_INPROC_DATABASE").as_deref() {
+        Ok("postgres") => {
+            let admin = keycast_storage::testing::postgres_url()
+                .expect("KEYCAST_TEST_INPROC_DATABASE=postgres needs KEYCAST_TEST_POSTGRES_URL");
+            Some(keycast_storage::testing::FreshDb::create(&admin).await)
+        }
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("KEYCAST_TEST_INPROC_DATABASE: {other:?} is not sqlite or postgres"),
+    }
 }
 
 impl Api {
@@ -18,10 +35,19 @@ impl Api {
     pub async fn new(settings: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("keycast-api-{}", uuid::Uuid::new_v4()));
         let d = dir.display().to_string();
-        let settings: Vec<(String, String)> = settings
+        let mut settings: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        // A test that names its own database keeps it.
+        let postgres = if settings.iter().any(|(k, _)| k == "KEYCAST_DATABASE_URL") {
+            None
+        } else {
+            inproc_postgres().await
+        };
+        if let Some(db) = &postgres {
+            settings.push(("KEYCAST_DATABASE_URL".into(), db.url.clone()));
+        }
         let config = Config::load(None, |k| {
             if k == "KEYCAST_DATA_DIR" {
                 return Some(d.clone());
@@ -32,12 +58,19 @@ impl Api {
                 .map(|(_, v)| v.clone())
         })
         .expect("config");
+        if postgres.is_some() {
+            assert!(
+                config.database_url.starts_with("postgres"),
+                "in-process on Postgres"
+            );
+        }
         let services = keycast_server::services::Services::open(&config, None)
             .await
             .expect("services");
         Self {
             state: AppState::new(services, None),
             dir,
+            postgres,
         }
     }
 
@@ -130,6 +163,20 @@ impl Api {
 impl Drop for Api {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(db) = self.postgres.take() {
+            // Drop runs inside the test's runtime, which cannot block on itself.
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(db.drop_db());
+            })
+            .join();
+            if dropped.is_err() {
+                eprintln!("could not drop a test database");
+            }
+        }
     }
 }
 
