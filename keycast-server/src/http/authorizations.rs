@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keycast_core::nostr::Timestamp;
-use keycast_core::{Authorization, AuthorizationId, Label, NewAuthorization, Permission, Policy};
+use keycast_core::{
+    Activity, Authorization, AuthorizationId, Label, NewAuthorization, Permission, Policy,
+};
 use keycast_nip46::BunkerUri;
 use serde::{Deserialize, Serialize};
 
@@ -120,38 +122,99 @@ pub(crate) async fn create(
     b: Result<Json<NewAuthorizationBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = json_body(b)?;
-    let s = &state.services;
-    let key_id = super::keys::owned(&state, &current, &b.key_id).await?.id;
-    let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
-    let expires_at = b.expires_at.map(Timestamp::from);
-    if expires_at.is_some_and(|t| t <= Timestamp::now()) {
-        return Err(ApiError::bad_request("expires_at is in the past"));
-    }
     let policy = match (b.policy_id, b.permissions) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "send policy_id or permissions, not both",
             ))
         }
-        (Some(id), None) => super::policies::owned(&state, &current, &id).await?,
+        (Some(id), None) => PolicyChoice::Existing(id),
         (None, permissions) => {
-            let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
+            PolicyChoice::Permissions(permissions.unwrap_or_else(|| vec![Permission::FullAccess]))
+        }
+    };
+    let label = b.label.as_deref().unwrap_or("app");
+    let issued = authorize(&state, &current, &b.key_id, label, policy, b.expires_at).await?;
+    let answer = CreatedAuthorization {
+        authorization: authorization_json(&issued.authorization),
+        bunker_uri: issued.bunker_uri,
+        token: issued.token.expose().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Where a new authorization's policy comes from.
+pub(crate) enum PolicyChoice {
+    /// One of the account's policies, by its id as sent.
+    Existing(String),
+    /// Permissions that get a policy of their own.
+    Permissions(Vec<Permission>),
+}
+
+/// A new authorization with its credentials, to be shown once. No `Debug`: it holds them.
+#[allow(missing_debug_implementations)]
+pub(crate) struct Issued {
+    pub(crate) authorization: Authorization,
+    /// The account's key it signs with.
+    pub(crate) key: keycast_core::StoredKey,
+    /// Carries the single-use connect secret.
+    pub(crate) bunker_uri: String,
+    /// For HTTP RPC.
+    pub(crate) token: keycast_core::BearerSecret,
+}
+
+/// Authorizes an app to use the account's key `key_id` (as sent): checks the key, label,
+/// expiry and policy before writing anything, then makes the policy (if new), the
+/// authorization and an RPC token. Shared by the JSON API and the web UI.
+pub(crate) async fn authorize(
+    state: &AppState,
+    current: &CurrentUser,
+    key_id: &str,
+    label: &str,
+    policy: PolicyChoice,
+    expires_at: Option<u64>,
+) -> Result<Issued, ApiError> {
+    let s = &state.services;
+    let key = super::keys::owned(state, current, key_id).await?;
+    let label = Label::parse(label)?;
+    let expires_at = expires_at.map(Timestamp::from);
+    if expires_at.is_some_and(|t| t <= Timestamp::now()) {
+        return Err(ApiError::bad_request("expires_at is in the past"));
+    }
+    let (policy, fresh) = match policy {
+        PolicyChoice::Existing(id) => (super::policies::owned(state, current, &id).await?, false),
+        PolicyChoice::Permissions(permissions) => {
             let policy = Policy::new(current.tenant_id, label.clone(), permissions)?
                 .owned_by(current.user_id);
             s.store.insert_policy(&policy).await?;
-            policy
+            (policy, true)
         }
     };
     let (auth, secret) =
-        connect_key(&state, &current, key_id, policy.id, label, expires_at).await?;
-    let token = s.issue_token(&auth, expires_at).await?;
-    let uri = bunker_uri(&auth, &secret)?;
-    let answer = CreatedAuthorization {
-        authorization: authorization_json(&auth),
-        bunker_uri: uri,
-        token: token.expose().to_owned(),
+        match connect_key(state, current, key.id, policy.id, label, expires_at).await {
+            Ok(created) => created,
+            Err(e) => {
+                if fresh {
+                    let _ = s.store.delete_policy(policy.id).await;
+                }
+                return Err(e);
+            }
+        };
+    let token = match s.issue_token(&auth, expires_at).await {
+        Ok(token) => token,
+        Err(e) => {
+            // Nobody got its credentials: take it back rather than leave it unusable.
+            let _ = s.custody.revoke_authorization(auth.id).await;
+            return Err(e.into());
+        }
     };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    let bunker_uri = bunker_uri(&auth, &secret)?;
+    Ok(Issued {
+        authorization: auth,
+        key,
+        bunker_uri,
+        token,
+    })
 }
 
 /// Creates the authorization of `key_id` under `policy_id` (a fresh bunker key and a
@@ -208,21 +271,34 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
 ) -> Result<Json<AuthorizationList>, ApiError> {
+    let authorizations = with_activity(&state, &current)
+        .await?
+        .iter()
+        .map(|(a, activity)| AuthorizationActivity {
+            authorization: authorization_json(a),
+            last_used_at: activity.last_used_at.map(|t| t.as_secs()),
+            signatures: activity.signatures,
+        })
+        .collect();
+    Ok(Json(AuthorizationList { authorizations }))
+}
+
+/// The account's authorizations, oldest first, each with its activity from the audit log.
+pub(crate) async fn with_activity(
+    state: &AppState,
+    current: &CurrentUser,
+) -> Result<Vec<(Authorization, Activity)>, ApiError> {
     let all = state
         .services
         .store
         .list_authorizations(current.tenant_id, Some(current.user_id))
         .await?;
-    let mut authorizations = Vec::with_capacity(all.len());
-    for a in &all {
+    let mut out = Vec::with_capacity(all.len());
+    for a in all {
         let activity = state.services.store.authorization_activity(a.id).await?;
-        authorizations.push(AuthorizationActivity {
-            authorization: authorization_json(a),
-            last_used_at: activity.last_used_at.map(|t| t.as_secs()),
-            signatures: activity.signatures,
-        });
+        out.push((a, activity));
     }
-    Ok(Json(AuthorizationList { authorizations }))
+    Ok(out)
 }
 
 /// Revokes an authorization: refused at once here, on other instances within 250 ms.
@@ -236,6 +312,17 @@ pub(crate) async fn revoke(
     current: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<AuthorizationView>, ApiError> {
+    let revoked = revoke_owned(&state, &current, &id).await?;
+    Ok(Json(authorization_json(&revoked)))
+}
+
+/// Revokes the account's authorization `id` (as sent); another account's is 404.
+/// Shared by the JSON API and the web UI.
+pub(crate) async fn revoke_owned(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+) -> Result<Authorization, ApiError> {
     let id: AuthorizationId = id.parse().map_err(|_| not_found("authorization"))?;
     match state.services.store.get_authorization(id).await {
         Ok(a) if a.user_id == current.user_id => {}
@@ -248,5 +335,6 @@ pub(crate) async fn revoke(
     if let Some(bunker) = &state.bunker {
         let _ = bunker.refresh_subscription().await;
     }
-    Ok(Json(authorization_json(&revoked)))
+    tracing::info!(authorization = %id, "authorization revoked");
+    Ok(revoked)
 }
