@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::browser::{self, browser, run_node};
 use common::pages::{csrf, html};
 use common::server::{Account, Served, PASSWORD};
 use reqwest::header::SET_COOKIE;
@@ -516,4 +517,75 @@ async fn a_connection_from_the_form_signs_what_its_preset_allows_and_logout_ends
     ] {
         assert!(!logs.contains(value), "the {what} was logged");
     }
+}
+
+/// `target/ui-screenshots`, next to the test binary's `target/<profile>/deps`.
+fn screenshot_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe.ancestors().nth(3).expect("target dir");
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_uses_the_web_ui_in_chromium() {
+    let Some((dir, chromium)) = browser() else {
+        return;
+    };
+    let served = Served::start().await;
+    let ann = served.account("ann@example.org").await;
+    let shots = screenshot_dir();
+    let args = vec![
+        served.env.url(""),
+        ann.email.clone(),
+        PASSWORD.to_owned(),
+        shots.display().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || run_node(&dir, &chromium, "web_ui.mjs", &args))
+        .await
+        .expect("node thread");
+    let result = browser::result(&out);
+    assert_eq!(
+        result["errors"],
+        json!([]),
+        "console or CSP errors: {result}"
+    );
+    for step in [
+        "nav bar",
+        "sessions table",
+        "revoke button",
+        "revoked status",
+        "old cookie refused",
+    ] {
+        assert!(
+            result["steps"]
+                .as_array()
+                .expect("steps")
+                .contains(&json!(step)),
+            "{result}"
+        );
+    }
+    for shot in result["screenshots"].as_array().expect("screenshots") {
+        let png = std::fs::read(shot.as_str().expect("path")).expect("screenshot file");
+        assert!(png.starts_with(b"\x89PNG"), "{shot} is a PNG");
+    }
+
+    // The QR code in the screenshot is the URI on the page, of the session just made.
+    let uri = result["uri"].as_str().expect("uri");
+    assert!(uri.starts_with("bunker://"), "{uri}");
+    assert_eq!(result["qr"], uri, "the QR code decodes to the URI");
+    let list = authorizations(&served, &ann).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["label"], result["label"]);
+    let bunker = list[0]["bunker_pubkey"].as_str().expect("bunker pubkey");
+    assert!(uri.starts_with(&format!("bunker://{bunker}?")), "{uri}");
+    // Revoked in the UI, so revoked for the API.
+    assert!(!list[0]["revoked_at"].is_null(), "{list:?}");
+    // Logged out in the UI, so the session is gone for the API too.
+    let session = result["session"].as_str().expect("session");
+    let (status, _) = served
+        .json(Method::GET, "/api/me", Some(session), None)
+        .await;
+    assert_eq!(status, 401);
 }
