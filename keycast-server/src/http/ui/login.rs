@@ -74,7 +74,7 @@ pub(super) async fn logout(
     let Ok(Form(form)) = form else {
         return malformed();
     };
-    if let Err(refused) = signed.check_csrf(form.csrf.as_deref()) {
+    if let Some(refused) = signed.csrf_refusal(form.csrf.as_deref()) {
         return refused;
     }
     match state

@@ -69,12 +69,12 @@ impl Signed {
         session::csrf(&self.token)
     }
 
-    /// `Err` (a 403 page) unless `presented` is this session's CSRF token.
-    fn check_csrf(&self, presented: Option<&str>) -> Result<(), Response> {
+    /// A 403 page, unless `presented` is this session's CSRF token.
+    fn csrf_refusal(&self, presented: Option<&str>) -> Option<Response> {
         if session::csrf_ok(&self.token, presented) {
-            return Ok(());
+            return None;
         }
-        Err(layout::error(
+        Some(layout::error(
             StatusCode::FORBIDDEN,
             "The form did not come from this server's pages (missing or wrong CSRF token). \
              Nothing was changed; reload the page and try again.",
