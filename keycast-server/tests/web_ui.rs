@@ -178,7 +178,21 @@ async fn login_failures_are_shown_and_lock_the_account_like_the_api() {
     let (status, page, _) = attempt("bob@example.org", Some(PASSWORD)).await;
     assert_eq!(status, 429);
     assert!(page.contains("Too many login attempts"), "{page}");
-    // Other accounts are not affected.
+    // Other accounts are not affected; a login posted from another site is refused.
+    let response = served
+        .http
+        .post(served.env.url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site")
+        .body(common::pages::form(&[
+            ("email", &ann.email),
+            ("password", PASSWORD),
+        ]))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get(SET_COOKIE).is_none());
     login(&served, &ann.email).await;
 }
 

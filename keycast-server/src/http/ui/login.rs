@@ -37,12 +37,28 @@ pub(super) async fn form(
     }
 }
 
+/// Whether a browser says the request came from another site. There is no session to
+/// bind a CSRF token to yet, and a cross-site login would put the victim in the
+/// attacker's account; clients that send no `Sec-Fetch-Site` are not browsers.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
+}
+
 /// `POST /ui/login`: the account login (same rate limit and lockout as the API).
 pub(super) async fn submit(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    if cross_site(&headers) {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some("This form was sent from another site; log in here instead."),
+        );
+    }
     let Ok(Form(form)) = form else {
         return malformed();
     };
@@ -91,8 +107,21 @@ pub(super) async fn logout(
 #[cfg(test)]
 mod tests {
     use axum::body::to_bytes;
+    use axum::http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn only_browsers_saying_another_site_are_cross_site() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("sec-fetch-site", HeaderValue::from_static(v));
+            cross_site(&h)
+        };
+        assert!(!cross_site(&HeaderMap::new()));
+        assert!(!with("same-origin") && !with("none"));
+        assert!(with("cross-site") && with("same-site"));
+    }
 
     #[tokio::test]
     async fn the_login_page_posts_to_itself_and_escapes_its_message() {

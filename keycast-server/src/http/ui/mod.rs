@@ -2,7 +2,8 @@
 //! loaded from elsewhere (the OAuth pages' frame and CSP), so there is no build step.
 //!
 //! - `login`: `GET`/`POST /ui/login` (the account login with its rate limit and lockout;
-//!   sets the `keycast_session` cookie the OAuth and connect pages use too) and
+//!   sets the `keycast_session` cookie the OAuth and connect pages use too; refused when
+//!   the browser's `Sec-Fetch-Site` says another site posted it) and
 //!   `POST /ui/logout` (ends the session in the store and clears the cookie).
 //! - `sessions`: `GET /ui`, the account's app sessions (authorizations) with their
 //!   activity, and `POST /ui/sessions/{id}/revoke`.
