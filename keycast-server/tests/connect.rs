@@ -13,55 +13,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::pages::{csrf, form, html};
 use common::server::{Account, Served, PASSWORD};
-use keycast_core::nostr::{EventBuilder, Keys, Kind, NostrSigner, PublicKey, RelayUrl, Url};
+use keycast_core::nostr::{EventBuilder, Keys, Kind, NostrSigner, PublicKey, RelayUrl};
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-
-/// `application/x-www-form-urlencoded` pairs.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut url = Url::parse("http://x/").expect("url");
-    url.query_pairs_mut().extend_pairs(pairs);
-    url.query().unwrap_or("").to_owned()
-}
-
-/// A page: status, body and the `Location` header.
-async fn html(
-    served: &Served,
-    method: Method,
-    path: &str,
-    cookie: Option<&str>,
-    body: Option<&[(&str, &str)]>,
-) -> (StatusCode, String, Option<String>) {
-    let mut r = served.http.request(method, served.env.url(path));
-    if let Some(c) = cookie {
-        r = r.header(COOKIE, c);
-    }
-    if let Some(pairs) = body {
-        r = r
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(pairs));
-    }
-    let response = r.send().await.expect("request");
-    let status = response.status();
-    let location = response
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if status.is_success() || status.is_client_error() {
-        assert!(
-            response
-                .headers()
-                .get("content-security-policy")
-                .is_some_and(|v| v.to_str().unwrap_or("").starts_with("default-src 'none'")),
-            "pages carry the CSP"
-        );
-    }
-    (status, response.text().await.expect("body"), location)
-}
 
 /// Logs in through `/connect/login` for `uri`; the `Cookie` header to send.
 async fn login(served: &Served, account: &Account, uri: &str) -> String {
@@ -88,12 +46,6 @@ async fn login(served: &Served, account: &Account, uri: &str) -> String {
     let cookie = response.headers()[SET_COOKIE].to_str().expect("cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     cookie.split(';').next().expect("pair").to_owned()
-}
-
-/// The CSRF token in a consent page.
-fn csrf(page: &str) -> String {
-    let start = page.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-    page[start..].split('"').next().expect("value").to_owned()
 }
 
 async fn authorizations(served: &Served, account: &Account) -> Vec<Value> {

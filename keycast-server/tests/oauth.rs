@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::inproc::{sign, Api};
+use common::pages::form;
 use http_body_util::BodyExt;
 use keycast_core::nostr::{Timestamp, Url};
 use keycast_core::{AuthorizationId, OAuthCode, SecretDigest};
@@ -37,13 +38,6 @@ async fn api() -> Api {
 
 fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(SecretDigest::of(verifier.as_bytes()).as_bytes())
-}
-
-/// `application/x-www-form-urlencoded` pairs.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut url = Url::parse("http://x/").expect("url");
-    url.query_pairs_mut().extend_pairs(pairs);
-    url.query().unwrap_or("").to_owned()
 }
 
 /// Parameters to replace (`Some`) or remove (`None`).

@@ -2,49 +2,24 @@
 //! in, pick the key, approve, and land on the app's redirect URI with the code, which is
 //! then exchanged and used to sign. The client comes from a TOML config file.
 //!
-//! Needs `KEYCAST_TEST_CHROMIUM` (Debian's `/usr/bin/chromium`) and
-//! `KEYCAST_TEST_BROWSER_NODE=1` with `npm ci` done in `tests/browser` (scripts/test does
-//! both). Without them the test prints that it was skipped; under
-//! `KEYCAST_TEST_REQUIRE_SERVICES=1` it fails.
+//! Needs Chromium and the npm packages of `tests/browser` (see `common::browser`); without
+//! them the test prints that it was skipped, and fails under `KEYCAST_TEST_REQUIRE_SERVICES=1`.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::browser::{self, browser, run_node};
+use common::pages::form;
 use common::server::{Served, PASSWORD};
 use keycast_core::nostr::Url;
 use keycast_core::SecretDigest;
 use serde_json::{json, Value};
-
-/// The npm folder and the Chromium binary, or `None` (skipped) when either is missing.
-fn browser() -> Option<(PathBuf, String)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = std::env::var("KEYCAST_TEST_CHROMIUM")
-        .ok()
-        .filter(|p| std::path::Path::new(p).exists());
-    if let Some(chromium) = chromium {
-        if std::env::var("KEYCAST_TEST_BROWSER_NODE").as_deref() == Ok("1")
-            && dir.join("node_modules").is_dir()
-        {
-            return Some((dir, chromium));
-        }
-    }
-    assert!(
-        std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "KEYCAST_TEST_CHROMIUM and KEYCAST_TEST_BROWSER_NODE=1 with npm-installed tests/browser are required under CI"
-    );
-    eprintln!(
-        "skipped: KEYCAST_TEST_CHROMIUM or KEYCAST_TEST_BROWSER_NODE is not set (install chromium, run npm ci in tests/browser)"
-    );
-    None
-}
 
 /// A tiny web server standing in for the app: answers 200 to everything and reports
 /// each request line.
@@ -81,40 +56,6 @@ fn redirect_catcher() -> (u16, mpsc::Receiver<String>) {
         }
     });
     (port, rx)
-}
-
-/// `node oauth_consent.mjs <args>` in `dir`, killed after two minutes.
-fn run_node(dir: &std::path::Path, chromium: &str, args: &[String]) -> std::process::Output {
-    let child = std::process::Command::new("node")
-        .arg("oauth_consent.mjs")
-        .args(args)
-        .env("KEYCAST_TEST_CHROMIUM", chromium)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(out) => out.expect("node output"),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("the browser script did not finish in two minutes");
-        }
-    }
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut url = Url::parse("http://x/").expect("url");
-    url.query_pairs_mut().extend_pairs(pairs);
-    url.query().unwrap_or("").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,21 +106,11 @@ async fn a_person_approves_in_chromium_and_the_app_gets_a_working_code() {
         ])
     );
     let args = vec![authorize.clone(), email.to_owned(), PASSWORD.to_owned()];
-    let out = tokio::task::spawn_blocking(move || run_node(&dir, &chromium, &args))
-        .await
-        .expect("node thread");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let result: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
-            panic!(
-                "no JSON from the browser script ({e}); stdout: {stdout}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert!(
-        result.get("failure").is_none(),
-        "the browser failed: {result}"
-    );
+    let out =
+        tokio::task::spawn_blocking(move || run_node(&dir, &chromium, "oauth_consent.mjs", &args))
+            .await
+            .expect("node thread");
+    let result = browser::result(&out);
     let consent = result["consent"].as_str().expect("consent text");
     assert!(
         consent.contains("Sign events of kind 1 (short text notes)"),

@@ -62,7 +62,10 @@ async fn the_document_lists_every_endpoint() {
         ("/api/teams/{id}/policies", "post"),
         ("/api/teams/{id}/authorizations", "get"),
         ("/api/teams/{id}/authorizations", "post"),
-        ("/api/teams/{id}/authorizations/{authorization_id}", "delete"),
+        (
+            "/api/teams/{id}/authorizations/{authorization_id}",
+            "delete",
+        ),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keycast_core::nostr::Timestamp;
-use keycast_core::{Authorization, AuthorizationId, Label, NewAuthorization, Permission, Policy};
+use keycast_core::{
+    Activity, Authorization, AuthorizationId, Label, NewAuthorization, Permission, Policy,
+};
 use keycast_nip46::BunkerUri;
 use serde::{Deserialize, Serialize};
 
@@ -120,49 +122,29 @@ pub(crate) async fn create(
     b: Result<Json<NewAuthorizationBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = json_body(b)?;
-    let s = &state.services;
-    let key_id = super::keys::owned(&state, &current, &b.key_id).await?.id;
-    let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
-    let expires_at = future_expiry(b.expires_at)?;
     let policy = match (b.policy_id, b.permissions) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "send policy_id or permissions, not both",
             ))
         }
-        (Some(id), None) => super::policies::owned(&state, &current, &id).await?,
+        (Some(id), None) => PolicyChoice::Existing(id),
         (None, permissions) => {
-            let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
-            let policy = Policy::new(current.tenant_id, label.clone(), permissions)?
-                .owned_by(current.user_id);
-            s.store.insert_policy(&policy).await?;
-            policy
+            PolicyChoice::Permissions(permissions.unwrap_or_else(|| vec![Permission::FullAccess]))
         }
     };
-    let grantee = (current.tenant_id, current.user_id);
-    let answer = issue(&state, grantee, key_id, policy.id, label, expires_at).await?;
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    let label = b.label.as_deref().unwrap_or("app");
+    let issued = authorize(&state, &current, &b.key_id, label, policy, b.expires_at).await?;
+    Ok((StatusCode::CREATED, Json(created_json(issued))).into_response())
 }
 
-/// Creates the authorization of `key_id` for `grantee` (tenant, account) under
-/// `policy_id`, with its bunker URI and RPC token (shown once); shared with team grants.
-pub(crate) async fn issue(
-    state: &AppState,
-    grantee: (keycast_core::TenantId, keycast_core::UserId),
-    key_id: keycast_core::KeyId,
-    policy_id: keycast_core::PolicyId,
-    label: Label,
-    expires_at: Option<Timestamp>,
-) -> Result<CreatedAuthorization, ApiError> {
-    let (auth, secret) =
-        connect_key_for(state, grantee, key_id, policy_id, label, expires_at).await?;
-    let token = state.services.issue_token(&auth, expires_at).await?;
-    let uri = bunker_uri(&auth, &secret)?;
-    Ok(CreatedAuthorization {
-        authorization: authorization_json(&auth),
-        bunker_uri: uri,
-        token: token.expose().to_owned(),
-    })
+/// The answer to a created authorization (its credentials, shown once).
+pub(crate) fn created_json(issued: Issued) -> CreatedAuthorization {
+    CreatedAuthorization {
+        authorization: authorization_json(&issued.authorization),
+        bunker_uri: issued.bunker_uri,
+        token: issued.token.expose().to_owned(),
+    }
 }
 
 /// An expiry from a request: in the future, or 400.
@@ -172,6 +154,106 @@ pub(crate) fn future_expiry(expires_at: Option<u64>) -> Result<Option<Timestamp>
         return Err(ApiError::bad_request("expires_at is in the past"));
     }
     Ok(expires_at)
+}
+
+/// Where a new authorization's policy comes from.
+pub(crate) enum PolicyChoice {
+    /// One of the account's policies, by its id as sent.
+    Existing(String),
+    /// Permissions that get a policy of their own.
+    Permissions(Vec<Permission>),
+}
+
+/// A new authorization with its credentials, to be shown once. No `Debug`: it holds them.
+#[allow(missing_debug_implementations)]
+pub(crate) struct Issued {
+    pub(crate) authorization: Authorization,
+    /// The account's key it signs with.
+    pub(crate) key: keycast_core::StoredKey,
+    /// Carries the single-use connect secret.
+    pub(crate) bunker_uri: String,
+    /// For HTTP RPC.
+    pub(crate) token: keycast_core::BearerSecret,
+}
+
+/// Authorizes an app to use the account's key `key_id` (as sent): checks the key, label,
+/// expiry and policy before writing anything, then makes the policy (if new), the
+/// authorization and an RPC token. Shared by the JSON API and the web UI.
+pub(crate) async fn authorize(
+    state: &AppState,
+    current: &CurrentUser,
+    key_id: &str,
+    label: &str,
+    policy: PolicyChoice,
+    expires_at: Option<u64>,
+) -> Result<Issued, ApiError> {
+    let key = super::keys::owned(state, current, key_id).await?;
+    let label = Label::parse(label)?;
+    let expires_at = future_expiry(expires_at)?;
+    let policy = match policy {
+        PolicyChoice::Existing(id) => {
+            Granted::Existing(super::policies::owned(state, current, &id).await?)
+        }
+        PolicyChoice::Permissions(permissions) => Granted::Fresh(
+            Policy::new(current.tenant_id, label.clone(), permissions)?.owned_by(current.user_id),
+        ),
+    };
+    let grantee = (current.tenant_id, current.user_id);
+    issue(state, grantee, key, policy, label, expires_at).await
+}
+
+/// The policy a new authorization enforces: one already stored, or a new one that
+/// [`issue`] stores first (and removes again if the authorization cannot be made).
+pub(crate) enum Granted {
+    /// Stored already.
+    Existing(Policy),
+    /// To store.
+    Fresh(Policy),
+}
+
+/// Makes the authorization of `key` for `grantee` (tenant, account) under `policy`, and its
+/// RPC token; the caller checked who may. Shared with team grants.
+pub(crate) async fn issue(
+    state: &AppState,
+    grantee: (keycast_core::TenantId, keycast_core::UserId),
+    key: keycast_core::StoredKey,
+    policy: Granted,
+    label: Label,
+    expires_at: Option<Timestamp>,
+) -> Result<Issued, ApiError> {
+    let s = &state.services;
+    let (policy, fresh) = match policy {
+        Granted::Existing(p) => (p, false),
+        Granted::Fresh(p) => {
+            s.store.insert_policy(&p).await?;
+            (p, true)
+        }
+    };
+    let (auth, secret) =
+        match connect_key_for(state, grantee, key.id, policy.id, label, expires_at).await {
+            Ok(created) => created,
+            Err(e) => {
+                if fresh {
+                    let _ = s.store.delete_policy(policy.id).await;
+                }
+                return Err(e);
+            }
+        };
+    let token = match s.issue_token(&auth, expires_at).await {
+        Ok(token) => token,
+        Err(e) => {
+            // Nobody got its credentials: take it back rather than leave it unusable.
+            let _ = s.custody.revoke_authorization(auth.id).await;
+            return Err(e.into());
+        }
+    };
+    let bunker_uri = bunker_uri(&auth, &secret)?;
+    Ok(Issued {
+        authorization: auth,
+        key,
+        bunker_uri,
+        token,
+    })
 }
 
 /// Creates the authorization of `key_id` under `policy_id` (a fresh bunker key and a
@@ -241,29 +323,44 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
 ) -> Result<Json<AuthorizationList>, ApiError> {
+    let authorizations = with_activity(&state, &current)
+        .await?
+        .iter()
+        .map(|(a, activity)| activity_json(a, activity))
+        .collect();
+    Ok(Json(AuthorizationList { authorizations }))
+}
+
+pub(crate) fn activity_json(a: &Authorization, activity: &Activity) -> AuthorizationActivity {
+    AuthorizationActivity {
+        authorization: authorization_json(a),
+        last_used_at: activity.last_used_at.map(|t| t.as_secs()),
+        signatures: activity.signatures,
+    }
+}
+
+/// The account's authorizations, oldest first, each with its activity from the audit log.
+pub(crate) async fn with_activity(
+    state: &AppState,
+    current: &CurrentUser,
+) -> Result<Vec<(Authorization, Activity)>, ApiError> {
     let all = state
         .services
         .store
         .list_authorizations(current.tenant_id, Some(current.user_id))
         .await?;
-    Ok(Json(AuthorizationList {
-        authorizations: with_activity(&state, &all).await?,
-    }))
+    activity_of(state, all).await
 }
 
-/// Each authorization with its last activity and signature count.
-pub(crate) async fn with_activity(
+/// Each authorization with its activity from the audit log.
+pub(crate) async fn activity_of(
     state: &AppState,
-    all: &[Authorization],
-) -> Result<Vec<AuthorizationActivity>, ApiError> {
+    all: Vec<Authorization>,
+) -> Result<Vec<(Authorization, Activity)>, ApiError> {
     let mut out = Vec::with_capacity(all.len());
     for a in all {
         let activity = state.services.store.authorization_activity(a.id).await?;
-        out.push(AuthorizationActivity {
-            authorization: authorization_json(a),
-            last_used_at: activity.last_used_at.map(|t| t.as_secs()),
-            signatures: activity.signatures,
-        });
+        out.push((a, activity));
     }
     Ok(out)
 }
@@ -279,6 +376,17 @@ pub(crate) async fn revoke(
     current: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<AuthorizationView>, ApiError> {
+    let revoked = revoke_owned(&state, &current, &id).await?;
+    Ok(Json(authorization_json(&revoked)))
+}
+
+/// Revokes the account's authorization `id` (as sent); another account's is 404.
+/// Shared by the JSON API and the web UI.
+pub(crate) async fn revoke_owned(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+) -> Result<Authorization, ApiError> {
     let id: AuthorizationId = id.parse().map_err(|_| not_found("authorization"))?;
     match state.services.store.get_authorization(id).await {
         Ok(a) if a.user_id == current.user_id => {}
@@ -287,17 +395,18 @@ pub(crate) async fn revoke(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(Json(revoke_now(&state, id).await?))
+    revoke_now(state, id).await
 }
 
 /// Revokes `id` (the caller checked who may) and stops listening for its bunker key.
 pub(crate) async fn revoke_now(
     state: &AppState,
     id: AuthorizationId,
-) -> Result<AuthorizationView, ApiError> {
+) -> Result<Authorization, ApiError> {
     let revoked = state.services.custody.revoke_authorization(id).await?;
     if let Some(bunker) = &state.bunker {
         let _ = bunker.refresh_subscription().await;
     }
-    Ok(authorization_json(&revoked))
+    tracing::info!(authorization = %id, "authorization revoked");
+    Ok(revoked)
 }

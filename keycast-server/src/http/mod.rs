@@ -23,6 +23,7 @@ mod rpc;
 mod teams;
 mod tenant;
 mod traffic;
+mod ui;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -217,6 +218,7 @@ pub fn app(state: AppState) -> Router {
             get(connect::connect_page).post(connect::connect_decision),
         )
         .route("/connect/login", post(connect::connect_login))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(tenancy, tenant::resolve))
@@ -251,7 +253,8 @@ async fn read_changes_after_writes(
         Method::GET | Method::HEAD | Method::OPTIONS
     ) && request.uri().path() != "/api/nostr";
     let response = next.run(request).await;
-    if write && response.status().is_success() {
+    // Form posts that did something answer with a redirect (web UI, OAuth approval).
+    if write && (response.status().is_success() || response.status().is_redirection()) {
         written.notify_one();
     }
     response

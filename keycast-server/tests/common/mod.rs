@@ -2,9 +2,11 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod cluster;
 pub mod inproc;
 pub mod moto;
+pub mod pages;
 pub mod postgres;
 pub mod redis;
 pub mod server;

@@ -37,10 +37,21 @@ pub(crate) fn html(
     body: &str,
     redirect_origin: Option<&str>,
 ) -> Response {
+    styled(status, title, "", body, redirect_origin)
+}
+
+/// [`html`] with `extra_style` (a constant, never user input) after the shared style.
+pub(crate) fn styled(
+    status: StatusCode,
+    title: &str,
+    extra_style: &str,
+    body: &str,
+    redirect_origin: Option<&str>,
+) -> Response {
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+         <title>{}</title><style>{STYLE}{extra_style}</style></head><body>{body}</body></html>",
         escape(title)
     );
     let form_action = match redirect_origin {
@@ -121,18 +132,30 @@ pub(crate) fn login_form(
     hidden: &str,
     message: Option<&str>,
 ) -> Response {
+    let heading = format!("Log in to connect {app}");
+    login_form_headed(status, &heading, action, hidden, message)
+}
+
+/// [`login_form`] under any `heading` (plain text, escaped here).
+pub(crate) fn login_form_headed(
+    status: StatusCode,
+    heading: &str,
+    action: &str,
+    hidden: &str,
+    message: Option<&str>,
+) -> Response {
     let message = message
-        .map(|m| format!("<p class=\"error\">{}</p>", escape(m)))
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
         .unwrap_or_default();
     let body = format!(
-        "<h1>Log in to connect {app}</h1>{message}\
+        "<h1>{heading}</h1>{message}\
          <form method=\"post\" action=\"{action}\">{hidden}\
          <label for=\"email\">E-mail</label>\
          <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\">Log in</button></form>",
-        app = escape(app),
+        heading = escape(heading),
         action = escape(action),
     );
     html(status, "Log in", &body, None)
@@ -195,15 +218,19 @@ pub(crate) fn consent(req: &AuthRequest, keys: &[StoredKey], csrf: &str) -> Resp
 pub(crate) fn key_options(keys: &[StoredKey]) -> String {
     keys.iter()
         .map(|k| {
-            let npub = keycast_core::nostr::ToBech32::to_bech32(&k.pubkey).unwrap_or_default();
             format!(
-                "<option value=\"{}\">{} ({}…)</option>",
+                "<option value=\"{}\">{}</option>",
                 escape(&k.id.to_string()),
-                escape(k.name.as_str()),
-                escape(npub.get(..16).unwrap_or(&npub))
+                escape(&key_summary(k))
             )
         })
         .collect()
+}
+
+/// A key's name and the start of its npub (plain text, to be escaped).
+pub(crate) fn key_summary(k: &StoredKey) -> String {
+    let npub = keycast_core::nostr::ToBech32::to_bech32(&k.pubkey).unwrap_or_default();
+    format!("{} ({}…)", k.name.as_str(), npub.get(..16).unwrap_or(&npub))
 }
 
 /// The CSP source that lets the consent form's redirect reach `redirect_uri`: its origin,

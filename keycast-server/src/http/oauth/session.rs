@@ -45,15 +45,23 @@ pub(crate) async fn current(
 /// `Set-Cookie` for a new session: script cannot read it, other sites' subrequests and
 /// form posts do not carry it, and it is HTTPS-only when the server is.
 pub(crate) fn set_cookie(config: &Config, token: &BearerSecret) -> Option<HeaderValue> {
+    cookie(config, token.expose(), SESSION_TTL.as_secs())
+}
+
+/// `Set-Cookie` that makes the browser drop the session cookie (same attributes, so it
+/// replaces it).
+pub(crate) fn clear_cookie(config: &Config) -> Option<HeaderValue> {
+    cookie(config, "", 0)
+}
+
+fn cookie(config: &Config, value: &str, max_age: u64) -> Option<HeaderValue> {
     let secure = if config.public_url.starts_with("https:") {
         "; Secure"
     } else {
         ""
     };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
-        token.expose(),
-        SESSION_TTL.as_secs()
+        "{COOKIE}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}"
     ))
     .ok()
 }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{keys::team_key, membership, Membership};
 use crate::http::accounts::CurrentUser;
 use crate::http::authorizations::{
-    future_expiry, issue, not_found, revoke_now, with_activity, AuthorizationActivity,
-    AuthorizationView, CreatedAuthorization,
+    activity_json, activity_of, authorization_json, created_json, future_expiry, issue, not_found,
+    revoke_now, AuthorizationActivity, AuthorizationView, CreatedAuthorization, Granted,
 };
 use crate::http::error::{json_body, ErrorBody};
 use crate::http::policies::{policy_json, PolicyList, PolicyView};
@@ -139,12 +139,11 @@ pub(crate) async fn list_authorizations(
     if m.role != TeamRole::Admin {
         all.retain(|a| a.user_id == current.user_id);
     }
-    let activity = with_activity(&state, &all).await?;
-    let authorizations = activity
-        .into_iter()
-        .zip(&all)
-        .map(|(activity, a)| TeamAuthorization {
-            activity,
+    let authorizations = activity_of(&state, all)
+        .await?
+        .iter()
+        .map(|(a, activity)| TeamAuthorization {
+            activity: activity_json(a, activity),
             user_id: a.user_id,
         })
         .collect();
@@ -182,19 +181,19 @@ pub(crate) async fn create_authorization(
                 "send policy_id or permissions, not both",
             ))
         }
-        (Some(id), None) => team_policy(&state, &m, &id).await?,
+        (Some(id), None) => Granted::Existing(team_policy(&state, &m, &id).await?),
         (None, permissions) => {
             let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
-            let policy =
-                Policy::new(m.team.tenant_id, label.clone(), permissions)?.for_team(m.team.id);
-            state.services.store.insert_policy(&policy).await?;
-            policy
+            Granted::Fresh(
+                Policy::new(m.team.tenant_id, label.clone(), permissions)?.for_team(m.team.id),
+            )
         }
     };
     let grantee = (m.team.tenant_id, grantee);
-    let created = issue(&state, grantee, key.id, policy.id, label, expires_at).await?;
-    tracing::info!(team = %m.team.id, key = %key.id, for_user = %grantee.1, "team authorization created");
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let key_id = key.id;
+    let issued = issue(&state, grantee, key, policy, label, expires_at).await?;
+    tracing::info!(team = %m.team.id, key = %key_id, for_user = %grantee.1, "team authorization created");
+    Ok((StatusCode::CREATED, Json(created_json(issued))).into_response())
 }
 
 /// The member of `m`'s team with `email`; 404 for anyone else.
@@ -240,5 +239,5 @@ pub(crate) async fn revoke_authorization(
     if !on_team_key || !allowed {
         return Err(not_found("authorization"));
     }
-    Ok(Json(revoke_now(&state, id).await?))
+    Ok(Json(authorization_json(&revoke_now(&state, id).await?)))
 }

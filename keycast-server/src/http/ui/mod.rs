@@ -1,0 +1,133 @@
+//! The account's web UI under `/ui`: server-rendered pages with no script and nothing
+//! loaded from elsewhere (the OAuth pages' frame and CSP), so there is no build step.
+//!
+//! - `login`: `GET`/`POST /ui/login` (the account login with its rate limit and lockout;
+//!   sets the `keycast_session` cookie the OAuth and connect pages use too; refused when
+//!   the browser's `Sec-Fetch-Site` says another site posted it) and
+//!   `POST /ui/logout` (ends the session in the store and clears the cookie).
+//! - `sessions`: `GET /ui`, the account's app sessions (authorizations) with their
+//!   activity, and `POST /ui/sessions/{id}/revoke`.
+//! - `connect`: `GET`/`POST /ui/connect/new`, a new bunker connection; the result page
+//!   shows its `bunker://` URI (as text and an inline SVG QR code) and RPC token once.
+//!
+//! Every page but the login form needs a session ([`Signed`]; without one, a 303 to the
+//! login form) and every form a CSRF token bound to it. Bad input gets an error page with
+//! a 4xx status before anything is written; internal failures are a 503 page. The work
+//! itself is the JSON API's (`authorizations::{authorize, with_activity, revoke_owned}`).
+
+mod connect;
+mod layout;
+mod login;
+mod qr;
+mod sessions;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::Router;
+use keycast_core::BearerSecret;
+
+use super::accounts::CurrentUser;
+use super::oauth::{params, session};
+use super::{ApiError, AppState, HostTenant};
+
+/// A form that carries only the CSRF token (logout, revoke).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// Where a page without a session sends the browser.
+const LOGIN: &str = "/ui/login";
+/// The page after logging in.
+const HOME: &str = "/ui";
+
+/// The `/ui` routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(HOME, get(sessions::page))
+        .route("/ui/sessions/{id}/revoke", post(sessions::revoke))
+        .route("/ui/connect/new", get(connect::form).post(connect::create))
+        .route(LOGIN, get(login::form).post(login::submit))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/{*rest}", any(not_found))
+}
+
+/// The logged-in account of a `/ui` request and its session token (for CSRF). Without a
+/// usable session the request is answered with a 303 to the login form, which also
+/// drops a stale cookie.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    user: CurrentUser,
+    token: BearerSecret,
+}
+
+impl Signed {
+    /// The CSRF token for this session's forms.
+    fn csrf(&self) -> String {
+        session::csrf(&self.token)
+    }
+
+    /// A 403 page, unless `presented` is this session's CSRF token.
+    fn csrf_refusal(&self, presented: Option<&str>) -> Option<Response> {
+        if session::csrf_ok(&self.token, presented) {
+            return None;
+        }
+        Some(layout::error(
+            StatusCode::FORBIDDEN,
+            "The form did not come from this server's pages (missing or wrong CSRF token). \
+             Nothing was changed; reload the page and try again.",
+        ))
+    }
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let HostTenant(tenant) = HostTenant::from_request_parts(parts, state).await?;
+        match session::current(state, tenant, &parts.headers).await {
+            Ok(Some((user, token))) => Ok(Self { user, token }),
+            Ok(None) => Err(to_login(state)),
+            Err(e) => Err(failure(e)),
+        }
+    }
+}
+
+/// A 303 to the login form that clears the session cookie.
+fn to_login(state: &AppState) -> Response {
+    let mut response = params::see_other(LOGIN);
+    if let Some(clear) = session::clear_cookie(&state.services.config) {
+        response.headers_mut().insert(header::SET_COOKIE, clear);
+    }
+    response
+}
+
+/// An API error as a page. Every server-side failure is a 503 "try again later" (the
+/// detail is in the log, never on the page), so the UI never answers a bare 5xx.
+fn failure(e: ApiError) -> Response {
+    if e.status.is_server_error() {
+        return layout::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This server could not finish the request. Try again later.",
+        );
+    }
+    layout::error(e.status, &e.message)
+}
+
+/// A form body axum could not read (wrong content type, a field repeated or not UTF-8).
+fn malformed() -> Response {
+    layout::error(
+        StatusCode::BAD_REQUEST,
+        "The form is malformed (a field is repeated or not valid UTF-8). Nothing was changed.",
+    )
+}
+
+async fn not_found() -> Response {
+    layout::error(StatusCode::NOT_FOUND, "There is no such page.")
+}
