@@ -38,6 +38,18 @@ pub(crate) struct NewKey {
     password: Option<Zeroizing<String>>,
 }
 
+impl NewKey {
+    /// A key to generate, named `name` (the web UI's "add a generated key").
+    pub(crate) fn generated(name: String) -> Self {
+        Self {
+            name: Some(name),
+            secret: None,
+            ncryptsec: None,
+            password: None,
+        }
+    }
+}
+
 /// A new label.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -6,14 +6,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keycast_core::{AuthorizationId, Email, Label, Permission, Policy, PolicyId, TeamRole, UserId};
+use keycast_core::{
+    Activity, Authorization, AuthorizationId, Email, Label, Permission, Policy, PolicyId, TeamRole,
+    UserId,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{keys::team_key, membership, Membership};
 use crate::http::accounts::CurrentUser;
 use crate::http::authorizations::{
     activity_json, activity_of, authorization_json, created_json, future_expiry, issue, not_found,
-    revoke_now, AuthorizationActivity, AuthorizationView, CreatedAuthorization, Granted,
+    revoke_now, AuthorizationActivity, AuthorizationView, CreatedAuthorization, Granted, Issued,
 };
 use crate::http::error::{json_body, ErrorBody};
 use crate::http::policies::{policy_json, PolicyList, PolicyView};
@@ -36,18 +39,18 @@ pub(crate) struct TeamPolicyBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct TeamGrant {
     /// One of the team's keys.
-    key_id: String,
+    pub(crate) key_id: String,
     /// One of the team's policies; or
-    policy_id: Option<String>,
+    pub(crate) policy_id: Option<String>,
     /// inline permissions, which become a team policy (default: full access).
     #[schema(value_type = Option<Vec<crate::http::openapi::PermissionDoc>>)]
-    permissions: Option<Vec<Permission>>,
+    pub(crate) permissions: Option<Vec<Permission>>,
     /// A label for the app (default `app`).
-    label: Option<String>,
+    pub(crate) label: Option<String>,
     /// Unix seconds.
-    expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
     /// The e-mail of the member it is for (default: the admin making it).
-    member: Option<String>,
+    pub(crate) member: Option<String>,
 }
 
 /// An authorization on a team key, with whom it was made for.
@@ -118,6 +121,25 @@ async fn team_policy(state: &AppState, m: &Membership, id: &str) -> Result<Polic
     }
 }
 
+/// The authorizations on `m`'s team keys the current account may see, oldest first with
+/// their activity: all of them for admins, those made for it for members. Shared by the
+/// JSON API and the web UI.
+pub(crate) async fn visible_authorizations(
+    state: &AppState,
+    current: &CurrentUser,
+    m: &Membership,
+) -> Result<Vec<(Authorization, Activity)>, ApiError> {
+    let mut all = state
+        .services
+        .store
+        .list_team_authorizations(m.team.id)
+        .await?;
+    if m.role != TeamRole::Admin {
+        all.retain(|a| a.user_id == current.user_id);
+    }
+    activity_of(state, all).await
+}
+
 /// Authorizations on the team's keys: all of them for admins, those made for the member
 /// otherwise.
 #[utoipa::path(get, path = "/api/teams/{id}/authorizations", tag = "teams",
@@ -131,15 +153,7 @@ pub(crate) async fn list_authorizations(
     Path(id): Path<String>,
 ) -> Result<Json<TeamAuthorizationList>, ApiError> {
     let m = membership(&state, &current, &id).await?;
-    let mut all = state
-        .services
-        .store
-        .list_team_authorizations(m.team.id)
-        .await?;
-    if m.role != TeamRole::Admin {
-        all.retain(|a| a.user_id == current.user_id);
-    }
-    let authorizations = activity_of(&state, all)
+    let authorizations = visible_authorizations(&state, &current, &m)
         .await?
         .iter()
         .map(|(a, activity)| TeamAuthorization {
@@ -148,6 +162,46 @@ pub(crate) async fn list_authorizations(
         })
         .collect();
     Ok(Json(TeamAuthorizationList { authorizations }))
+}
+
+/// Authorizes an app on a key of the team `id` (as sent), for the admin or a member:
+/// admins only; `b` is looked at after the role check, and everything in it before
+/// anything is written. Shared by the JSON API and the web UI.
+pub(crate) async fn grant(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+    b: Result<TeamGrant, ApiError>,
+) -> Result<Issued, ApiError> {
+    let m = membership(state, current, id).await?;
+    m.admin("create authorizations")?;
+    let b = b?;
+    let key = team_key(state, &m, &b.key_id).await?;
+    let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
+    let expires_at = future_expiry(b.expires_at)?;
+    let grantee = match &b.member {
+        None => current.user_id,
+        Some(email) => team_member(state, &m, &Email::parse(email)?).await?,
+    };
+    let policy = match (b.policy_id, b.permissions) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "send policy_id or permissions, not both",
+            ))
+        }
+        (Some(id), None) => Granted::Existing(team_policy(state, &m, &id).await?),
+        (None, permissions) => {
+            let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
+            Granted::Fresh(
+                Policy::new(m.team.tenant_id, label.clone(), permissions)?.for_team(m.team.id),
+            )
+        }
+    };
+    let grantee = (m.team.tenant_id, grantee);
+    let key_id = key.id;
+    let issued = issue(state, grantee, key, policy, label, expires_at).await?;
+    tracing::info!(team = %m.team.id, key = %key_id, for_user = %grantee.1, "team authorization created");
+    Ok(issued)
 }
 
 /// Authorizes an app on a team key, for the admin or for a member (admins). The bunker URI
@@ -165,34 +219,7 @@ pub(crate) async fn create_authorization(
     Path(id): Path<String>,
     b: Result<Json<TeamGrant>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let m = membership(&state, &current, &id).await?;
-    m.admin("create authorizations")?;
-    let b = json_body(b)?;
-    let key = team_key(&state, &m, &b.key_id).await?;
-    let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
-    let expires_at = future_expiry(b.expires_at)?;
-    let grantee = match &b.member {
-        None => current.user_id,
-        Some(email) => team_member(&state, &m, &Email::parse(email)?).await?,
-    };
-    let policy = match (b.policy_id, b.permissions) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "send policy_id or permissions, not both",
-            ))
-        }
-        (Some(id), None) => Granted::Existing(team_policy(&state, &m, &id).await?),
-        (None, permissions) => {
-            let permissions = permissions.unwrap_or_else(|| vec![Permission::FullAccess]);
-            Granted::Fresh(
-                Policy::new(m.team.tenant_id, label.clone(), permissions)?.for_team(m.team.id),
-            )
-        }
-    };
-    let grantee = (m.team.tenant_id, grantee);
-    let key_id = key.id;
-    let issued = issue(&state, grantee, key, policy, label, expires_at).await?;
-    tracing::info!(team = %m.team.id, key = %key_id, for_user = %grantee.1, "team authorization created");
+    let issued = grant(&state, &current, &id, json_body(b)).await?;
     Ok((StatusCode::CREATED, Json(created_json(issued))).into_response())
 }
 
@@ -210,19 +237,16 @@ async fn team_member(state: &AppState, m: &Membership, email: &Email) -> Result<
     }
 }
 
-/// Revokes an authorization on a team key: admins any, members those made for them.
-#[utoipa::path(delete, path = "/api/teams/{id}/authorizations/{authorization_id}", tag = "teams",
-    params(("id" = String, Path, description = "The team id"),
-           ("authorization_id" = String, Path, description = "The authorization id")),
-    security(("session" = [])), responses(
-        (status = 200, description = "Revoked", body = AuthorizationView),
-        (status = 404, description = "No such team, or no such authorization this account may revoke", body = ErrorBody)))]
-pub(crate) async fn revoke_authorization(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    Path((id, authorization_id)): Path<(String, String)>,
-) -> Result<Json<AuthorizationView>, ApiError> {
-    let m = membership(&state, &current, &id).await?;
+/// Revokes the authorization `authorization_id` on a key of the team `id` (both as sent):
+/// admins any, members those made for them; anything else is 404. Shared by the JSON API
+/// and the web UI.
+pub(crate) async fn revoke_grant(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+    authorization_id: &str,
+) -> Result<Authorization, ApiError> {
+    let m = membership(state, current, id).await?;
     let id: AuthorizationId = authorization_id
         .parse()
         .map_err(|_| not_found("authorization"))?;
@@ -239,5 +263,21 @@ pub(crate) async fn revoke_authorization(
     if !on_team_key || !allowed {
         return Err(not_found("authorization"));
     }
-    Ok(Json(authorization_json(&revoke_now(&state, id).await?)))
+    revoke_now(state, id).await
+}
+
+/// Revokes an authorization on a team key: admins any, members those made for them.
+#[utoipa::path(delete, path = "/api/teams/{id}/authorizations/{authorization_id}", tag = "teams",
+    params(("id" = String, Path, description = "The team id"),
+           ("authorization_id" = String, Path, description = "The authorization id")),
+    security(("session" = [])), responses(
+        (status = 200, description = "Revoked", body = AuthorizationView),
+        (status = 404, description = "No such team, or no such authorization this account may revoke", body = ErrorBody)))]
+pub(crate) async fn revoke_authorization(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path((id, authorization_id)): Path<(String, String)>,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    let revoked = revoke_grant(&state, &current, &id, &authorization_id).await?;
+    Ok(Json(authorization_json(&revoked)))
 }

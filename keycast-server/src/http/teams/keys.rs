@@ -35,6 +35,14 @@ pub(crate) async fn team_key(
     }
 }
 
+/// The keys of `m`'s team (anyone who has `m` may see them).
+pub(crate) async fn team_keys(
+    state: &AppState,
+    m: &Membership,
+) -> Result<Vec<StoredKey>, ApiError> {
+    Ok(state.services.store.list_team_keys(m.team.id).await?)
+}
+
 /// The team's keys (members and admins).
 #[utoipa::path(get, path = "/api/teams/{id}/keys", tag = "teams",
     params(("id" = String, Path, description = "The team id")), security(("session" = [])),
@@ -47,10 +55,30 @@ pub(crate) async fn list_keys(
     Path(id): Path<String>,
 ) -> Result<Json<KeyList>, ApiError> {
     let m = membership(&state, &current, &id).await?;
-    let keys = state.services.store.list_team_keys(m.team.id).await?;
+    let keys = team_keys(&state, &m).await?;
     Ok(Json(KeyList {
         keys: keys.iter().map(key_json).collect(),
     }))
+}
+
+/// Generates or imports a key for the team `id` (as sent): admins only; `b` is looked at
+/// after the role check. Shared by the JSON API and the web UI.
+pub(crate) async fn add_key(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+    b: Result<NewKey, ApiError>,
+) -> Result<StoredKey, ApiError> {
+    let m = membership(state, current, id).await?;
+    m.admin("add keys")?;
+    let (name, secret) = new_key(state, b?).await?;
+    let key = state
+        .services
+        .custody
+        .create_team_key(m.team.tenant_id, m.team.id, name, secret)
+        .await?;
+    tracing::info!(team = %m.team.id, key = %key.id, "team key stored");
+    Ok(key)
 }
 
 /// Generates or imports a key for the team (admins).
@@ -69,15 +97,7 @@ pub(crate) async fn create_key(
     Path(id): Path<String>,
     b: Result<Json<NewKey>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let m = membership(&state, &current, &id).await?;
-    m.admin("add keys")?;
-    let (name, secret) = new_key(&state, json_body(b)?).await?;
-    let key = state
-        .services
-        .custody
-        .create_team_key(m.team.tenant_id, m.team.id, name, secret)
-        .await?;
-    tracing::info!(team = %m.team.id, key = %key.id, "team key stored");
+    let key = add_key(&state, &current, &id, json_body(b)).await?;
     Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())
 }
 

@@ -19,10 +19,10 @@ use crate::http::{ApiError, AppState};
 #[serde(deny_unknown_fields)]
 pub(crate) struct MemberBody {
     /// The account's e-mail address (an account of this tenant).
-    email: String,
+    pub(crate) email: String,
     /// `admin` or `member`.
     #[schema(value_type = MemberRole)]
-    role: String,
+    pub(crate) role: String,
 }
 
 /// Team roles (documentation of `role`).
@@ -61,24 +61,18 @@ fn last_admin(e: keycast_core::Error) -> ApiError {
     }
 }
 
-/// Adds an account to the team, or changes a member's role (admins only).
-#[utoipa::path(put, path = "/api/teams/{id}/members", tag = "teams", request_body = MemberBody,
-    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
-    responses(
-        (status = 200, description = "The member", body = MemberView),
-        (status = 400, description = "Bad e-mail or role", body = ErrorBody),
-        (status = 403, description = "Not a team admin", body = ErrorBody),
-        (status = 404, description = "No such team of this account, or no such account here", body = ErrorBody),
-        (status = 409, description = "The team would have no admin", body = ErrorBody)))]
-pub(crate) async fn put_member(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    Path(id): Path<String>,
-    b: Result<Json<MemberBody>, JsonRejection>,
-) -> Result<Json<MemberView>, ApiError> {
-    let m = membership(&state, &current, &id).await?;
+/// Adds an account to the team `id` (as sent), or changes a member's role: admins only.
+/// `b` is looked at only after the role check, so a member is refused with 403 whatever
+/// it sent. Shared by the JSON API and the web UI.
+pub(crate) async fn set_member(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+    b: Result<MemberBody, ApiError>,
+) -> Result<(TeamMember, User), ApiError> {
+    let m = membership(state, current, id).await?;
     m.admin("add members or change roles")?;
-    let b = json_body(b)?;
+    let b = b?;
     let email = Email::parse(&b.email)?;
     let role = TeamRole::parse(&b.role)?;
     let store = &state.services.store;
@@ -98,24 +92,38 @@ pub(crate) async fn put_member(
         .await
         .map_err(last_admin)?;
     tracing::info!(team = %m.team.id, user = %user.id, role = role.as_str(), "team member set");
+    Ok((member, user))
+}
+
+/// Adds an account to the team, or changes a member's role (admins only).
+#[utoipa::path(put, path = "/api/teams/{id}/members", tag = "teams", request_body = MemberBody,
+    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "The member", body = MemberView),
+        (status = 400, description = "Bad e-mail or role", body = ErrorBody),
+        (status = 403, description = "Not a team admin", body = ErrorBody),
+        (status = 404, description = "No such team of this account, or no such account here", body = ErrorBody),
+        (status = 409, description = "The team would have no admin", body = ErrorBody)))]
+pub(crate) async fn put_member(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    b: Result<Json<MemberBody>, JsonRejection>,
+) -> Result<Json<MemberView>, ApiError> {
+    let (member, user) = set_member(&state, &current, &id, json_body(b)).await?;
     Ok(Json(member_json(&member, &user)))
 }
 
-/// Removes a member (admins), or leaves the team (a member removing itself).
-#[utoipa::path(delete, path = "/api/teams/{id}/members/{user_id}", tag = "teams",
-    params(("id" = String, Path, description = "The team id"),
-           ("user_id" = String, Path, description = "The member's account id")),
-    security(("session" = [])), responses(
-        (status = 200, description = "Removed", body = Removed),
-        (status = 403, description = "Not a team admin (members may only remove themselves)", body = ErrorBody),
-        (status = 404, description = "No such team of this account, or no such member", body = ErrorBody),
-        (status = 409, description = "The team would have no admin", body = ErrorBody)))]
-pub(crate) async fn remove_member(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    Path((id, user_id)): Path<(String, String)>,
-) -> Result<Json<Removed>, ApiError> {
-    let m = membership(&state, &current, &id).await?;
+/// Removes the member `user_id` from the team `id` (both as sent): admins anyone, a
+/// member only itself (leaving). Revokes what was authorized for it on the team's keys,
+/// at once here; answers how many. Shared by the JSON API and the web UI.
+pub(crate) async fn remove(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+    user_id: &str,
+) -> Result<u64, ApiError> {
+    let m = membership(state, current, id).await?;
     let no_member = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such member");
     let user: UserId = user_id.parse().map_err(|_| no_member())?;
     if user != current.user_id {
@@ -141,5 +149,23 @@ pub(crate) async fn remove_member(
     }
     let revoked = revoked.len() as u64;
     tracing::info!(team = %m.team.id, user = %user, revoked, "team member removed");
+    Ok(revoked)
+}
+
+/// Removes a member (admins), or leaves the team (a member removing itself).
+#[utoipa::path(delete, path = "/api/teams/{id}/members/{user_id}", tag = "teams",
+    params(("id" = String, Path, description = "The team id"),
+           ("user_id" = String, Path, description = "The member's account id")),
+    security(("session" = [])), responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 403, description = "Not a team admin (members may only remove themselves)", body = ErrorBody),
+        (status = 404, description = "No such team of this account, or no such member", body = ErrorBody),
+        (status = 409, description = "The team would have no admin", body = ErrorBody)))]
+pub(crate) async fn remove_member(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<Json<Removed>, ApiError> {
+    let revoked = remove(&state, &current, &id, &user_id).await?;
     Ok(Json(Removed { revoked }))
 }

@@ -26,7 +26,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keycast_core::{Label, Team, TeamId, TeamRole, UserId};
+use keycast_core::{Label, Team, TeamId, TeamMember, TeamRole, User, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::CurrentUser;
@@ -38,10 +38,15 @@ pub(crate) use grants::{
     __path_list_policies, __path_revoke_authorization, create_authorization, create_policy,
     list_authorizations, list_policies, revoke_authorization,
 };
+// The work of the handlers, shared with the web UI (`ui::teams`), which must not check
+// roles or input differently.
+pub(crate) use grants::{grant, revoke_grant, visible_authorizations, TeamGrant};
 pub(crate) use keys::{
     __path_create_key, __path_delete_key, __path_list_keys, create_key, delete_key, list_keys,
 };
+pub(crate) use keys::{add_key, team_keys};
 pub(crate) use members::{__path_put_member, __path_remove_member, put_member, remove_member};
+pub(crate) use members::{remove, set_member, MemberBody};
 
 /// A team to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -148,6 +153,16 @@ pub(crate) async fn membership(
     Ok(Membership { team, role })
 }
 
+/// The current account's teams (of this tenant), by name, with its role in each.
+pub(crate) async fn my_teams(
+    state: &AppState,
+    current: &CurrentUser,
+) -> Result<Vec<(Team, TeamRole)>, ApiError> {
+    let mut teams = state.services.store.list_teams(current.user_id).await?;
+    teams.retain(|(t, _)| t.tenant_id == current.tenant_id);
+    Ok(teams)
+}
+
 /// The current account's teams.
 #[utoipa::path(get, path = "/api/teams", tag = "teams", security(("session" = [])),
     responses(
@@ -157,28 +172,20 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
 ) -> Result<Json<TeamList>, ApiError> {
-    let teams = state.services.store.list_teams(current.user_id).await?;
+    let teams = my_teams(&state, &current).await?;
     Ok(Json(TeamList {
-        teams: teams
-            .iter()
-            .filter(|(t, _)| t.tenant_id == current.tenant_id)
-            .map(|(t, r)| team_json(t, *r))
-            .collect(),
+        teams: teams.iter().map(|(t, r)| team_json(t, *r)).collect(),
     }))
 }
 
-/// Creates a team; the current account is its first admin.
-#[utoipa::path(post, path = "/api/teams", tag = "teams", request_body = NewTeam,
-    security(("session" = [])), responses(
-        (status = 201, description = "Created", body = TeamView),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 409, description = "A team of this tenant has the name", body = ErrorBody)))]
-pub(crate) async fn create(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    b: Result<Json<NewTeam>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let team = Team::new(current.tenant_id, Label::parse(&json_body(b)?.name)?);
+/// Creates the team `name` (as sent) with the current account as its first admin: 400
+/// for a bad name, 409 when the tenant has a team of that name.
+pub(crate) async fn create_team(
+    state: &AppState,
+    current: &CurrentUser,
+    name: &str,
+) -> Result<Team, ApiError> {
+    let team = Team::new(current.tenant_id, Label::parse(name)?);
     match state
         .services
         .store
@@ -196,7 +203,36 @@ pub(crate) async fn create(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(team = %team.id, user = %current.user_id, "team created");
+    Ok(team)
+}
+
+/// Creates a team; the current account is its first admin.
+#[utoipa::path(post, path = "/api/teams", tag = "teams", request_body = NewTeam,
+    security(("session" = [])), responses(
+        (status = 201, description = "Created", body = TeamView),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 409, description = "A team of this tenant has the name", body = ErrorBody)))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    b: Result<Json<NewTeam>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let team = create_team(&state, &current, &json_body(b)?.name).await?;
     Ok((StatusCode::CREATED, Json(team_json(&team, TeamRole::Admin))).into_response())
+}
+
+/// The members of `m`'s team with their accounts, longest-standing first.
+pub(crate) async fn members_of(
+    state: &AppState,
+    m: &Membership,
+) -> Result<Vec<(TeamMember, User)>, ApiError> {
+    let store = &state.services.store;
+    let mut members = Vec::new();
+    for member in store.list_team_members(m.team.id).await? {
+        let user = store.get_user(member.user_id).await?;
+        members.push((member, user));
+    }
+    Ok(members)
 }
 
 /// A team with its members.
@@ -211,12 +247,11 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<TeamDetail>, ApiError> {
     let m = membership(&state, &current, &id).await?;
-    let store = &state.services.store;
-    let mut members = Vec::new();
-    for member in store.list_team_members(m.team.id).await? {
-        let user = store.get_user(member.user_id).await?;
-        members.push(members::member_json(&member, &user));
-    }
+    let members = members_of(&state, &m)
+        .await?
+        .iter()
+        .map(|(member, user)| members::member_json(member, user))
+        .collect();
     Ok(Json(TeamDetail {
         team: team_json(&m.team, m.role),
         members,
