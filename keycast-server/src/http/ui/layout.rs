@@ -10,6 +10,7 @@ use crate::http::oauth::page::{escape, styled};
 const NAV: &[(&str, &str)] = &[
     ("/ui", "App sessions"),
     ("/ui/connect/new", "New bunker connection"),
+    ("/ui/teams", "Teams"),
 ];
 
 /// Added to the shared style: room for tables, the nav bar, the QR code.
@@ -91,6 +92,7 @@ mod tests {
             html.contains("<a href=\"/ui/connect/new\">New bunker connection</a>"),
             "{html}"
         );
+        assert!(html.contains("<a href=\"/ui/teams\">Teams</a>"), "{html}");
         assert!(html.contains("value=\"c&quot;srf\""), "{html}");
         assert!(html.contains("<main><p>x</p></main>"), "{html}");
     }

@@ -7,19 +7,32 @@
 //!   `POST /ui/logout` (ends the session in the store and clears the cookie).
 //! - `sessions`: `GET /ui`, the account's app sessions (authorizations) with their
 //!   activity, and `POST /ui/sessions/{id}/revoke`.
-//! - `connect`: `GET`/`POST /ui/connect/new`, a new bunker connection; the result page
-//!   shows its `bunker://` URI (as text and an inline SVG QR code) and RPC token once.
+//! - `connect`: `GET`/`POST /ui/connect/new`, a new bunker connection with a permission
+//!   preset (`preset`); the result page (`issued`) shows its `bunker://` URI (as text and
+//!   an inline SVG QR code, `qr`) and RPC token once.
+//! - `teams`: `GET`/`POST /ui/teams` (the account's teams with its role; create one) and
+//!   `GET /ui/teams/{id}` (members, team keys, the connections on them) with the forms
+//!   `POST /ui/teams/{id}/{members, members/{user}/remove, leave, keys, connect,
+//!   authorizations/{id}/revoke}`. Admins see every form; a member sees the keys and the
+//!   connections made for it, and may leave or revoke those. A non-member gets a 404 page,
+//!   a member posting an admin form the API's 403, the last admin stepping down its 409.
 //!
 //! Every page but the login form needs a session ([`Signed`]; without one, a 303 to the
 //! login form) and every form a CSRF token bound to it. Bad input gets an error page with
 //! a 4xx status before anything is written; internal failures are a 503 page. The work
-//! itself is the JSON API's (`authorizations::{authorize, with_activity, revoke_owned}`).
+//! itself, with every role check, is the JSON API's
+//! (`authorizations::{authorize, with_activity, revoke_owned}`, and for teams
+//! `teams::{my_teams, create_team, members_of, set_member, remove, team_keys, add_key,
+//! visible_authorizations, grant, revoke_grant}`), so the UI cannot check differently.
 
 mod connect;
+mod issued;
 mod layout;
 mod login;
+mod preset;
 mod qr;
 mod sessions;
+mod teams;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -33,7 +46,7 @@ use super::accounts::CurrentUser;
 use super::oauth::{params, session};
 use super::{ApiError, AppState, HostTenant};
 
-/// A form that carries only the CSRF token (logout, revoke).
+/// A form that carries only the CSRF token (logout, revoke, leave, remove).
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct CsrfForm {
     csrf: Option<String>,
@@ -52,6 +65,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/connect/new", get(connect::form).post(connect::create))
         .route(LOGIN, get(login::form).post(login::submit))
         .route("/ui/logout", post(login::logout))
+        .merge(teams::routes())
         .route("/ui/{*rest}", any(not_found))
 }
 

@@ -17,20 +17,21 @@ use crate::http::oauth::page::{escape, key_summary};
 use crate::http::AppState;
 
 /// A time for a table cell, in UTC.
-fn when(t: Timestamp) -> String {
+pub(super) fn when(t: Timestamp) -> String {
     t.to_human_datetime().replace('T', " ").replace('Z', " UTC")
 }
 
-fn row(
+/// One authorization as a table row: label, `key` and, when given, `whom` it was made for
+/// (plain text), then created, last activity, signatures and its status, with a Revoke
+/// form posting to `revoke` while it is not revoked.
+pub(super) fn row(
     a: &Authorization,
     activity: &Activity,
-    keys: &HashMap<KeyId, String>,
+    key: &str,
+    whom: Option<&str>,
+    revoke: &str,
     csrf: &str,
 ) -> String {
-    let key = keys
-        .get(&a.key_id)
-        .cloned()
-        .unwrap_or_else(|| a.key_id.to_string());
     let last = activity
         .last_used_at
         .map(when)
@@ -44,23 +45,35 @@ fn row(
         None => (
             "",
             format!(
-                "{state}<form method=\"post\" action=\"/ui/sessions/{id}/revoke\">\
+                "{state}<form method=\"post\" action=\"{revoke}\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
                  <button type=\"submit\" aria-label=\"Revoke {label}\">Revoke</button></form>",
-                id = escape(&a.id.to_string()),
+                revoke = escape(revoke),
                 csrf = escape(csrf),
                 label = escape(a.label.as_str()),
             ),
         ),
     };
+    let whom = whom.map_or_else(String::new, |w| format!("<td>{}</td>", escape(w)));
     format!(
-        "<tr{class} data-id=\"{id}\"><td>{label}</td><td>{key}</td><td>{created}</td>\
+        "<tr{class} data-id=\"{id}\"><td>{label}</td><td>{key}</td>{whom}<td>{created}</td>\
          <td>{last}</td><td>{signatures}</td><td>{status}</td></tr>",
         id = escape(&a.id.to_string()),
         label = escape(a.label.as_str()),
-        key = escape(&key),
+        key = escape(key),
         created = when(a.created_at),
         signatures = activity.signatures,
+    )
+}
+
+/// A table of [`row`]s with the HTML id `id`; `whom` adds the "For" column.
+pub(super) fn table(id: &str, whom: bool, rows: &str) -> String {
+    format!(
+        "<table id=\"{id}\"><thead><tr><th>Label</th><th>Key</th>{whom}<th>Created</th>\
+         <th>Last activity</th><th>Signatures</th><th>Status</th></tr></thead>\
+         <tbody>{rows}</tbody></table>",
+        id = escape(id),
+        whom = if whom { "<th>For</th>" } else { "" },
     )
 }
 
@@ -77,13 +90,16 @@ fn render(all: &[(Authorization, Activity)], keys: &[StoredKey], csrf: &str) -> 
     let names: HashMap<KeyId, String> = keys.iter().map(|k| (k.id, key_summary(k))).collect();
     let rows: String = all
         .iter()
-        .map(|(a, activity)| row(a, activity, &names, csrf))
+        .map(|(a, activity)| {
+            let key = names
+                .get(&a.key_id)
+                .cloned()
+                .unwrap_or_else(|| a.key_id.to_string());
+            let revoke = format!("/ui/sessions/{}/revoke", a.id);
+            row(a, activity, &key, None, &revoke, csrf)
+        })
         .collect();
-    body.push_str(&format!(
-        "<table id=\"sessions\"><thead><tr><th>Label</th><th>Key</th><th>Created</th>\
-         <th>Last activity</th><th>Signatures</th><th>Status</th></tr></thead>\
-         <tbody>{rows}</tbody></table>"
-    ));
+    body.push_str(&table("sessions", false, &rows));
     body
 }
 
