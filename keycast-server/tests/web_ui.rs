@@ -6,42 +6,12 @@
 
 mod common;
 
-use common::browser::{self, browser, run_node};
-use common::pages::{csrf, html};
+use common::browser::{self, browser, run_node, screenshot_dir};
+use common::pages::{code, csrf, get, html, login};
 use common::server::{Account, Served, PASSWORD};
 use reqwest::header::SET_COOKIE;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-/// Logs in through the UI's form; the `Cookie` header to send.
-async fn login(served: &Served, email: &str) -> String {
-    let response = served
-        .http
-        .post(served.env.url("/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(common::pages::form(&[
-            ("email", email),
-            ("password", PASSWORD),
-        ]))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()["location"], "/ui");
-    let cookie = response.headers()[SET_COOKIE].to_str().expect("cookie");
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
-        "{cookie}"
-    );
-    cookie.split(';').next().expect("pair").to_owned()
-}
-
-/// A page with the session `cookie`; asserts its status.
-async fn get(served: &Served, path: &str, cookie: &str, status: u16) -> String {
-    let (got, page, _) = html(served, Method::GET, path, Some(cookie), None).await;
-    assert_eq!(got, status, "{path}: {page}");
-    page
-}
 
 async fn authorizations(served: &Served, account: &Account) -> Vec<Value> {
     let (status, body) = served
@@ -445,15 +415,7 @@ async fn a_connection_from_the_form_signs_what_its_preset_allows_and_logout_ends
             )
             .await;
             assert_eq!(status, StatusCode::CREATED, "{page}");
-            let field = |id: &str| {
-                let start = page.find(&format!("<code id=\"{id}\">")).expect(id) + id.len() + 12;
-                page[start..]
-                    .split('<')
-                    .next()
-                    .expect("text")
-                    .replace("&amp;", "&")
-            };
-            (field("bunker-uri"), field("rpc-token"), page)
+            (code(&page, "bunker-uri"), code(&page, "rpc-token"), page)
         }
     };
 
@@ -533,15 +495,6 @@ async fn a_connection_from_the_form_signs_what_its_preset_allows_and_logout_ends
     }
 }
 
-/// `target/ui-screenshots`, next to the test binary's `target/<profile>/deps`.
-fn screenshot_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let target = exe.ancestors().nth(3).expect("target dir");
-    let dir = target.join("ui-screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_uses_the_web_ui_in_chromium() {
     let Some((dir, chromium)) = browser() else {
@@ -549,7 +502,7 @@ async fn a_person_uses_the_web_ui_in_chromium() {
     };
     let served = Served::start().await;
     let ann = served.account("ann@example.org").await;
-    let shots = screenshot_dir();
+    let shots = screenshot_dir("connect");
     let args = vec![
         served.env.url(""),
         ann.email.clone(),

@@ -6,48 +6,13 @@
 // Chromium is KEYCAST_TEST_CHROMIUM (default /usr/bin/chromium). Prints one JSON line:
 // {"uri", "qr", "label", "session", "steps", "screenshots", "errors"} or
 // {"failure", "errors"}. The Rust test (tests/web_ui.rs) checks the result.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import jsQR from 'jsqr';
-import { PNG } from 'pngjs';
-import { chromium } from 'playwright-core';
+import { decodeQr, launch, logIn, recorder } from './lib.mjs';
 
 const [base, email, password, shots] = process.argv.slice(2);
-const errors = [];
-const steps = [];
-const screenshots = [];
-const browser = await chromium.launch({
-  executablePath: process.env.KEYCAST_TEST_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  // Containers often run as root, where Chromium's sandbox cannot start.
-  args: ['--no-sandbox'],
-});
-
-function watch(page) {
-  page.setDefaultTimeout(30_000);
-  // CSP violations show up as console errors.
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  page.on('pageerror', (e) => errors.push(String(e)));
-}
-
-async function shoot(page, name) {
-  const path = join(shots, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  screenshots.push(path);
-  return path;
-}
-
-// Fails the run unless `locator` is visible.
-async function visible(locator, what) {
-  if (!(await locator.isVisible())) throw new Error(`${what} is not visible`);
-  steps.push(what);
-}
-
-function decodeQr(path) {
-  const png = PNG.sync.read(readFileSync(path));
-  const code = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
-  return code ? code.data : null;
-}
+const run = recorder(shots);
+const { errors, steps, screenshots } = run;
+const [watch, shoot, visible] = [run.watch, run.shoot, run.visible];
+const browser = await launch();
 
 try {
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
@@ -58,9 +23,7 @@ try {
   await page.goto(`${base}/ui`);
   await page.waitForURL(`${base}/ui/login`);
   await shoot(page, '1-login');
-  await page.fill('input[name=email]', email);
-  await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForURL(`${base}/ui`), page.click('button[type=submit]')]);
+  await logIn(page, base, email, password);
   await visible(page.locator('nav'), 'nav bar');
   await visible(page.locator('#no-sessions'), 'empty sessions note');
 

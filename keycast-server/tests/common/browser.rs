@@ -81,3 +81,12 @@ pub fn result(out: &std::process::Output) -> Value {
     );
     result
 }
+
+/// `target/ui-screenshots/<name>`, next to the test binary's `target/<profile>/deps`.
+pub fn screenshot_dir(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe.ancestors().nth(3).expect("target dir");
+    let dir = target.join("ui-screenshots").join(name);
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}

@@ -19,6 +19,7 @@ nav{display:flex;gap:1rem;align-items:center;border-bottom:1px solid #ccc;paddin
 nav a[aria-current]{font-weight:bold}nav form{margin-left:auto}nav button{margin:0}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ddd}\
 td button{margin:0;padding:.2rem .8rem}code{word-break:break-all}\
+td form{display:inline-block;margin:0 .3rem .2rem 0}td select{width:auto;padding:.15rem}\
 fieldset{margin-top:1rem}label.choice{display:inline;margin:0 0 0 .3rem}input[type=radio]{width:auto}\
 .qr svg{display:block}.revoked{color:#666}";
 
