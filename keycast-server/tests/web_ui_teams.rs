@@ -65,6 +65,9 @@ async fn snapshot(served: &Served, admin: &Account, team: &str) -> Value {
            "policies": policies, "teams": teams})
 }
 
+/// Form fields besides the CSRF token.
+type Fields = Vec<(&'static str, String)>;
+
 /// A JSON call as `who`; asserts the status, answers the body.
 async fn api(
     served: &Served,
@@ -178,7 +181,7 @@ impl Setup {
 
     /// Every team form with valid fields besides the CSRF token: path and fields. Posted
     /// by an admin, each would change something.
-    async fn forms(&self) -> Vec<(String, Vec<(&'static str, String)>)> {
+    async fn forms(&self) -> Vec<(String, Fields)> {
         let bob_id = user_id(&self.served, &self.bob).await;
         vec![
             ("/ui/teams".to_owned(), vec![("name", "more".to_owned())]),
@@ -321,7 +324,7 @@ async fn a_member_sees_its_own_and_gets_403_on_every_admin_form() {
     // Every admin form posted anyway: 403 (revoking the admin's app: 404, as in the API).
     let token = csrf(&page);
     let ann_id = user_id(&s.served, &s.ann).await;
-    let admin_forms: Vec<(String, Vec<(&str, String)>, StatusCode)> = vec![
+    let admin_forms: Vec<(String, Fields, StatusCode)> = vec![
         (
             s.page("/members"),
             vec![("email", s.cat.email.clone()), ("role", "member".into())],
@@ -448,7 +451,7 @@ async fn an_admin_runs_a_team_from_its_pages() {
 
     let path = |rest: &str| format!("/ui/teams/{team}{rest}");
     let back = Some(path(""));
-    let form = |p: String, fields: Vec<(&'static str, String)>| {
+    let form = |p: String, fields: Fields| {
         let (served, cookie, token) = (&served, &cookie, &token);
         async move { post(served, &p, cookie, Some(token), &fields).await }
     };
@@ -652,7 +655,7 @@ async fn bad_input_to_the_team_forms_gets_a_4xx_page_and_changes_nothing() {
     let cookie = login(&s.served, &s.ann.email).await;
     let token = csrf(&get(&s.served, &s.page(""), &cookie, 200).await);
     let long = "x".repeat(101);
-    let owned = |fields: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+    let owned = |fields: &[(&'static str, &str)]| -> Fields {
         fields.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
     };
     let connect = |fields: &[(&'static str, &str)]| {
@@ -672,7 +675,7 @@ async fn bad_input_to_the_team_forms_gets_a_4xx_page_and_changes_nothing() {
         s.page("/connect"),
     );
     // (path, fields besides csrf, status, a phrase the page must show)
-    let cases: Vec<(&String, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<(&String, Fields, u16, &str)> = vec![
         (&teams, vec![], 400, "Enter a name for the team."),
         (
             &teams,
@@ -810,7 +813,7 @@ async fn the_last_admin_is_told_it_cannot_step_down_or_leave() {
     let page = get(&s.served, &s.page(""), &cookie, 200).await;
     let token = csrf(&page);
     let ann_id = user_id(&s.served, &s.ann).await;
-    let attempts: Vec<(String, Vec<(&str, String)>)> = vec![
+    let attempts: Vec<(String, Fields)> = vec![
         (
             s.page("/members"),
             vec![("email", s.ann.email.clone()), ("role", "member".into())],

@@ -168,7 +168,7 @@ mod tests {
                 ("kinds", "x"),
             ],
         ] {
-            let e = body(form(bad)).err().expect("refused");
+            let e = body(form(bad)).expect_err("refused");
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
         }
     }
