@@ -5,6 +5,7 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Form;
+use keycast_core::UserId;
 use serde::Deserialize;
 
 use super::super::{malformed, params, CsrfForm, Signed};
@@ -57,7 +58,9 @@ pub(super) async fn set(
 /// teams when the account removed itself.
 async fn removed(state: &AppState, signed: &Signed, id: &str, user: &str) -> Response {
     match teams::remove(state, &signed.user, id, user).await {
-        Ok(_) if user == signed.user.user_id.to_string() => params::see_other(TEAMS),
+        Ok(_) if user.parse::<UserId>().ok() == Some(signed.user.user_id) => {
+            params::see_other(TEAMS)
+        }
         Ok(_) => params::see_other(&team_path(id)),
         Err(e) => refused(e),
     }
