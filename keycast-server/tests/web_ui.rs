@@ -7,41 +7,11 @@
 mod common;
 
 use common::browser::{self, browser, run_node};
-use common::pages::{csrf, html};
+use common::pages::{csrf, get, html, login};
 use common::server::{Account, Served, PASSWORD};
 use reqwest::header::SET_COOKIE;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-/// Logs in through the UI's form; the `Cookie` header to send.
-async fn login(served: &Served, email: &str) -> String {
-    let response = served
-        .http
-        .post(served.env.url("/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(common::pages::form(&[
-            ("email", email),
-            ("password", PASSWORD),
-        ]))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()["location"], "/ui");
-    let cookie = response.headers()[SET_COOKIE].to_str().expect("cookie");
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
-        "{cookie}"
-    );
-    cookie.split(';').next().expect("pair").to_owned()
-}
-
-/// A page with the session `cookie`; asserts its status.
-async fn get(served: &Served, path: &str, cookie: &str, status: u16) -> String {
-    let (got, page, _) = html(served, Method::GET, path, Some(cookie), None).await;
-    assert_eq!(got, status, "{path}: {page}");
-    page
-}
 
 async fn authorizations(served: &Served, account: &Account) -> Vec<Value> {
     let (status, body) = served

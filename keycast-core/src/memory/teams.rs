@@ -22,10 +22,10 @@ impl Inner {
         if !self.tenants.contains_key(&team.tenant_id) {
             return Err(Error::NotFound { what: "tenant" });
         }
-        if !self
+        if self
             .users
             .get(&admin)
-            .is_some_and(|u| u.tenant_id == team.tenant_id)
+            .is_none_or(|u| u.tenant_id != team.tenant_id)
         {
             return Err(Error::NotFound { what: "user" });
         }
@@ -88,7 +88,7 @@ impl Inner {
         role: TeamRole,
     ) -> Result<TeamMember> {
         let tenant = self.team(team)?.tenant_id;
-        if !self.users.get(&user).is_some_and(|u| u.tenant_id == tenant) {
+        if self.users.get(&user).is_none_or(|u| u.tenant_id != tenant) {
             return Err(Error::NotFound { what: "user" });
         }
         let member = TeamMember {

@@ -1,10 +1,10 @@
 //! The server-rendered pages over HTTP: forms, the CSP every page carries, CSRF fields.
 
 use keycast_core::nostr::Url;
-use reqwest::header::{COOKIE, LOCATION};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 
-use super::server::Served;
+use super::server::{Served, PASSWORD};
 
 /// `application/x-www-form-urlencoded` pairs.
 pub fn form(pairs: &[(&str, &str)]) -> String {
@@ -54,4 +54,31 @@ pub async fn html(
 pub fn csrf(page: &str) -> String {
     let start = page.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
     page[start..].split('"').next().expect("value").to_owned()
+}
+
+/// Logs in through the UI's form; the `Cookie` header to send.
+pub async fn login(served: &Served, email: &str) -> String {
+    let response = served
+        .http
+        .post(served.env.url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("email", email), ("password", PASSWORD)]))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/ui");
+    let cookie = response.headers()[SET_COOKIE].to_str().expect("cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    cookie.split(';').next().expect("pair").to_owned()
+}
+
+/// A page with the session `cookie`; asserts its status.
+pub async fn get(served: &Served, path: &str, cookie: &str, status: u16) -> String {
+    let (got, page, _) = html(served, Method::GET, path, Some(cookie), None).await;
+    assert_eq!(got, status, "{path}: {page}");
+    page
 }

@@ -53,10 +53,14 @@ fn kinds(text: &str) -> Result<BTreeSet<u16>, String> {
 fn permissions(preset: Option<&str>, kind_list: Option<&str>) -> Result<Vec<Permission>, String> {
     match preset {
         Some("full") => Ok(vec![Permission::FullAccess]),
+        Some("approve") => Ok(vec![Permission::FullAccess, Permission::RequireApproval]),
         Some("kinds") => Ok(vec![Permission::AllowedKinds {
             kinds: kinds(kind_list.unwrap_or(""))?,
         }]),
-        _ => Err("Choose what the app may do: full access, or only some event kinds.".into()),
+        _ => Err(
+            "Choose what the app may do: full access, ask you each time, or only some event kinds."
+                .into(),
+        ),
     }
 }
 
@@ -78,6 +82,9 @@ fn form_body(keys: &[keycast_core::StoredKey], csrf: &str) -> String {
          <fieldset><legend>The app may</legend>\
          <p><input type=\"radio\" id=\"preset-full\" name=\"preset\" value=\"full\" checked>\
          <label class=\"choice\" for=\"preset-full\">do everything: sign any event, encrypt and decrypt</label></p>\
+         <p><input type=\"radio\" id=\"preset-approve\" name=\"preset\" value=\"approve\">\
+         <label class=\"choice\" for=\"preset-approve\">ask me each time: every request waits \
+         until I approve it here</label></p>\
          <p><input type=\"radio\" id=\"preset-kinds\" name=\"preset\" value=\"kinds\">\
          <label class=\"choice\" for=\"preset-kinds\">sign only the event kinds below \
          (encrypting and decrypting stay allowed)</label></p>\
@@ -203,6 +210,10 @@ mod tests {
             Ok(vec![Permission::AllowedKinds {
                 kinds: BTreeSet::from([1, 7])
             }])
+        );
+        assert_eq!(
+            permissions(Some("approve"), None),
+            Ok(vec![Permission::FullAccess, Permission::RequireApproval])
         );
         assert!(permissions(Some("kinds"), None).is_err());
         assert!(permissions(Some("admin"), Some("1")).is_err());

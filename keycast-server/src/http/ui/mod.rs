@@ -7,6 +7,8 @@
 //!   `POST /ui/logout` (ends the session in the store and clears the cookie).
 //! - `sessions`: `GET /ui`, the account's app sessions (authorizations) with their
 //!   activity, and `POST /ui/sessions/{id}/revoke`.
+//! - `approvals`: `GET`/`POST /ui/approvals/{id}`, where a `require_approval`
+//!   authorization's waiting requests are approved or refused (its NIP-46 `auth_url`).
 //! - `connect`: `GET`/`POST /ui/connect/new`, a new bunker connection; the result page
 //!   shows its `bunker://` URI (as text and an inline SVG QR code) and RPC token once.
 //!
@@ -15,6 +17,7 @@
 //! a 4xx status before anything is written; internal failures are a 503 page. The work
 //! itself is the JSON API's (`authorizations::{authorize, with_activity, revoke_owned}`).
 
+mod approvals;
 mod connect;
 mod layout;
 mod login;
@@ -50,6 +53,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(HOME, get(sessions::page))
         .route("/ui/sessions/{id}/revoke", post(sessions::revoke))
         .route("/ui/connect/new", get(connect::form).post(connect::create))
+        .route(
+            "/ui/approvals/{id}",
+            get(approvals::page).post(approvals::submit),
+        )
         .route(LOGIN, get(login::form).post(login::submit))
         .route("/ui/logout", post(login::logout))
         .route("/ui/{*rest}", any(not_found))
