@@ -75,6 +75,14 @@ impl AuthUrlHandler for Opens {
     }
 }
 
+/// The next `auth_url` the client was given.
+async fn next_auth_url(opens: &mut mpsc::UnboundedReceiver<Url>) -> Url {
+    tokio::time::timeout(Duration::from_secs(20), opens.recv())
+        .await
+        .expect("an auth_url in time")
+        .expect("auth_url")
+}
+
 /// The person: opens the approval page with its session and presses `decision` on the
 /// one waiting request.
 async fn decide_in_the_ui(served: &Served, cookie: &str, url: &Url, decision: &str) {
@@ -133,10 +141,7 @@ async fn a_nip46_client_gets_its_signature_once_a_person_approves_in_the_web_ui(
         let unsigned = EventBuilder::text_note("approved by a person").build(user);
         client.sign_event(unsigned).await
     });
-    let url = tokio::time::timeout(Duration::from_secs(20), opens.recv())
-        .await
-        .expect("an auth_url in time")
-        .expect("auth_url");
+    let url = next_auth_url(&mut opens).await;
     assert_eq!(url.path(), format!("/ui/approvals/{id}"));
     let sessions = get(&served, "/ui", &cookie, 200).await;
     assert!(
@@ -161,10 +166,7 @@ async fn a_nip46_client_gets_its_signature_once_a_person_approves_in_the_web_ui(
         let unsigned = EventBuilder::text_note("refused by a person").build(user);
         client.sign_event(unsigned).await
     });
-    let url = tokio::time::timeout(Duration::from_secs(20), opens.recv())
-        .await
-        .expect("an auth_url in time")
-        .expect("auth_url");
+    let url = next_auth_url(&mut opens).await;
     decide_in_the_ui(&served, &cookie, &url, "refuse").await;
     let result = tokio::time::timeout(Duration::from_secs(20), refused)
         .await

@@ -12,11 +12,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use keycast_core::{Authorization, AuthorizationId, WaitingRequest};
+use keycast_core::{Authorization, WaitingRequest};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::CurrentUser;
-use super::authorizations::not_found;
+use super::authorizations::{not_found, owned as own_authorization};
 use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
 
@@ -51,20 +51,6 @@ pub(crate) struct WaitingList {
 pub(crate) struct Decided {
     /// What was decided.
     approved: bool,
-}
-
-/// The current account's authorization `id` (as sent); 404 for anything else.
-pub(crate) async fn own_authorization(
-    state: &AppState,
-    current: &CurrentUser,
-    id: &str,
-) -> Result<Authorization, ApiError> {
-    let id: AuthorizationId = id.parse().map_err(|_| not_found("authorization"))?;
-    match state.services.store.get_authorization(id).await {
-        Ok(a) if a.user_id == current.user_id && a.tenant_id == current.tenant_id => Ok(a),
-        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => Err(not_found("authorization")),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The requests of the current account's authorization `id` waiting now.
