@@ -445,11 +445,14 @@ pub fn policy(data: &[u8]) {
         "the authorizer is deterministic"
     );
     let every_rule_allows = verdicts.iter().all(|v| *v == RuleVerdict::Allow);
+    // A fresh authorizer has no approval desk, so require_approval denies.
     let limits_have_room = request.method() == Method::GetPublicKey
         || !permissions.iter().any(|p| {
             matches!(
                 p,
-                Permission::RateLimit { per_minute: 0 } | Permission::MaxUses { max: 0 }
+                Permission::RateLimit { per_minute: 0 }
+                    | Permission::MaxUses { max: 0 }
+                    | Permission::RequireApproval
             )
         });
     assert_eq!(

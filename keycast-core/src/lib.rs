@@ -52,6 +52,7 @@ pub mod traits;
 pub mod testing;
 
 pub use authz::allow_all::AllowAll;
+pub use authz::approvals::{ApprovalDesk, WaitingRequest};
 pub use authz::policy::PolicyAuthorizer;
 pub use crypto::envelope::{Envelope, EnvelopeBinding};
 pub use crypto::secret::{BearerSecret, Secret32, SecretDigest};

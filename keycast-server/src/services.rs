@@ -57,7 +57,13 @@ pub struct Services {
     pub tenancy: Arc<crate::tenancy::Tenancy>,
     /// Account mail.
     pub mailer: crate::mail::Mailer,
+    /// `require_approval` requests waiting for their holder (`/ui/approvals`).
+    pub approvals: Arc<keycast_core::ApprovalDesk>,
 }
+
+/// How long a `require_approval` request waits for a decision: the NIP-46 service's own
+/// approval timeout, after which its client gets an error.
+pub const APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Services {
     /// Opens the database (migrating it), the key managers and the engine, and makes sure
@@ -96,7 +102,14 @@ impl Services {
         let store = db.clone().into_key_store();
         let kms_metrics = Arc::new(KmsMetrics::default());
         let keyring = keyring(config, previous_master_key, kms_metrics.clone()).await?;
-        let mut custody = Custody::builder(store.clone(), Arc::new(keyring.clone()));
+        let approvals = Arc::new(keycast_core::ApprovalDesk::new(
+            format!("{}/ui/approvals", config.public_url.trim_end_matches('/')),
+            APPROVAL_TTL,
+        ));
+        let authorizer =
+            keycast_core::PolicyAuthorizer::new(store.clone()).with_approvals(approvals.clone());
+        let mut custody = Custody::builder(store.clone(), Arc::new(keyring.clone()))
+            .authorizer(Arc::new(authorizer));
         if let Some(router) = router {
             custody = custody.router(router);
         }
@@ -152,6 +165,7 @@ impl Services {
             audit_spool: spool,
             tenancy: Arc::new(tenancy),
             mailer,
+            approvals,
         })
     }
 }

@@ -50,6 +50,8 @@ async fn the_document_lists_every_endpoint() {
         ("/api/auth/password/reset", "post"),
         ("/api/auth/confirm/request", "post"),
         ("/api/keys/{id}/danger/replace", "post"),
+        ("/api/authorizations/{id}/approvals", "get"),
+        ("/api/authorizations/{id}/approvals/{request}", "post"),
         ("/api/teams", "get"),
         ("/api/teams", "post"),
         ("/api/teams/{id}", "get"),

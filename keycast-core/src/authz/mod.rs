@@ -1,5 +1,6 @@
 //! Authorizer implementations and the permission rules they share.
 
 pub mod allow_all;
+pub mod approvals;
 pub mod policy;
 pub mod rules;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 
+use crate::authz::approvals::ApprovalDesk;
 use crate::authz::rules::{compile_uncached, evaluate, RuleVerdict};
 use crate::error::Result;
 use crate::ids::AuthorizationId;
@@ -24,9 +25,12 @@ use crate::traits::key_store::KeyStore;
 ///   A request refused by an earlier rule consumes neither. Of several rate limits or
 ///   several max uses, the strictest applies, and a request counts once.
 /// - `get_public_key` consumes neither rate nor uses.
+/// - `require_approval` is asked after the stateless rules and before the limits (see
+///   [`ApprovalDesk`]); without a desk it denies.
 #[derive(Debug)]
 pub struct PolicyAuthorizer {
     store: Arc<dyn KeyStore>,
+    approvals: Option<Arc<ApprovalDesk>>,
     limiters: Cache<(AuthorizationId, u32), Arc<DefaultDirectRateLimiter>>,
     patterns: Cache<String, Option<Arc<regex::Regex>>>,
 }
@@ -36,12 +40,19 @@ impl PolicyAuthorizer {
     pub fn new(store: Arc<dyn KeyStore>) -> Self {
         Self {
             store,
+            approvals: None,
             limiters: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
             patterns: Cache::builder().max_capacity(10_000).build(),
         }
+    }
+
+    /// The same authorizer, holding `require_approval` requests at `desk`.
+    pub fn with_approvals(mut self, desk: Arc<ApprovalDesk>) -> Self {
+        self.approvals = Some(desk);
+        self
     }
 
     fn regex_for(&self, p: &str) -> Option<Arc<regex::Regex>> {
@@ -81,6 +92,19 @@ impl Authorizer for PolicyAuthorizer {
         }
         if request.method() == Method::GetPublicKey {
             return Ok(Decision::Allow);
+        }
+        // A person decides before any limit is spent on the request.
+        if policy.permissions.contains(&Permission::RequireApproval) {
+            let Some(desk) = &self.approvals else {
+                return Ok(Decision::Deny(
+                    "the policy needs approvals, which this service does not take".into(),
+                ));
+            };
+            match desk.consult(auth.id, request) {
+                Some(true) => {}
+                Some(false) => return Ok(Decision::Deny("refused by the key's holder".into())),
+                None => return Ok(Decision::NeedsApproval(desk.url(auth.id))),
+            }
         }
         // Several rate limits or max-uses permissions act as the strictest one, as AND
         // means; checking each would take a request twice from the same limiter or counter.

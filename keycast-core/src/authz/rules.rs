@@ -29,9 +29,11 @@ pub fn evaluate(
 ) -> RuleVerdict {
     let method = req.method();
     match perm {
-        Permission::FullAccess | Permission::MaxUses { .. } | Permission::RateLimit { .. } => {
-            RuleVerdict::Allow
-        }
+        // Stateful: the authorizer applies these once every stateless rule allowed.
+        Permission::FullAccess
+        | Permission::MaxUses { .. }
+        | Permission::RateLimit { .. }
+        | Permission::RequireApproval => RuleVerdict::Allow,
         Permission::AllowedKinds { kinds } => match req {
             Request::SignEvent(t) if !kinds.contains(&t.kind.as_u16()) => {
                 deny(format!("event kind {} is not allowed", t.kind.as_u16()))

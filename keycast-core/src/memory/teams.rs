@@ -125,15 +125,21 @@ impl Inner {
             self.team_members.insert((team, user), member);
             return Err(Error::Conflict("a team needs at least one admin".into()));
         }
+        let team_keys: Vec<_> = self.team_keys(team).iter().map(|k| k.id).collect();
+        Ok(self.revoke_where(at, |a| a.user_id == user && team_keys.contains(&a.key_id)))
+    }
+
+    /// Revokes at `at` every active authorization `pick` chooses (version bumped, in the
+    /// change feed); returns them.
+    fn revoke_where(
+        &mut self,
+        at: Timestamp,
+        pick: impl Fn(&Authorization) -> bool,
+    ) -> Vec<AuthorizationId> {
         let revoked: Vec<AuthorizationId> = self
             .authorizations
             .values_mut()
-            .filter(|a| a.user_id == user && a.revoked_at.is_none())
-            .filter(|a| {
-                self.keys
-                    .get(&a.key_id)
-                    .is_some_and(|k| k.team == Some(team))
-            })
+            .filter(|a| a.revoked_at.is_none() && pick(a))
             .map(|a| {
                 a.revoked_at = Some(at);
                 a.version += 1;
@@ -143,7 +149,7 @@ impl Inner {
         for id in &revoked {
             self.changed(Changed::Authorization(*id));
         }
-        Ok(revoked)
+        revoked
     }
 
     pub(super) fn team_keys(&self, team: TeamId) -> Vec<StoredKey> {
@@ -206,19 +212,7 @@ impl Inner {
             ..stored.clone()
         };
         self.keys.insert(key.id, replaced);
-        let revoked: Vec<AuthorizationId> = self
-            .authorizations
-            .values_mut()
-            .filter(|a| a.key_id == key.id && a.revoked_at.is_none())
-            .map(|a| {
-                a.revoked_at = Some(at);
-                a.version += 1;
-                a.id
-            })
-            .collect();
-        for id in &revoked {
-            self.changed(Changed::Authorization(*id));
-        }
+        let revoked = self.revoke_where(at, |a| a.key_id == key.id);
         self.changed(Changed::Key(key.id));
         Ok(revoked)
     }

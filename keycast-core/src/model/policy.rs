@@ -10,6 +10,7 @@
 //! | `expiry`         | deny at/after `not_after`      | same                       | same                    | same           |
 //! | `max_uses`       | each call uses one             | same                       | same                    | free           |
 //! | `rate_limit`     | each call takes a token        | same                       | same                    | free           |
+//! | `require_approval`| waits for a person's decision | same                       | same                    | allow          |
 //! | unrecognized     | deny                           | deny                       | deny                    | deny           |
 //!
 //! Evaluation fails closed: a permission that cannot be parsed or evaluated denies.
@@ -62,6 +63,10 @@ pub enum Permission {
         /// Total uses allowed.
         max: u64,
     },
+    /// Every call but `get_public_key` waits for a person's decision, one request at a
+    /// time (NIP-46 `auth_url`; HTTP RPC answers 403 with the link). Needs an
+    /// [`crate::ApprovalDesk`] on the authorizer; without one it denies.
+    RequireApproval,
     /// At most `per_minute` uses per minute per authorization, with that burst.
     RateLimit {
         /// Sustained rate and burst size.

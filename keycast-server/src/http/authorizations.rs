@@ -387,15 +387,22 @@ pub(crate) async fn revoke_owned(
     current: &CurrentUser,
     id: &str,
 ) -> Result<Authorization, ApiError> {
+    let id = owned(state, current, id).await?.id;
+    revoke_now(state, id).await
+}
+
+/// The current account's authorization `id` (as sent); 404 for anything else.
+pub(crate) async fn owned(
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+) -> Result<Authorization, ApiError> {
     let id: AuthorizationId = id.parse().map_err(|_| not_found("authorization"))?;
     match state.services.store.get_authorization(id).await {
-        Ok(a) if a.user_id == current.user_id => {}
-        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => {
-            return Err(not_found("authorization"))
-        }
-        Err(e) => return Err(e.into()),
+        Ok(a) if a.user_id == current.user_id && a.tenant_id == current.tenant_id => Ok(a),
+        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => Err(not_found("authorization")),
+        Err(e) => Err(e.into()),
     }
-    revoke_now(state, id).await
 }
 
 /// Revokes `id` (the caller checked who may) and stops listening for its bunker key.

@@ -129,18 +129,14 @@ pub(crate) async fn danger_export(
         Format::Ncryptsec(..) => Some(scrypt_slot(&state)?),
         Format::Nsec | Format::Mnemonic => None,
     };
-    check_account_password(&state, &current, b.account_password).await?;
-    // Spent only once the rest of the request is known to be good.
-    let code = super::email_flows::redeem(
+    owner_confirms(
         &state,
-        current.tenant_id,
+        &current,
+        b.account_password,
         &b.email_code,
         EmailPurpose::ConfirmExport,
     )
     .await?;
-    if code.user_id != current.user_id {
-        return Err(super::email_flows::invalid_token());
-    }
     let custody = &state.services.custody;
     let (name, exported) = match format {
         Format::Ncryptsec(password, log_n) => {
@@ -159,8 +155,26 @@ pub(crate) async fn danger_export(
     }))
 }
 
+/// The owner's proof for a `danger` call: the account password (under the login rate
+/// limit and lockout), then the code mailed for `purpose`, spent only now, once the rest
+/// of the request is known to be good.
+pub(crate) async fn owner_confirms(
+    state: &AppState,
+    current: &CurrentUser,
+    password: Zeroizing<String>,
+    code: &str,
+    purpose: EmailPurpose,
+) -> Result<(), ApiError> {
+    check_account_password(state, current, password).await?;
+    let code = super::email_flows::redeem(state, current.tenant_id, code, purpose).await?;
+    if code.user_id != current.user_id {
+        return Err(super::email_flows::invalid_token());
+    }
+    Ok(())
+}
+
 /// The account password, under the login rate limit and lockout.
-pub(crate) async fn check_account_password(
+async fn check_account_password(
     state: &AppState,
     current: &CurrentUser,
     password: Zeroizing<String>,

@@ -4,6 +4,7 @@
 //! in the response header, a body-size limit, and CORS only for configured origins.
 
 mod accounts;
+mod approvals;
 mod authorizations;
 mod connect;
 mod discovery;
@@ -188,6 +189,8 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(replace_key::danger_replace))
         .routes(routes!(authorizations::list, authorizations::create))
         .routes(routes!(authorizations::revoke))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::decide_one))
         .routes(routes!(teams::list, teams::create))
         .routes(routes!(teams::get))
         .routes(routes!(teams::put_member))

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::accounts::CurrentUser;
 use super::error::{json_body, ErrorBody};
-use super::export::check_account_password;
+use super::export::owner_confirms;
 use super::keys::{imported_secret, key_json, owned, KeyView};
 use super::{ApiError, AppState};
 
@@ -81,18 +81,8 @@ pub(crate) async fn danger_replace(
     {
         return Err(ApiError::bad_request("this is the key's current secret"));
     }
-    check_account_password(&state, &current, b.account_password).await?;
-    // Spent only once the rest of the request is known to be good.
-    let code = super::email_flows::redeem(
-        &state,
-        current.tenant_id,
-        &b.email_code,
-        EmailPurpose::ConfirmReplaceKey,
-    )
-    .await?;
-    if code.user_id != current.user_id {
-        return Err(super::email_flows::invalid_token());
-    }
+    let purpose = EmailPurpose::ConfirmReplaceKey;
+    owner_confirms(&state, &current, b.account_password, &b.email_code, purpose).await?;
     let replaced = match state
         .services
         .custody

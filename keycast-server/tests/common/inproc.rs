@@ -1,7 +1,6 @@
 //! The router in-process (`oneshot`) over a fresh data dir: on SQLite, or with
-//! `KEYCAST_TEST_INPROC_DATABASE=postgres` on a fresh Postgres database of
-//! `KEYCAST_TEST_POSTGRES_URL` (dropped with the `Api`), so every in-process flow runs
-//! on both; scripts/test runs these test binaries once each way.
+//! `KEYCAST_TEST_DATABASE=postgres` on a fresh Postgres database (see
+//! [`super::flow_database`]), so every in-process flow runs on both.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -17,19 +16,6 @@ pub struct Api {
     postgres: Option<keycast_storage::testing::FreshDb>,
 }
 
-/// A fresh Postgres database when the in-process suite runs on Postgres.
-async fn inproc_postgres() -> Option<keycast_storage::testing::FreshDb> {
-    match std::env::var("KEYCAST_TEST_INPROC_DATABASE").as_deref() {
-        Ok("postgres") => {
-            let admin = keycast_storage::testing::postgres_url()
-                .expect("KEYCAST_TEST_INPROC_DATABASE=postgres needs KEYCAST_TEST_POSTGRES_URL");
-            Some(keycast_storage::testing::FreshDb::create(&admin).await)
-        }
-        Ok("sqlite") | Err(_) => None,
-        Ok(other) => panic!("KEYCAST_TEST_INPROC_DATABASE: {other:?} is not sqlite or postgres"),
-    }
-}
-
 impl Api {
     /// Extra settings as `(variable, value)`.
     pub async fn new(settings: &[(&str, &str)]) -> Self {
@@ -43,7 +29,7 @@ impl Api {
         let postgres = if settings.iter().any(|(k, _)| k == "KEYCAST_DATABASE_URL") {
             None
         } else {
-            inproc_postgres().await
+            super::flow_database().await
         };
         if let Some(db) = &postgres {
             settings.push(("KEYCAST_DATABASE_URL".into(), db.url.clone()));
@@ -164,18 +150,7 @@ impl Drop for Api {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some(db) = self.postgres.take() {
-            // Drop runs inside the test's runtime, which cannot block on itself.
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(db.drop_db());
-            })
-            .join();
-            if dropped.is_err() {
-                eprintln!("could not drop a test database");
-            }
+            super::drop_database(db);
         }
     }
 }

@@ -23,6 +23,37 @@ pub struct Env {
     pub relay_port: u16,
 }
 
+/// A fresh Postgres database of `KEYCAST_TEST_POSTGRES_URL` when the HTTP flow tests run
+/// on Postgres (`KEYCAST_TEST_DATABASE=postgres`; scripts/test runs them once each way),
+/// else `None` (SQLite in the data dir).
+pub async fn flow_database() -> Option<keycast_storage::testing::FreshDb> {
+    match std::env::var("KEYCAST_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {
+            let admin = keycast_storage::testing::postgres_url()
+                .expect("KEYCAST_TEST_DATABASE=postgres needs KEYCAST_TEST_POSTGRES_URL");
+            Some(keycast_storage::testing::FreshDb::create(&admin).await)
+        }
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("KEYCAST_TEST_DATABASE: {other:?} is not sqlite or postgres"),
+    }
+}
+
+/// Drops a [`flow_database`] from a `Drop` impl, which runs inside a test's runtime and
+/// so cannot block on it.
+pub fn drop_database(db: keycast_storage::testing::FreshDb) {
+    let dropped = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(db.drop_db());
+    })
+    .join();
+    if dropped.is_err() {
+        eprintln!("could not drop a test database");
+    }
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()

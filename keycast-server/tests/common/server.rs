@@ -20,6 +20,7 @@ pub struct Served {
     pub http: reqwest::Client,
     child: Child,
     logs: Option<JoinHandle<String>>,
+    database: Option<keycast_storage::testing::FreshDb>,
 }
 
 /// An account made over the API, with one key.
@@ -38,9 +39,18 @@ impl Served {
         Self::start_with(&[]).await
     }
 
-    /// [`Served::start`] with extra command-line arguments (such as `--config`).
+    /// [`Served::start`] with extra command-line arguments (such as `--config`), on
+    /// SQLite or (`KEYCAST_TEST_DATABASE=postgres`) a fresh Postgres database dropped
+    /// with the server.
     pub async fn start_with(args: &[&str]) -> Self {
-        Self::launch(Env::new(), args, &[]).await
+        let database = super::flow_database().await;
+        let vars: Vec<(&str, String)> = database
+            .iter()
+            .map(|db| ("KEYCAST_DATABASE_URL", db.url.clone()))
+            .collect();
+        let mut served = Self::launch(Env::new(), args, &vars).await;
+        served.database = database;
+        served
     }
 
     /// [`Served::start_with`] in `env`, with extra environment variables.
@@ -70,6 +80,7 @@ impl Served {
             http,
             child,
             logs: Some(logs),
+            database: None,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -240,5 +251,8 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(db) = self.database.take() {
+            super::drop_database(db);
+        }
     }
 }

@@ -11,7 +11,8 @@ use keycast_core::Permission;
 use serde::Deserialize;
 
 use super::issued::{self, Back};
-use super::{failure, layout, malformed, preset, session, Signed};
+use super::preset::Presets;
+use super::{failure, layout, malformed, session, Signed};
 use crate::http::authorizations::{authorize, PolicyChoice};
 use crate::http::oauth::page::{escape, key_options};
 use crate::http::AppState;
@@ -55,7 +56,7 @@ fn form_body(keys: &[keycast_core::StoredKey], csrf: &str) -> String {
          <button type=\"submit\">Create connection</button></form>",
         csrf = escape(csrf),
         options = key_options(keys),
-        preset = preset::FIELDS,
+        preset = Presets::Own.fields(),
     )
 }
 
@@ -95,7 +96,8 @@ pub(super) async fn create(
     let Some(label) = form.label.as_deref().filter(|l| !l.trim().is_empty()) else {
         return bad("Enter a label, so you can tell this app's session from others.");
     };
-    let permissions = match preset::permissions(form.preset.as_deref(), form.kinds.as_deref()) {
+    let permissions = match Presets::Own.permissions(form.preset.as_deref(), form.kinds.as_deref())
+    {
         Ok(p) => p,
         Err(message) => return bad(&message),
     };

@@ -7,6 +7,8 @@
 //!   `POST /ui/logout` (ends the session in the store and clears the cookie).
 //! - `sessions`: `GET /ui`, the account's app sessions (authorizations) with their
 //!   activity, and `POST /ui/sessions/{id}/revoke`.
+//! - `approvals`: `GET`/`POST /ui/approvals/{id}`, where a `require_approval`
+//!   authorization's waiting requests are approved or refused (its NIP-46 `auth_url`).
 //! - `connect`: `GET`/`POST /ui/connect/new`, a new bunker connection with a permission
 //!   preset (`preset`); the result page (`issued`) shows its `bunker://` URI (as text and
 //!   an inline SVG QR code, `qr`) and RPC token once.
@@ -25,6 +27,7 @@
 //! `teams::{my_teams, create_team, members_of, set_member, remove, team_keys, add_key,
 //! visible_authorizations, grant, revoke_grant}`), so the UI cannot check differently.
 
+mod approvals;
 mod connect;
 mod issued;
 mod layout;
@@ -63,6 +66,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(HOME, get(sessions::page))
         .route("/ui/sessions/{id}/revoke", post(sessions::revoke))
         .route("/ui/connect/new", get(connect::form).post(connect::create))
+        .route(
+            "/ui/approvals/{id}",
+            get(approvals::page).post(approvals::submit),
+        )
         .route(LOGIN, get(login::form).post(login::submit))
         .route("/ui/logout", post(login::logout))
         .merge(teams::routes())

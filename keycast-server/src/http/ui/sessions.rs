@@ -114,7 +114,24 @@ pub(super) async fn page(State(state): State<AppState>, signed: Signed) -> Respo
         Err(e) => return failure(e),
     };
     let csrf = signed.csrf();
-    let body = render(&all, &keys, &csrf);
+    let mut body = render(&all, &keys, &csrf);
+    // Requests held for this account's decision (their apps' `auth_url`) come first.
+    let desk = &state.services.approvals;
+    let waiting: String = all
+        .iter()
+        .filter(|(a, _)| a.revoked_at.is_none())
+        .map(|(a, _)| (a, desk.waiting(a.id).len()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(a, n)| {
+            format!(
+                "<p class=\"warn\"><a href=\"/ui/approvals/{id}\">{n} request(s) of {label} \
+                 wait for your approval</a></p>",
+                id = a.id,
+                label = escape(a.label.as_str()),
+            )
+        })
+        .collect();
+    body.insert_str(0, &waiting);
     layout::page(StatusCode::OK, "App sessions", HOME, &csrf, &body)
 }
 

@@ -11,7 +11,8 @@ use keycast_core::Permission;
 use serde::Deserialize;
 
 use super::super::issued::{self, Back};
-use super::super::{layout, malformed, params, preset, CsrfForm, Signed};
+use super::super::preset::Presets;
+use super::super::{layout, malformed, params, CsrfForm, Signed};
 use super::{bad, refused, team_path, TEAMS};
 use crate::http::teams::{grant, revoke_grant, TeamGrant};
 use crate::http::{ApiError, AppState};
@@ -41,8 +42,9 @@ fn body(form: ConnectionForm) -> Result<TeamGrant, ApiError> {
             "Enter a label, so the connection can be told from others.",
         ));
     };
-    let permissions =
-        preset::permissions(form.preset.as_deref(), form.kinds.as_deref()).map_err(|m| bad(&m))?;
+    let permissions = Presets::Team
+        .permissions(form.preset.as_deref(), form.kinds.as_deref())
+        .map_err(|m| bad(&m))?;
     Ok(TeamGrant {
         key_id,
         policy_id: None,

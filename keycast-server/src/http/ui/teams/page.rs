@@ -10,8 +10,9 @@ use axum::response::Response;
 use keycast_core::nostr::ToBech32;
 use keycast_core::{Activity, Authorization, StoredKey, TeamMember, TeamRole, User, UserId};
 
+use super::super::preset::Presets;
 use super::super::sessions::{row, table};
-use super::super::{failure, layout, preset, Signed};
+use super::super::{failure, layout, Signed};
 use super::TEAMS;
 use crate::http::accounts::CurrentUser;
 use crate::http::oauth::page::{escape, key_options, key_summary};
@@ -234,7 +235,7 @@ fn connect_form(v: &View) -> String {
         action = escape(&v.path("/connect")),
         csrf = v.csrf_field(),
         keys = key_options(v.keys),
-        preset = preset::FIELDS,
+        preset = Presets::Team.fields(),
     )
 }
 
