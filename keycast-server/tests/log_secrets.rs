@@ -139,6 +139,47 @@ async fn no_secret_reaches_the_logs() {
     )
     .await;
 
+    // The key replaced by a brought nsec, with its own mailed code.
+    post(
+        "/api/auth/confirm/request",
+        Some(&session),
+        json!({"action": "replace_key"}),
+    )
+    .await;
+    let replace_code = common::smtp::token_in(&mailed(&env, "Confirm: replace a key").await);
+    let replacement = Keys::generate();
+    let replacement_nsec = replacement.secret_key().to_bech32().expect("nsec");
+    let replaced = post(
+        &format!("/api/keys/{key_id}/danger/replace"),
+        Some(&session),
+        json!({"account_password": password, "email_code": replace_code, "nsec": replacement_nsec}),
+    )
+    .await;
+    assert_eq!(
+        replaced["key"]["pubkey"],
+        replacement.public_key().to_hex(),
+        "{replaced}"
+    );
+
+    // A team key and an authorization on it: its token and connect secret.
+    let team = post("/api/teams", Some(&session), json!({"name": "ops"})).await;
+    let team_id = team["id"].as_str().expect("team id").to_owned();
+    let team_key = post(
+        &format!("/api/teams/{team_id}/keys"),
+        Some(&session),
+        json!({}),
+    )
+    .await;
+    let grant = post(
+        &format!("/api/teams/{team_id}/authorizations"),
+        Some(&session),
+        json!({"key_id": team_key["id"]}),
+    )
+    .await;
+    let team_token = grant["token"].as_str().expect("team token").to_owned();
+    let team_uri = grant["bunker_uri"].as_str().expect("uri").to_owned();
+    let team_secret = team_uri.split("secret=").nth(1).expect("secret").to_owned();
+
     // A password reset: its mailed token (no SMTP set, so a file in the data dir) and the
     // new password.
     post(
@@ -192,6 +233,14 @@ async fn no_secret_reaches_the_logs() {
         ("forged token", "forged-token-value-1234"),
         ("password-reset token", reset_token.as_str()),
         ("export code", export_code.as_str()),
+        ("replace code", replace_code.as_str()),
+        ("replacement nsec", replacement_nsec.as_str()),
+        (
+            "replacement hex secret",
+            &replacement.secret_key().to_secret_hex(),
+        ),
+        ("team RPC token", team_token.as_str()),
+        ("team connect secret", team_secret.as_str()),
         ("new password", new_password),
         ("e-mail", "ann@example.org"),
     ] {
