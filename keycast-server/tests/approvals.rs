@@ -2,15 +2,17 @@
 //! gets an `auth_url` pointing at the web UI, a person logs in there and approves, and
 //! the client receives the signed event under its request id; a refusal reaches the
 //! client as an error. Over HTTP RPC the same request answers 403 with the link until it
-//! is approved through the JSON API. Bad decisions change nothing.
+//! is approved through the JSON API. Bad decisions change nothing. And a person approves
+//! in a real headless Chromium (see `common::browser`), with screenshots.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::browser::{self, browser, run_node, screenshot_dir};
 use common::pages::{csrf, get, html, login};
-use common::server::{Account, Served};
+use common::server::{Account, Served, PASSWORD};
 use keycast_core::nostr::{EventBuilder, Keys, Url};
 use nostr_connect::prelude::{
     AuthUrlHandler, BoxedFuture, NostrConnect, NostrConnectURI, NostrSigner,
@@ -363,4 +365,61 @@ async fn over_http_rpc_a_request_waits_until_approved_and_bad_decisions_change_n
     let (status, answer) = rpc_sign(&served, &token, "no").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(answer["error"]["code"], "denied", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_approves_a_waiting_request_in_chromium() {
+    let Some((dir, chromium)) = browser() else {
+        return;
+    };
+    let served = Served::start().await;
+    let ann = served.account("ann@example.org").await;
+    let (id, _, token) = ask_each_time(&served, &ann).await;
+    let content = "posted after a click in Chromium";
+    assert_eq!(
+        rpc_sign(&served, &token, content).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let shots = screenshot_dir("approvals");
+    let args = vec![
+        served.env.url(""),
+        ann.email.clone(),
+        PASSWORD.to_owned(),
+        shots.display().to_string(),
+        id.clone(),
+        content.to_owned(),
+    ];
+    let out =
+        tokio::task::spawn_blocking(move || run_node(&dir, &chromium, "approvals.mjs", &args))
+            .await
+            .expect("node thread");
+    let result = browser::result(&out);
+    assert_eq!(
+        result["errors"],
+        json!([]),
+        "console or CSP errors: {result}"
+    );
+    let steps = result["steps"].as_array().expect("steps");
+    for step in [
+        "waiting notice",
+        "waiting table",
+        "request summary",
+        "approve button",
+        "refuse button",
+        "nothing waiting",
+    ] {
+        assert!(steps.contains(&json!(step)), "{step}: {result}");
+    }
+    for shot in result["screenshots"].as_array().expect("screenshots") {
+        let png = std::fs::read(shot.as_str().expect("path")).expect("screenshot file");
+        assert!(png.starts_with(b"\x89PNG"), "{shot} is a PNG");
+    }
+    // Approved in the browser, so the same request now signs, once.
+    let (status, signed) = rpc_sign(&served, &token, content).await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    assert_eq!(
+        rpc_sign(&served, &token, content).await.0,
+        StatusCode::FORBIDDEN
+    );
 }
