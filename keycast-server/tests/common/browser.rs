@@ -82,6 +82,36 @@ pub fn result(out: &std::process::Output) -> Value {
     result
 }
 
+/// Runs the web UI's browser `script` with `args` off the runtime and checks what every
+/// such walk must show: no console or CSP error, each of `steps` seen, and every
+/// screenshot a PNG file. The script's result, for the test's own checks.
+pub async fn walk(
+    dir: PathBuf,
+    chromium: String,
+    script: &'static str,
+    args: Vec<String>,
+    steps: &[&str],
+) -> Value {
+    let out = tokio::task::spawn_blocking(move || run_node(&dir, &chromium, script, &args))
+        .await
+        .expect("node thread");
+    let result = result(&out);
+    assert_eq!(
+        result["errors"],
+        serde_json::json!([]),
+        "console or CSP errors: {result}"
+    );
+    let seen = result["steps"].as_array().expect("steps");
+    for step in steps {
+        assert!(seen.contains(&serde_json::json!(step)), "{step}: {result}");
+    }
+    for shot in result["screenshots"].as_array().expect("screenshots") {
+        let png = std::fs::read(shot.as_str().expect("path")).expect("screenshot file");
+        assert!(png.starts_with(b"\x89PNG"), "{shot} is a PNG");
+    }
+    result
+}
+
 /// `target/ui-screenshots/<name>`, next to the test binary's `target/<profile>/deps`.
 pub fn screenshot_dir(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
