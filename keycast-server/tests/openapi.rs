@@ -62,6 +62,8 @@ async fn the_document_lists_every_endpoint() {
         ("/api/teams/{id}/keys/{key_id}", "delete"),
         ("/api/teams/{id}/policies", "get"),
         ("/api/teams/{id}/policies", "post"),
+        ("/api/teams/{id}/policies/{policy_id}", "put"),
+        ("/api/teams/{id}/policies/{policy_id}", "delete"),
         ("/api/teams/{id}/authorizations", "get"),
         ("/api/teams/{id}/authorizations", "post"),
         (

@@ -204,6 +204,20 @@ async fn teams_end_to_end(database_url: Option<&str>) {
     let dan_path = format!("/members/{dan_id}");
     let grant_bob = json!({"key_id": key_id, "member": "bob@example.org"});
     let new_policy = json!({"name": "any", "permissions": [{"type": "full_access"}]});
+    let spare = team
+        .expect(
+            "setup",
+            &ann,
+            "POST",
+            "/policies",
+            Some(new_policy.clone()),
+            StatusCode::CREATED,
+        )
+        .await;
+    let spare_path = format!("/policies/{}", id_of(&spare));
+    let notes_path = format!("/policies/{policy_id}");
+    let notes_and_reactions = json!({"name": "notes and reactions", "version": 1,
+        "permissions": [{"type": "allowed_kinds", "kinds": [1, 7]}]});
     use StatusCode as S;
     let matrix: Vec<(&str, &str, Option<Value>, [StatusCode; 3])> = vec![
         ("GET", "", None, [S::NOT_FOUND, S::OK, S::OK]),
@@ -226,6 +240,18 @@ async fn teams_end_to_end(database_url: Option<&str>) {
             "/policies",
             Some(new_policy),
             [S::NOT_FOUND, S::FORBIDDEN, S::CREATED],
+        ),
+        (
+            "PUT",
+            &notes_path,
+            Some(notes_and_reactions),
+            [S::NOT_FOUND, S::FORBIDDEN, S::OK],
+        ),
+        (
+            "DELETE",
+            &spare_path,
+            None,
+            [S::NOT_FOUND, S::FORBIDDEN, S::NO_CONTENT],
         ),
         ("GET", "/authorizations", None, [S::NOT_FOUND, S::OK, S::OK]),
         (
@@ -276,6 +302,70 @@ async fn teams_end_to_end(database_url: Option<&str>) {
             .await;
     }
 
+    // The edited team policy reached bob's running app at once; a stale version, a policy
+    // in use and another account's policy are refused.
+    assert_eq!(
+        sign(&api, &bob_token, 7).await,
+        StatusCode::OK,
+        "kind 7 allowed now"
+    );
+    let stale = json!({"name": "x", "version": 1, "permissions": [{"type": "full_access"}]});
+    team.expect("stale", &ann, "PUT", &notes_path, Some(stale), S::CONFLICT)
+        .await;
+    team.expect("in use", &ann, "DELETE", &notes_path, None, S::CONFLICT)
+        .await;
+    team.expect("gone", &ann, "DELETE", &spare_path, None, S::NOT_FOUND)
+        .await;
+    let bad = json!({"name": "x", "permissions": []});
+    team.expect(
+        "no rules",
+        &ann,
+        "PUT",
+        &notes_path,
+        Some(bad),
+        S::BAD_REQUEST,
+    )
+    .await;
+    let (_, theirs) = api
+        .call(
+            "POST",
+            "/api/policies",
+            Some(&cat),
+            Some(json!({"name": "cat's", "permissions": [{"type": "full_access"}]})),
+        )
+        .await;
+    let theirs_path = format!("/policies/{}", id_of(&theirs));
+    team.expect(
+        "not the team's",
+        &ann,
+        "DELETE",
+        &theirs_path,
+        None,
+        S::NOT_FOUND,
+    )
+    .await;
+    let (status, _) = api
+        .call(
+            "GET",
+            &format!("/api/policies/{}", id_of(&theirs)),
+            Some(&cat),
+            None,
+        )
+        .await;
+    assert_eq!(status, S::OK, "cat's own policy is untouched");
+    let (_, listed) = team.call(&bob, "GET", "/policies", None).await;
+    let notes = listed["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .find(|p| p["id"] == policy_id.as_str())
+        .cloned()
+        .expect("notes policy");
+    assert_eq!(
+        (notes["name"].clone(), notes["version"].clone()),
+        (json!("notes and reactions"), json!(2))
+    );
+
     // What each one sees.
     let (_, cats) = api.call("GET", "/api/teams", Some(&cat), None).await;
     assert_eq!(cats["teams"], json!([]));
@@ -294,8 +384,8 @@ async fn teams_end_to_end(database_url: Option<&str>) {
     assert_eq!(mine.len(), 2, "bob sees the two made for him: {mine:?}");
     assert!(mine.iter().all(|a| a["user_id"] == bob_id.as_str()));
     assert!(
-        mine.iter().any(|a| a["signatures"] == 1),
-        "activity is shown: {mine:?}"
+        mine.iter().any(|a| a["signatures"] == 2),
+        "activity is shown (kind 1, then kind 7 after the edit): {mine:?}"
     );
     let all = team
         .expect("admin", &ann, "GET", "/authorizations", None, S::OK)

@@ -198,6 +198,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(teams::list_keys, teams::create_key))
         .routes(routes!(teams::delete_key))
         .routes(routes!(teams::list_policies, teams::create_policy))
+        .routes(routes!(teams::replace_policy, teams::delete_policy))
         .routes(routes!(
             teams::list_authorizations,
             teams::create_authorization

@@ -146,9 +146,20 @@ pub(crate) async fn replace(
     b: Result<Json<PolicyBody>, JsonRejection>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let stored = owned(&state, &current, &id).await?;
-    let b = json_body(b)?;
-    // Validates like a new one; keeps identity, owner and (unless given) version.
-    let fresh = Policy::new(current.tenant_id, Label::parse(&b.name)?, b.permissions)?;
+    Ok(Json(policy_json(
+        &edit(&state, stored, json_body(b)?).await?,
+    )))
+}
+
+/// Replaces `stored`'s name and rules with `b`'s (the caller checked who may); running
+/// apps see the change at once. Shared with team policies.
+pub(crate) async fn edit(
+    state: &AppState,
+    stored: Policy,
+    b: PolicyBody,
+) -> Result<Policy, ApiError> {
+    // Validates like a new one; keeps identity, holder and (unless given) version.
+    let fresh = Policy::new(stored.tenant_id, Label::parse(&b.name)?, b.permissions)?;
     let edit = Policy {
         name: fresh.name,
         permissions: fresh.permissions,
@@ -157,7 +168,7 @@ pub(crate) async fn replace(
     };
     let updated = state.services.store.update_policy(&edit).await?;
     state.services.custody.invalidate_policy(updated.id);
-    Ok(Json(policy_json(&updated)))
+    Ok(updated)
 }
 
 /// Deletes a policy no authorization uses.

@@ -1,5 +1,5 @@
-//! A team's policies and the authorizations on its keys. Admins make both, and grant an
-//! app (for themselves) or a member; members see the policies and what was made for them.
+//! The authorizations on a team's keys. Admins make them for an app (for themselves) or a
+//! member; members see what was made for them.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -7,11 +7,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keycast_core::{
-    Activity, Authorization, AuthorizationId, Email, Label, Permission, Policy, PolicyId, TeamRole,
-    UserId,
+    Activity, Authorization, AuthorizationId, Email, Label, Permission, Policy, TeamRole, UserId,
 };
 use serde::{Deserialize, Serialize};
 
+use super::policies::team_policy;
 use super::{keys::team_key, membership, Membership};
 use crate::http::accounts::CurrentUser;
 use crate::http::authorizations::{
@@ -19,20 +19,7 @@ use crate::http::authorizations::{
     revoke_now, AuthorizationActivity, AuthorizationView, CreatedAuthorization, Granted, Issued,
 };
 use crate::http::error::{json_body, ErrorBody};
-use crate::http::policies::{policy_json, PolicyList, PolicyView};
 use crate::http::{ApiError, AppState};
-
-/// A team policy to create.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TeamPolicyBody {
-    /// 1–100 characters, no control characters.
-    #[schema(min_length = 1, max_length = 100)]
-    name: String,
-    /// Every rule must allow a request (AND); at least one rule.
-    #[schema(value_type = Vec<crate::http::openapi::PermissionDoc>)]
-    permissions: Vec<Permission>,
-}
 
 /// An authorization on a team key to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -68,57 +55,6 @@ pub(crate) struct TeamAuthorization {
 pub(crate) struct TeamAuthorizationList {
     /// Oldest first, revoked ones included.
     authorizations: Vec<TeamAuthorization>,
-}
-
-/// The team's policies (members and admins).
-#[utoipa::path(get, path = "/api/teams/{id}/policies", tag = "teams",
-    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
-    responses(
-        (status = 200, description = "The policies", body = PolicyList),
-        (status = 404, description = "No such team of this account", body = ErrorBody)))]
-pub(crate) async fn list_policies(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    Path(id): Path<String>,
-) -> Result<Json<PolicyList>, ApiError> {
-    let m = membership(&state, &current, &id).await?;
-    let all = state.services.store.list_team_policies(m.team.id).await?;
-    Ok(Json(PolicyList {
-        policies: all.iter().map(policy_json).collect(),
-    }))
-}
-
-/// Creates a team policy (admins).
-#[utoipa::path(post, path = "/api/teams/{id}/policies", tag = "teams", request_body = TeamPolicyBody,
-    params(("id" = String, Path, description = "The team id")), security(("session" = [])),
-    responses(
-        (status = 201, description = "Created", body = PolicyView),
-        (status = 400, description = "Invalid name or permissions", body = ErrorBody),
-        (status = 403, description = "Not a team admin", body = ErrorBody),
-        (status = 404, description = "No such team of this account", body = ErrorBody)))]
-pub(crate) async fn create_policy(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    Path(id): Path<String>,
-    b: Result<Json<TeamPolicyBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let m = membership(&state, &current, &id).await?;
-    m.admin("create policies")?;
-    let b = json_body(b)?;
-    let policy =
-        Policy::new(m.team.tenant_id, Label::parse(&b.name)?, b.permissions)?.for_team(m.team.id);
-    state.services.store.insert_policy(&policy).await?;
-    Ok((StatusCode::CREATED, Json(policy_json(&policy))).into_response())
-}
-
-/// The team policy `id`; 404 for anything else.
-async fn team_policy(state: &AppState, m: &Membership, id: &str) -> Result<Policy, ApiError> {
-    let id: PolicyId = id.parse().map_err(|_| not_found("policy of this team"))?;
-    match state.services.store.get_policy(id).await {
-        Ok(p) if p.team == Some(m.team.id) => Ok(p),
-        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => Err(not_found("policy of this team")),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The authorizations on `m`'s team keys the current account may see, oldest first with

@@ -9,6 +9,7 @@
 //! | `DELETE /api/teams/{id}/members/{user}` | only itself (leave)   | yes   |
 //! | `GET /api/teams/{id}/keys`, `policies`  | yes                   | yes   |
 //! | `POST /api/teams/{id}/keys`, `policies` | 403                   | yes   |
+//! | `PUT`/`DELETE …/policies/{policy}`      | 403                   | yes   |
 //! | `DELETE /api/teams/{id}/keys/{key}`     | 403                   | yes   |
 //! | `GET /api/teams/{id}/authorizations`    | those made for it     | all   |
 //! | `POST /api/teams/{id}/authorizations`   | 403                   | yes   |
@@ -20,6 +21,7 @@
 mod grants;
 mod keys;
 mod members;
+mod policies;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -34,9 +36,12 @@ use super::error::{json_body, ErrorBody};
 use super::{ApiError, AppState};
 
 pub(crate) use grants::{
-    __path_create_authorization, __path_create_policy, __path_list_authorizations,
-    __path_list_policies, __path_revoke_authorization, create_authorization, create_policy,
-    list_authorizations, list_policies, revoke_authorization,
+    __path_create_authorization, __path_list_authorizations, __path_revoke_authorization,
+    create_authorization, list_authorizations, revoke_authorization,
+};
+pub(crate) use policies::{
+    __path_create_policy, __path_delete_policy, __path_list_policies, __path_replace_policy,
+    create_policy, delete_policy, list_policies, replace_policy,
 };
 // The work of the handlers, shared with the web UI (`ui::teams`), which must not check
 // roles or input differently.
