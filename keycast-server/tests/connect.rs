@@ -19,7 +19,6 @@ use keycast_core::nostr::{EventBuilder, Keys, Kind, NostrSigner, PublicKey, Rela
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 
 /// Logs in through `/connect/login` for `uri`; the `Cookie` header to send.
 async fn login(served: &Served, account: &Account, uri: &str) -> String {
@@ -46,27 +45,6 @@ async fn login(served: &Served, account: &Account, uri: &str) -> String {
     let cookie = response.headers()[SET_COOKIE].to_str().expect("cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     cookie.split(';').next().expect("pair").to_owned()
-}
-
-async fn authorizations(served: &Served, account: &Account) -> Vec<Value> {
-    let (status, body) = served
-        .json(
-            Method::GET,
-            "/api/authorizations",
-            Some(&account.session),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["authorizations"].as_array().expect("list").clone()
-}
-
-async fn policies(served: &Served, account: &Account) -> usize {
-    let (status, body) = served
-        .json(Method::GET, "/api/policies", Some(&account.session), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["policies"].as_array().expect("list").len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +99,7 @@ async fn an_approved_uri_pairs_the_client_under_its_perms() {
     .await;
     assert_eq!(status, 200, "{done}");
     assert!(done.contains("Connected — return to the app"), "{done}");
-    let listed = authorizations(&served, &ann).await;
+    let listed = served.authorizations(&ann).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["label"], "Notes <b>");
     assert_eq!(listed[0]["clients"], 1, "the client is bound");
@@ -348,9 +326,9 @@ async fn refusals_leave_nothing_behind() {
     assert!(page.contains("Request declined"), "{page}");
     assert!(location.is_none());
 
-    assert!(authorizations(&served, &ann).await.is_empty());
-    assert!(authorizations(&served, &eve).await.is_empty());
-    assert_eq!(policies(&served, &ann).await, 0);
+    assert!(served.authorizations(&ann).await.is_empty());
+    assert!(served.authorizations(&eve).await.is_empty());
+    assert_eq!(served.policy_count(&ann).await, 0);
 }
 
 #[tokio::test]

@@ -13,27 +13,6 @@ use reqwest::header::SET_COOKIE;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-async fn authorizations(served: &Served, account: &Account) -> Vec<Value> {
-    let (status, body) = served
-        .json(
-            Method::GET,
-            "/api/authorizations",
-            Some(&account.session),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["authorizations"].as_array().expect("list").clone()
-}
-
-async fn policies(served: &Served, account: &Account) -> usize {
-    let (status, body) = served
-        .json(Method::GET, "/api/policies", Some(&account.session), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["policies"].as_array().expect("list").len()
-}
-
 /// An authorization made over the JSON API: its id and RPC token.
 async fn authorize(served: &Served, account: &Account, label: &str) -> (String, String) {
     let (status, body) = served
@@ -49,20 +28,6 @@ async fn authorize(served: &Served, account: &Account, label: &str) -> (String, 
         body["id"].as_str().expect("id").to_owned(),
         body["token"].as_str().expect("token").to_owned(),
     )
-}
-
-/// Signs a kind-`kind` event over HTTP RPC; the status.
-async fn sign(served: &Served, token: &str, kind: u16) -> StatusCode {
-    let template = json!({"kind": kind, "content": "from the web ui test", "tags": []});
-    let (status, _) = served
-        .json(
-            Method::POST,
-            "/api/nostr",
-            Some(token),
-            Some(json!({"method": "sign_event", "params": [template.to_string()]})),
-        )
-        .await;
-    status
 }
 
 fn revoked(list: &[Value], id: &str) -> bool {
@@ -95,7 +60,7 @@ async fn pages_without_a_session_redirect_to_the_login_form() {
     let (status, page, _) = html(&served, Method::GET, "/ui/login", None, None).await;
     assert_eq!(status, 200);
     assert!(page.contains("action=\"/ui/login\""), "{page}");
-    let list = authorizations(&served, &ann).await;
+    let list = served.authorizations(&ann).await;
     assert_eq!(list.len(), 1);
     assert!(!revoked(&list, &id));
     // Unknown /ui pages are an HTML 404.
@@ -174,7 +139,7 @@ async fn every_form_needs_the_sessions_csrf_token() {
     let cookie = login(&served, &ann.email).await;
     // A token from another session of the same account does not do either.
     let other = csrf(&get(&served, "/ui", &login(&served, &ann.email).await, 200).await);
-    let policies_before = policies(&served, &ann).await;
+    let policies_before = served.policy_count(&ann).await;
     for presented in [None, Some(""), Some("00"), Some(other.as_str())] {
         let with = |mut fields: Vec<(&'static str, String)>| {
             fields.extend(presented.map(|c| ("csrf", c.to_owned())));
@@ -201,11 +166,11 @@ async fn every_form_needs_the_sessions_csrf_token() {
         }
     }
     // Nothing happened: no new authorization or policy, not revoked, still logged in.
-    let list = authorizations(&served, &ann).await;
+    let list = served.authorizations(&ann).await;
     assert_eq!(list.len(), 1);
     assert!(!revoked(&list, &id));
-    assert_eq!(policies(&served, &ann).await, policies_before);
-    assert_eq!(sign(&served, &token, 1).await, 200);
+    assert_eq!(served.policy_count(&ann).await, policies_before);
+    assert_eq!(served.sign(&token, 1).await, 200);
     get(&served, "/ui", &cookie, 200).await;
 }
 
@@ -216,7 +181,7 @@ async fn a_session_is_revoked_from_the_list() {
     let eve = served.account("eve@example.org").await;
     let (id, token) = authorize(&served, &ann, "<Notes & co>").await;
     let (eves, eves_token) = authorize(&served, &eve, "Eve's").await;
-    assert_eq!(sign(&served, &token, 1).await, 200);
+    assert_eq!(served.sign(&token, 1).await, 200);
     let cookie = login(&served, &ann.email).await;
 
     let page = get(&served, "/ui", &cookie, 200).await;
@@ -242,16 +207,16 @@ async fn a_session_is_revoked_from_the_list() {
             html(&served, Method::POST, &path, Some(&cookie), Some(fields)).await;
         assert_eq!(status, 404, "{target}: {page}");
     }
-    assert!(!revoked(&authorizations(&served, &eve).await, &eves));
-    assert_eq!(sign(&served, &eves_token, 1).await, 200);
+    assert!(!revoked(&served.authorizations(&eve).await, &eves));
+    assert_eq!(served.sign(&eves_token, 1).await, 200);
 
     let path = format!("/ui/sessions/{id}/revoke");
     let (status, _, location) =
         html(&served, Method::POST, &path, Some(&cookie), Some(fields)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location.as_deref(), Some("/ui"));
-    assert!(revoked(&authorizations(&served, &ann).await, &id));
-    assert_eq!(sign(&served, &token, 1).await, 401, "refused at once");
+    assert!(revoked(&served.authorizations(&ann).await, &id));
+    assert_eq!(served.sign(&token, 1).await, 401, "refused at once");
     let page = get(&served, "/ui", &cookie, 200).await;
     assert!(page.contains("Revoked "), "{page}");
     assert!(!page.contains(&action), "no button once revoked: {page}");
@@ -269,7 +234,7 @@ async fn bad_input_to_the_connect_form_changes_nothing() {
         "{page}"
     );
     let token = csrf(&page);
-    let policies_before = policies(&served, &ann).await;
+    let policies_before = served.policy_count(&ann).await;
     let long = "x".repeat(101);
     let key = ann.key_id.as_str();
     // (fields besides csrf, a phrase the page must show)
@@ -385,9 +350,9 @@ async fn bad_input_to_the_connect_form_changes_nothing() {
         .await
         .expect("post");
     assert!(response.status().is_client_error(), "{}", response.status());
-    assert!(authorizations(&served, &ann).await.is_empty());
-    assert!(authorizations(&served, &eve).await.is_empty());
-    assert_eq!(policies(&served, &ann).await, policies_before);
+    assert!(served.authorizations(&ann).await.is_empty());
+    assert!(served.authorizations(&eve).await.is_empty());
+    assert_eq!(served.policy_count(&ann).await, policies_before);
 }
 
 #[tokio::test]
@@ -426,20 +391,20 @@ async fn a_connection_from_the_form_signs_what_its_preset_allows_and_logout_ends
     );
     assert!(page.contains("Shown once"), "{page}");
     assert!(!page.contains("Full access"), "{page}");
-    let list = authorizations(&served, &ann).await;
+    let list = served.authorizations(&ann).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["label"], "Notes");
     assert_eq!(list[0]["key_id"], ann.key_id.as_str());
     let bunker = list[0]["bunker_pubkey"].as_str().expect("bunker pubkey");
     assert!(uri.starts_with(&format!("bunker://{bunker}?")), "{uri}");
     assert!(uri.contains("secret="), "{uri}");
-    assert_eq!(sign(&served, &rpc, 1).await, 200);
-    assert_eq!(sign(&served, &rpc, 7).await, 200);
-    assert_eq!(sign(&served, &rpc, 4).await, 403, "kind 4 is not allowed");
+    assert_eq!(served.sign(&rpc, 1).await, 200);
+    assert_eq!(served.sign(&rpc, 7).await, 200);
+    assert_eq!(served.sign(&rpc, 4).await, 403, "kind 4 is not allowed");
 
     let (_, full_rpc, page) = create("full", "", "Everything").await;
     assert!(page.contains("Full access"), "{page}");
-    assert_eq!(sign(&served, &full_rpc, 30023).await, 200);
+    assert_eq!(served.sign(&full_rpc, 30023).await, 200);
     let page = get(&served, "/ui", &cookie, 200).await;
     assert!(
         page.contains("Notes") && page.contains("Everything"),
@@ -522,7 +487,7 @@ async fn a_person_uses_the_web_ui_in_chromium() {
     let uri = result["uri"].as_str().expect("uri");
     assert!(uri.starts_with("bunker://"), "{uri}");
     assert_eq!(result["qr"], uri, "the QR code decodes to the URI");
-    let list = authorizations(&served, &ann).await;
+    let list = served.authorizations(&ann).await;
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["label"], result["label"]);
     let bunker = list[0]["bunker_pubkey"].as_str().expect("bunker pubkey");

@@ -404,20 +404,6 @@ async fn a_member_sees_its_own_and_gets_403_on_every_admin_form() {
     assert_eq!(members, &json!([["ann@example.org", "admin"]]), "bob left");
 }
 
-/// Signs a kind-`kind` event over HTTP RPC with `token`; the status.
-async fn sign(served: &Served, token: &str, kind: u16) -> StatusCode {
-    let template = json!({"kind": kind, "content": "from the team pages test", "tags": []});
-    let (status, _) = served
-        .json(
-            Method::POST,
-            "/api/nostr",
-            Some(token),
-            Some(json!({"method": "sign_event", "params": [template.to_string()]})),
-        )
-        .await;
-    status
-}
-
 #[tokio::test]
 async fn an_admin_runs_a_team_from_its_pages() {
     let mut served = Served::start().await;
@@ -520,8 +506,8 @@ async fn an_admin_runs_a_team_from_its_pages() {
     assert!(page.contains(&format!(
         "<a href=\"/ui/teams/{team}\">Back to the team</a>"
     )));
-    assert_eq!(sign(&served, &rpc, 1).await, StatusCode::OK);
-    assert_eq!(sign(&served, &rpc, 7).await, StatusCode::FORBIDDEN);
+    assert_eq!(served.sign(&rpc, 1).await, StatusCode::OK);
+    assert_eq!(served.sign(&rpc, 7).await, StatusCode::FORBIDDEN);
     let bob_id = user_id(&served, &bob).await;
     let all = api(
         &served,
@@ -551,7 +537,7 @@ async fn an_admin_runs_a_team_from_its_pages() {
     assert_eq!(status, StatusCode::CREATED, "{page}");
     assert!(page.contains("Full access"), "{page}");
     assert!(!page.contains("id=\"for-whom\""), "{page}");
-    assert_eq!(sign(&served, &code(&page, "rpc-token"), 30023).await, 200);
+    assert_eq!(served.sign(&code(&page, "rpc-token"), 30023).await, 200);
 
     // The team page lists both, for whom, with activity; the credentials never.
     let page = get(&served, &path(""), &cookie, 200).await;
@@ -567,7 +553,7 @@ async fn an_admin_runs_a_team_from_its_pages() {
     let (status, _, location) = form(path(&format!("/authorizations/{bobs}/revoke")), vec![]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location, back);
-    assert_eq!(sign(&served, &rpc, 1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(served.sign(&rpc, 1).await, StatusCode::UNAUTHORIZED);
     let now = snapshot(&served, &ann, &team).await;
     let revoked: Vec<&Value> = now["authorizations"]
         .as_array()
@@ -927,7 +913,7 @@ async fn an_admin_and_a_member_use_the_team_pages_in_chromium() {
     assert_eq!(bobs["signatures"], 1, "{bobs}");
     assert!(!bobs["revoked_at"].is_null(), "{bobs}");
     let token = result["token"].as_str().expect("token");
-    assert_eq!(sign(&served, token, 1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(served.sign(token, 1).await, StatusCode::UNAUTHORIZED);
     let anns = all
         .iter()
         .find(|a| a["user_id"] != bob_id.as_str())

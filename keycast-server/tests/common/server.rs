@@ -183,6 +183,44 @@ impl Served {
         }
     }
 
+    /// The account's authorizations, as `GET /api/authorizations` lists them.
+    pub async fn authorizations(&self, account: &Account) -> Vec<Value> {
+        let (status, body) = self
+            .json(
+                reqwest::Method::GET,
+                "/api/authorizations",
+                Some(&account.session),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["authorizations"].as_array().expect("list").clone()
+    }
+
+    /// How many policies the account has.
+    pub async fn policy_count(&self, account: &Account) -> usize {
+        let (status, body) = self
+            .json(
+                reqwest::Method::GET,
+                "/api/policies",
+                Some(&account.session),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["policies"].as_array().expect("list").len()
+    }
+
+    /// Signs a kind-`kind` event over HTTP RPC with `token`; the status.
+    pub async fn sign(&self, token: &str, kind: u16) -> StatusCode {
+        let template = json!({"kind": kind, "content": "from a test", "tags": []});
+        let body = json!({"method": "sign_event", "params": [template.to_string()]});
+        let (status, _) = self
+            .json(reqwest::Method::POST, "/api/nostr", Some(token), Some(body))
+            .await;
+        status
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
