@@ -77,6 +77,15 @@ impl ApprovalDesk {
         list
     }
 
+    /// How many requests wait now, per authorization (one pass over the desk).
+    pub fn waiting_counts(&self) -> std::collections::HashMap<AuthorizationId, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for (key, _) in self.waiting.iter() {
+            *counts.entry(key.0).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// Approves or refuses the waiting request `id` of `authorization`; false when no such
     /// request waits (unknown, already decided, or expired).
     pub fn decide(&self, authorization: AuthorizationId, id: &str, approve: bool) -> bool {
@@ -204,6 +213,7 @@ mod tests {
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].summary, "sign an event of kind 1: hi");
         assert!(desk.waiting(AuthorizationId::random()).is_empty());
+        assert_eq!(desk.waiting_counts().get(&a), Some(&1));
 
         assert!(
             !desk.decide(AuthorizationId::random(), &waiting[0].id, true),

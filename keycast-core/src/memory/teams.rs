@@ -125,7 +125,12 @@ impl Inner {
             self.team_members.insert((team, user), member);
             return Err(Error::Conflict("a team needs at least one admin".into()));
         }
-        let team_keys: Vec<_> = self.team_keys(team).iter().map(|k| k.id).collect();
+        let team_keys: Vec<_> = self
+            .keys
+            .values()
+            .filter(|k| k.team == Some(team))
+            .map(|k| k.id)
+            .collect();
         Ok(self.revoke_where(at, |a| a.user_id == user && team_keys.contains(&a.key_id)))
     }
 

@@ -157,20 +157,20 @@ pub(crate) async fn danger_export(
 
 /// The owner's proof for a `danger` call: the account password (under the login rate
 /// limit and lockout), then the code mailed for `purpose`, spent only now, once the rest
-/// of the request is known to be good.
+/// of the request is known to be good. Answers the account.
 pub(crate) async fn owner_confirms(
     state: &AppState,
     current: &CurrentUser,
     password: Zeroizing<String>,
     code: &str,
     purpose: EmailPurpose,
-) -> Result<(), ApiError> {
-    check_account_password(state, current, password).await?;
+) -> Result<keycast_core::User, ApiError> {
+    let user = check_account_password(state, current, password).await?;
     let code = super::email_flows::redeem(state, current.tenant_id, code, purpose).await?;
     if code.user_id != current.user_id {
         return Err(super::email_flows::invalid_token());
     }
-    Ok(())
+    Ok(user)
 }
 
 /// The account password, under the login rate limit and lockout.
@@ -178,7 +178,7 @@ async fn check_account_password(
     state: &AppState,
     current: &CurrentUser,
     password: Zeroizing<String>,
-) -> Result<(), ApiError> {
+) -> Result<keycast_core::User, ApiError> {
     let user = state.services.store.get_user(current.user_id).await?;
     let login = user
         .email
@@ -187,7 +187,7 @@ async fn check_account_password(
     let limited = super::login_guard::account_key(current.tenant_id, login);
     state.login_guard.admit(&limited).await?;
     if password.len() > passwords::MAX_BYTES
-        || !passwords::verify(password, user.password_hash).await
+        || !passwords::verify(password, user.password_hash.clone()).await
     {
         state.login_guard.failed(&limited).await;
         return Err(ApiError::new(
@@ -197,5 +197,5 @@ async fn check_account_password(
         ));
     }
     state.login_guard.succeeded(&limited).await;
-    Ok(())
+    Ok(user)
 }

@@ -75,14 +75,21 @@ pub(crate) async fn danger_replace(
     let b = json_body(b)?;
     let names = ["nsec", "ncryptsec", "ncryptsec_password"];
     let secret = imported_secret(&state, names, b.nsec, b.ncryptsec, b.ncryptsec_password).await?;
-    if secret
-        .as_ref()
-        .is_some_and(|s| keycast_core::nostr::Keys::new(s.clone()).public_key() == key.pubkey)
-    {
-        return Err(ApiError::bad_request("this is the key's current secret"));
+    // Checked before the code is spent; the pubkey is a scalar multiplication, off the runtime.
+    if let Some(s) = secret.clone() {
+        let pubkey =
+            tokio::task::spawn_blocking(move || keycast_core::nostr::Keys::new(s).public_key())
+                .await
+                .map_err(|e| {
+                    ApiError::from(keycast_core::Error::Internal(format!("pubkey task: {e}")))
+                })?;
+        if pubkey == key.pubkey {
+            return Err(ApiError::bad_request("this is the key's current secret"));
+        }
     }
     let purpose = EmailPurpose::ConfirmReplaceKey;
-    owner_confirms(&state, &current, b.account_password, &b.email_code, purpose).await?;
+    let owner =
+        owner_confirms(&state, &current, b.account_password, &b.email_code, purpose).await?;
     let replaced = match state
         .services
         .custody
@@ -105,7 +112,7 @@ pub(crate) async fn danger_replace(
         }
     }
     tracing::warn!(key = %key.id, user = %current.user_id, revoked = replaced.revoked.len(), "key replaced");
-    let notified = notify(&state, &current, &replaced).await;
+    let notified = notify(&state, &owner, &replaced).await;
     Ok(Json(Replaced {
         key: key_json(&replaced.key),
         old_pubkey: replaced.old_pubkey.to_hex(),
@@ -117,13 +124,10 @@ pub(crate) async fn danger_replace(
 /// Tells the owner what changed; false (and a warning) when the mail cannot go out.
 async fn notify(
     state: &AppState,
-    current: &CurrentUser,
+    owner: &keycast_core::User,
     replaced: &keycast_core::ReplacedKey,
 ) -> bool {
-    let Ok(user) = state.services.store.get_user(current.user_id).await else {
-        return false;
-    };
-    let Some(email) = user.email else {
+    let Some(email) = &owner.email else {
         return false;
     };
     let npub = |p: &keycast_core::nostr::PublicKey| p.to_bech32().unwrap_or_else(|_| p.to_hex());

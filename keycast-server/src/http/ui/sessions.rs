@@ -116,12 +116,11 @@ pub(super) async fn page(State(state): State<AppState>, signed: Signed) -> Respo
     let csrf = signed.csrf();
     let mut body = render(&all, &keys, &csrf);
     // Requests held for this account's decision (their apps' `auth_url`) come first.
-    let desk = &state.services.approvals;
+    let counts = state.services.approvals.waiting_counts();
     let waiting: String = all
         .iter()
         .filter(|(a, _)| a.revoked_at.is_none())
-        .map(|(a, _)| (a, desk.waiting(a.id).len()))
-        .filter(|(_, n)| *n > 0)
+        .filter_map(|(a, _)| counts.get(&a.id).map(|n| (a, *n)))
         .map(|(a, n)| {
             format!(
                 "<p class=\"warn\"><a href=\"/ui/approvals/{id}\">{n} request(s) of {label} \
