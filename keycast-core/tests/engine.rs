@@ -476,6 +476,120 @@ async fn a_key_that_decrypts_to_another_pubkey_is_refused() {
     // A failed load is not cached: the next call tries again and fails again.
     let r = f.custody.get_public_key(Caller::Owner(id)).await;
     assert_eq!(r, Err(Error::KeyMismatch));
+    // Counted, and flagged for readiness until a key opens again.
+    let stats = f.custody.stats();
+    assert_eq!((stats.key_open_failures, stats.keys_unopenable), (2, true));
+    f.custody.get_public_key(f.owner()).await.expect("a good key");
+    let stats = f.custody.stats();
+    assert_eq!((stats.key_open_failures, stats.keys_unopenable), (2, false));
+}
+
+#[tokio::test]
+async fn a_missing_master_key_is_a_key_manager_error_not_a_missing_record() {
+    let f = fixture().await;
+    let auth = f.authorize(vec![Permission::FullAccess]).await;
+    // The same store under another master key: what a regenerated key file looks like.
+    let other = Custody::builder(f.store.clone(), Arc::new(InsecureTestKeyManager::new()))
+        .build()
+        .expect("engine");
+    let r = other.get_public_key(Caller::Authorization(auth.id)).await;
+    assert!(matches!(r, Err(Error::KeyManager(_))), "{r:?}");
+    assert!(other.stats().keys_unopenable);
+}
+
+#[tokio::test]
+async fn the_engine_checks_who_holds_the_key() {
+    let f = fixture().await;
+    let alices = f.authorize(vec![Permission::FullAccess]).await;
+    let bob = User::new(f.tenant.id, Username::parse("bob").expect("name"), None);
+    f.store.create_user(&bob).await.expect("user");
+    let bobs_key = f
+        .custody
+        .create_key(
+            f.tenant.id,
+            Some(bob.id),
+            KeyKind::User,
+            Label::parse("bob").expect("label"),
+            None,
+        )
+        .await
+        .expect("key");
+    let mut alices_policy = Policy::new(
+        f.tenant.id,
+        Label::parse("alice's").expect("label"),
+        vec![Permission::FullAccess],
+    )
+    .expect("policy");
+    alices_policy.owner = Some(f.user.id);
+    f.store.insert_policy(&alices_policy).await.expect("policy");
+    let new = |user: UserId, key: KeyId, policy: PolicyId| NewAuthorization {
+        tenant_id: f.tenant.id,
+        user_id: user,
+        key_id: key,
+        policy_id: policy,
+        label: Label::parse("x").expect("label"),
+        relays: vec![],
+        expires_at: None,
+    };
+    let before = f.store.list_authorizations(f.tenant.id, None).await.expect("list");
+
+    // An embedding app's mistake: Bob on Alice's key, or Bob with Alice's policy.
+    let r = f
+        .custody
+        .create_authorization(new(bob.id, f.key.id, alices.policy_id))
+        .await;
+    assert_eq!(r.err(), Some(Error::NotFound { what: "key" }));
+    let r = f
+        .custody
+        .create_authorization(new(bob.id, bobs_key.id, alices_policy.id))
+        .await;
+    assert_eq!(r.err(), Some(Error::NotFound { what: "policy" }));
+    let after = f.store.list_authorizations(f.tenant.id, None).await.expect("list");
+    assert_eq!(before.len(), after.len(), "nothing was created");
+
+    // A row pointed at Alice's key for Bob (written past the engine) never signs.
+    let mut forged = f.store.get_authorization(alices.id).await.expect("get");
+    forged.id = AuthorizationId::random();
+    forged.bunker_pubkey = Keys::generate().public_key();
+    forged.user_id = bob.id;
+    f.store.insert_authorization(&forged).await.expect("insert");
+    let r = f
+        .custody
+        .sign_event(
+            Caller::Authorization(forged.id),
+            EventTemplate::new(Kind::TextNote, "as alice"),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::Denied(_))), "{r:?}");
+    let r = f.custody.authorization_by_bunker(forged.bunker_pubkey).await;
+    assert!(matches!(r, Err(Error::Denied(_))), "{r:?}");
+
+    // Team keys: members may, others may not; leaving the team ends it.
+    let team = Team::new(f.tenant.id, Label::parse("ops").expect("label"));
+    f.store.create_team(&team, f.user.id).await.expect("team");
+    let team_key = f
+        .custody
+        .create_team_key(f.tenant.id, team.id, Label::parse("t").expect("label"), None)
+        .await
+        .expect("team key");
+    let r = f
+        .custody
+        .create_authorization(new(bob.id, team_key.id, alices.policy_id))
+        .await;
+    assert_eq!(r.err(), Some(Error::NotFound { what: "key" }));
+    f.store
+        .set_team_member(team.id, bob.id, TeamRole::Member)
+        .await
+        .expect("member");
+    let (granted, _) = f
+        .custody
+        .create_authorization(new(bob.id, team_key.id, alices.policy_id))
+        .await
+        .expect("a member may");
+    f.custody
+        .get_public_key(Caller::Authorization(granted.id))
+        .await
+        .expect("signs for a member");
 }
 
 #[tokio::test]

@@ -25,6 +25,16 @@
 //! | `[[oauth_clients]]` (`id`, `name`, `redirect_uris`) | `KEYCAST_OAUTH_CLIENTS` (a JSON array of those objects) | none (OAuth refuses every client) |
 //! | `smtp_url` | `KEYCAST_SMTP_URL` (`smtp://host:port`, `smtps://user:password@host`, `?tls=required`) | none: mail is written to `<data_dir>/mail/` |
 //! | `mail_from` | `KEYCAST_MAIL_FROM` | `keycast <keycast@localhost>` |
+//! | `metrics_listen` | `KEYCAST_METRICS_LISTEN` | none: `/metrics` is served on `listen` |
+//! | `min_free_disk_mib` | `KEYCAST_MIN_FREE_DISK_MIB` (0–1048576) | `64`: readiness fails below it in the data dir |
+//! | `[connections]` `http_max` | `KEYCAST_HTTP_MAX_CONNECTIONS` (1–1000000) | half the descriptor limit less 256 |
+//! | `[connections]` `http_max_per_address` | `KEYCAST_HTTP_MAX_CONNECTIONS_PER_ADDRESS` | `256` (IPv6: per /64) |
+//! | `[connections]` `http_header_timeout_secs` | `KEYCAST_HTTP_HEADER_TIMEOUT_SECS` (1–3600) | `10`: to send a request head, or the next one on a kept-alive connection |
+//! | `[connections]` `http_idle_timeout_secs` | `KEYCAST_HTTP_IDLE_TIMEOUT_SECS` (1–3600) | `60`: no byte either way |
+//! | `[connections]` `relay_max` | `KEYCAST_RELAY_MAX_CONNECTIONS` (1–1000000) | a quarter of the descriptor limit less 256 |
+//! | `[connections]` `relay_max_per_address` | `KEYCAST_RELAY_MAX_CONNECTIONS_PER_ADDRESS` | `32` |
+//! | `[connections]` `relay_handshake_timeout_secs` | `KEYCAST_RELAY_HANDSHAKE_TIMEOUT_SECS` (1–3600) | `10` |
+//! | `[connections]` `relay_idle_timeout_secs` | `KEYCAST_RELAY_IDLE_TIMEOUT_SECS` (1–3600) | `300` |
 //! | `tenants_by_host` | `KEYCAST_TENANTS_BY_HOST` (`true`, `false`) | `true` when tenants are listed, else `false` (one tenant at every host) |
 //! | `[[tenants]]` (`name`, `hosts`) | `KEYCAST_TENANTS` (a JSON array of those objects) | none |
 //!
@@ -114,6 +124,13 @@ pub struct Config {
     pub smtp_url: Option<crate::mail::SmtpUrl>,
     /// `From` of account mail.
     pub mail_from: String,
+    /// A second listen address for `/metrics` and the health checks; when set, the main
+    /// listener no longer answers `/metrics`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Readiness fails while the data dir's file system has less free space than this.
+    pub min_free_disk_bytes: u64,
+    /// Connection caps and timeouts of the HTTP listener and the embedded relay.
+    pub connections: crate::connections::ConnectionSettings,
 }
 
 /// The TOML file: every key optional.
@@ -145,6 +162,9 @@ struct File {
     tenants: Option<Vec<crate::tenancy::settings::RawTenant>>,
     smtp_url: Option<String>,
     mail_from: Option<String>,
+    metrics_listen: Option<String>,
+    min_free_disk_mib: Option<u64>,
+    connections: Option<crate::connections::settings::RawConnections>,
 }
 
 /// `true`, `1`, `yes` or `false`, `0`, `no`, in any case.
@@ -162,7 +182,7 @@ fn bad(setting: &str, reason: impl std::fmt::Display) -> ServerError {
 
 /// A number from the environment, else the file, checked against `range`; `None` when
 /// neither sets it.
-fn number<T>(
+pub(crate) fn number<T>(
     setting: &str,
     env: Option<String>,
     file: Option<T>,
@@ -412,7 +432,33 @@ impl Config {
             f.tenants,
         )?;
 
+        let metrics_listen = match env("KEYCAST_METRICS_LISTEN").or(f.metrics_listen) {
+            Some(v) => Some(
+                v.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|e| bad("KEYCAST_METRICS_LISTEN", format!("{v:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        if metrics_listen.is_some_and(|m| m == listen) {
+            return Err(bad(
+                "KEYCAST_METRICS_LISTEN",
+                "must differ from KEYCAST_LISTEN",
+            ));
+        }
+        let min_free_disk_mib = number(
+            "KEYCAST_MIN_FREE_DISK_MIB",
+            env("KEYCAST_MIN_FREE_DISK_MIB"),
+            f.min_free_disk_mib,
+            0..=1_048_576,
+        )?
+        .unwrap_or(64);
+        let connections = crate::connections::settings::resolve(&env, f.connections)?;
+
         Ok(Self {
+            metrics_listen,
+            min_free_disk_bytes: min_free_disk_mib * 1024 * 1024,
+            connections,
             listen,
             data_dir,
             relays,

@@ -4,6 +4,7 @@
 //! nothing and cannot be used as a general relay by whoever can reach it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use keycast_core::nostr::{Event, Kind, RelayUrl};
@@ -14,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::connections::idle::{Activity, Tracked};
+use crate::connections::{ConnectionSettings, Gate, Limits};
 use crate::error::{Result, ServerError};
 
 #[derive(Debug)]
@@ -45,8 +48,18 @@ pub struct EmbeddedRelay {
 }
 
 impl EmbeddedRelay {
-    /// Starts listening on `addr`.
+    /// Starts listening on `addr` with the default connection limits
+    /// ([`ConnectionSettings::default`], caps from the descriptor limit).
     pub async fn start(addr: SocketAddr) -> Result<Self> {
+        let limits = ConnectionSettings::default().relay;
+        let descriptors = crate::connections::raise_descriptor_limit().unwrap_or(1024);
+        let (_, cap) = crate::connections::default_caps(descriptors);
+        Self::start_limited(addr, Gate::new(cap, limits.max_per_address), limits).await
+    }
+
+    /// Starts listening on `addr`; connections are admitted by `gate` and closed when
+    /// idle or slow to upgrade as `limits` says.
+    pub async fn start_limited(addr: SocketAddr, gate: Arc<Gate>, limits: Limits) -> Result<Self> {
         let builder = RelayBuilder::default()
             .addr(addr.ip())
             .port(addr.port())
@@ -66,7 +79,7 @@ impl EmbeddedRelay {
             .map_err(|e| ServerError::Relay(format!("cannot listen on {addr}: {e}")))?;
         let url = RelayUrl::parse(&format!("ws://{bound}"))
             .map_err(|e| ServerError::Relay(format!("relay address {bound}: {e}")))?;
-        let accepting = tokio::spawn(accept_nodelay(listener, relay.clone()));
+        let accepting = tokio::spawn(accept_limited(listener, relay.clone(), gate, limits));
         Ok(Self {
             relay,
             accepting,
@@ -81,15 +94,36 @@ impl EmbeddedRelay {
     }
 }
 
-/// Accepts connections for `relay` with `TCP_NODELAY` set, until the task is aborted.
-///
-/// `LocalRelay::run` accepts without it. The relay answers a client's request with `OK` and
-/// a moment later forwards the signer's reply to the same client: with Nagle on, the reply
-/// waits for the client's ACK of the `OK`, which Linux delays by 40 ms. Measured on the
-/// embedded relay: a NIP-46 round trip took 46 ms at p50 before, about 1 ms after.
-/// `take_connection` expects the HTTP upgrade done, so it is done here. Accept errors (out
-/// of file descriptors, say) are retried after a pause rather than ending the loop.
+/// Accepts connections for `relay` with `TCP_NODELAY` set, until the task is aborted, with
+/// no cap of ours (the benches' relay; [`accept_limited`] is the server's).
 pub async fn accept_nodelay(listener: TcpListener, relay: LocalRelay) {
+    let limits = Limits {
+        max: None,
+        max_per_address: usize::MAX,
+        header_timeout: HANDSHAKE_TIMEOUT,
+        idle_timeout: Duration::from_secs(3600),
+    };
+    accept_limited(listener, relay, Gate::new(usize::MAX, usize::MAX), limits).await;
+}
+
+/// Accepts connections for `relay` with `TCP_NODELAY` set, under `gate` (a refused
+/// connection is closed at once), until the task is aborted. A client must finish its
+/// WebSocket upgrade within `limits.header_timeout`, and a connection that moves no byte
+/// for `limits.idle_timeout` is closed.
+///
+/// `LocalRelay::run` accepts without `TCP_NODELAY`. The relay answers a client's request
+/// with `OK` and a moment later forwards the signer's reply to the same client: with
+/// Nagle on, the reply waits for the client's ACK of the `OK`, which Linux delays by
+/// 40 ms. Measured on the embedded relay: a NIP-46 round trip took 46 ms at p50 before,
+/// about 1 ms after. `take_connection` expects the HTTP upgrade done, so it is done here.
+/// Accept errors (out of file descriptors, say) are retried after a pause rather than
+/// ending the loop.
+pub async fn accept_limited(
+    listener: TcpListener,
+    relay: LocalRelay,
+    gate: Arc<Gate>,
+    limits: Limits,
+) {
     loop {
         let (mut tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -99,17 +133,31 @@ pub async fn accept_nodelay(listener: TcpListener, relay: LocalRelay) {
                 continue;
             }
         };
+        let Ok(admission) = gate.admit(peer.ip()) else {
+            tracing::debug!(%peer, "relay connection refused: too many open");
+            continue;
+        };
         let relay = relay.clone();
         tokio::spawn(async move {
             let upgraded = tcp.set_nodelay(true).is_ok()
-                && tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade(&mut tcp))
+                && tokio::time::timeout(limits.header_timeout, upgrade(&mut tcp))
                     .await
                     .is_ok_and(|done| done.is_some());
             if upgraded {
-                if let Err(e) = relay.take_connection(tcp, peer).await {
-                    tracing::debug!(error = %e, "relay connection ended");
+                let activity = Activity::new();
+                let stream = Tracked::new(tcp, activity.clone());
+                tokio::select! {
+                    taken = relay.take_connection(stream, peer) => {
+                        if let Err(e) = taken {
+                            tracing::debug!(error = %e, "relay connection ended");
+                        }
+                    }
+                    () = activity.idle_for(limits.idle_timeout) => {
+                        tracing::debug!(%peer, "relay connection idle; closed");
+                    }
                 }
             }
+            drop(admission);
         });
     }
 }

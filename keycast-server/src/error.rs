@@ -25,6 +25,10 @@ pub enum ServerError {
     /// The key manager could not be set up.
     #[error("key manager: {0}")]
     Kms(#[from] keycast_kms::KmsError),
+    /// The master key does not fit the database: missing while sealed keys exist, or not
+    /// the one their rows were wrapped by. The message names the file or key.
+    #[error("master key: {0}")]
+    MasterKey(String),
     /// A custody operation failed.
     #[error(transparent)]
     Custody(#[from] keycast_core::Error),

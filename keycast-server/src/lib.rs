@@ -10,6 +10,9 @@
 //!   custody engine.
 //! - [`serve`](mod@serve): the data-dir lock ([`lock`]), the NIP-46 bunker on the configured relays
 //!   or an [`embedded_relay`], the HTTP API ([`http::app`]), graceful shutdown.
+//! - [`listener`] and [`connections`]: the HTTP listener (hyper with header-read and idle
+//!   timeouts) and the connection caps, total and per address, it shares with the
+//!   embedded relay.
 //! - [`fence`]: follows the store's change feed so writes made by the CLI or another
 //!   instance reach this process's caches and NIP-46 subscription within ~250 ms (at once
 //!   for this instance's own writes and, in a cluster, for announced ones).
@@ -54,11 +57,13 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod embedded_relay;
 pub mod error;
 pub mod fence;
 pub mod http;
 pub mod kms_metrics;
+pub mod listener;
 pub mod lock;
 pub mod logging;
 pub mod mail;

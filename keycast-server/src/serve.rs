@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::connections::Gate;
 use crate::embedded_relay::EmbeddedRelay;
 use crate::error::{Result, ServerError};
 use crate::fence::Fence;
@@ -26,6 +27,17 @@ pub const BACKGROUND_DRAIN: Duration = Duration::from_secs(10);
 /// drains and closes. Returns once everything is closed.
 pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
+    let descriptors = crate::connections::raise_descriptor_limit().unwrap_or(1024);
+    let (http_cap, relay_cap) = crate::connections::default_caps(descriptors);
+    let limits = &config.connections;
+    let http_gate = Gate::new(
+        limits.http.max.unwrap_or(http_cap),
+        limits.http.max_per_address,
+    );
+    let relay_gate = Gate::new(
+        limits.relay.max.unwrap_or(relay_cap),
+        limits.relay.max_per_address,
+    );
     // Cluster mode connects first: without Redis it must not start at all.
     let cluster = match &config.cluster {
         Some(settings) => {
@@ -37,7 +49,12 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     };
     let services = Services::open_serving(&config, cluster.as_ref().map(|c| c.router())).await?;
     let embedded = if config.relays.is_empty() {
-        let relay = EmbeddedRelay::start(config.embedded_relay_listen).await?;
+        let relay = EmbeddedRelay::start_limited(
+            config.embedded_relay_listen,
+            relay_gate.clone(),
+            limits.relay,
+        )
+        .await?;
         tracing::warn!(
             relay = %relay.url,
             "no relays configured (KEYCAST_RELAYS): running an embedded NIP-46 relay for \
@@ -62,6 +79,14 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::io(format!("listen on {}", config.listen), e))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServerError::io(format!("listen on {addr} (metrics)"), e))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         listen = %config.listen,
         data_dir = %config.data_dir.display(),
@@ -89,22 +114,41 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         // Only now, listening on the relays, does this instance take its share.
         cluster.register().await?;
     }
-    let state = AppState::new(services.clone(), Some(bunker.clone())).with_cluster(cluster.clone());
+    let state = AppState::new(services.clone(), Some(bunker.clone()))
+        .with_cluster(cluster.clone())
+        .with_gates(
+            http_gate.clone(),
+            embedded.as_ref().map(|_| relay_gate.clone()),
+        );
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let leaving = cluster.clone();
     let left_at = Arc::new(std::sync::OnceLock::new());
     let left = left_at.clone();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        stop.await;
-        if let Some(cluster) = leaving {
-            // Before draining: the others take this instance's share now, while it still
-            // answers (claims settle the overlap), so no request finds nobody.
-            cluster.leave().await;
-            let _ = left.set(std::time::Instant::now());
-        }
-        tracing::info!("stop requested: draining HTTP for up to {HTTP_DRAIN:?}");
-        let _ = stopping_tx.send(true);
+    let metrics_server = metrics_listener.map(|l| {
+        // The operator's port: a small fixed cap of its own, so a flood of the public
+        // listener cannot take health checks and scrapes with it.
+        let gate = Gate::new(64, 64);
+        tokio::spawn(crate::listener::serve_http(
+            l,
+            crate::http::operations_app(state.clone()),
+            gate,
+            limits.http,
+            std::future::pending(),
+        ))
     });
+    let router = app(state);
+    let server =
+        crate::listener::serve_http(listener, router, http_gate, limits.http, async move {
+            stop.await;
+            if let Some(cluster) = leaving {
+                // Before draining: the others take this instance's share now, while it still
+                // answers (claims settle the overlap), so no request finds nobody.
+                cluster.leave().await;
+                let _ = left.set(std::time::Instant::now());
+            }
+            tracing::info!("stop requested: draining HTTP for up to {HTTP_DRAIN:?}");
+            let _ = stopping_tx.send(true);
+        });
     let mut stopping = stopping_rx;
     let drained = async {
         // The drain deadline starts at the stop signal, not at start-up.
@@ -112,8 +156,11 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         tokio::time::sleep(HTTP_DRAIN).await;
     };
     tokio::select! {
-        served = server => served.map_err(|e| ServerError::io("HTTP server", e))?,
+        () = server => {}
         () = drained => tracing::warn!("HTTP drain deadline passed; closing open connections"),
+    }
+    if let Some(m) = metrics_server {
+        m.abort();
     }
 
     fence.abort();

@@ -101,7 +101,14 @@ impl Services {
         }
         let store = db.clone().into_key_store();
         let kms_metrics = Arc::new(KmsMetrics::default());
-        let keyring = keyring(config, previous_master_key, kms_metrics.clone()).await?;
+        let keyring = keyring(
+            config,
+            store.as_ref(),
+            previous_master_key,
+            kms_metrics.clone(),
+        )
+        .await?;
+        check_master_keys(config, store.as_ref(), &keyring).await?;
         let approvals = Arc::new(keycast_core::ApprovalDesk::new(
             format!("{}/ui/approvals", config.public_url.trim_end_matches('/')),
             APPROVAL_TTL,
@@ -194,10 +201,11 @@ impl Services {
 /// manager is primary and the file exists) and `previous` as older ones.
 async fn keyring(
     config: &Config,
+    store: &dyn KeyStore,
     previous: Option<PathBuf>,
     observer: Arc<dyn KmsObserver>,
 ) -> Result<Keyring> {
-    let primary = primary_key_manager(config, observer).await?;
+    let primary = primary_key_manager(config, store, observer).await?;
     let mut keyring = Keyring::new(primary);
     if config.kms != KmsKind::Local && config.master_key_file.exists() {
         let local = keycast_kms::LocalKeyManager::open(&config.master_key_file)?;
@@ -217,12 +225,33 @@ async fn keyring(
 
 async fn primary_key_manager(
     config: &Config,
+    store: &dyn KeyStore,
     observer: Arc<dyn KmsObserver>,
 ) -> Result<Arc<dyn KeyManager>> {
     let km: Arc<dyn KeyManager> = match config.kms {
-        KmsKind::Local => Arc::new(keycast_kms::LocalKeyManager::open_or_create(
-            &config.master_key_file,
-        )?),
+        KmsKind::Local => {
+            let path = &config.master_key_file;
+            // A new master key over sealed rows would leave them unopenable and seal new
+            // keys under a second one: the file was lost or moved, and only the operator
+            // can bring it back.
+            if std::fs::symlink_metadata(path)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                let sealed: u64 = store
+                    .master_keys_in_use()
+                    .await?
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum();
+                if sealed > 0 {
+                    return Err(ServerError::MasterKey(format!(
+                        "the master key file {} is missing, but the database holds {sealed}                          keys sealed under a master key; restore that file (or point                          KEYCAST_MASTER_KEY_FILE at it). A new master key is only generated                          for an empty database",
+                        path.display()
+                    )));
+                }
+            }
+            Arc::new(keycast_kms::LocalKeyManager::open_or_create(path)?)
+        }
         KmsKind::Aws => Arc::new(keycast_kms::aws::AwsKmsKeyManager::new(
             keycast_kms::aws::AwsKmsConfig::from_env()?.with_observer(observer),
         )?),
@@ -243,4 +272,36 @@ async fn primary_key_manager(
     let wrapped = km.wrap(&probe, b"keycast-server start probe").await?;
     km.unwrap(&wrapped, b"keycast-server start probe").await?;
     Ok(km)
+}
+
+/// Refuses to run when stored rows are wrapped by a master key that no configured key
+/// manager holds (the local file was replaced, say): those keys could not be opened, and
+/// apps would see their authorizations fail.
+async fn check_master_keys(config: &Config, store: &dyn KeyStore, keyring: &Keyring) -> Result<()> {
+    let unknown: Vec<String> = store
+        .master_keys_in_use()
+        .await?
+        .into_iter()
+        .filter(|(kek, _)| !keyring.can_unwrap(kek))
+        .map(|(kek, n)| format!("{n} under {}/{} v{}", kek.provider, kek.key_id, kek.version))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let primary = keyring.id();
+    let local = match config.kms {
+        KmsKind::Local => format!(
+            " (the master key file {})",
+            config.master_key_file.display()
+        ),
+        _ => String::new(),
+    };
+    Err(ServerError::MasterKey(format!(
+        "the database holds keys wrapped by master keys this server does not have: {}. The \
+         configured master key is {}/{}{local}. Restore the right master key file or KMS \
+         settings; a previous local master key can be added with --previous-master-key-file",
+        unknown.join(", "),
+        primary.provider,
+        primary.key_id,
+    )))
 }

@@ -348,7 +348,11 @@ async fn over_http_rpc_a_request_waits_until_approved_and_bad_decisions_change_n
     let list = waiting(&served, &ann, &id).await;
     let no = list
         .iter()
-        .find(|w| w["summary"].as_str().is_some_and(|s| s.ends_with("no")))
+        .find(|w| {
+            w["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("content: no;"))
+        })
         .expect("waits");
     let path = format!(
         "/api/authorizations/{id}/approvals/{}",

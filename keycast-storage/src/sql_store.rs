@@ -593,6 +593,33 @@ macro_rules! impl_key_store {
                     .collect()
             }
 
+            async fn master_keys_in_use(
+                &self,
+            ) -> keycast_core::Result<Vec<(keycast_core::KekRef, u64)>> {
+                let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT kek_provider, kek_key_id, kek_version, COUNT(*) FROM keys \
+                     GROUP BY kek_provider, kek_key_id, kek_version",
+                )
+                .fetch_all(self.reader())
+                .await
+                .map_err(|e| db_error(e, about("key", "key")))?;
+                rows.into_iter()
+                    .map(|(provider, key_id, version, count)| {
+                        let version = u32::try_from(version).map_err(|_| {
+                            keycast_core::Error::Corrupt(format!("kek_version {version}"))
+                        })?;
+                        Ok((
+                            keycast_core::KekRef {
+                                provider,
+                                key_id,
+                                version,
+                            },
+                            u64::try_from(count).unwrap_or(0),
+                        ))
+                    })
+                    .collect()
+            }
+
             async fn replace_wrapped_dek(
                 &self,
                 id: keycast_core::KeyId,

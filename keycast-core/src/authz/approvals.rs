@@ -20,9 +20,6 @@ use crate::model::request::Request;
 /// used are dropped (their clients ask again).
 pub const MAX_WAITING: u64 = 10_000;
 
-/// Characters of signed content a waiting request shows.
-const SHOWN_CONTENT: usize = 280;
-
 /// A request waiting for a decision, as a person sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitingRequest {
@@ -166,13 +163,7 @@ fn summary(request: &Request) -> String {
     let npub = |p: &nostr::PublicKey| p.to_bech32().unwrap_or_else(|_| p.to_hex());
     match request {
         Request::GetPublicKey => "read the public key".to_owned(),
-        Request::SignEvent(t) => {
-            let mut content: String = t.content.chars().take(SHOWN_CONTENT).collect();
-            if content.len() < t.content.len() {
-                content.push('…');
-            }
-            format!("sign an event of kind {}: {content}", t.kind.as_u16())
-        }
+        Request::SignEvent(t) => super::event_summary::describe(t),
         Request::Nip44Encrypt { peer, plaintext } | Request::Nip04Encrypt { peer, plaintext } => {
             format!(
                 "encrypt a message of {} characters to {}",
@@ -211,7 +202,10 @@ mod tests {
         );
         let waiting = desk.waiting(a);
         assert_eq!(waiting.len(), 1);
-        assert_eq!(waiting[0].summary, "sign an event of kind 1: hi");
+        assert_eq!(
+            waiting[0].summary,
+            "sign a note (kind 1); content: hi; no tags"
+        );
         assert!(desk.waiting(AuthorizationId::random()).is_empty());
         assert_eq!(desk.waiting_counts().get(&a), Some(&1));
 
@@ -237,7 +231,7 @@ mod tests {
         let id = desk
             .waiting(a)
             .iter()
-            .find(|w| w.summary.ends_with("hi"))
+            .find(|w| w.summary.contains("content: hi;"))
             .expect("waits")
             .id
             .clone();
@@ -258,11 +252,8 @@ mod tests {
             "{s}"
         );
         let long = note(&"x".repeat(1000));
-        assert_eq!(
-            summary(&long).chars().filter(|c| *c == 'x').count(),
-            SHOWN_CONTENT
-        );
-        assert!(summary(&long).ends_with('…'));
+        assert_eq!(summary(&long).chars().filter(|c| *c == 'x').count(), 280);
+        assert!(summary(&long).contains("x…;"));
         assert_ne!(fingerprint(&note("a")), fingerprint(&note("b")));
         assert_ne!(
             fingerprint(&secret),

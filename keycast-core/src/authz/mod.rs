@@ -2,5 +2,6 @@
 
 pub mod allow_all;
 pub mod approvals;
+mod event_summary;
 pub mod policy;
 pub mod rules;

@@ -163,11 +163,22 @@ impl Custody {
     ) -> Result<(Authorization, BearerSecret)> {
         let store = &self.inner.store;
         let key = store.get_key(new.key_id).await?;
-        if key.tenant_id != new.tenant_id || key.kind != KeyKind::User {
+        // Someone else's key answers as a missing one: its existence is not the caller's
+        // business either.
+        if key.tenant_id != new.tenant_id
+            || key.kind != KeyKind::User
+            || !self.holds(&key, new.user_id).await?
+        {
             return Err(Error::NotFound { what: "key" });
         }
         let policy = store.get_policy(new.policy_id).await?;
-        if policy.tenant_id != new.tenant_id {
+        let usable = match (policy.owner, policy.team) {
+            (Some(owner), _) => owner == new.user_id,
+            (None, Some(team)) => key.team == Some(team),
+            // A tenant-wide policy (created by the operator, not by an account).
+            (None, None) => true,
+        };
+        if policy.tenant_id != new.tenant_id || !usable {
             return Err(Error::NotFound { what: "policy" });
         }
         let bunker = self
@@ -200,6 +211,18 @@ impl Custody {
         };
         store.insert_authorization(&auth).await?;
         Ok((auth, secret))
+    }
+
+    /// Whether `user` holds `key`: its owner, or a member of its team. The engine checks
+    /// this itself when an authorization is created and whenever one is loaded, so
+    /// neither an embedding app's mistake nor a row pointed at another account's key can
+    /// make one account sign with another's key.
+    pub(super) async fn holds(&self, key: &StoredKey, user: UserId) -> Result<bool> {
+        Ok(match (key.owner, key.team) {
+            (Some(owner), _) => owner == user,
+            (None, Some(team)) => self.inner.store.team_role(team, user).await?.is_some(),
+            (None, None) => false,
+        })
     }
 
     /// Deletes a key, its authorizations and their tokens ([`crate::KeyStore::delete_key`]),

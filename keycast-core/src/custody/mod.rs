@@ -10,6 +10,7 @@ mod replace_key;
 mod transport;
 mod validate;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +84,12 @@ pub struct CustodyStats {
     /// Authorization and policy lookups answered from a stale copy because the store was
     /// unavailable.
     pub stale_served: u64,
+    /// Cold loads that failed because a stored key could not be opened: the master key
+    /// is missing or refused, or the envelope or its pubkey check failed.
+    pub key_open_failures: u64,
+    /// The last cold load failed that way (and none has succeeded since): readiness
+    /// should fail, since every key that is not cached may be unusable.
+    pub keys_unopenable: bool,
 }
 
 /// The custody engine. Cheap to clone; clones share caches, pool and audit writer.
@@ -109,6 +116,38 @@ struct Inner {
     bunkers: LoadingCache<PublicKey, AuthorizationId>,
     policies: LoadingCache<PolicyId, Arc<Policy>>,
     audit: AuditSink,
+    unopenable: KeyHealth,
+}
+
+/// Stored keys that could not be opened (master key missing or refusing, envelope
+/// tampered, pubkey mismatch): never a caller's fault, so they are counted, logged at
+/// ERROR, and fail readiness until a key opens again.
+#[derive(Debug, Default)]
+struct KeyHealth {
+    failures: std::sync::atomic::AtomicU64,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl KeyHealth {
+    fn observe<T>(&self, id: KeyId, result: &Result<T>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match result {
+            Ok(_) => self.failing.store(false, Relaxed),
+            Err(
+                e @ (Error::KeyManager(_)
+                | Error::Envelope(_)
+                | Error::KeyMismatch
+                | Error::UnsupportedFormat(_)
+                | Error::Corrupt(_)),
+            ) => {
+                self.failures.fetch_add(1, Relaxed);
+                self.failing.store(true, Relaxed);
+                tracing::error!(key = %id, error = %e, "a stored key cannot be opened");
+            }
+            // Outages, overload and missing rows say nothing about the master key.
+            Err(_) => {}
+        }
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -173,6 +212,7 @@ impl CustodyBuilder {
         let outage = Outage::new(OUTAGE_HOLD);
         let inner = Inner {
             pool: CryptoPool::new(cfg.crypto_threads, cfg.crypto_queue_capacity)?,
+            unopenable: KeyHealth::default(),
             audit: AuditSink::spawn(
                 self.store.clone(),
                 cfg.audit_queue_capacity,
@@ -244,6 +284,8 @@ impl Custody {
             crypto_queue_capacity: i.pool.queue_capacity(),
             audit_queue_len: i.audit.queue_len(),
             stale_served: i.authorizations.stale_served() + i.policies.stale_served(),
+            key_open_failures: i.unopenable.failures.load(Ordering::Relaxed),
+            keys_unopenable: i.unopenable.failing.load(Ordering::Relaxed),
         }
     }
 
@@ -493,6 +535,12 @@ impl Custody {
     /// Cold load: one store read, one unwrap, AEAD open and pubkey check on the pool.
     async fn load_key(&self, id: KeyId) -> Result<Arc<LoadedKey>> {
         let row = self.inner.store.get_key(id).await?;
+        let loaded = self.open_row(row).await;
+        self.inner.unopenable.observe(id, &loaded);
+        loaded
+    }
+
+    async fn open_row(&self, row: crate::model::key::StoredKey) -> Result<Arc<LoadedKey>> {
         let binding = row.binding();
         let dek =
             envelope::unwrap_dek(self.inner.key_manager.as_ref(), &binding, &row.envelope).await?;
@@ -511,12 +559,26 @@ impl Custody {
     }
 
     /// An authorization from the cache (short TTL, invalidated on revoke), or the store.
+    /// A load also checks that its account still holds its key (see `holds`): a row that
+    /// names another account's key is refused, never used.
     pub async fn authorization(&self, id: AuthorizationId) -> Result<Arc<Authorization>> {
         let store = &self.inner.store;
         self.inner
             .authorizations
             .get_or_load(id, || async {
-                store.get_authorization(id).await.map(Arc::new)
+                let a = store.get_authorization(id).await?;
+                let key = store.get_key(a.key_id).await?;
+                if key.kind == KeyKind::User && !self.holds(&key, a.user_id).await? {
+                    tracing::error!(
+                        authorization = %a.id,
+                        key = %a.key_id,
+                        "an authorization names a key its account does not hold; refused"
+                    );
+                    return Err(Error::Denied(
+                        "the authorization's account does not hold its key".into(),
+                    ));
+                }
+                Ok(Arc::new(a))
             })
             .await
     }

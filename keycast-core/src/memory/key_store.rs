@@ -394,6 +394,19 @@ impl KeyStore for MemoryKeyStore {
         Ok(keys)
     }
 
+    async fn master_keys_in_use(&self) -> Result<Vec<(KekRef, u64)>> {
+        let g = self.lock();
+        let mut used: Vec<(KekRef, u64)> = Vec::new();
+        for k in g.keys.values() {
+            let kek = &k.envelope.wrapped_dek.kek;
+            match used.iter_mut().find(|(known, _)| known == kek) {
+                Some((_, n)) => *n += 1,
+                None => used.push((kek.clone(), 1)),
+            }
+        }
+        Ok(used)
+    }
+
     async fn replace_wrapped_dek(
         &self,
         id: KeyId,

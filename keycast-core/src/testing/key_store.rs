@@ -556,6 +556,12 @@ pub async fn rewrap_support(store: &Arc<dyn KeyStore>) {
             .unwrap(),
         "compare-and-set refuses a row no longer on the expected KEK"
     );
+    let in_use = store.master_keys_in_use().await.unwrap();
+    let count = |kek: &crate::traits::key_manager::KekRef| {
+        in_use.iter().find(|(k, _)| k == kek).map(|(_, n)| *n)
+    };
+    assert_eq!(count(&old), Some(4), "master keys in use: {in_use:?}");
+    assert_eq!(count(&new), Some(1), "master keys in use: {in_use:?}");
     let remaining: Vec<KeyId> = store
         .keys_not_wrapped_by(&new, None, 10_000)
         .await

@@ -43,10 +43,18 @@ pub fn ensure_can_unwrap(km: &(impl KeyManager + ?Sized), wrapped: &Wrapped) -> 
     if km.can_unwrap(&wrapped.kek) {
         Ok(())
     } else {
-        Err(Error::NotFound {
-            what: "key encryption key",
-        })
+        Err(unknown_kek(&wrapped.kek))
     }
+}
+
+/// The error for a blob of a master key this manager (or keyring) does not hold. It is a
+/// key-manager failure, not a missing record: the row exists, and reporting it as missing
+/// would tell apps their authorization is gone when the operator lost a master key.
+pub fn unknown_kek(kek: &KekRef) -> Error {
+    Error::KeyManager(format!(
+        "no configured master key can unwrap this row: it was wrapped by {}/{} v{}",
+        kek.provider, kek.key_id, kek.version
+    ))
 }
 
 /// A key id for a master key held as bytes: the first 8 bytes of its SHA-256, in hex.
@@ -66,8 +74,8 @@ pub fn fingerprint(key: &Secret32) -> String {
 /// - It never sees a Nostr secret key, only DEKs.
 ///
 /// Errors: [`Error::Unavailable`] when the provider cannot be reached (retryable),
-/// [`Error::NotFound`] when `wrapped.kek` is not a key this manager holds,
-/// [`Error::KeyManager`] when the provider refuses.
+/// [`Error::KeyManager`] when `wrapped.kek` is not a key this manager holds (see
+/// [`unknown_kek`]) or when the provider refuses.
 ///
 /// Concurrency: called from many tasks at once; implementations must be `Sync` and must not
 /// serialise unrelated calls.
@@ -130,9 +138,7 @@ impl Keyring {
         std::iter::once(&self.primary)
             .chain(self.older.iter())
             .find(|km| km.can_unwrap(kek))
-            .ok_or(Error::NotFound {
-                what: "key encryption key",
-            })
+            .ok_or_else(|| unknown_kek(kek))
     }
 }
 

@@ -121,6 +121,10 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
         after: Option<KeyId>,
         limit: u32,
     ) -> Result<Vec<StoredKey>>;
+    /// Every master key (KEK) that wraps a stored row, with how many rows it wraps (all
+    /// tenants, any order). A server checks this at start, so it never runs, or generates
+    /// a master key, over rows that none of its configured master keys can open.
+    async fn master_keys_in_use(&self) -> Result<Vec<(KekRef, u64)>>;
     /// Gives the user key `key.id` a new secret: its pubkey and envelope become `key`'s
     /// (id, tenant, owner, team and name stay), and every authorization of the key is
     /// revoked at `at` (version bumped), in one transaction. Returns the authorizations it

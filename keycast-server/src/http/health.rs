@@ -3,8 +3,12 @@
 //! - `/health`, `/healthz/startup`: the process is up and serving HTTP (the router is only
 //!   served once start-up, migrations included, has finished).
 //! - `/healthz/ready`: the database answers, with NIP-46 on at least one relay is
-//!   connected, and in a cluster this instance is registered (not before start-up has
-//!   joined, not while stopping). 503 with the failing checks otherwise. Redis trouble is
+//!   connected, stored keys open (`keys`: the last cold load did not fail on the master
+//!   key, the envelope or the pubkey check), the data dir's file system has at least
+//!   `KEYCAST_MIN_FREE_DISK_MIB` free (`disk`: SQLite, the audit spool and mail live
+//!   there, and a full disk fails every write), and in a cluster this instance is
+//!   registered (not before start-up has joined, not while stopping). 503 with the
+//!   failing checks otherwise. Redis trouble is
 //!   reported but does not fail readiness: the last ring keeps routing, and Postgres, not
 //!   Redis, is what safety rests on.
 
@@ -23,7 +27,8 @@ use crate::services::default_tenant;
 pub(crate) struct Health {
     /// `ok`, `ready` or `not_ready`.
     status: &'static str,
-    /// The checks that failed (`database`, `relays`, `cluster`); only when not ready.
+    /// The checks that failed (`database`, `relays`, `keys`, `disk`, `cluster`); only when
+    /// not ready.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     failing: Vec<&'static str>,
     /// Cluster state, in cluster mode (readiness only).
@@ -69,6 +74,15 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             failing.push("relays");
         }
     }
+    if state.services.custody.stats().keys_unopenable {
+        failing.push("keys");
+    }
+    if let Some(free) = free_disk_bytes(&state.services.config.data_dir) {
+        if free < state.services.config.min_free_disk_bytes {
+            tracing::warn!(free, "readiness: the data dir's disk is (nearly) full");
+            failing.push("disk");
+        }
+    }
     let cluster = state.cluster.as_ref().map(|c| c.status());
     if cluster.as_ref().is_some_and(|c| !c.registered) {
         failing.push("cluster");
@@ -88,4 +102,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         cluster,
     };
     (status, Json(health))
+}
+
+/// Bytes an unprivileged writer may still use on `dir`'s file system (`None` when it
+/// cannot be read, e.g. the directory is gone; the database check covers that).
+fn free_disk_bytes(dir: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

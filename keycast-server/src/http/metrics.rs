@@ -4,17 +4,26 @@
 use std::fmt::Write;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use keycast_nip46::{RelayConnection, QUEUE_WAIT_BUCKETS_MICROS};
 
 use super::AppState;
 
+/// Marks requests that came in on the operator's listener (`KEYCAST_METRICS_LISTEN`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OperationsPort;
+
 /// `/api/metrics`: the same as `/metrics`, for deployments that route only `/api`.
 #[utoipa::path(get, path = "/api/metrics", tag = "operations", responses(
-    (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
-pub(crate) async fn render_alias(state: State<AppState>) -> impl IntoResponse {
-    render(state).await
+    (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+    (status = 404, description = "Metrics are served on `KEYCAST_METRICS_LISTEN` instead", body = super::error::ErrorBody)))]
+pub(crate) async fn render_alias(
+    state: State<AppState>,
+    port: Option<Extension<OperationsPort>>,
+) -> Response {
+    render(state, port).await
 }
 
 /// Accumulates exposition text; `# HELP`/`# TYPE` once per metric.
@@ -31,10 +40,23 @@ impl Exposition {
     }
 }
 
-/// Prometheus metrics (design §8 names).
+/// Prometheus metrics (design §8 names). With `KEYCAST_METRICS_LISTEN` set they are
+/// served only there, and the public listener answers 404.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
-    (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
-pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+    (status = 404, description = "Metrics are served on `KEYCAST_METRICS_LISTEN` instead", body = super::error::ErrorBody)))]
+pub(crate) async fn render(
+    State(state): State<AppState>,
+    port: Option<Extension<OperationsPort>>,
+) -> Response {
+    if state.services.config.metrics_listen.is_some() && port.is_none() {
+        return super::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            .into_response();
+    }
+    exposition(&state).await.into_response()
+}
+
+async fn exposition(state: &AppState) -> impl IntoResponse {
     let mut out = Exposition(String::with_capacity(4096));
     let engine = state.services.custody.stats();
     out.metric(
@@ -79,6 +101,19 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Authorizations and policies answered from a stale copy while the database was unavailable.",
         engine.stale_served,
     );
+    out.metric(
+        "keycast_key_open_failures_total",
+        "counter",
+        "Cold loads of a stored key that failed to open: master key missing or refusing, envelope or pubkey check failed.",
+        engine.key_open_failures,
+    );
+    out.metric(
+        "keycast_keys_unopenable",
+        "gauge",
+        "1 while the last cold load of a stored key failed to open it (readiness fails).",
+        u8::from(engine.keys_unopenable),
+    );
+    gates(&mut out, &state.gates);
     let spool = state
         .services
         .audit_spool
@@ -320,6 +355,46 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         )],
         out.0,
     )
+}
+
+/// Open connections and refusals of the HTTP listener and the embedded relay.
+fn gates(out: &mut Exposition, gates: &super::Gates) {
+    let listeners = [("http", &gates.http), ("relay", &gates.relay)];
+    let snapshots: Vec<_> = listeners
+        .iter()
+        .filter_map(|(l, g)| g.as_ref().map(|g| (*l, g.snapshot())))
+        .collect();
+    if snapshots.is_empty() {
+        return;
+    }
+    let name = "keycast_connections_open";
+    out.header(name, "gauge", "Connections open now, by listener.");
+    for (l, s) in &snapshots {
+        let _ = writeln!(out.0, "{name}{{listener=\"{l}\"}} {}", s.open);
+    }
+    let name = "keycast_connections_max";
+    out.header(name, "gauge", "Connections a listener may hold at once.");
+    for (l, s) in &snapshots {
+        let _ = writeln!(out.0, "{name}{{listener=\"{l}\"}} {}", s.max);
+    }
+    let name = "keycast_connections_refused_total";
+    out.header(
+        name,
+        "counter",
+        "Connections refused: the listener was full, or their address held its share.",
+    );
+    for (l, s) in &snapshots {
+        let _ = writeln!(
+            out.0,
+            "{name}{{listener=\"{l}\",reason=\"full\"}} {}",
+            s.refused_full
+        );
+        let _ = writeln!(
+            out.0,
+            "{name}{{listener=\"{l}\",reason=\"per_address\"}} {}",
+            s.refused_per_address
+        );
+    }
 }
 
 /// Resident bytes and open descriptors, from `/proc` (Linux; `None` elsewhere). A few

@@ -77,6 +77,17 @@ pub struct AppState {
     pub scrypt_slots: Arc<tokio::sync::Semaphore>,
     /// This instance's part in a cluster, when it runs in one.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Connection caps of the HTTP listener and the embedded relay, for metrics.
+    pub gates: Gates,
+}
+
+/// The connection gates `serve` runs (none in-process).
+#[derive(Debug, Clone, Default)]
+pub struct Gates {
+    /// The HTTP listener's.
+    pub http: Option<Arc<crate::connections::Gate>>,
+    /// The embedded relay's, when it runs.
+    pub relay: Option<Arc<crate::connections::Gate>>,
 }
 
 /// NIP-49 (scrypt) calls one instance runs at once.
@@ -95,7 +106,21 @@ impl AppState {
             nip98_seen: nip98::seen_events(),
             scrypt_slots: Arc::new(tokio::sync::Semaphore::new(SCRYPT_SLOTS)),
             cluster: None,
+            gates: Gates::default(),
         }
+    }
+
+    /// The same state, reporting the connection gates in metrics.
+    pub fn with_gates(
+        mut self,
+        http: Arc<crate::connections::Gate>,
+        relay: Option<Arc<crate::connections::Gate>>,
+    ) -> Self {
+        self.gates = Gates {
+            http: Some(http),
+            relay,
+        };
+        self
     }
 
     /// The same state, reporting `cluster` in readiness and sharing login limits through it.
@@ -242,6 +267,25 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(trace_id, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_trace_id))
         .layer(axum::middleware::from_fn_with_state(traffic, traffic::measure))
+}
+
+/// The operator's listener (`KEYCAST_METRICS_LISTEN`): health, readiness and metrics only.
+pub fn operations_app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::live))
+        .route("/healthz/startup", get(health::startup))
+        .route("/healthz/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .route("/api/metrics", get(metrics::render_alias))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            )
+        })
+        .with_state(state)
+        .layer(axum::Extension(metrics::OperationsPort))
 }
 
 /// After a successful write, wakes the change-feed reader, so this instance's caches and

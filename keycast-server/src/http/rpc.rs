@@ -97,17 +97,24 @@ pub(crate) async fn rpc(
             return Err(e);
         }
     };
-    let request = match parse_call(&headers, &body)? {
-        Call::Run(request) => request,
-        Call::Ping => {
-            return Ok(Json(RpcResult {
-                result: "pong".to_owned(),
-            }))
+    let custody = &state.services.custody;
+    let answered = match parse_call(&headers, &body)? {
+        Call::Run(request) => {
+            let caller = Caller::Authorization(authorization_id);
+            custody.handle(caller, request).await.map(Answer::Response)
         }
+        // The same checks a real call gets before it runs: a revoked, expired or deleted
+        // authorization's token must not look alive.
+        Call::Ping => match custody.authorization(authorization_id).await {
+            Ok(a) => a.check_active(Timestamp::now()).map(|()| Answer::Pong),
+            Err(e) => Err(e),
+        },
     };
-    let caller = Caller::Authorization(authorization_id);
-    match state.services.custody.handle(caller, request).await {
-        Ok(response) => Ok(Json(RpcResult {
+    match answered {
+        Ok(Answer::Pong) => Ok(Json(RpcResult {
+            result: "pong".to_owned(),
+        })),
+        Ok(Answer::Response(response)) => Ok(Json(RpcResult {
             result: result_text(response)?,
         })),
         Err(e @ (keycast_core::Error::Revoked | keycast_core::Error::Expired)) => {
@@ -133,10 +140,17 @@ pub(crate) async fn rpc(
     }
 }
 
+/// What a call answered.
+enum Answer {
+    Pong,
+    Response(keycast_core::Response),
+}
+
 /// What a body asks for.
 #[derive(Debug)]
 enum Call {
-    /// `ping`: answered `pong` without touching the engine.
+    /// `ping`: answered `pong` while the authorization is usable, without running any
+    /// operation.
     Ping,
     /// A custody operation.
     Run(keycast_core::Request),

@@ -35,12 +35,28 @@ fn authority<'a>(headers: &'a axum::http::HeaderMap, uri: &'a axum::http::Uri) -
     }
 }
 
-/// Resolves the tenant, or answers 421 for a host no tenant is served at.
+/// Resolves the tenant, or answers 421 for a host no tenant is served at. A request with
+/// more than one `Host` header is refused (400) on every path: a proxy and this server
+/// could read different ones, and the tenant must not depend on which.
 pub(crate) async fn resolve(
     State(tenancy): State<Arc<Tenancy>>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    if request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "send exactly one Host header",
+        )
+        .into_response();
+    }
     if !host_independent(request.uri().path()) {
         match tenancy.resolve(authority(request.headers(), request.uri())) {
             Ok(tenant) => {

@@ -32,9 +32,18 @@ const AAD: &[u8] = b"keycast/v1/oauth-connect-secret";
 
 #[derive(Serialize, Deserialize)]
 struct Seal {
+    /// The authorization the code grants; the blob opens only under associated data
+    /// naming it, so a seal that opens proves the code was issued for it (see
+    /// [`issued_for`]). Absent from codes issued before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthorizationId>,
     kek: KekRef,
     blob: String,
 }
+
+/// Replayed codes checked at once: each check is one unwrap (with a cloud KMS, a call),
+/// so garbage shaped like a code cannot make the server call its KMS without bound.
+static REPLAY_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 fn aad(authorization: AuthorizationId) -> Vec<u8> {
     [AAD, authorization.as_bytes().as_slice()].concat()
@@ -52,6 +61,7 @@ pub(crate) async fn issue(
         .map_err(|_| Error::Internal("connect secret is not 64 hex characters".into()))?;
     let wrapped = keyring.wrap(&Zeroizing::new(secret), &aad(auth.id)).await?;
     let seal = serde_json::to_vec(&Seal {
+        auth: Some(auth.id),
         kek: wrapped.kek,
         blob: URL_SAFE_NO_PAD.encode(&wrapped.blob),
     })
@@ -78,23 +88,51 @@ pub(crate) async fn issue(
     Ok(text)
 }
 
+fn seal_of(code: &str) -> Result<Seal, Error> {
+    let bad = || Error::invalid("oauth code", "no sealed connect secret");
+    let (_, sealed) = code.split_once('.').ok_or_else(bad)?;
+    let json = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| bad())?;
+    serde_json::from_slice(&json).map_err(|_| bad())
+}
+
+async fn open(
+    keyring: &Keyring,
+    seal: Seal,
+    authorization: AuthorizationId,
+) -> Result<BearerSecret, Error> {
+    let wrapped = Wrapped {
+        kek: seal.kek,
+        blob: URL_SAFE_NO_PAD
+            .decode(seal.blob)
+            .map_err(|_| Error::invalid("oauth code", "no sealed connect secret"))?,
+    };
+    let secret = keyring.unwrap(&wrapped, &aad(authorization)).await?;
+    let hex = Zeroizing::new(hex::encode(secret.as_ref()));
+    Ok(BearerSecret::from_presented(&hex))
+}
+
 /// The connect secret sealed in `code` (already consumed) for `authorization`.
 pub(crate) async fn connect_secret(
     keyring: &Keyring,
     authorization: AuthorizationId,
     code: &str,
 ) -> Result<BearerSecret, Error> {
-    let bad = || Error::invalid("oauth code", "no sealed connect secret");
-    let (_, sealed) = code.split_once('.').ok_or_else(bad)?;
-    let json = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| bad())?;
-    let seal: Seal = serde_json::from_slice(&json).map_err(|_| bad())?;
-    let wrapped = Wrapped {
-        kek: seal.kek,
-        blob: URL_SAFE_NO_PAD.decode(seal.blob).map_err(|_| bad())?,
-    };
-    let secret = keyring.unwrap(&wrapped, &aad(authorization)).await?;
-    let hex = Zeroizing::new(hex::encode(secret.as_ref()));
-    Ok(BearerSecret::from_presented(&hex))
+    open(keyring, seal_of(code)?, authorization).await
+}
+
+/// The authorization a code this server issued was for, when `code` (unknown to the
+/// store: used, or expired and gone) is genuine: its seal names the authorization and
+/// opens under it, which only this server's master key can arrange. `None` for anything
+/// else, or while too many such checks run.
+pub(crate) async fn issued_for(keyring: &Keyring, code: &str) -> Option<AuthorizationId> {
+    let seal = seal_of(code).ok()?;
+    let authorization = seal.auth?;
+    if !keyring.can_unwrap(&seal.kek) {
+        return None;
+    }
+    let _permit = REPLAY_CHECKS.try_acquire().ok()?;
+    open(keyring, seal, authorization).await.ok()?;
+    Some(authorization)
 }
 
 #[cfg(test)]
@@ -114,6 +152,7 @@ mod tests {
             .await
             .expect("wrap");
         let seal = serde_json::to_vec(&Seal {
+            auth: Some(id),
             kek: wrapped.kek,
             blob: URL_SAFE_NO_PAD.encode(&wrapped.blob),
         })
@@ -126,5 +165,20 @@ mod tests {
             .is_err());
         assert!(connect_secret(&keyring, id, "abc").await.is_err());
         assert!(connect_secret(&keyring, id, "abc.!!").await.is_err());
+        assert_eq!(issued_for(&keyring, &code).await, Some(id));
+        // A seal naming another authorization does not open under it.
+        let forged = serde_json::to_vec(&Seal {
+            auth: Some(AuthorizationId::random()),
+            ..serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(code.split_once('.').expect("dot").1)
+                    .expect("b64"),
+            )
+            .expect("seal")
+        })
+        .expect("json");
+        let forged = format!("abc.{}", URL_SAFE_NO_PAD.encode(forged));
+        assert_eq!(issued_for(&keyring, &forged).await, None);
+        assert_eq!(issued_for(&keyring, "abc.!!").await, None);
     }
 }

@@ -123,7 +123,14 @@ pub(crate) async fn token(
         .await
     {
         Ok(c) => c,
-        Err(keycast_core::Error::NotFound { .. }) => return Err(unknown()),
+        Err(keycast_core::Error::NotFound { .. }) => {
+            return Err(
+                match code::issued_for(&state.services.keyring, text).await {
+                    Some(authorization) => replayed(&state, authorization).await,
+                    None => unknown(),
+                },
+            )
+        }
         Err(keycast_core::Error::Expired) => {
             return Err(TokenError::new("invalid_grant", "the code expired"))
         }
@@ -148,6 +155,32 @@ pub(crate) async fn token(
             Err(e)
         }
     }
+}
+
+/// A genuine code presented again (RFC 6749 §4.1.2): whoever holds it may not be the
+/// client it was issued to, so the authorization it granted, and with it every token the
+/// first exchange issued, is revoked.
+async fn replayed(state: &AppState, authorization: keycast_core::AuthorizationId) -> TokenError {
+    match state
+        .services
+        .custody
+        .revoke_authorization(authorization)
+        .await
+    {
+        Ok(_) | Err(keycast_core::Error::NotFound { .. }) => {}
+        Err(e) => {
+            tracing::warn!(%authorization, error = %e, "cannot revoke the authorization of a replayed code");
+            return e.into();
+        }
+    }
+    if let Some(bunker) = &state.bunker {
+        let _ = bunker.refresh_subscription().await;
+    }
+    tracing::warn!(%authorization, "oauth code used twice; its authorization is revoked");
+    TokenError::new(
+        "invalid_grant",
+        "the code was already used; the authorization it granted is revoked",
+    )
 }
 
 /// Every check after the code was taken, then the token.

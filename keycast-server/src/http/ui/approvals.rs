@@ -149,7 +149,7 @@ mod tests {
         let auth = authorization("<b>app</b>");
         let waiting = vec![WaitingRequest {
             id: "ab".repeat(32),
-            summary: "sign an event of kind 1: <script>x</script>".into(),
+            summary: "sign a note (kind 1); content: <script>x</script>; no tags".into(),
             asked_at: Timestamp::now(),
         }];
         let html = render(&auth, &waiting, "tok");
