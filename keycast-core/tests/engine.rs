@@ -479,7 +479,10 @@ async fn a_key_that_decrypts_to_another_pubkey_is_refused() {
     // Counted, and flagged for readiness until a key opens again.
     let stats = f.custody.stats();
     assert_eq!((stats.key_open_failures, stats.keys_unopenable), (2, true));
-    f.custody.get_public_key(f.owner()).await.expect("a good key");
+    f.custody
+        .get_public_key(f.owner())
+        .await
+        .expect("a good key");
     let stats = f.custody.stats();
     assert_eq!((stats.key_open_failures, stats.keys_unopenable), (2, false));
 }
@@ -531,7 +534,11 @@ async fn the_engine_checks_who_holds_the_key() {
         relays: vec![],
         expires_at: None,
     };
-    let before = f.store.list_authorizations(f.tenant.id, None).await.expect("list");
+    let before = f
+        .store
+        .list_authorizations(f.tenant.id, None)
+        .await
+        .expect("list");
 
     // An embedding app's mistake: Bob on Alice's key, or Bob with Alice's policy.
     let r = f
@@ -544,7 +551,11 @@ async fn the_engine_checks_who_holds_the_key() {
         .create_authorization(new(bob.id, bobs_key.id, alices_policy.id))
         .await;
     assert_eq!(r.err(), Some(Error::NotFound { what: "policy" }));
-    let after = f.store.list_authorizations(f.tenant.id, None).await.expect("list");
+    let after = f
+        .store
+        .list_authorizations(f.tenant.id, None)
+        .await
+        .expect("list");
     assert_eq!(before.len(), after.len(), "nothing was created");
 
     // A row pointed at Alice's key for Bob (written past the engine) never signs.
@@ -561,7 +572,10 @@ async fn the_engine_checks_who_holds_the_key() {
         )
         .await;
     assert!(matches!(r, Err(Error::Denied(_))), "{r:?}");
-    let r = f.custody.authorization_by_bunker(forged.bunker_pubkey).await;
+    let r = f
+        .custody
+        .authorization_by_bunker(forged.bunker_pubkey)
+        .await;
     assert!(matches!(r, Err(Error::Denied(_))), "{r:?}");
 
     // Team keys: members may, others may not; leaving the team ends it.
@@ -569,7 +583,12 @@ async fn the_engine_checks_who_holds_the_key() {
     f.store.create_team(&team, f.user.id).await.expect("team");
     let team_key = f
         .custody
-        .create_team_key(f.tenant.id, team.id, Label::parse("t").expect("label"), None)
+        .create_team_key(
+            f.tenant.id,
+            team.id,
+            Label::parse("t").expect("label"),
+            None,
+        )
         .await
         .expect("team key");
     let r = f

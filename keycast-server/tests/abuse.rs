@@ -4,3 +4,7 @@
 //! served. `docs/SECURITY.md` maps each property to its case here.
 
 mod common;
+#[path = "abuse/listener.rs"]
+mod listener;
+#[path = "abuse/master_key.rs"]
+mod master_key;

@@ -938,7 +938,9 @@ async fn a_full_disk_answers_503_and_loses_no_acknowledged_signature() {
         return;
     };
     let _one = SERIAL.lock().await;
-    let mut served = Served::launch(env, &[], &[quiet()]).await;
+    // Readiness fails below 4 MiB free (the default, 64, is more than this disk holds).
+    let floor = ("KEYCAST_MIN_FREE_DISK_MIB", "4".to_owned());
+    let mut served = Served::launch(env, &[], &[quiet(), floor]).await;
     let account = served.account("disk@example.com").await;
     let made = authorize(&served, &account, "disk").await;
     let mut acknowledged = vec![sign_on(&served, &made.token, "before").await];
@@ -961,6 +963,19 @@ async fn a_full_disk_answers_503_and_loses_no_acknowledged_signature() {
         }
     }
     let refused = refused.expect("the disk never filled up");
+    // Every write fails now, and readiness says so (a load balancer stops sending).
+    await_readiness(
+        &served,
+        Duration::from_secs(5),
+        "not ready: disk",
+        |s, body| {
+            s == StatusCode::SERVICE_UNAVAILABLE
+                && body["failing"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|c| c == "disk"))
+        },
+    )
+    .await;
     let (status, body) = served
         .json(
             Method::POST,

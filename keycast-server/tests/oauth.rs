@@ -386,15 +386,30 @@ async fn the_whole_flow_over_http() {
     );
     assert!(!uri.relays.is_empty());
 
-    // The code was single-use.
-    assert_token_error(
-        &exchange(&api, &[("code", Some(&code))]).await,
-        "invalid_grant",
+    // The code was single-use, and presenting it again (RFC 6749 §4.1.2) revokes what
+    // the first exchange granted: whoever replays it may have stolen it.
+    let replay = exchange(&api, &[("code", Some(&code))]).await;
+    assert_token_error(&replay, "invalid_grant");
+    assert!(
+        replay.json()["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("revoked")),
+        "{}",
+        replay.body
     );
     assert_eq!(
         sign(&api, &token, 1).await,
-        StatusCode::OK,
-        "the first token stays"
+        StatusCode::UNAUTHORIZED,
+        "the first exchange's token is revoked"
+    );
+    let list = authorizations(&api, &session).await;
+    assert!(list[0]["revoked_at"].is_u64(), "{list:?}");
+    // A code-shaped string naming the authorization, with a seal that does not open
+    // under it, is just unknown (it cannot revoke anything).
+    let forged = format!("{}x", code.split_once('.').map_or("", |(_, s)| s));
+    assert_token_error(
+        &exchange(&api, &[("code", Some(&forged))]).await,
+        "invalid_grant",
     );
 }
 

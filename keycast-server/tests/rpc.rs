@@ -207,7 +207,42 @@ async fn tokens_are_checked_and_revocation_is_immediate() {
     let (status, body) = f.rpc("get_public_key", json!([])).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"]["code"], "revoked");
-    assert_eq!(f.state.counters.snapshot().rpc_auth_errors, 6);
+    // `ping` gets the same checks: a revoked token is not alive.
+    let (status, body) = f.rpc("ping", json!([])).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "ping with a revoked token: {body}"
+    );
+    assert_eq!(body["error"]["code"], "revoked");
+    assert_eq!(f.state.counters.snapshot().rpc_auth_errors, 7);
+    std::fs::remove_dir_all(&f.dir).expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_answers_only_for_a_live_authorization() {
+    let f = fixture(vec![Permission::FullAccess]).await;
+    assert_eq!(f.result("ping", json!([])).await, "pong");
+    let key = f
+        .state
+        .services
+        .store
+        .get_authorization(f.auth)
+        .await
+        .expect("auth")
+        .key_id;
+    f.state
+        .services
+        .custody
+        .delete_key(key)
+        .await
+        .expect("delete");
+    let (status, body) = f.rpc("ping", json!([])).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "ping after its key was deleted: {body}"
+    );
     std::fs::remove_dir_all(&f.dir).expect("cleanup");
 }
 

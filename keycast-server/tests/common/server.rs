@@ -55,8 +55,37 @@ impl Served {
 
     /// [`Served::start_with`] in `env`, with extra environment variables.
     pub async fn launch(env: Env, args: &[&str], vars: &[(&str, String)]) -> Self {
-        let mut child = env
-            .command(args)
+        let command = env.command(args);
+        Self::launch_command(env, command, vars).await
+    }
+
+    /// [`Served::launch`] with at most `descriptors` open files (soft and hard limit, set
+    /// by `prlimit` before the server starts), as `ulimit -n` would.
+    pub async fn launch_limited(env: Env, descriptors: u32, vars: &[(&str, String)]) -> Self {
+        let mut command = env.command(&[]);
+        let limited = {
+            let mut c = std::process::Command::new("prlimit");
+            c.arg(format!("--nofile={descriptors}:{descriptors}"))
+                .arg("--")
+                .arg(command.get_program());
+            for (k, v) in command.get_envs() {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+            }
+            c
+        };
+        command = limited;
+        Self::launch_command(env, command, vars).await
+    }
+
+    async fn launch_command(
+        env: Env,
+        mut command: std::process::Command,
+        vars: &[(&str, String)],
+    ) -> Self {
+        let mut child = command
             .env("RUST_LOG", "debug")
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
