@@ -187,6 +187,36 @@ def main():
         w(f"| `{suite}` | {total} | {ok} |")
     w("")
 
+    w("## Attacks (issue 18)\n")
+    w(
+        "Each attack from `docs/SECURITY.md`'s abuse rows, run against a `keycast-server` "
+        "debug build (as CI runs it) from 127.0.0.1, bounded in count and time. RSS and "
+        "descriptors are the server process's peaks during the attack (sampled every 20 ms "
+        "from `/proc`); p99 is what a well-behaved client was served meanwhile. The command "
+        "re-runs one case.\n"
+    )
+    w(
+        "| attack | what held | peak RSS (MiB) | peak fds | p99 for others (ms) | result | command |\n"
+        "|---|---|---:|---:|---:|---|---|"
+    )
+    for suite, name, passed, printed in cases:
+        crate = suite.split("/")[0]
+        binary = Path(suite).stem
+        for line in printed:
+            if not line.startswith("ABUSE\t"):
+                continue
+            cols = line.split("\t")[1:]
+            if len(cols) != 5:
+                continue
+            attack, held, rss, fds, p99 = (c.replace("|", "\\|") for c in cols)
+            test = name.split("::")[-1]
+            command = f"`cargo test -p {crate} --all-features --test {binary} -- {test} --nocapture`"
+            w(
+                f"| {attack} | {held} | {rss} | {fds} | {p99} | "
+                f"{'ok' if passed else '**FAILED**'} | {command} |"
+            )
+    w("")
+
     w("## Load and soak\n")
     w(
         "A release server on embedded defaults (SQLite, local master key, embedded relay) "

@@ -9,6 +9,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::server::Served;
 use crate::common::{free_port, Env};
+use crate::{open_fds, p99, report, Peaks};
 
 /// Descriptors the server may open, as `ulimit -n 1024` leaves it.
 const DESCRIPTORS: u32 = 1024;
@@ -33,11 +34,6 @@ async fn hold(from: IpAddr, port: u16, count: usize) -> Vec<TcpStream> {
         }
     }
     held
-}
-
-/// Descriptors the process holds now.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// `GET path` on a fresh connection to `port` from 127.0.0.1: the status, and how long it
@@ -114,12 +110,6 @@ async fn health_throughout(
     }
 }
 
-fn p99(mut latencies: Vec<Duration>) -> Duration {
-    latencies.sort();
-    let i = (latencies.len() * 99).div_ceil(100).saturating_sub(1);
-    latencies.get(i).copied().unwrap_or_default()
-}
-
 async fn wait_until<F: std::future::Future<Output = bool>>(
     what: &str,
     limit: Duration,
@@ -150,15 +140,16 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
     let base_fds = open_fds(pid);
 
     // One address, 1,050 idle sockets on each port, while /health is asked from another.
+    let peaks = Peaks::watch(pid);
     let attack = async {
         let on_http = hold(attacker(0), http, SOCKETS).await;
         let on_relay = hold(attacker(0), relay, SOCKETS).await;
-        let peak = open_fds(pid);
-        (on_http, on_relay, peak)
+        (on_http, on_relay)
     };
     let mut outcome = None;
     let latencies = health_throughout(http, async { outcome = Some(attack.await) }).await;
-    let (on_http, on_relay, peak_fds) = outcome.expect("attack ran");
+    let (on_http, on_relay) = outcome.expect("attack ran");
+    let (peak_rss, peak_fds) = peaks.stop();
     assert!(
         relay_upgrades(relay).await,
         "a relay client from another address is served"
@@ -202,27 +193,33 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
     )
     .await;
     drop((on_http, on_relay));
-    eprintln!(
-        "1,050 idle sockets from one address on each port: /health p99 {:?} over {} checks, \
-         descriptors {base_fds} before and {peak_fds} at most (limit {DESCRIPTORS}); \
-         {refused} HTTP and {refused_relay} relay connections refused",
-        p99(latencies.clone()),
-        latencies.len()
+    report(
+        "1,050 idle sockets from one address on the HTTP port and 1,050 on the relay, under ulimit -n 1024",
+        &format!(
+            "/health answered all {} checks; {refused} HTTP and {refused_relay} relay connections \
+             refused at the per-address caps; idle ones closed after the 2 s header timeout; \
+             descriptors {base_fds} before",
+            latencies.len()
+        ),
+        (peak_rss, peak_fds),
+        p99(&latencies),
     );
 
     // Many addresses, beyond the listener's total cap (384 at 1,024 descriptors): the
     // process keeps its descriptors, the operator's port answers throughout, and the
     // public port answers again once the header timeout has closed the idle ones.
+    let peaks = Peaks::watch(pid);
     let spread = async {
         let mut all = Vec::new();
         for n in 1..=20 {
             all.extend(hold(attacker(n), http, 60).await);
         }
-        (all, open_fds(pid))
+        all
     };
     let mut outcome = None;
     let ops_latencies = health_throughout(ops, async { outcome = Some(spread.await) }).await;
-    let (spread_sockets, spread_fds) = outcome.expect("attack ran");
+    let spread_sockets = outcome.expect("attack ran");
+    let (spread_rss, spread_fds) = peaks.stop();
     let full = metric(
         ops,
         "keycast_connections_refused_total{listener=\"http\",reason=\"full\"}",
@@ -240,11 +237,15 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
     )
     .await;
     drop(spread_sockets);
-    eprintln!(
-        "1,200 idle sockets from 20 addresses: {full} refused at the total cap, descriptors at \
-         most {spread_fds}; the metrics port's /health p99 {:?} over {} checks",
-        p99(ops_latencies.clone()),
-        ops_latencies.len()
+    report(
+        "1,200 idle HTTP sockets from 20 addresses (past the total cap), under ulimit -n 1024",
+        &format!(
+            "{full} refused at the total cap (384); /health on the metrics port answered all {} \
+             checks; the public port answered again after the header timeout",
+            ops_latencies.len()
+        ),
+        (spread_rss, spread_fds),
+        p99(&ops_latencies),
     );
 
     // Slow headers: a byte now and then does not keep a connection past the header timeout.
