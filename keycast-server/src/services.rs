@@ -205,11 +205,11 @@ async fn keyring(
     previous: Option<PathBuf>,
     observer: Arc<dyn KmsObserver>,
 ) -> Result<Keyring> {
-    let primary = primary_key_manager(config, store, observer).await?;
-    let mut keyring = Keyring::new(primary);
+    let mut older: Vec<Arc<dyn KeyManager>> = Vec::new();
     if config.kms != KmsKind::Local && config.master_key_file.exists() {
-        let local = keycast_kms::LocalKeyManager::open(&config.master_key_file)?;
-        keyring = keyring.with_older(Arc::new(local));
+        older.push(Arc::new(keycast_kms::LocalKeyManager::open(
+            &config.master_key_file,
+        )?));
     }
     if let Some(path) = previous {
         if !path.exists() {
@@ -218,37 +218,54 @@ async fn keyring(
                 path.display()
             )));
         }
-        keyring = keyring.with_older(Arc::new(keycast_kms::LocalKeyManager::open(&path)?));
+        older.push(Arc::new(keycast_kms::LocalKeyManager::open(&path)?));
     }
-    Ok(keyring)
+    let primary = primary_key_manager(config, store, &older, observer).await?;
+    Ok(older
+        .into_iter()
+        .fold(Keyring::new(primary), Keyring::with_older))
+}
+
+/// Refuses to generate a local master key while stored rows are sealed under a master key
+/// that none of `older` holds: they would become unopenable, and new keys would be sealed
+/// under a second master key. The file was lost or moved, and only the operator can bring
+/// it back. (Rotation generates one on purpose, with the old file as `older`.)
+async fn may_generate_master_key(
+    path: &std::path::Path,
+    store: &dyn KeyStore,
+    older: &[Arc<dyn KeyManager>],
+) -> Result<()> {
+    let stranded: u64 = store
+        .master_keys_in_use()
+        .await?
+        .iter()
+        .filter(|(kek, _)| !older.iter().any(|km| km.can_unwrap(kek)))
+        .map(|(_, n)| n)
+        .sum();
+    if stranded == 0 {
+        return Ok(());
+    }
+    Err(ServerError::MasterKey(format!(
+        "the master key file {} is missing, but the database holds {stranded} keys sealed \
+         under a master key; restore that file (or point KEYCAST_MASTER_KEY_FILE at it). A new \
+         master key is only generated for a database none of whose keys it would strand",
+        path.display()
+    )))
 }
 
 async fn primary_key_manager(
     config: &Config,
     store: &dyn KeyStore,
+    older: &[Arc<dyn KeyManager>],
     observer: Arc<dyn KmsObserver>,
 ) -> Result<Arc<dyn KeyManager>> {
     let km: Arc<dyn KeyManager> = match config.kms {
         KmsKind::Local => {
             let path = &config.master_key_file;
-            // A new master key over sealed rows would leave them unopenable and seal new
-            // keys under a second one: the file was lost or moved, and only the operator
-            // can bring it back.
             if std::fs::symlink_metadata(path)
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
             {
-                let sealed: u64 = store
-                    .master_keys_in_use()
-                    .await?
-                    .iter()
-                    .map(|(_, n)| n)
-                    .sum();
-                if sealed > 0 {
-                    return Err(ServerError::MasterKey(format!(
-                        "the master key file {} is missing, but the database holds {sealed}                          keys sealed under a master key; restore that file (or point                          KEYCAST_MASTER_KEY_FILE at it). A new master key is only generated                          for an empty database",
-                        path.display()
-                    )));
-                }
+                may_generate_master_key(path, store, older).await?;
             }
             Arc::new(keycast_kms::LocalKeyManager::open_or_create(path)?)
         }
