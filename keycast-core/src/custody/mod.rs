@@ -567,6 +567,12 @@ impl Custody {
             .authorizations
             .get_or_load(id, || async {
                 let a = store.get_authorization(id).await?;
+                // A revoked or expired one is refused as such by every caller; only a
+                // live one must still have a holder (a member removed from a team is
+                // revoked at once, and keeps being told so).
+                if a.check_active(Timestamp::now()).is_err() {
+                    return Ok(Arc::new(a));
+                }
                 let key = store.get_key(a.key_id).await?;
                 if key.kind == KeyKind::User && !self.holds(&key, a.user_id).await? {
                     tracing::error!(
