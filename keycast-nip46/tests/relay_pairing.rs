@@ -186,13 +186,17 @@ async fn an_extra_relay_is_asked_only_for_its_own_bunker_key_and_dropped_once_un
         !theirs.subscribed_keys().is_empty()
     })
     .await;
+    let other_bunker = keycast_nip46::BunkerUri::parse(&other.uri)
+        .expect("uri")
+        .signer;
     let only_theirs = |reqs: Vec<Vec<PublicKey>>| {
-        assert!(
-            reqs.iter().all(|keys| keys == &[auth.bunker_pubkey]),
-            "only the pairing's bunker key, never {} or {}: {reqs:?}",
-            s.bunker_pubkey,
-            other.id
-        );
+        for keys in &reqs {
+            assert!(
+                !keys.contains(&s.bunker_pubkey) && !keys.contains(&other_bunker),
+                "another authorization's bunker key leaked: {reqs:?}"
+            );
+            assert_eq!(keys, &[auth.bunker_pubkey], "{reqs:?}");
+        }
     };
     only_theirs(theirs.subscribed_keys());
     assert_eq!(s.bunker.relay_states().await.len(), 2);
