@@ -4,3 +4,5 @@
 //! served. `docs/SECURITY.md` maps each property to its case here.
 
 mod common;
+#[path = "abuse/relays.rs"]
+mod relays;
