@@ -20,8 +20,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// The floods saturate the machine's cores for a while: they run alone, the other tests
+/// of this file side by side.
+static FLOODS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_answered_or_dropped_and_service_keeps_serving() {
+    let _alone = FLOODS.read().await;
     let s = setup_with(|c| c).await;
     let mut c = RawClient::new(&s.url, s.bunker_pubkey).await;
     let now = Timestamp::now;
@@ -116,6 +121,7 @@ async fn hostile_requests_are_answered_or_dropped_and_service_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_overloaded_and_counts_the_drop() {
+    let _alone = FLOODS.read().await;
     let s = setup_with(|mut c| {
         c.workers = 1;
         c.queue_capacity = 1;
@@ -172,6 +178,7 @@ async fn a_full_queue_answers_overloaded_and_counts_the_drop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_a_relay_refuses_are_counted() {
+    let _alone = FLOODS.read().await;
     // The test relay allows 60 events a minute per connection: the bunker's 61st reply
     // within the minute is refused. Requests come from several connections (same key) so
     // that only the bunker's connection hits the limit.
@@ -342,6 +349,7 @@ async fn until_stats(
 /// steady rate throughout, loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unbound_flood_is_dropped_at_intake_while_a_bound_client_keeps_signing() {
+    let _alone = FLOODS.write().await;
     const FLOOD: usize = 20_000;
     const SIGN_EVERY: Duration = Duration::from_millis(25);
     let relay = flood_relay().await;
@@ -474,6 +482,7 @@ async fn an_unbound_flood_is_dropped_at_intake_while_a_bound_client_keeps_signin
 /// bunker's unbound limit does; the bunker's bound client is still answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_unbound_keys_on_one_bunker_meet_its_limit_and_its_client_is_served() {
+    let _alone = FLOODS.write().await;
     const KEYS: usize = 300;
     let relay = flood_relay().await;
     let url = relay.url().await;
