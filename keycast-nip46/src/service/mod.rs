@@ -12,11 +12,11 @@
 //! # Abuse resistance
 //!
 //! Anyone can sign kind-24133 events to a bunker key, so intake spends nothing of ours on
-//! a request before it passes the limits of [`limits::IntakeLimits`]: per client key and
+//! a request before it passes the limits of `limits.rs`: per client key and
 //! per bunker key, and for clients not bound to the bunker's authorization (which can
 //! only be sending a `connect`, whose decrypt and error reply cost an ECDH, a decrypt, an
 //! encrypt and a signature) much stricter limits per client, per bunker and overall.
-//! Boundness comes from [`subscriptions::Bindings`], intake's copy of the active
+//! Boundness comes from `Bindings` (`subscriptions.rs`), intake's copy of the active
 //! authorizations' clients (rebuilt at every subscription refresh, updated after each
 //! connect and logout handled here), so it costs no store read. Requests over a limit are
 //! dropped without a reply and counted (`BunkerStats::limited_*`); a stranger's flood gets
@@ -37,9 +37,9 @@
 //! that load is accountable and capped per key; the FIFO keeps the
 //! "overloaded, retry" answer and the queue-wait metrics simple.
 //!
-//! `nostrconnect://` relays: see [`relay_policy`] (which addresses the bunker may connect
-//! to, enforced in [`transport`]), [`subscriptions::plan`] (a relay a client named gets
-//! only its own authorizations' bunker keys), and [`pairing`] (caps and the pairing rate).
+//! `nostrconnect://` relays: see `relay_policy.rs` (which addresses the bunker may connect
+//! to, enforced in `transport.rs`), `subscriptions.rs` (a relay a client named gets
+//! only its own authorizations' bunker keys), and `pairing.rs` (caps and the pairing rate).
 //! Relays no active authorization uses are removed at the next refresh, which also runs
 //! every `refresh_every` so expired authorizations stop being served.
 
@@ -231,7 +231,7 @@ impl Bunker {
     }
 
     /// Re-subscribes for the bunker keys of the authorizations active now, each relay for
-    /// its own share ([`subscriptions::plan`]): call after creating or revoking
+    /// its own share (see the module docs): call after creating or revoking
     /// authorizations. Connects relays newly in use, keeps the others' connections, and
     /// removes relays no active authorization uses any more (the configured ones stay).
     pub async fn refresh_subscription(&self) -> Result<()> {
