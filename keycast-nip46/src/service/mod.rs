@@ -154,6 +154,7 @@ impl Bunker {
     /// Connects to the relays (waiting at most `connect_timeout`; unreachable relays are
     /// retried in the background and do not fail start), subscribes for every active
     /// authorization and starts the workers.
+    ///
     /// Values in `config` that cannot work are refused ([`Error::InvalidConfig`]).
     pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
         config.validate()?;

@@ -65,7 +65,8 @@ pub struct BunkerStats {
     pub processed: u64,
     /// Requests refused because the queue was full.
     pub queue_dropped: u64,
-    /// Requests dropped as unusable (bad signature, unknown bunker, undecryptable, no id).
+    /// Requests dropped as unusable (no `#p`, authorization gone meanwhile, undecryptable,
+    /// no id). Requests to unknown bunker keys are `unknown_bunker`.
     pub invalid: u64,
     /// Requests outside the `created_at` window.
     pub replayed: u64,
