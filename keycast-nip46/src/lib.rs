@@ -14,7 +14,10 @@
 //!   active authorizations, `created_at` window, de-duplication, routing, a bounded work
 //!   queue with "overloaded" replies, replies without waiting for `OK`, reconnects with
 //!   exponential backoff and stall probes ([`Bunker::relay_states`]), `auth_url` approvals
-//!   ([`Bunker::resume_approvals`]) and `nostrconnect://` pairing ([`Bunker::pair`]).
+//!   ([`Bunker::resume_approvals`]) and `nostrconnect://` pairing ([`Bunker::pair`]);
+//!   rate limits at intake, before any crypto, and an outbound relay policy, caps and a
+//!   per-relay subscription for the relays `nostrconnect://` clients name (see the
+//!   [`service`] docs).
 //! - [`embedded`]: [`SingleUserBunker`], one key served in-process in a few lines.
 //! - [`Error`]: the one error type of the crate.
 //! - `testing` (feature `testing`): a raw NIP-46 load client for tests and benchmarks.
@@ -54,5 +57,6 @@ pub use protocol::response::{result_text, Nip46Response};
 pub use protocol::scheme::Scheme;
 pub use protocol::uri::{BunkerUri, NostrConnectUri};
 pub use service::{
-    Bunker, BunkerConfig, BunkerStats, RelayConnection, RelayState, QUEUE_WAIT_BUCKETS_MICROS,
+    Bunker, BunkerConfig, BunkerStats, PairingPermit, RateLimit, RelayConnection, RelayState,
+    QUEUE_WAIT_BUCKETS_MICROS,
 };

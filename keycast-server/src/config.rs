@@ -37,6 +37,7 @@
 //! | `[connections]` `relay_idle_timeout_secs` | `KEYCAST_RELAY_IDLE_TIMEOUT_SECS` (1–3600) | `300` |
 //! | `tenants_by_host` | `KEYCAST_TENANTS_BY_HOST` (`true`, `false`) | `true` when tenants are listed, else `false` (one tenant at every host) |
 //! | `[[tenants]]` (`name`, `hosts`) | `KEYCAST_TENANTS` (a JSON array of those objects) | none |
+//! | `[nip46_limits]` table, see [`Nip46Limits`] | `KEYCAST_NIP46_*_LIMIT`, `KEYCAST_RELAY_*` | NIP-46 abuse limits |
 //!
 //! The cloud key managers read their own variables (`KEYCAST_AWS_KMS_KEY_ID` and the usual
 //! `AWS_*`, `KEYCAST_GCP_KMS_*`, `KEYCAST_VAULT_*`); see keycast-kms's `from_env` docs.
@@ -131,6 +132,8 @@ pub struct Config {
     pub min_free_disk_bytes: u64,
     /// Connection caps and timeouts of the HTTP listener and the embedded relay.
     pub connections: crate::connections::ConnectionSettings,
+    /// NIP-46 intake limits and the `nostrconnect://` relay policy.
+    pub nip46_limits: Nip46Limits,
 }
 
 /// The TOML file: every key optional.
@@ -165,6 +168,7 @@ struct File {
     metrics_listen: Option<String>,
     min_free_disk_mib: Option<u64>,
     connections: Option<crate::connections::settings::RawConnections>,
+    nip46_limits: Option<RawNip46Limits>,
 }
 
 /// `true`, `1`, `yes` or `false`, `0`, `no`, in any case.
@@ -431,6 +435,7 @@ impl Config {
             f.tenants_by_host,
             f.tenants,
         )?;
+        let nip46_limits = Nip46Limits::resolve(&env, f.nip46_limits.unwrap_or_default())?;
 
         let metrics_listen = match env("KEYCAST_METRICS_LISTEN").or(f.metrics_listen) {
             Some(v) => Some(
@@ -480,6 +485,7 @@ impl Config {
             tenants,
             smtp_url,
             mail_from,
+            nip46_limits,
         })
     }
 
@@ -542,6 +548,193 @@ pub fn fuzz_load(toml_text: &str, env: &[(String, String)]) -> Result<Config> {
     }
     config
 }
+
+// ---- NIP-46 abuse limits (issue 18): intake rate limits and nostrconnect:// relays ----
+
+/// NIP-46 intake limits and the relay policy of `nostrconnect://` pairings; each `None`
+/// keeps keycast-nip46's default (see `keycast_nip46::BunkerConfig`). A limit reads
+/// `"<count>/<s|min|h>"` with an optional `" burst <n>"` (else the burst is the count),
+/// e.g. `"500/s burst 2000"` or `"5/min"`.
+///
+/// | TOML key (in `[nip46_limits]`) | environment | default |
+/// |---|---|---|
+/// | `client` | `KEYCAST_NIP46_CLIENT_LIMIT` | `500/s burst 2000`: requests from one client key bound to the bunker it writes to |
+/// | `bunker` | `KEYCAST_NIP46_BUNKER_LIMIT` | `200/s burst 2000`: requests to one bunker key |
+/// | `unbound_client` | `KEYCAST_NIP46_UNBOUND_CLIENT_LIMIT` | `10/s burst 100`: requests from one client key not bound to that bunker (a `connect`) |
+/// | `unbound_bunker` | `KEYCAST_NIP46_UNBOUND_BUNKER_LIMIT` | `12/min burst 10`: unbound requests to one bunker key |
+/// | `unbound` | `KEYCAST_NIP46_UNBOUND_LIMIT` | `100/s burst 500`: unbound requests over all bunkers |
+/// | `pairing` | `KEYCAST_NIP46_PAIRING_LIMIT` | `5/min`: `nostrconnect://` pairings per account (then 429) |
+/// | `relay_allow_list` | `KEYCAST_RELAY_ALLOW_LIST` (comma-separated hosts) | none: relays other than `relays` may only be at public addresses |
+/// | `relays_per_uri` | `KEYCAST_RELAY_MAX_PER_URI` (0–100) | `3`: relays besides `relays` in one `nostrconnect://` URI |
+/// | `relays_per_account` | `KEYCAST_RELAY_MAX_PER_ACCOUNT` (0–1000) | `10`: distinct such relays over an account's active authorizations |
+///
+/// Over an intake limit a request is dropped without a reply (counted); the allow-list
+/// replaces the address rules (no loopback, private, link-local, CGNAT, metadata …) for
+/// the hosts it names, and refuses every other host. `relays` and the embedded relay are
+/// always allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nip46Limits {
+    /// `client`.
+    pub client: Option<RateSetting>,
+    /// `bunker`.
+    pub bunker: Option<RateSetting>,
+    /// `unbound_client`.
+    pub unbound_client: Option<RateSetting>,
+    /// `unbound_bunker`.
+    pub unbound_bunker: Option<RateSetting>,
+    /// `unbound`.
+    pub unbound: Option<RateSetting>,
+    /// `pairing`.
+    pub pairing: Option<RateSetting>,
+    /// `relay_allow_list`.
+    pub relay_allow_list: Option<Vec<String>>,
+    /// `relays_per_uri`.
+    pub relays_per_uri: Option<usize>,
+    /// `relays_per_account`.
+    pub relays_per_account: Option<usize>,
+}
+
+/// A parsed limit: `count` per `per`, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting {
+    /// Requests per period (1–1,000,000).
+    pub count: u32,
+    /// The period: 1 s, 1 min or 1 h.
+    pub per: Duration,
+    /// At once (1–1,000,000).
+    pub burst: u32,
+}
+
+impl RateSetting {
+    /// `"<count>/<s|min|h>[ burst <n>]"`.
+    fn parse(setting: &str, text: &str) -> Result<Self> {
+        let wrong = || {
+            bad(
+                setting,
+                format!("{text:?}: expected like \"500/s burst 2000\" or \"5/min\""),
+            )
+        };
+        let mut words = text.split_whitespace();
+        let (count, unit) = words
+            .next()
+            .and_then(|r| r.split_once('/'))
+            .ok_or_else(wrong)?;
+        let count: u32 = count.parse().map_err(|_| wrong())?;
+        let per = match unit {
+            "s" | "sec" => Duration::from_secs(1),
+            "min" | "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(wrong()),
+        };
+        let burst = match (words.next(), words.next(), words.next()) {
+            (None, _, _) => count,
+            (Some("burst"), Some(n), None) => n.parse().map_err(|_| wrong())?,
+            _ => return Err(wrong()),
+        };
+        for (what, n) in [("count", count), ("burst", burst)] {
+            if !(1..=1_000_000).contains(&n) {
+                return Err(bad(
+                    setting,
+                    format!("{text:?}: {what} must be 1 to 1000000"),
+                ));
+            }
+        }
+        Ok(Self { count, per, burst })
+    }
+
+    /// As keycast-nip46 takes it.
+    pub fn rate_limit(&self) -> keycast_nip46::RateLimit {
+        keycast_nip46::RateLimit::new(f64::from(self.count) / self.per.as_secs_f64(), self.burst)
+    }
+}
+
+/// `[nip46_limits]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNip46Limits {
+    client: Option<String>,
+    bunker: Option<String>,
+    unbound_client: Option<String>,
+    unbound_bunker: Option<String>,
+    unbound: Option<String>,
+    pairing: Option<String>,
+    relay_allow_list: Option<Vec<String>>,
+    relays_per_uri: Option<usize>,
+    relays_per_account: Option<usize>,
+}
+
+impl Nip46Limits {
+    fn resolve(env: &impl Fn(&str) -> Option<String>, f: RawNip46Limits) -> Result<Self> {
+        let limit = |name: &str, file: Option<String>| -> Result<Option<RateSetting>> {
+            env(name)
+                .or(file)
+                .map(|v| RateSetting::parse(name, v.trim()))
+                .transpose()
+        };
+        let relay_allow_list = match env("KEYCAST_RELAY_ALLOW_LIST") {
+            Some(v) => Some(list(&v)),
+            None => f.relay_allow_list,
+        };
+        for host in relay_allow_list.iter().flatten() {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let ok = (!host.is_empty() && !host.contains(['/', ':', '?', '#', '@', ' ']))
+                || bare.parse::<std::net::Ipv6Addr>().is_ok();
+            if !ok {
+                return Err(bad(
+                    "KEYCAST_RELAY_ALLOW_LIST",
+                    format!("{host:?} is not a host name or IP address"),
+                ));
+            }
+        }
+        Ok(Self {
+            client: limit("KEYCAST_NIP46_CLIENT_LIMIT", f.client)?,
+            bunker: limit("KEYCAST_NIP46_BUNKER_LIMIT", f.bunker)?,
+            unbound_client: limit("KEYCAST_NIP46_UNBOUND_CLIENT_LIMIT", f.unbound_client)?,
+            unbound_bunker: limit("KEYCAST_NIP46_UNBOUND_BUNKER_LIMIT", f.unbound_bunker)?,
+            unbound: limit("KEYCAST_NIP46_UNBOUND_LIMIT", f.unbound)?,
+            pairing: limit("KEYCAST_NIP46_PAIRING_LIMIT", f.pairing)?,
+            relay_allow_list,
+            relays_per_uri: number(
+                "KEYCAST_RELAY_MAX_PER_URI",
+                env("KEYCAST_RELAY_MAX_PER_URI"),
+                f.relays_per_uri,
+                0..=100,
+            )?,
+            relays_per_account: number(
+                "KEYCAST_RELAY_MAX_PER_ACCOUNT",
+                env("KEYCAST_RELAY_MAX_PER_ACCOUNT"),
+                f.relays_per_account,
+                0..=1000,
+            )?,
+        })
+    }
+
+    /// Sets what is configured on `bunker`; the rest keeps the library's defaults.
+    pub fn apply(&self, bunker: &mut keycast_nip46::BunkerConfig) {
+        let set = |target: &mut keycast_nip46::RateLimit, value: Option<RateSetting>| {
+            if let Some(v) = value {
+                *target = v.rate_limit();
+            }
+        };
+        set(&mut bunker.client_limit, self.client);
+        set(&mut bunker.bunker_limit, self.bunker);
+        set(&mut bunker.unbound_client_limit, self.unbound_client);
+        set(&mut bunker.unbound_bunker_limit, self.unbound_bunker);
+        set(&mut bunker.unbound_limit, self.unbound);
+        set(&mut bunker.pairing_limit, self.pairing);
+        if let Some(hosts) = &self.relay_allow_list {
+            bunker.relay_allow_list = Some(hosts.clone());
+        }
+        if let Some(n) = self.relays_per_uri {
+            bunker.max_relays_per_uri = n;
+        }
+        if let Some(n) = self.relays_per_account {
+            bunker.max_relays_per_account = n;
+        }
+    }
+}
+
+// ---- end of the NIP-46 abuse limits ----
 
 fn default_data_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     env("XDG_DATA_HOME")
@@ -759,5 +952,95 @@ mod tests {
         assert_eq!(c.database_pool_size, Some(12));
         assert_eq!(c.nip46_workers, Some(32), "the environment wins");
         assert_eq!(c.nip46_queue_capacity, Some(100));
+    }
+
+    #[test]
+    fn nip46_limits_come_from_the_environment_or_the_file_and_bad_ones_name_the_setting() {
+        let home = ("HOME", "/home/ann");
+        let c = load(&[home], None).expect("defaults");
+        assert_eq!(
+            c.nip46_limits,
+            Nip46Limits::default(),
+            "unset: the library's own"
+        );
+        let file = "[nip46_limits]\nclient = \"50/s burst 80\"\nrelay_allow_list = [\"relay.example\"]\nrelays_per_uri = 2";
+        let c = load(
+            &[
+                home,
+                ("KEYCAST_NIP46_UNBOUND_BUNKER_LIMIT", "12/min"),
+                ("KEYCAST_NIP46_PAIRING_LIMIT", "3/h burst 1"),
+                (
+                    "KEYCAST_RELAY_ALLOW_LIST",
+                    "127.0.0.1, relay.example, [::1]",
+                ),
+                ("KEYCAST_RELAY_MAX_PER_ACCOUNT", "4"),
+            ],
+            Some(file),
+        )
+        .expect("set");
+        let l = &c.nip46_limits;
+        assert_eq!(
+            l.client,
+            Some(RateSetting {
+                count: 50,
+                per: Duration::from_secs(1),
+                burst: 80
+            })
+        );
+        assert_eq!(
+            l.unbound_bunker,
+            Some(RateSetting {
+                count: 12,
+                per: Duration::from_secs(60),
+                burst: 12
+            })
+        );
+        assert_eq!(
+            l.relay_allow_list.as_deref(),
+            Some(
+                &[
+                    "127.0.0.1".to_owned(),
+                    "relay.example".to_owned(),
+                    "[::1]".to_owned()
+                ][..]
+            ),
+            "the environment wins"
+        );
+        assert_eq!((l.relays_per_uri, l.relays_per_account), (Some(2), Some(4)));
+        let mut bunker = keycast_nip46::BunkerConfig::new(Vec::new());
+        let untouched = bunker.bunker_limit;
+        l.apply(&mut bunker);
+        assert_eq!(bunker.client_limit, keycast_nip46::RateLimit::new(50.0, 80));
+        assert_eq!(
+            bunker.unbound_bunker_limit,
+            keycast_nip46::RateLimit::new(0.2, 12)
+        );
+        assert_eq!(bunker.pairing_limit.burst, 1);
+        assert!((bunker.pairing_limit.per_second - 3.0 / 3600.0).abs() < 1e-12);
+        assert_eq!(bunker.bunker_limit, untouched);
+        assert_eq!(
+            (bunker.max_relays_per_uri, bunker.max_relays_per_account),
+            (2, 4)
+        );
+
+        for (name, value) in [
+            ("KEYCAST_NIP46_CLIENT_LIMIT", "fast"),
+            ("KEYCAST_NIP46_BUNKER_LIMIT", "10/day"),
+            ("KEYCAST_NIP46_UNBOUND_LIMIT", "0/s"),
+            ("KEYCAST_NIP46_UNBOUND_CLIENT_LIMIT", "5/s burst"),
+            ("KEYCAST_NIP46_PAIRING_LIMIT", "5/min burst 0"),
+            ("KEYCAST_RELAY_ALLOW_LIST", "ws://relay.example"),
+            ("KEYCAST_RELAY_MAX_PER_URI", "500"),
+            ("KEYCAST_RELAY_MAX_PER_ACCOUNT", "-1"),
+        ] {
+            let err = load(&[home, (name, value)], None)
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+        let err = load(&[home], Some("[nip46_limits]\nclinet = \"1/s\""))
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("keycast.toml"), "{err}");
     }
 }

@@ -75,6 +75,7 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     if let Some(n) = config.nip46_queue_capacity {
         bunker_config.queue_capacity = n;
     }
+    config.nip46_limits.apply(&mut bunker_config);
     let bunker = Arc::new(Bunker::start(services.custody.clone(), bunker_config).await?);
     let listener = TcpListener::bind(config.listen)
         .await

@@ -12,6 +12,8 @@ mod common;
 mod listener;
 #[path = "abuse/master_key.rs"]
 mod master_key;
+#[path = "abuse/relays.rs"]
+mod relays;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -57,7 +57,10 @@ async fn rotation_to_a_new_master_key_file() {
         matches!(&refused, Err(keycast_server::ServerError::MasterKey(m)) if m.contains("new.key")),
         "{refused:?}"
     );
-    assert!(!dir.join("new.key").exists(), "no master key over sealed rows");
+    assert!(
+        !dir.join("new.key").exists(),
+        "no master key over sealed rows"
+    );
 
     let both = Services::open(&config(&dir, "new.key", None), Some(dir.join("old.key")))
         .await

@@ -67,6 +67,51 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A relay the outbound relay policy does not allow (an internal address, or not on
+    /// the operator's allow-list). Nothing was created.
+    #[error("relay {relay} is not allowed: {reason}")]
+    RelayRefused {
+        /// The relay URL.
+        relay: String,
+        /// Why (e.g. "loopback", "not on the relay allow-list").
+        reason: String,
+    },
+    /// A `nostrconnect://` URI names more relays (besides the configured ones) than
+    /// [`crate::BunkerConfig::max_relays_per_uri`]. Nothing was created.
+    #[error("the URI names {relays} relays besides this server's; at most {max} are accepted")]
+    TooManyRelays {
+        /// Extra relays the URI names.
+        relays: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Pairing would give the account more distinct extra relays, over its active
+    /// authorizations, than [`crate::BunkerConfig::max_relays_per_account`]. Nothing was
+    /// created.
+    #[error(
+        "this account's apps would use {relays} relays besides this server's; at most {max} \
+         are allowed (revoke an app that uses others first)"
+    )]
+    AccountRelays {
+        /// Distinct extra relays the account would use.
+        relays: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too many pairings for this account lately; retry after the given time.
+    #[error("too many pairings; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// When the next attempt can succeed.
+        retry_after: std::time::Duration,
+    },
+    /// A [`crate::BunkerConfig`] value that cannot be used.
+    #[error("bunker setting {setting}: {reason}")]
+    InvalidConfig {
+        /// The field.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The custody engine or its store failed while starting the service.
     #[error("custody: {0}")]
     Custody(#[from] keycast_core::Error),
@@ -82,6 +127,11 @@ impl Error {
             | Error::InvalidPerms { .. }
             | Error::InvalidUri { .. }
             | Error::Relay { .. }
+            | Error::RelayRefused { .. }
+            | Error::TooManyRelays { .. }
+            | Error::AccountRelays { .. }
+            | Error::RateLimited { .. }
+            | Error::InvalidConfig { .. }
             | Error::Custody(_) => None,
         }
     }

@@ -1,8 +1,47 @@
 //! Settings of the relay service.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
+use governor::Quota;
 use keycast_core::nostr::RelayUrl;
+
+use crate::{Error, Result};
+
+/// A token bucket: up to `burst` at once, refilled at `per_second` (a fraction for less
+/// than one a second, e.g. `1.0 / 60.0` for one a minute).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained rate, per second: 0.001 to 1,000,000.
+    pub per_second: f64,
+    /// How many may come at once: 1 to 1,000,000.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `burst` at once, then `per_second`.
+    pub const fn new(per_second: f64, burst: u32) -> Self {
+        Self { per_second, burst }
+    }
+
+    /// The governor quota, or why these values cannot be used (naming `setting`).
+    pub(crate) fn quota(&self, setting: &'static str) -> Result<Quota> {
+        let bad = |reason: String| Error::InvalidConfig { setting, reason };
+        if !(self.per_second.is_finite() && (0.001..=1_000_000.0).contains(&self.per_second)) {
+            return Err(bad(format!(
+                "rate {} per second: must be 0.001 to 1000000",
+                self.per_second
+            )));
+        }
+        let burst = NonZeroU32::new(self.burst)
+            .filter(|b| b.get() <= 1_000_000)
+            .ok_or_else(|| bad(format!("burst {}: must be 1 to 1000000", self.burst)))?;
+        let period = Duration::from_secs_f64(1.0 / self.per_second);
+        Quota::with_period(period)
+            .map(|q| q.allow_burst(burst))
+            .ok_or_else(|| bad("rate too high".into()))
+    }
+}
 
 /// How the bunker service connects and how much work it accepts.
 #[derive(Debug, Clone)]
@@ -33,6 +72,45 @@ pub struct BunkerConfig {
     /// the subscription reaches a relay are lost (kind 24133 is ephemeral, relays keep
     /// none), so start waits a little; unreachable relays only delay start this long.
     pub connect_timeout: Duration,
+
+    // Intake limits (see the `service` module docs). Checked before a request is queued,
+    // so before any decrypt or signature of ours; requests over a limit are dropped
+    // without a reply and counted in `BunkerStats::limited_*`.
+    /// Requests from one client key bound to the bunker it writes to. Default 500/s,
+    /// burst 2,000 (one app key may serve many bunkers: a benchmark client drives ~300/s).
+    pub client_limit: RateLimit,
+    /// Requests to one bunker key, from all its clients. Default 200/s, burst 2,000.
+    pub bunker_limit: RateLimit,
+    /// Requests from one client key not bound to the bunker it writes to (they can only be
+    /// a `connect`, whose decrypt and reply cost crypto). Default 10/s, burst 100 (a client
+    /// pairing with dozens of bunkers at once, as the cluster tests do).
+    pub unbound_client_limit: RateLimit,
+    /// Requests from unbound clients to one bunker key (a secret is single-use, so a real
+    /// client sends one, or a few retries). Default one per 5 s, burst 10.
+    pub unbound_bunker_limit: RateLimit,
+    /// Requests from unbound clients over all bunkers: the crypto spent on strangers.
+    /// Default 100/s, burst 500.
+    pub unbound_limit: RateLimit,
+    /// Keys each per-key limiter tracks at most. Keys whose bucket is full again are
+    /// forgotten every second; a limiter still over this is reset (everyone's bucket full
+    /// again). Default 100,000 (a few MiB per limiter).
+    pub limiter_max_keys: usize,
+
+    // Relays of nostrconnect:// pairings (see `relay_policy.rs`).
+    /// Hosts (names or IP addresses) that relays other than `relays` may be on; any address
+    /// they resolve to is allowed. `None` (the default): any host, but only public
+    /// addresses (no loopback, private, link-local, CGNAT, metadata … addresses).
+    pub relay_allow_list: Option<Vec<String>>,
+    /// Relays besides `relays` one `nostrconnect://` URI may name. Default 3.
+    pub max_relays_per_uri: usize,
+    /// Distinct relays besides `relays` over one account's active authorizations.
+    /// Default 10.
+    pub max_relays_per_account: usize,
+    /// Pairings per account (tenant and user). Default 5 a minute, burst 5.
+    pub pairing_limit: RateLimit,
+    /// How often the subscription is refreshed without being asked, so authorizations
+    /// that expired stop being served and their relays are dropped. Default 60 s.
+    pub refresh_every: Duration,
 }
 
 impl BunkerConfig {
@@ -51,6 +129,87 @@ impl BunkerConfig {
             stall_timeout: Duration::from_secs(10),
             approval_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(5),
+            client_limit: RateLimit::new(500.0, 2_000),
+            bunker_limit: RateLimit::new(200.0, 2_000),
+            unbound_client_limit: RateLimit::new(10.0, 100),
+            unbound_bunker_limit: RateLimit::new(0.2, 10),
+            unbound_limit: RateLimit::new(100.0, 500),
+            limiter_max_keys: 100_000,
+            relay_allow_list: None,
+            max_relays_per_uri: 3,
+            max_relays_per_account: 10,
+            pairing_limit: RateLimit::new(5.0 / 60.0, 5),
+            refresh_every: Duration::from_secs(60),
         }
+    }
+
+    /// Refuses values that cannot work, naming the field.
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (setting, limit) in [
+            ("client_limit", self.client_limit),
+            ("bunker_limit", self.bunker_limit),
+            ("unbound_client_limit", self.unbound_client_limit),
+            ("unbound_bunker_limit", self.unbound_bunker_limit),
+            ("unbound_limit", self.unbound_limit),
+            ("pairing_limit", self.pairing_limit),
+        ] {
+            limit.quota(setting)?;
+        }
+        let bad = |setting, reason: &str| {
+            Err(Error::InvalidConfig {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.limiter_max_keys == 0 {
+            return bad("limiter_max_keys", "must be at least 1");
+        }
+        if self.refresh_every < Duration::from_secs(1) {
+            return bad("refresh_every", "must be at least 1 s");
+        }
+        if let Some(hosts) = &self.relay_allow_list {
+            if hosts.iter().any(|h| h.trim().is_empty()) {
+                return bad("relay_allow_list", "an entry is empty");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_limits_name_the_field() {
+        let ok = BunkerConfig::new(Vec::new());
+        ok.validate().expect("defaults");
+        type Spoil = fn(&mut BunkerConfig);
+        let cases: [(Spoil, &str); 6] = [
+            (|c| c.client_limit.per_second = 0.0, "client_limit"),
+            (|c| c.unbound_limit.burst = 0, "unbound_limit"),
+            (|c| c.bunker_limit.per_second = f64::NAN, "bunker_limit"),
+            (|c| c.pairing_limit.burst = 2_000_000, "pairing_limit"),
+            (|c| c.limiter_max_keys = 0, "limiter_max_keys"),
+            (
+                |c| c.relay_allow_list = Some(vec![" ".into()]),
+                "relay_allow_list",
+            ),
+        ];
+        for (spoil, field) in cases {
+            let mut c = ok.clone();
+            spoil(&mut c);
+            match c.validate() {
+                Err(Error::InvalidConfig { setting, .. }) => assert_eq!(setting, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_rate_below_one_a_second_is_a_period() {
+        let q = RateLimit::new(0.2, 10).quota("x").expect("quota");
+        assert_eq!(q.replenish_interval(), Duration::from_secs(5));
+        assert_eq!(q.burst_size().get(), 10);
     }
 }

@@ -1,45 +1,87 @@
 //! The relay service: listens for kind-24133 requests to the bunker keys of active
 //! authorizations and answers them through [`RequestHandler`].
 //!
-//! Intake (one task) checks what is cheap: kind, `created_at` window, duplicate ids, and
-//! whether this instance owns the `#p` bunker ([`keycast_core::RequestRouter`]). Accepted
-//! requests go to a bounded queue drained by workers, which look up the authorization,
-//! decrypt, answer and publish the reply without waiting for the relay's `OK`. Signatures
-//! were verified by the relay pool before delivery. Every crypto step of ours runs on the
-//! engine's crypto pool. A
-//! full queue still answers the client ("overloaded") when it can, and counts the drop.
+//! Intake (one task) checks what is cheap: kind, `created_at` window, duplicate ids, that
+//! the `#p` bunker key is an active authorization's, whether this instance owns it
+//! ([`keycast_core::RequestRouter`]), and the rate limits. Accepted requests go to a
+//! bounded queue drained by workers, which look up the authorization, decrypt, answer and
+//! publish the reply without waiting for the relay's `OK`. Every crypto step of ours runs
+//! on the engine's crypto pool. A full queue still answers the client ("overloaded") when
+//! it can, and counts the drop.
+//!
+//! # Abuse resistance
+//!
+//! Anyone can sign kind-24133 events to a bunker key, so intake spends nothing of ours on
+//! a request before it passes the limits of `limits.rs`: per client key and
+//! per bunker key, and for clients not bound to the bunker's authorization (which can
+//! only be sending a `connect`, whose decrypt and error reply cost an ECDH, a decrypt, an
+//! encrypt and a signature) much stricter limits per client, per bunker and overall.
+//! Boundness comes from `Bindings` (`subscriptions.rs`), intake's copy of the active
+//! authorizations' clients (rebuilt at every subscription refresh, updated after each
+//! connect and logout handled here), so it costs no store read. Requests over a limit are
+//! dropped without a reply and counted (`BunkerStats::limited_*`); a stranger's flood gets
+//! at most `unbound_bunker_limit` replies per bunker.
+//!
+//! What stays: the relay pool verifies each delivered event's signature (and that it
+//! matches our filter for that relay, `verify_subscriptions`) before intake sees it. That
+//! costs one Schnorr verification per event on the pool's connection task, bounded by
+//! how fast the relays deliver; relays only deliver events `#p`-tagged to the bunker keys
+//! we asked them for.
+//!
+//! Fairness: the queue stays one FIFO. Per-key limits bound what any one key can put in
+//! it, and the unbound limits bound what all strangers together can (`unbound_limit`'s
+//! burst, 500 by default, is a few milliseconds of crypto for the workers), so a bound
+//! client's request never waits behind thousands of junk requests. A queue per bunker
+//! with round-robin workers would also isolate bound clients of different authorizations
+//! from each other, but every bound client holds a connect secret an account issued, so
+//! that load is accountable and capped per key; the FIFO keeps the
+//! "overloaded, retry" answer and the queue-wait metrics simple.
+//!
+//! `nostrconnect://` relays: see `relay_policy.rs` (which addresses the bunker may connect
+//! to, enforced in `transport.rs`), `subscriptions.rs` (a relay a client named gets
+//! only its own authorizations' bunker keys), and `pairing.rs` (caps and the pairing rate).
+//! Relays no active authorization uses are removed at the next refresh, which also runs
+//! every `refresh_every` so expired authorizations stop being served.
 
 mod approvals;
 mod config;
+mod limits;
 mod pairing;
 mod parked;
+mod relay_policy;
 mod relays;
 mod stats;
+mod subscriptions;
 mod transport;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use keycast_core::nostr::{Event, EventId, Kind, PublicKey, Timestamp};
-use keycast_core::{Authorization, AuthorizationId, Custody, Route, RoutingKey};
+use keycast_core::nostr::{Event, EventId, Kind, PublicKey, RelayUrl, Timestamp};
+use keycast_core::{Authorization, AuthorizationId, Custody, Route, RoutingKey, TenantId, UserId};
 use nostr_sdk::prelude::{
     Client, ClientMessage, Filter, RelayMessage, RelayOptions, RelayPoolNotification, RelayStatus,
-    SubscriptionId,
+    SubscribeOptions, SubscriptionId,
 };
 use tokio::task::JoinHandle;
 
-pub use config::BunkerConfig;
+pub use config::{BunkerConfig, RateLimit};
+pub use pairing::PairingPermit;
 pub use relays::{RelayConnection, RelayState};
 pub use stats::{BunkerStats, QUEUE_WAIT_BUCKETS_MICROS};
 
 use crate::handler::RequestHandler;
-use crate::protocol::message::Nip46Request;
+use crate::protocol::message::{Command, Nip46Request};
 use crate::protocol::response::Nip46Response;
 use crate::{Error, Result};
 use approvals::{Approvals, Pending};
+use limits::{IntakeLimits, Keyed, Limited};
 use parked::{Parked, ParkedRequest};
+use relay_policy::{RelayPolicy, Verdict};
 use relays::{Pace, Supervisor};
 use stats::{bump, Counters};
+use subscriptions::{Bindings, Plan};
 
 const SUBSCRIPTION: &str = "keycast-nip46";
 /// Overload replies in flight at once; beyond that a dropped request gets no reply.
@@ -74,9 +116,19 @@ struct Shared {
     relays: Arc<Supervisor>,
     approvals: Approvals,
     parked: Parked,
-    /// The bunker keys last subscribed for (sorted); `None` before the first time.
-    subscribed: tokio::sync::Mutex<Option<Vec<PublicKey>>>,
+    /// The plan last applied (the bunker keys each relay was asked for). Held while a
+    /// refresh runs, so refreshes apply in order.
+    subscribed: tokio::sync::Mutex<Plan>,
+    /// The relays of the last plan: where replies may go.
+    routes: RwLock<HashSet<RelayUrl>>,
     relay_options: RelayOptions,
+    policy: Arc<RelayPolicy>,
+    limits: IntakeLimits,
+    bindings: Bindings,
+    /// Pairings per account.
+    pairings: Keyed<(TenantId, UserId)>,
+    /// One pairing's relay checks and creation at a time (the account cap holds).
+    pairing: tokio::sync::Mutex<()>,
 }
 
 /// A running bunker service. Dropping it does not stop it; call [`Bunker::shutdown`].
@@ -102,14 +154,30 @@ impl Bunker {
     /// Connects to the relays (waiting at most `connect_timeout`; unreachable relays are
     /// retried in the background and do not fail start), subscribes for every active
     /// authorization and starts the workers.
+    ///
+    /// Values in `config` that cannot work are refused ([`Error::InvalidConfig`]).
     pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
+        config.validate()?;
+        let policy = Arc::new(RelayPolicy::new(
+            &config.relays,
+            config.relay_allow_list.as_deref(),
+        ));
         let client = Client::builder()
-            .websocket_transport(transport::NoDelayTransport)
+            .websocket_transport(transport::NoDelayTransport::new(policy.clone()))
             .build();
         // Ping and resubscribe come from the relay pool; reconnects from our supervisor
-        // (the pool's schedule is linear, ours exponential).
-        let relay_options = RelayOptions::new().reconnect(false).ping(true);
+        // (the pool's schedule is linear, ours exponential). Events that do not match
+        // what we asked that relay for are dropped before their signature is checked.
+        let relay_options = RelayOptions::new()
+            .reconnect(false)
+            .ping(true)
+            .verify_subscriptions(true);
         let (queue, jobs) = async_channel::bounded(config.queue_capacity.max(1));
+        let limits = IntakeLimits::new(&config)?;
+        let pairings = Keyed::new(
+            config.pairing_limit.quota("pairing_limit")?,
+            config.limiter_max_keys,
+        );
         let shared = Arc::new(Shared {
             handler: RequestHandler::new(custody.clone()),
             custody,
@@ -124,23 +192,22 @@ impl Bunker {
             relays: Arc::default(),
             approvals: Approvals::default(),
             parked: Parked::default(),
-            subscribed: tokio::sync::Mutex::new(None),
+            subscribed: tokio::sync::Mutex::new(Plan::new()),
+            routes: RwLock::default(),
             relay_options,
+            policy,
+            limits,
+            bindings: Bindings::default(),
+            pairings,
+            pairing: tokio::sync::Mutex::new(()),
             config,
         });
-        let mut relays = shared.config.relays.clone();
-        let now = Timestamp::now();
-        for auth in shared
-            .custody
-            .store()
-            .list_active_authorizations(now)
-            .await?
-        {
-            relays.extend(auth.relays.iter().cloned());
-        }
-        shared.add_relays(&relays).await?;
         let notifications = shared.client.notifications();
+        // Connects the configured relays and those of active authorizations that the
+        // policy allows, and subscribes; then waits a little for the connections.
         shared.refresh_subscription().await?;
+        let relays: Vec<RelayUrl> = shared.client.relays().await.into_keys().collect();
+        shared.wait_connected(&relays).await;
         let pace = Pace {
             reconnect_after: shared.config.reconnect_after,
             probe_every: shared.config.stall_probe_every,
@@ -150,6 +217,7 @@ impl Bunker {
             tokio::spawn(intake(shared.clone(), notifications)),
             tokio::spawn(expire_approvals(shared.clone())),
             tokio::spawn(reroute_parked(shared.clone())),
+            tokio::spawn(housekeeping(shared.clone())),
         ];
         let supervisor = tokio::spawn(shared.relays.clone().run(shared.client.clone(), pace));
         let workers = (0..shared.config.workers.max(1))
@@ -163,8 +231,10 @@ impl Bunker {
         })
     }
 
-    /// Re-subscribes for the bunker keys of the authorizations active now. Call after
-    /// creating or revoking authorizations; connections are kept.
+    /// Re-subscribes for the bunker keys of the authorizations active now, each relay for
+    /// its own share (see the module docs): call after creating or revoking
+    /// authorizations. Connects relays newly in use, keeps the others' connections, and
+    /// removes relays no active authorization uses any more (the configured ones stay).
     pub async fn refresh_subscription(&self) -> Result<()> {
         self.shared.refresh_subscription().await
     }
@@ -180,12 +250,16 @@ impl Bunker {
     pub fn stats(&self) -> BunkerStats {
         let s = &self.shared;
         let q = &s.queue;
-        s.counters.snapshot(
+        let mut stats = s.counters.snapshot(
             q.len(),
             q.capacity().unwrap_or(usize::MAX),
             s.approvals.len(),
             s.parked.len(),
-        )
+        );
+        stats.limiter_keys = s.limits.tracked_keys() + s.pairings.len();
+        stats.limiter_resets = s.limits.resets() + s.pairings.resets();
+        stats.relays_refused = s.policy.refusals();
+        stats
     }
 
     /// How many relays are connected now (readiness needs at least one).
@@ -225,73 +299,85 @@ impl Bunker {
 }
 
 impl Shared {
-    /// Adds relays not yet in the pool and starts connecting them (the supervisor keeps
-    /// them connected); waits at most `connect_timeout` for them.
-    async fn add_relays(&self, relays: &[keycast_core::nostr::RelayUrl]) -> Result<()> {
-        let mut added = Vec::new();
-        for relay in relays {
-            let new = self
-                .client
+    /// Waits at most `connect_timeout` for `relays` to connect (or fail a first attempt):
+    /// requests sent before our subscription reaches a relay are lost (kind 24133 is
+    /// ephemeral), so start and pairing wait a little.
+    async fn wait_connected(&self, relays: &[RelayUrl]) {
+        let pool = self.client.relays().await;
+        let timeout = self.config.connect_timeout;
+        let _ = tokio::time::timeout(timeout, async {
+            for relay in relays.iter().filter_map(|u| pool.get(u)) {
+                relay.wait_for_connection(timeout).await;
+            }
+        })
+        .await;
+    }
+
+    async fn refresh_subscription(&self) -> Result<()> {
+        // Held across the store and relay calls, so concurrent refreshes apply in order
+        // and a refresh that listed before a pairing cannot drop the pairing's relays.
+        let mut applied = self.subscribed.lock().await;
+        let now = Timestamp::now();
+        let active = self.custody.store().list_active_authorizations(now).await?;
+        self.bindings.replace(&active);
+        let plan = subscriptions::plan(&self.config.relays, &active, |r| {
+            !matches!(self.policy.relay_verdict(r), Verdict::Refused(_))
+        });
+        let pool = self.client.relays().await;
+        for relay in plan.keys().filter(|r| !pool.contains_key(*r)) {
+            self.client
                 .pool()
                 .add_relay(relay.clone(), self.relay_options.clone())
                 .await
                 .map_err(|e| Error::Relay {
                     reason: e.to_string(),
                 })?;
-            if new {
-                added.push(relay.clone());
-            }
-        }
-        if added.is_empty() {
-            return Ok(());
-        }
-        for relay in &added {
             // Only fails for a relay not in the pool, which it now is.
             let _ = self.client.connect_relay(relay.clone()).await;
         }
-        // Requests sent before our subscription reaches a relay are lost (kind 24133 is
-        // ephemeral), so wait a little; unreachable relays delay this at most the timeout.
-        let pool = self.client.relays().await;
-        let timeout = self.config.connect_timeout;
-        let _ = tokio::time::timeout(timeout, async {
-            for relay in added.iter().filter_map(|u| pool.get(u)) {
-                relay.wait_for_connection(timeout).await;
-            }
-        })
-        .await;
-        Ok(())
-    }
-
-    async fn refresh_subscription(&self) -> Result<()> {
-        let now = Timestamp::now();
-        let active = self.custody.store().list_active_authorizations(now).await?;
-        let mut bunkers: Vec<PublicKey> = active.iter().map(|a| a.bunker_pubkey).collect();
-        bunkers.sort_unstable();
-        // Held across the relay call, so concurrent refreshes apply in order. Most
-        // changes (a client connecting, say) leave the set as it is: no REQ is re-sent.
-        let mut subscribed = self.subscribed.lock().await;
-        if subscribed.as_ref() == Some(&bunkers) {
-            return Ok(());
-        }
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) =
+            plan.keys().cloned().collect();
         let id = SubscriptionId::new(SUBSCRIPTION);
-        if active.is_empty() {
-            // A filter without `#p` would match every request on the relay.
-            self.client.unsubscribe(&id).await;
-            *subscribed = Some(bunkers);
-            return Ok(());
-        }
         let since = Timestamp::from(now.as_secs().saturating_sub(self.config.max_age.as_secs()));
-        let filter = Filter::new()
-            .kind(Kind::NostrConnect)
-            .pubkeys(active.iter().map(|a| a.bunker_pubkey))
-            .since(since);
-        self.client
-            .subscribe_with_id(id, filter, None)
-            .await
-            .map_err(|e| Error::Relay {
-                reason: e.to_string(),
-            })?;
-        *subscribed = Some(bunkers);
+        let mut now_applied = Plan::new();
+        for (url, keys) in &plan {
+            // Most changes (a client connecting, say) leave a relay's set as it is: no
+            // REQ is re-sent.
+            let before = applied.get(url);
+            if before == Some(keys) {
+                now_applied.insert(url.clone(), keys.clone());
+                continue;
+            }
+            let Ok(relay) = self.client.relay(url).await else {
+                continue;
+            };
+            let sent = if keys.is_empty() {
+                // A filter without `#p` would match every request on the relay.
+                relay.unsubscribe(&id).await
+            } else {
+                let filter = Filter::new()
+                    .kind(Kind::NostrConnect)
+                    .pubkeys(keys.iter().copied())
+                    .since(since);
+                relay
+                    .subscribe_with_id(id.clone(), filter, SubscribeOptions::default())
+                    .await
+            };
+            match sent {
+                Ok(()) => {
+                    now_applied.insert(url.clone(), keys.clone());
+                }
+                // Left out of the applied plan, so the next refresh tries again.
+                Err(e) => {
+                    tracing::warn!(relay = %url, error = %e, "cannot update a relay's NIP-46 subscription")
+                }
+            }
+        }
+        for url in pool.keys().filter(|u| !plan.contains_key(*u)) {
+            tracing::info!(relay = %url, "no active authorization uses this relay; dropping it");
+            let _ = self.client.pool().force_remove_relay(url.clone()).await;
+        }
+        *applied = now_applied;
         Ok(())
     }
 
@@ -316,6 +402,10 @@ impl Shared {
             bump(&self.counters.invalid);
             return;
         };
+        let Some(bound) = self.bindings.is_bound(&bunker, &event.pubkey) else {
+            bump(&self.counters.unknown_bunker);
+            return;
+        };
         let router = self.custody.router();
         if let Route::Remote(_) = router.route(&RoutingKey(bunker)) {
             bump(&self.counters.rejected_hashring);
@@ -326,6 +416,17 @@ impl Shared {
                     at: Instant::now(),
                 });
             }
+            return;
+        }
+        if let Err(limit) = self.limits.admit(&event.pubkey, &bunker, bound) {
+            let c = &self.counters;
+            bump(match limit {
+                Limited::Client => &c.limited_client,
+                Limited::Bunker => &c.limited_bunker,
+                Limited::UnboundClient => &c.limited_unbound_client,
+                Limited::UnboundBunker => &c.limited_unbound_bunker,
+                Limited::Unbound => &c.limited_unbound,
+            });
             return;
         }
         self.enqueue(event, bunker, false);
@@ -420,10 +521,18 @@ impl Shared {
         };
         let reply = match Nip46Request::parse(&o.plaintext) {
             Ok(request) => {
+                let rebinds = matches!(request.command, Command::Connect { .. } | Command::Logout);
                 let reply = self
                     .handler
                     .handle(o.auth.id, o.client, request.clone())
                     .await;
+                if rebinds {
+                    // Intake's view of who is bound follows at once (the handler
+                    // invalidated the cached authorization).
+                    if let Ok(auth) = self.custody.authorization(o.auth.id).await {
+                        self.bindings.update(&auth);
+                    }
+                }
                 if reply.is_auth_url() {
                     let held = self.approvals.hold(Pending {
                         auth: o.auth.clone(),
@@ -505,15 +614,23 @@ impl Shared {
             }
         };
         // The client listens where its authorization says (a nostrconnect:// client names
-        // its relays); authorizations without relays use the configured ones.
-        let relays = if auth.relays.is_empty() {
-            &self.config.relays
+        // its relays) among those in use; otherwise on the configured ones.
+        let relays: Vec<RelayUrl> = {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            auth.relays
+                .iter()
+                .filter(|r| routes.contains(*r))
+                .cloned()
+                .collect()
+        };
+        let relays = if relays.is_empty() {
+            self.config.relays.clone()
         } else {
-            &auth.relays
+            relays
         };
         if let Err(e) = self
             .client
-            .send_msg_to(relays.iter().cloned(), ClientMessage::event(event))
+            .send_msg_to(relays, ClientMessage::event(event))
             .await
         {
             tracing::warn!(error = %e, "cannot hand a NIP-46 reply to the relays");
@@ -546,6 +663,28 @@ async fn intake(
                 tracing::warn!(missed = n, "NIP-46 intake lagged behind the relay pool");
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Every second: forgets idle keys of the rate limiters (bounding their memory); every
+/// `refresh_every`: refreshes the subscription, so authorizations that expired stop being
+/// served and relays no active authorization uses are dropped.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refreshed = Instant::now();
+    loop {
+        tick.tick().await;
+        shared.limits.prune();
+        if shared.pairings.prune() {
+            tracing::warn!("the pairing limiter tracked too many accounts and was reset");
+        }
+        if refreshed.elapsed() >= shared.config.refresh_every {
+            refreshed = Instant::now();
+            if let Err(e) = shared.refresh_subscription().await {
+                tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription");
+            }
         }
     }
 }

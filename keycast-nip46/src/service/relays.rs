@@ -94,7 +94,14 @@ impl Supervisor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for (url, relay) in client.relays().await {
+            let relays = client.relays().await;
+            // Relays removed from the pool (no active authorization uses them) are
+            // forgotten, so they are never retried.
+            self.tracks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|url, _| relays.contains_key(url));
+            for (url, relay) in relays {
                 if let Some(probe) = self.step(&url, &relay, pace) {
                     let me = self.clone();
                     tokio::spawn(async move { me.probe(url, relay, probe).await });

@@ -28,6 +28,13 @@ pub(crate) struct Counters {
     pub(crate) approvals_expired: AtomicU64,
     pub(crate) claims_lost: AtomicU64,
     pub(crate) rerouted: AtomicU64,
+    pub(crate) unknown_bunker: AtomicU64,
+    pub(crate) limited_client: AtomicU64,
+    pub(crate) limited_bunker: AtomicU64,
+    pub(crate) limited_unbound_client: AtomicU64,
+    pub(crate) limited_unbound_bunker: AtomicU64,
+    pub(crate) limited_unbound: AtomicU64,
+    pub(crate) pairings_refused: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -58,7 +65,8 @@ pub struct BunkerStats {
     pub processed: u64,
     /// Requests refused because the queue was full.
     pub queue_dropped: u64,
-    /// Requests dropped as unusable (bad signature, unknown bunker, undecryptable, no id).
+    /// Requests dropped as unusable (no `#p`, authorization gone meanwhile, undecryptable,
+    /// no id). Requests to unknown bunker keys are `unknown_bunker`.
     pub invalid: u64,
     /// Requests outside the `created_at` window.
     pub replayed: u64,
@@ -91,6 +99,37 @@ pub struct BunkerStats {
     pub queue_depth: usize,
     /// Queue capacity.
     pub queue_capacity: usize,
+    /// Requests to a bunker key that is no active authorization's, dropped at intake.
+    pub unknown_bunker: u64,
+    /// Requests dropped at intake by `client_limit` (a bound client over its rate).
+    pub limited_client: u64,
+    /// Requests dropped at intake by `bunker_limit`.
+    pub limited_bunker: u64,
+    /// Requests from unbound clients dropped at intake by `unbound_client_limit`.
+    pub limited_unbound_client: u64,
+    /// Requests from unbound clients dropped at intake by `unbound_bunker_limit`.
+    pub limited_unbound_bunker: u64,
+    /// Requests from unbound clients dropped at intake by `unbound_limit`.
+    pub limited_unbound: u64,
+    /// Keys the intake and pairing limiters track now (bounded by `limiter_max_keys` each).
+    pub limiter_keys: usize,
+    /// Times a limiter tracked too many keys and was reset.
+    pub limiter_resets: u64,
+    /// Relay connection attempts refused by the outbound relay policy.
+    pub relays_refused: u64,
+    /// Pairings refused (relay policy, relay caps, or the account's pairing rate).
+    pub pairings_refused: u64,
+}
+
+impl BunkerStats {
+    /// Requests dropped at intake by any rate limit.
+    pub fn limited(&self) -> u64 {
+        self.limited_client
+            + self.limited_bunker
+            + self.limited_unbound_client
+            + self.limited_unbound_bunker
+            + self.limited_unbound
+    }
 }
 
 impl Counters {
@@ -122,6 +161,16 @@ impl Counters {
             parked,
             queue_depth,
             queue_capacity,
+            unknown_bunker: r(&self.unknown_bunker),
+            limited_client: r(&self.limited_client),
+            limited_bunker: r(&self.limited_bunker),
+            limited_unbound_client: r(&self.limited_unbound_client),
+            limited_unbound_bunker: r(&self.limited_unbound_bunker),
+            limited_unbound: r(&self.limited_unbound),
+            limiter_keys: 0,
+            limiter_resets: 0,
+            relays_refused: 0,
+            pairings_refused: r(&self.pairings_refused),
         }
     }
 }

@@ -10,12 +10,17 @@
 //! 0.13) never sets `TCP_NODELAY` and nostr-relay-pool 0.44 offers no option for it, hence
 //! this transport.
 //!
-//! Only direct connections are handled here; a proxy or Tor connection mode (the bunker
-//! configures neither) falls back to the default transport.
+//! It is also where the outbound relay policy ([`super::relay_policy`]) is enforced: the
+//! addresses a relay's host resolves to are filtered just before connecting, so no name
+//! (or later DNS answer) can point the bunker at an address the policy refuses. Only
+//! direct connections are made: through a proxy or Tor (the bunker configures neither)
+//! the proxy would resolve the name, so the policy could not be kept, and such a
+//! connection is refused.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,20 +28,28 @@ use async_wsocket::futures_util::stream::{FuturesUnordered, SplitSink};
 use async_wsocket::futures_util::{Sink, SinkExt, StreamExt, TryStreamExt};
 use async_wsocket::{ConnectionMode, Message, WebSocket};
 use nostr_sdk::pool::transport::error::TransportError;
-use nostr_sdk::pool::transport::websocket::{
-    DefaultWebsocketTransport, WebSocketSink, WebSocketStream, WebSocketTransport,
-};
+use nostr_sdk::pool::transport::websocket::{WebSocketSink, WebSocketStream, WebSocketTransport};
 use nostr_sdk::util::BoxedFuture;
 use nostr_sdk::Url;
 use tokio::net::TcpStream;
+
+use super::relay_policy::{RelayPolicy, Verdict};
 
 /// When a host has several addresses, the next one is tried this long after the previous
 /// attempt started, if none has connected yet (the delay RFC 8305 recommends).
 const NEXT_ADDRESS_AFTER: Duration = Duration::from_millis(250);
 
-/// [`WebSocketTransport`] with `TCP_NODELAY` on direct connections; see the module docs.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct NoDelayTransport;
+/// [`WebSocketTransport`] with `TCP_NODELAY` and the relay policy; see the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct NoDelayTransport {
+    policy: Arc<RelayPolicy>,
+}
+
+impl NoDelayTransport {
+    pub(crate) fn new(policy: Arc<RelayPolicy>) -> Self {
+        Self { policy }
+    }
+}
 
 impl WebSocketTransport for NoDelayTransport {
     fn support_ping(&self) -> bool {
@@ -51,9 +64,9 @@ impl WebSocketTransport for NoDelayTransport {
     ) -> BoxedFuture<'a, Result<(WebSocketSink, WebSocketStream), TransportError>> {
         Box::pin(async move {
             if !matches!(mode, ConnectionMode::Direct) {
-                return DefaultWebsocketTransport.connect(url, mode, timeout).await;
+                return Err(refused("only direct relay connections are made"));
             }
-            let socket = tokio::time::timeout(timeout, connect(url))
+            let socket = tokio::time::timeout(timeout, connect(url, &self.policy))
                 .await
                 .map_err(|_| {
                     TransportError::backend(io::Error::new(
@@ -69,8 +82,15 @@ impl WebSocketTransport for NoDelayTransport {
     }
 }
 
-/// TCP (Nagle off), then TLS for `wss://`, then the WebSocket handshake.
-async fn connect(url: &Url) -> Result<WebSocket, TransportError> {
+/// TCP (Nagle off) to an address the policy allows, then TLS for `wss://`, then the
+/// WebSocket handshake.
+async fn connect(url: &Url, policy: &RelayPolicy) -> Result<WebSocket, TransportError> {
+    let verdict = policy.verdict(url);
+    if let Verdict::Refused(why) = verdict {
+        policy.count_refusal();
+        tracing::warn!(relay = %url, reason = why, "relay refused by the outbound relay policy");
+        return Err(refused(why));
+    }
     let host = url
         .host_str()
         .ok_or_else(|| invalid("relay URL without a host"))?;
@@ -79,9 +99,20 @@ async fn connect(url: &Url) -> Result<WebSocket, TransportError> {
     let port = url
         .port_or_known_default()
         .ok_or_else(|| invalid("relay URL without a port"))?;
-    let tcp = connect_tcp(host, port)
-        .await
-        .map_err(TransportError::backend)?;
+    let tcp = connect_tcp(host, port, |addr| {
+        let ok = RelayPolicy::permits(verdict, addr.ip());
+        if !ok {
+            tracing::warn!(relay = %url, "relay address refused by the outbound relay policy");
+        }
+        ok
+    })
+    .await
+    .map_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            policy.count_refusal();
+        }
+        TransportError::backend(e)
+    })?;
     tcp.set_nodelay(true).map_err(TransportError::backend)?;
     // Boxed: the handshake future is large.
     let (ws, _response) = Box::pin(tokio_tungstenite::client_async_tls(url.as_str(), tcp))
@@ -90,13 +121,27 @@ async fn connect(url: &Url) -> Result<WebSocket, TransportError> {
     Ok(WebSocket::Tokio(ws))
 }
 
-/// Connects to the first of `host`'s addresses that answers. Attempts start one after
-/// another, [`NEXT_ADDRESS_AFTER`] apart and alternating address families, so one
-/// unreachable address (a broken IPv6 route, say) does not cost the whole timeout.
-async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
-    let (v6, v4): (Vec<SocketAddr>, Vec<SocketAddr>) = tokio::net::lookup_host((host, port))
-        .await?
+/// Connects to the first of `host`'s addresses that `allowed` lets through and that
+/// answers. Attempts start one after another, [`NEXT_ADDRESS_AFTER`] apart and
+/// alternating address families, so one unreachable address (a broken IPv6 route, say)
+/// does not cost the whole timeout. No allowed address is `PermissionDenied`.
+async fn connect_tcp(
+    host: &str,
+    port: u16,
+    allowed: impl Fn(&SocketAddr) -> bool,
+) -> io::Result<TcpStream> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let any = !resolved.is_empty();
+    let (v6, v4): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
+        .into_iter()
+        .filter(|a| allowed(a))
         .partition(SocketAddr::is_ipv6);
+    if any && v6.is_empty() && v4.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the relay's addresses are refused by the outbound relay policy",
+        ));
+    }
     let (first, second) = if v6.is_empty() { (v4, v6) } else { (v6, v4) };
     let mut order = Vec::with_capacity(first.len() + second.len());
     let (mut a, mut b) = (first.into_iter(), second.into_iter());
@@ -123,6 +168,13 @@ async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
     }
     Err(last_error
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "host has no address")))
+}
+
+fn refused(reason: &str) -> TransportError {
+    TransportError::backend(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("relay refused by the outbound relay policy: {reason}"),
+    ))
 }
 
 fn invalid(reason: &str) -> TransportError {
@@ -158,6 +210,7 @@ impl Sink<Message> for NoDelaySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keycast_core::nostr::RelayUrl;
     use tokio::net::TcpListener;
 
     /// A WebSocket server on loopback that echoes one text message.
@@ -177,9 +230,19 @@ mod tests {
         port
     }
 
+    /// A transport whose policy allows loopback (as a test's allow-list would).
+    fn loopback_allowed() -> NoDelayTransport {
+        let allow = [
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+            "::1".to_owned(),
+        ];
+        NoDelayTransport::new(Arc::new(RelayPolicy::new(&[], Some(&allow))))
+    }
+
     async fn round_trip(url: &str) -> Message {
         let url = Url::parse(url).expect("url");
-        let (mut sink, mut stream) = NoDelayTransport
+        let (mut sink, mut stream) = loopback_allowed()
             .connect(&url, &ConnectionMode::Direct, Duration::from_secs(5))
             .await
             .expect("connect");
@@ -207,10 +270,39 @@ mod tests {
         };
         let url = Url::parse(&format!("ws://127.0.0.1:{port}")).expect("url");
         let started = std::time::Instant::now();
-        let result = NoDelayTransport
+        let result = loopback_allowed()
             .connect(&url, &ConnectionMode::Direct, Duration::from_secs(5))
             .await;
         assert!(result.is_err());
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn the_default_policy_refuses_internal_addresses_also_behind_a_name() {
+        let port = echo_server().await;
+        let policy = Arc::new(RelayPolicy::new(&[], None));
+        let transport = NoDelayTransport::new(policy.clone());
+        // `localhost` resolves only to loopback: every address is filtered out.
+        for url in [
+            format!("ws://127.0.0.1:{port}"),
+            format!("ws://localhost:{port}"),
+            format!("ws://[::ffff:127.0.0.1]:{port}"),
+        ] {
+            let parsed = Url::parse(&url).expect("url");
+            let result = transport
+                .connect(&parsed, &ConnectionMode::Direct, Duration::from_secs(5))
+                .await;
+            let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("outbound relay policy"), "{url}: {err:?}");
+        }
+        assert_eq!(policy.refusals(), 3);
+        // The same relay configured is allowed.
+        let configured = RelayUrl::parse(&format!("ws://127.0.0.1:{port}")).expect("relay");
+        let transport = NoDelayTransport::new(Arc::new(RelayPolicy::new(&[configured], None)));
+        let url = Url::parse(&format!("ws://127.0.0.1:{port}")).expect("url");
+        assert!(transport
+            .connect(&url, &ConnectionMode::Direct, Duration::from_secs(5))
+            .await
+            .is_ok());
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod recorder;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -278,6 +278,51 @@ async fn exposition(state: &AppState) -> impl IntoResponse {
             "NIP-46 events seen before.",
             b.duplicates,
         );
+        let name = "keycast_nip46_limited_total";
+        out.header(
+            name,
+            "counter",
+            "NIP-46 requests dropped at intake by a rate limit, before any crypto of ours.",
+        );
+        for (limit, count) in [
+            ("client", b.limited_client),
+            ("bunker", b.limited_bunker),
+            ("unbound_client", b.limited_unbound_client),
+            ("unbound_bunker", b.limited_unbound_bunker),
+            ("unbound", b.limited_unbound),
+        ] {
+            let _ = writeln!(out.0, "{name}{{limit=\"{limit}\"}} {count}");
+        }
+        out.metric(
+            "keycast_nip46_unknown_bunker_total",
+            "counter",
+            "NIP-46 requests to a bunker key no active authorization has.",
+            b.unknown_bunker,
+        );
+        out.metric(
+            "keycast_nip46_limiter_keys",
+            "gauge",
+            "Keys the NIP-46 intake limiters track now.",
+            b.limiter_keys,
+        );
+        out.metric(
+            "keycast_nip46_limiter_resets_total",
+            "counter",
+            "Times an intake limiter tracked too many keys and was reset.",
+            b.limiter_resets,
+        );
+        out.metric(
+            "keycast_nip46_relays_refused_total",
+            "counter",
+            "Connections to client-named relays refused by the relay address policy.",
+            b.relays_refused,
+        );
+        out.metric(
+            "keycast_nip46_pairings_refused_total",
+            "counter",
+            "nostrconnect:// pairings refused (relay policy, relay caps, pairing rate).",
+            b.pairings_refused,
+        );
         out.metric(
             "keycast_nip46_panics_total",
             "counter",

@@ -227,6 +227,6 @@ pub(crate) async fn connect_decision(
     };
     match pair::approve(&state, bunker, &uri, &user, key.id).await {
         Ok(_) => view::connected(&uri, &key),
-        Err(e) => failure(e),
+        Err(refusal) => refusal.into_page(),
     }
 }

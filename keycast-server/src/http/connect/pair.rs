@@ -1,9 +1,13 @@
-//! Approving a `nostrconnect://` URI: a policy from its `perms`, then
-//! [`keycast_nip46::Bunker::pair`]; a failure takes back what was made.
+//! Approving a `nostrconnect://` URI: the bunker admits it (the account's pairing rate,
+//! the URI's relays: policy and caps) before anything is made, then a policy from its
+//! `perms`, then [`keycast_nip46::Bunker::pair_admitted`]; a failure takes back what was
+//! made.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
 use keycast_core::{Authorization, KeyId, Label, NewAuthorization, Policy, PolicyId};
 use keycast_nip46::{Bunker, NostrConnectUri};
 
@@ -26,7 +30,44 @@ fn label(uri: &NostrConnectUri) -> Result<Label, ApiError> {
     }
 }
 
-/// Creates the policy the URI's `perms` map to (exactly as an OAuth scope with the same
+/// Why a pairing was refused, as the connect page shows it: an [`ApiError`], and for
+/// 429 how long to wait (`Retry-After`).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    error: ApiError,
+    retry_after: Option<Duration>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<keycast_core::Error> for Refusal {
+    fn from(e: keycast_core::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl Refusal {
+    /// The error page, with `Retry-After` when there is one.
+    pub(crate) fn into_page(self) -> Response {
+        let mut page = super::failure(self.error);
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        page
+    }
+}
+
+/// Has the bunker admit the URI for this account (nothing is made when it refuses),
+/// creates the policy the URI's `perms` map to (exactly as an OAuth scope with the same
 /// words; no perms is full access, as a NIP-46 `connect` without perms) and pairs.
 pub(crate) async fn approve(
     state: &AppState,
@@ -34,8 +75,18 @@ pub(crate) async fn approve(
     uri: &NostrConnectUri,
     user: &CurrentUser,
     key_id: KeyId,
-) -> Result<Arc<Authorization>, ApiError> {
+) -> Result<Arc<Authorization>, Refusal> {
     let s = &state.services;
+    let permit = match bunker
+        .admit_pairing(uri, user.tenant_id, user.user_id)
+        .await
+    {
+        Ok(permit) => permit,
+        Err(e) => {
+            tracing::info!(client = %uri.client, error = %e, "nostrconnect pairing refused");
+            return Err(pair_error(e));
+        }
+    };
     let label = label(uri)?;
     let scope = Scope::from_perms(uri.perms.iter().cloned());
     let policy =
@@ -50,7 +101,7 @@ pub(crate) async fn approve(
         relays: uri.relays.clone(),
         expires_at: None,
     };
-    match bunker.pair(uri, new).await {
+    match bunker.pair_admitted(permit, uri, new).await {
         Ok(auth) => {
             tracing::info!(authorization = %auth.id, client = %uri.client, "nostrconnect paired");
             Ok(auth)
@@ -63,17 +114,39 @@ pub(crate) async fn approve(
     }
 }
 
-fn pair_error(e: keycast_nip46::Error) -> ApiError {
-    match e {
-        keycast_nip46::Error::Custody(e) => e.into(),
-        keycast_nip46::Error::Relay { reason } => ApiError::new(
+/// The bunker's refusals as clear 4xx answers (the crate's messages carry no secrets).
+fn pair_error(e: keycast_nip46::Error) -> Refusal {
+    use keycast_nip46::Error as E;
+    let message = e.to_string();
+    let error = match e {
+        E::Custody(e) => e.into(),
+        E::Relay { reason } => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "relay",
             format!("cannot reach the app through its relays: {reason}"),
         ),
-        // The crate's messages carry no secrets.
-        other => ApiError::bad_request(other.to_string()),
-    }
+        E::RelayRefused { .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "relay_refused",
+            format!("this server does not connect to that app's relay: {message}"),
+        ),
+        E::TooManyRelays { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "too_many_relays", message)
+        }
+        E::AccountRelays { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_relays", message),
+        E::RateLimited { retry_after } => {
+            return Refusal {
+                error: ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("{message}; nothing was connected"),
+                ),
+                retry_after: Some(retry_after),
+            }
+        }
+        _ => ApiError::bad_request(message),
+    };
+    error.into()
 }
 
 /// Pairing can fail after the authorization was made (binding, relays, subscription).
