@@ -94,7 +94,11 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     let leaving = cluster.clone();
     let left_at = Arc::new(std::sync::OnceLock::new());
     let left = left_at.clone();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         stop.await;
         if let Some(cluster) = leaving {
             // Before draining: the others take this instance's share now, while it still

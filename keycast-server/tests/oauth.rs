@@ -112,7 +112,7 @@ impl Answer {
 
 async fn send(api: &Api, r: Request<Body>) -> Answer {
     let response = keycast_server::app(api.state.clone())
-        .oneshot(r)
+        .oneshot(common::inproc::with_peer(r))
         .await
         .expect("response");
     let status = response.status();

@@ -383,10 +383,21 @@ pub async fn one_live_code_per_purpose(store: &Arc<dyn KeyStore>) {
         let (digest, purpose) = (c.digest, c.purpose);
         async move { store.consume_email_token(&digest, purpose, now).await }
     };
-    assert_not_found(consume(&first).await, "an older code of the purpose is gone");
+    assert_not_found(
+        consume(&first).await,
+        "an older code of the purpose is gone",
+    );
     assert_eq!(consume(&second).await.unwrap(), second, "the newest works");
-    assert_eq!(consume(&reset).await.unwrap(), reset, "another purpose stays");
-    assert_eq!(consume(&others).await.unwrap(), others, "another user's stays");
+    assert_eq!(
+        consume(&reset).await.unwrap(),
+        reset,
+        "another purpose stays"
+    );
+    assert_eq!(
+        consume(&others).await.unwrap(),
+        others,
+        "another user's stays"
+    );
 
     let racing: Vec<EmailToken> = (0..8)
         .map(|_| code(&u, EmailPurpose::VerifyEmail))
