@@ -4,3 +4,7 @@
 //! served. `docs/SECURITY.md` maps each property to its case here.
 
 mod common;
+
+// A crate root finds `mod x;` beside itself; the cases live under tests/abuse/.
+#[path = "abuse/accounts.rs"]
+mod accounts;

@@ -120,7 +120,13 @@ async fn repeated_failures_slow_that_address_but_not_the_owner_elsewhere() {
         let s = &s;
         async move {
             let ((status, body), retry_after) = s
-                .call_from(from, "POST", "/api/auth/login", None, creds(email, password))
+                .call_from(
+                    from,
+                    "POST",
+                    "/api/auth/login",
+                    None,
+                    creds(email, password),
+                )
                 .await;
             (status, body, retry_after)
         }
@@ -128,7 +134,11 @@ async fn repeated_failures_slow_that_address_but_not_the_owner_elsewhere() {
     // KEYCAST_LOGIN_FREE_FAILURES (5) are answered, then the address must wait.
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(login(attacker, "ann@example.org", "guess guess guess").await.0);
+        statuses.push(
+            login(attacker, "ann@example.org", "guess guess guess")
+                .await
+                .0,
+        );
     }
     assert!(
         statuses[..5].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
@@ -145,7 +155,11 @@ async fn repeated_failures_slow_that_address_but_not_the_owner_elsewhere() {
     assert_eq!(body["error"]["code"], "too_many_requests");
     assert_eq!(retry_after, Some(1), "the first delay is a second");
     let (status, body, _) = login("192.0.2.10", "ann@example.org", "correct horse battery").await;
-    assert_eq!(status, StatusCode::OK, "the owner elsewhere is not held up: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the owner elsewhere is not held up: {body}"
+    );
     let (status, _, _) = login(attacker, "bob@example.org", "correct horse battery").await;
     assert_eq!(status, StatusCode::OK, "other accounts are unaffected");
 }

@@ -46,19 +46,34 @@ async fn failures_per_email_and_address_are_seen_everywhere_until_a_success() {
     assert!(!seen.known);
     let elsewhere = two.view(ann, home, WINDOW).await.expect("view");
     assert_eq!(elsewhere.failures, 0, "per address");
-    assert_eq!(elsewhere.account_failures, 3, "the account's, from everywhere");
-    let bob = two.view("t/bob@example.com", attacker, WINDOW).await.expect("view");
+    assert_eq!(
+        elsewhere.account_failures, 3,
+        "the account's, from everywhere"
+    );
+    let bob = two
+        .view("t/bob@example.com", attacker, WINDOW)
+        .await
+        .expect("view");
     assert_eq!((bob.failures, bob.account_failures), (0, 0), "per e-mail");
     let other_cluster = limits(&url, &prefix()).await;
-    let theirs = other_cluster.view(ann, attacker, WINDOW).await.expect("view");
+    let theirs = other_cluster
+        .view(ann, attacker, WINDOW)
+        .await
+        .expect("view");
     assert_eq!(theirs.failures, 0, "per cluster");
 
     one.failed(ann, home, now_ms(), KEEP, WINDOW).await;
     two.succeeded(ann, home, Duration::from_secs(3600)).await;
     let at_home = one.view(ann, home, WINDOW).await.expect("view");
-    assert_eq!(at_home.failures, 0, "a success clears that address's failures");
+    assert_eq!(
+        at_home.failures, 0,
+        "a success clears that address's failures"
+    );
     assert!(at_home.known, "and makes the address known to the account");
-    assert_eq!(at_home.account_failures, 4, "the account's window keeps counting");
+    assert_eq!(
+        at_home.account_failures, 4,
+        "the account's window keeps counting"
+    );
     let still = one.view(ann, attacker, WINDOW).await.expect("view");
     assert_eq!(still.failures, 3, "not the attacker's");
     assert!(!still.known);
@@ -76,7 +91,10 @@ async fn rate_windows_are_counted_once_for_everyone_sharing_the_prefix() {
     let mut last = 0;
     for i in 0..8 {
         let instance = if i % 2 == 0 { &one } else { &two };
-        last = instance.count("login", "192.0.2.7", hour).await.expect("count");
+        last = instance
+            .count("login", "192.0.2.7", hour)
+            .await
+            .expect("count");
     }
     // An hour boundary falling in between starts a new window; only then may it differ.
     if window_index(now_ms(), hour) == window {
@@ -84,7 +102,10 @@ async fn rate_windows_are_counted_once_for_everyone_sharing_the_prefix() {
     }
     let other = one.count("login", "192.0.2.8", hour).await.expect("count");
     assert_eq!(other, 1, "per key");
-    let other_limit = one.count("register", "192.0.2.7", hour).await.expect("count");
+    let other_limit = one
+        .count("register", "192.0.2.7", hour)
+        .await
+        .expect("count");
     assert_eq!(other_limit, 1, "per limit");
 }
 
@@ -100,7 +121,10 @@ async fn without_redis_nothing_is_counted_and_calls_return() {
     assert_eq!(seen.map(|s| s.failures), Some(1));
     private.down();
     let started = std::time::Instant::now();
-    assert_eq!(one.view("t/dan@example.com", "192.0.2.1", WINDOW).await, None);
+    assert_eq!(
+        one.view("t/dan@example.com", "192.0.2.1", WINDOW).await,
+        None
+    );
     assert_eq!(one.count("login", "192.0.2.1", WINDOW).await, None);
     one.failed("t/dan@example.com", "192.0.2.1", now_ms(), KEEP, WINDOW)
         .await;
