@@ -43,7 +43,7 @@
 //! | `login_max_delay_secs` | `KEYCAST_LOGIN_MAX_DELAY_SECS` (1–86400): the longest delay (1 s, doubling per failure) | `900` |
 //! | `login_failures_per_email` | `KEYCAST_LOGIN_FAILURES_PER_EMAIL` (1–1000000): failures per e-mail in 15 minutes, from addresses the account never logged in from, before those are refused | `50` |
 //! | `mail_per_account_per_hour` | `KEYCAST_MAIL_PER_ACCOUNT_PER_HOUR` (1–10000) | `5` |
-//! | `mail_per_recipient_per_hour` | `KEYCAST_MAIL_PER_RECIPIENT_PER_HOUR` (1–10000): per destination address, across tenants | `5` |
+//! | `mail_per_recipient_per_hour` | `KEYCAST_MAIL_PER_RECIPIENT_PER_HOUR` (1–10000): per destination address, across tenants; forgot-password has a budget of its own of the same size | `5` |
 //! | `mail_per_address_per_hour` | `KEYCAST_MAIL_PER_ADDRESS_PER_HOUR` (1–100000): forgot-password requests per client address | `20` |
 //! | `email_lookups_per_hour` | `KEYCAST_EMAIL_LOOKUPS_PER_HOUR` (1–100000): team members added by e-mail, per account | `60` |
 //!
@@ -162,7 +162,8 @@ pub struct AccountLimits {
     pub login_failures_per_email: u32,
     /// Mails (verification and confirmation codes) per account an hour.
     pub mail_per_account_per_hour: u32,
-    /// Mails per destination address an hour, across tenants.
+    /// Mails per destination address an hour, across tenants (and separately, as many
+    /// forgot-password mails).
     pub mail_per_recipient_per_hour: u32,
     /// Forgot-password requests per client address an hour.
     pub mail_per_address_per_hour: u32,

@@ -5,9 +5,13 @@
 //! - per account (verification and confirmation codes of a logged-in account);
 //! - per recipient address, across tenants (the mailbox is one person's, whichever tenant
 //!   the requests name);
-//! - per client address, for forgot-password (no account is logged in there). Forgot-
-//!   password counts the recipient whether or not it has an account, so a refusal does
-//!   not reveal which addresses do.
+//! - per client address, for forgot-password (no account is logged in there).
+//!
+//! Forgot-password has a recipient budget of its own and counts the recipient whether or
+//! not it has an account, so its answers depend only on forgot-password requests, which
+//! anyone can make for any address: a refusal does not reveal which addresses have an
+//! account, nor that their owner asked for mail. A mailbox can so get twice the
+//! recipient budget an hour: once from its own account, once from strangers.
 //!
 //! The key-replacement notice is not limited: it follows a replacement, which needs a
 //! code from this budget.
@@ -29,7 +33,8 @@ const MESSAGE: &str = "too many messages asked for; try again later";
 pub struct MailLimits {
     per_account: KeyedLimit,
     per_recipient: KeyedLimit,
-    per_address: KeyedLimit,
+    forgot_per_recipient: KeyedLimit,
+    forgot_per_address: KeyedLimit,
 }
 
 impl MailLimits {
@@ -49,8 +54,14 @@ impl MailLimits {
                 hour,
                 shared.clone(),
             ),
-            per_address: KeyedLimit::new(
-                "mail-address",
+            forgot_per_recipient: KeyedLimit::new(
+                "forgot-recipient",
+                settings.mail_per_recipient_per_hour,
+                hour,
+                shared.clone(),
+            ),
+            forgot_per_address: KeyedLimit::new(
+                "forgot-address",
                 settings.mail_per_address_per_hour,
                 hour,
                 shared,
@@ -75,8 +86,10 @@ impl MailLimits {
     /// A forgot-password message to `to`, asked for from `from`, whether or not `to` has
     /// an account.
     pub(crate) async fn for_anyone(&self, from: &ClientAddr, to: &Email) -> Result<(), ApiError> {
-        self.per_address.admit(&from.limit_key(), MESSAGE).await?;
-        self.per_recipient
+        self.forgot_per_address
+            .admit(&from.limit_key(), MESSAGE)
+            .await?;
+        self.forgot_per_recipient
             .admit(&Self::recipient(to), MESSAGE)
             .await
     }
