@@ -1,5 +1,5 @@
-//! Accounts over HTTP in-process: registration, login, sessions, logout, rate limiting and
-//! lockout; bad input answered with JSON errors.
+//! Accounts over HTTP in-process: registration, login, sessions, logout, login limits
+//! (delays per e-mail and address); bad input answered with JSON errors.
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! `ncryptsec` or a 24-word BIP-39 mnemonic. It takes the account password and a code
 //! mailed for this purpose (`POST /api/auth/confirm/request` with `{"action":
 //! "export_key"}`), so a stolen session alone cannot take a key. Password tries count
-//! against the login rate limit and lockout; every export is audited by the engine before
+//! against the login limits; every export is audited by the engine before
 //! the secret is returned.
 
 use axum::extract::rejection::JsonRejection;

@@ -4,7 +4,8 @@
 //! 1. `GET /connect?uri=<nostrconnect>` (encoded or not, see [`query`]). A URI that does
 //!    not parse gets an error page.
 //! 2. Without a session, a login form (`POST /connect/login`: the account login with its
-//!    rate limit and lockout), which sets the `keycast_session` cookie and comes back.
+//!    limits; a form another site posted is refused), which sets the `keycast_session`
+//!    cookie and comes back.
 //! 3. The consent page names the app (as it names itself), its key and relays, and says
 //!    in words what its `perms` allow, with the OAuth scope's wording and policy mapping.
 //! 4. `POST /connect` (CSRF token bound to the session): Deny ends it, nothing is sent.
