@@ -852,6 +852,44 @@ mod tests {
                 None,
                 "cluster mode needs a Postgres",
             ),
+            (
+                &[("KEYCAST_PASSWORD_HASH_SLOTS", "0")],
+                None,
+                "KEYCAST_PASSWORD_HASH_SLOTS",
+            ),
+            (
+                &[("KEYCAST_PASSWORD_HASH_QUEUE", "many")],
+                None,
+                "KEYCAST_PASSWORD_HASH_QUEUE",
+            ),
+            (
+                &[("KEYCAST_LOGINS_PER_ADDRESS_PER_MINUTE", "0")],
+                None,
+                "KEYCAST_LOGINS_PER_ADDRESS_PER_MINUTE",
+            ),
+            (
+                &[("KEYCAST_LOGIN_MAX_DELAY_SECS", "100000")],
+                None,
+                "KEYCAST_LOGIN_MAX_DELAY_SECS",
+            ),
+            (
+                &[],
+                Some("mail_per_recipient_per_hour = 0"),
+                "KEYCAST_MAIL_PER_RECIPIENT_PER_HOUR",
+            ),
+            (
+                &[("KEYCAST_TRUSTED_PROXY_HEADER", "x-forwarded-for")],
+                None,
+                "KEYCAST_TRUSTED_PROXIES",
+            ),
+            (
+                &[
+                    ("KEYCAST_TRUSTED_PROXY_HEADER", "x-forwarded-for"),
+                    ("KEYCAST_TRUSTED_PROXIES", "10.0.0.0/99"),
+                ],
+                None,
+                "KEYCAST_TRUSTED_PROXIES",
+            ),
             (&[], Some("listne = \"typo\""), "keycast.toml"),
             (&[], Some("listen = 3000"), "keycast.toml"),
         ];
@@ -861,6 +899,45 @@ mod tests {
             let err = load(&vars, *file).expect_err(setting).to_string();
             assert!(err.contains(setting), "{setting}: {err}");
         }
+    }
+
+    #[test]
+    fn account_limits_have_defaults_and_come_from_the_environment_or_the_file() {
+        let home = ("HOME", "/home/ann");
+        let a = load(&[home], None).expect("defaults").accounts;
+        assert_eq!(a.trusted_proxy, None);
+        assert!(a.password_hash_slots >= 2);
+        assert_eq!(a.password_hash_queue, 8 * a.password_hash_slots);
+        assert_eq!(
+            (
+                a.logins_per_address_per_minute,
+                a.registrations_per_address_per_hour,
+                a.login_free_failures,
+                a.login_max_delay,
+                a.login_failures_per_email,
+            ),
+            (30, 10, 5, Duration::from_secs(900), 50)
+        );
+        assert_eq!(
+            (
+                a.mail_per_account_per_hour,
+                a.mail_per_recipient_per_hour,
+                a.mail_per_address_per_hour,
+                a.email_lookups_per_hour,
+            ),
+            (5, 5, 20, 60)
+        );
+        let file =
+            "trusted_proxy_header = \"X-Real-IP\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+                    password_hash_slots = 3\nlogin_max_delay_secs = 60";
+        let a = load(&[home, ("KEYCAST_PASSWORD_HASH_QUEUE", "0")], Some(file))
+            .expect("set")
+            .accounts;
+        let proxy = a.trusted_proxy.expect("a trusted proxy");
+        assert_eq!(proxy.header.as_str(), "x-real-ip");
+        assert_eq!(proxy.proxies.len(), 2);
+        assert_eq!((a.password_hash_slots, a.password_hash_queue), (3, 0));
+        assert_eq!(a.login_max_delay, Duration::from_secs(60));
     }
 
     #[test]
