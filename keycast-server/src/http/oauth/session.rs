@@ -196,6 +196,40 @@ mod tests {
     }
 
     #[test]
+    fn refused_logins_are_pages_with_the_wait() {
+        use axum::http::StatusCode;
+        let page = |status: StatusCode, message: &str| {
+            let mut r = axum::response::Response::new(axum::body::Body::from(message.to_owned()));
+            *r.status_mut() = status;
+            r
+        };
+        let busy = ApiError::from(keycast_core::Error::Overloaded);
+        let r = refused_page(&busy, page).expect("a page");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let slow = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "x")
+            .retry_after(std::time::Duration::from_millis(2500));
+        assert_eq!(
+            refusal_message(&slow).as_deref(),
+            Some("Too many login attempts; try again in 3 seconds.")
+        );
+        let r = refused_page(&slow, page).expect("a page");
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+        let wrong = ApiError::unauthorized("x");
+        assert_eq!(
+            refusal_message(&wrong).as_deref(),
+            Some("Wrong e-mail or password.")
+        );
+        assert!(refused_page(&wrong, page)
+            .is_some_and(|r| !r.headers().contains_key(header::RETRY_AFTER)));
+        let broken = ApiError::from(keycast_core::Error::Internal("db".into()));
+        assert!(
+            refused_page(&broken, page).is_none(),
+            "an error page instead"
+        );
+    }
+
+    #[test]
     fn csrf_tokens_are_bound_to_the_session() {
         let a = BearerSecret::generate();
         let b = BearerSecret::generate();
