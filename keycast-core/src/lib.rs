@@ -76,7 +76,7 @@ pub use model::team::{Team, TeamMember, TeamRole};
 pub use model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 pub use traits::authorizer::{AuthContext, Authorizer, Decision};
 pub use traits::key_manager::{KekRef, KeyManager, Keyring, Wrapped};
-pub use traits::key_store::KeyStore;
+pub use traits::key_store::{KeyStore, PasswordReplaced};
 pub use traits::router::{LocalRouter, NodeId, RequestRouter, Route, RoutingKey};
 
 /// The `nostr` crate this build uses, so embedders match its types.

@@ -195,7 +195,10 @@ async fn replies_a_relay_refuses_are_counted() {
     // Bound before the pings: an unbound client's requests meet the strict unbound limit.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while s.bunker.stats().processed < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "connect not answered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connect not answered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for batch in 0..3 {

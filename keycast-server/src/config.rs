@@ -39,6 +39,25 @@
 //! | `[[tenants]]` (`name`, `hosts`) | `KEYCAST_TENANTS` (a JSON array of those objects) | none |
 //! | `[nip46_limits]` table, see [`Nip46Limits`] | `KEYCAST_NIP46_*_LIMIT`, `KEYCAST_RELAY_*` | NIP-46 abuse limits |
 //!
+//! Account abuse limits ([`AccountLimits`]; every count is per client address, per
+//! e-mail or per account as named, and shared by a cluster's instances through Redis):
+//!
+//! | TOML key | environment | default |
+//! |---|---|---|
+//! | `trusted_proxy_header` | `KEYCAST_TRUSTED_PROXY_HEADER` (such as `x-forwarded-for`) | none: the client address is the TCP peer |
+//! | `trusted_proxies` | `KEYCAST_TRUSTED_PROXIES` (comma-separated addresses or CIDR ranges; required with the header) | none |
+//! | `password_hash_slots` | `KEYCAST_PASSWORD_HASH_SLOTS` (1–256): argon2 runs at once (19 MiB each) | cores, at least 2 |
+//! | `password_hash_queue` | `KEYCAST_PASSWORD_HASH_QUEUE` (0–10000): hashes that may wait; beyond, 503 | 8 × slots |
+//! | `logins_per_address_per_minute` | `KEYCAST_LOGINS_PER_ADDRESS_PER_MINUTE` (1–100000) | `30` |
+//! | `registrations_per_address_per_hour` | `KEYCAST_REGISTRATIONS_PER_ADDRESS_PER_HOUR` (1–100000) | `10` |
+//! | `login_free_failures` | `KEYCAST_LOGIN_FREE_FAILURES` (1–1000): failures per e-mail and address before delays start | `5` |
+//! | `login_max_delay_secs` | `KEYCAST_LOGIN_MAX_DELAY_SECS` (1–86400): the longest delay (1 s, doubling per failure) | `900` |
+//! | `login_failures_per_email` | `KEYCAST_LOGIN_FAILURES_PER_EMAIL` (1–1000000): failures per e-mail in 15 minutes, from addresses the account never logged in from, before those are refused | `50` |
+//! | `mail_per_account_per_hour` | `KEYCAST_MAIL_PER_ACCOUNT_PER_HOUR` (1–10000) | `5` |
+//! | `mail_per_recipient_per_hour` | `KEYCAST_MAIL_PER_RECIPIENT_PER_HOUR` (1–10000): per destination address, across tenants; forgot-password has a budget of its own of the same size | `5` |
+//! | `mail_per_address_per_hour` | `KEYCAST_MAIL_PER_ADDRESS_PER_HOUR` (1–100000): forgot-password requests per client address | `20` |
+//! | `email_lookups_per_hour` | `KEYCAST_EMAIL_LOOKUPS_PER_HOUR` (1–100000): team members added by e-mail, per account | `60` |
+//!
 //! The cloud key managers read their own variables (`KEYCAST_AWS_KMS_KEY_ID` and the usual
 //! `AWS_*`, `KEYCAST_GCP_KMS_*`, `KEYCAST_VAULT_*`); see keycast-kms's `from_env` docs.
 //! The file is `--config <path>` or `KEYCAST_CONFIG`; without either, none is read.
@@ -134,6 +153,42 @@ pub struct Config {
     pub connections: crate::connections::ConnectionSettings,
     /// NIP-46 intake limits and the `nostrconnect://` relay policy.
     pub nip46_limits: Nip46Limits,
+    /// Limits on logins, registrations, password hashing and mail, and where the client
+    /// address comes from.
+    pub accounts: AccountLimits,
+}
+
+/// How much password hashing, login guessing and mail one client or account can cause
+/// (see the table in the module docs for the settings and defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// The header carrying the client address behind a load balancer, and who may set it.
+    pub trusted_proxy: Option<crate::http::TrustedProxy>,
+    /// Password hashes (argon2, 19 MiB each) computed at once.
+    pub password_hash_slots: usize,
+    /// Password hashes that may wait for a slot; beyond them, 503 with `Retry-After`.
+    pub password_hash_queue: usize,
+    /// Login attempts per client address a minute (any e-mail).
+    pub logins_per_address_per_minute: u32,
+    /// Registrations per client address an hour.
+    pub registrations_per_address_per_hour: u32,
+    /// Failures per e-mail and client address before each further attempt must wait.
+    pub login_free_failures: u32,
+    /// The longest of those waits (they start at 1 s and double per failure).
+    pub login_max_delay: Duration,
+    /// Failures per e-mail in 15 minutes, from every address the account never logged in
+    /// (or reset its password) from, after which those addresses are refused until the
+    /// window ends.
+    pub login_failures_per_email: u32,
+    /// Mails (verification and confirmation codes) per account an hour.
+    pub mail_per_account_per_hour: u32,
+    /// Mails per destination address an hour, across tenants (and separately, as many
+    /// forgot-password mails).
+    pub mail_per_recipient_per_hour: u32,
+    /// Forgot-password requests per client address an hour.
+    pub mail_per_address_per_hour: u32,
+    /// E-mail lookups per account an hour (adding team members by e-mail).
+    pub email_lookups_per_hour: u32,
 }
 
 /// The TOML file: every key optional.
@@ -169,6 +224,20 @@ struct File {
     min_free_disk_mib: Option<u64>,
     connections: Option<crate::connections::settings::RawConnections>,
     nip46_limits: Option<RawNip46Limits>,
+    // Account abuse limits (`AccountLimits`).
+    trusted_proxy_header: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    password_hash_slots: Option<usize>,
+    password_hash_queue: Option<usize>,
+    logins_per_address_per_minute: Option<u32>,
+    registrations_per_address_per_hour: Option<u32>,
+    login_free_failures: Option<u32>,
+    login_max_delay_secs: Option<u64>,
+    login_failures_per_email: Option<u32>,
+    mail_per_account_per_hour: Option<u32>,
+    mail_per_recipient_per_hour: Option<u32>,
+    mail_per_address_per_hour: Option<u32>,
+    email_lookups_per_hour: Option<u32>,
 }
 
 /// `true`, `1`, `yes` or `false`, `0`, `no`, in any case.
@@ -245,6 +314,8 @@ impl Config {
             None => File::default(),
         };
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        // Before the fields below are moved out of `f`.
+        let accounts = AccountLimits::resolve(&env, &f)?;
 
         let listen = env("KEYCAST_LISTEN")
             .or(f.listen)
@@ -486,6 +557,7 @@ impl Config {
             smtp_url,
             mail_from,
             nip46_limits,
+            accounts,
         })
     }
 
@@ -736,6 +808,102 @@ impl Nip46Limits {
 
 // ---- end of the NIP-46 abuse limits ----
 
+impl AccountLimits {
+    /// The limits from the environment, else the file, else the defaults.
+    fn resolve(env: &impl Fn(&str) -> Option<String>, f: &File) -> Result<Self> {
+        let trusted_proxy = crate::http::TrustedProxy::parse(
+            "KEYCAST_TRUSTED_PROXY_HEADER",
+            env("KEYCAST_TRUSTED_PROXY_HEADER")
+                .or_else(|| f.trusted_proxy_header.clone())
+                .as_deref(),
+            "KEYCAST_TRUSTED_PROXIES",
+            env("KEYCAST_TRUSTED_PROXIES")
+                .or_else(|| f.trusted_proxies.as_ref().map(|p| p.join(",")))
+                .as_deref(),
+        )
+        .map_err(ServerError::Config)?;
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let password_hash_slots = number(
+            "KEYCAST_PASSWORD_HASH_SLOTS",
+            env("KEYCAST_PASSWORD_HASH_SLOTS"),
+            f.password_hash_slots,
+            1..=256,
+        )?
+        .unwrap_or(cores.max(2));
+        let password_hash_queue = number(
+            "KEYCAST_PASSWORD_HASH_QUEUE",
+            env("KEYCAST_PASSWORD_HASH_QUEUE"),
+            f.password_hash_queue,
+            0..=10_000,
+        )?
+        .unwrap_or(8 * password_hash_slots);
+        let count = |setting: &str, file: Option<u32>, max: u32, default: u32| {
+            number(setting, env(setting), file, 1..=max).map(|v| v.unwrap_or(default))
+        };
+        let max_delay = number(
+            "KEYCAST_LOGIN_MAX_DELAY_SECS",
+            env("KEYCAST_LOGIN_MAX_DELAY_SECS"),
+            f.login_max_delay_secs,
+            1..=86_400,
+        )?
+        .unwrap_or(900);
+        Ok(Self {
+            trusted_proxy,
+            password_hash_slots,
+            password_hash_queue,
+            logins_per_address_per_minute: count(
+                "KEYCAST_LOGINS_PER_ADDRESS_PER_MINUTE",
+                f.logins_per_address_per_minute,
+                100_000,
+                30,
+            )?,
+            registrations_per_address_per_hour: count(
+                "KEYCAST_REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+                f.registrations_per_address_per_hour,
+                100_000,
+                10,
+            )?,
+            login_free_failures: count(
+                "KEYCAST_LOGIN_FREE_FAILURES",
+                f.login_free_failures,
+                1000,
+                5,
+            )?,
+            login_max_delay: Duration::from_secs(max_delay),
+            login_failures_per_email: count(
+                "KEYCAST_LOGIN_FAILURES_PER_EMAIL",
+                f.login_failures_per_email,
+                1_000_000,
+                50,
+            )?,
+            mail_per_account_per_hour: count(
+                "KEYCAST_MAIL_PER_ACCOUNT_PER_HOUR",
+                f.mail_per_account_per_hour,
+                10_000,
+                5,
+            )?,
+            mail_per_recipient_per_hour: count(
+                "KEYCAST_MAIL_PER_RECIPIENT_PER_HOUR",
+                f.mail_per_recipient_per_hour,
+                10_000,
+                5,
+            )?,
+            mail_per_address_per_hour: count(
+                "KEYCAST_MAIL_PER_ADDRESS_PER_HOUR",
+                f.mail_per_address_per_hour,
+                100_000,
+                20,
+            )?,
+            email_lookups_per_hour: count(
+                "KEYCAST_EMAIL_LOOKUPS_PER_HOUR",
+                f.email_lookups_per_hour,
+                100_000,
+                60,
+            )?,
+        })
+    }
+}
+
 fn default_data_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     env("XDG_DATA_HOME")
         .map(|d| PathBuf::from(d).join("keycast"))
@@ -923,6 +1091,44 @@ mod tests {
                 None,
                 "cluster mode needs a Postgres",
             ),
+            (
+                &[("KEYCAST_PASSWORD_HASH_SLOTS", "0")],
+                None,
+                "KEYCAST_PASSWORD_HASH_SLOTS",
+            ),
+            (
+                &[("KEYCAST_PASSWORD_HASH_QUEUE", "many")],
+                None,
+                "KEYCAST_PASSWORD_HASH_QUEUE",
+            ),
+            (
+                &[("KEYCAST_LOGINS_PER_ADDRESS_PER_MINUTE", "0")],
+                None,
+                "KEYCAST_LOGINS_PER_ADDRESS_PER_MINUTE",
+            ),
+            (
+                &[("KEYCAST_LOGIN_MAX_DELAY_SECS", "100000")],
+                None,
+                "KEYCAST_LOGIN_MAX_DELAY_SECS",
+            ),
+            (
+                &[],
+                Some("mail_per_recipient_per_hour = 0"),
+                "KEYCAST_MAIL_PER_RECIPIENT_PER_HOUR",
+            ),
+            (
+                &[("KEYCAST_TRUSTED_PROXY_HEADER", "x-forwarded-for")],
+                None,
+                "KEYCAST_TRUSTED_PROXIES",
+            ),
+            (
+                &[
+                    ("KEYCAST_TRUSTED_PROXY_HEADER", "x-forwarded-for"),
+                    ("KEYCAST_TRUSTED_PROXIES", "10.0.0.0/99"),
+                ],
+                None,
+                "KEYCAST_TRUSTED_PROXIES",
+            ),
             (&[], Some("listne = \"typo\""), "keycast.toml"),
             (&[], Some("listen = 3000"), "keycast.toml"),
         ];
@@ -932,6 +1138,45 @@ mod tests {
             let err = load(&vars, *file).expect_err(setting).to_string();
             assert!(err.contains(setting), "{setting}: {err}");
         }
+    }
+
+    #[test]
+    fn account_limits_have_defaults_and_come_from_the_environment_or_the_file() {
+        let home = ("HOME", "/home/ann");
+        let a = load(&[home], None).expect("defaults").accounts;
+        assert_eq!(a.trusted_proxy, None);
+        assert!(a.password_hash_slots >= 2);
+        assert_eq!(a.password_hash_queue, 8 * a.password_hash_slots);
+        assert_eq!(
+            (
+                a.logins_per_address_per_minute,
+                a.registrations_per_address_per_hour,
+                a.login_free_failures,
+                a.login_max_delay,
+                a.login_failures_per_email,
+            ),
+            (30, 10, 5, Duration::from_secs(900), 50)
+        );
+        assert_eq!(
+            (
+                a.mail_per_account_per_hour,
+                a.mail_per_recipient_per_hour,
+                a.mail_per_address_per_hour,
+                a.email_lookups_per_hour,
+            ),
+            (5, 5, 20, 60)
+        );
+        let file =
+            "trusted_proxy_header = \"X-Real-IP\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+                    password_hash_slots = 3\nlogin_max_delay_secs = 60";
+        let a = load(&[home, ("KEYCAST_PASSWORD_HASH_QUEUE", "0")], Some(file))
+            .expect("set")
+            .accounts;
+        let proxy = a.trusted_proxy.expect("a trusted proxy");
+        assert_eq!(proxy.header.as_str(), "x-real-ip");
+        assert_eq!(proxy.proxies.len(), 2);
+        assert_eq!((a.password_hash_slots, a.password_hash_queue), (3, 0));
+        assert_eq!(a.login_max_delay, Duration::from_secs(60));
     }
 
     #[test]

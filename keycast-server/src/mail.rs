@@ -3,12 +3,13 @@
 //! With `smtp_url` set (`smtp://host:port`, `smtps://user:password@host`, or
 //! `smtp://…?tls=required`; lettre's URL forms), messages go out over SMTP. Without it, in
 //! development, each message is written as an `.eml` file to `<data dir>/mail/` (the data
-//! dir is private): the messages carry single-use tokens, which never go to the logs.
+//! dir is private, and each file is created 0600): the messages carry single-use tokens,
+//! which never go to the logs.
 
 use std::path::PathBuf;
 
 use lettre::message::Mailbox;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::error::{Result, ServerError};
 
@@ -33,10 +34,8 @@ pub enum Mailer {
         /// The `From` address.
         from: Mailbox,
     },
-    /// `.eml` files in a directory (development).
+    /// `.eml` files in a directory (development), each readable by the owner only.
     Files {
-        /// The writer.
-        transport: AsyncFileTransport<Tokio1Executor>,
         /// The directory.
         dir: PathBuf,
         /// The `From` address.
@@ -86,11 +85,7 @@ impl Mailer {
             None => {
                 let dir = data_dir.join("mail");
                 crate::lock::create_private_dir(&dir)?;
-                Ok(Self::Files {
-                    transport: AsyncFileTransport::new(&dir),
-                    dir,
-                    from,
-                })
+                Ok(Self::Files { dir, from })
             }
         }
     }
@@ -115,16 +110,31 @@ impl Mailer {
                 .await
                 .map(|_| ())
                 .map_err(|e| MailError(format!("SMTP: {e}"))),
-            Self::Files { transport, dir, .. } => {
-                let id = transport
-                    .send(message)
+            Self::Files { dir, .. } => {
+                let path = dir.join(format!("{}.eml", uuid::Uuid::new_v4()));
+                let bytes = message.formatted();
+                let file = path.clone();
+                tokio::task::spawn_blocking(move || write_private(&file, &bytes))
                     .await
+                    .map_err(|e| MailError(format!("writing the message: {e}")))?
                     .map_err(|e| MailError(format!("writing the message: {e}")))?;
-                tracing::info!(file = %dir.join(format!("{id}.eml")).display(), "mail written (no smtp_url set)");
+                tracing::info!(file = %path.display(), "mail written (no smtp_url set)");
                 Ok(())
             }
         }
     }
+}
+
+/// Writes a new file at `path` that only its owner can read (it holds a token).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A message that could not be sent; safe to log (no addresses or tokens).
@@ -140,6 +150,32 @@ impl std::fmt::Display for MailError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn mail_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let data = std::env::temp_dir().join(format!("keycast-mail-{}", uuid::Uuid::new_v4()));
+        let mailer = Mailer::new(None, "keycast <k@localhost>", &data).expect("mailer");
+        mailer
+            .send("ann@example.org", "Code", "the code: 1234\n".into())
+            .await
+            .expect("sent");
+        let files: Vec<_> = std::fs::read_dir(data.join("mail"))
+            .expect("mail dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let mode = std::fs::metadata(&files[0])
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let text = std::fs::read_to_string(&files[0]).expect("read");
+        assert!(text.contains("To: ann@example.org") && text.contains("the code: 1234"));
+        assert!(files[0].extension().is_some_and(|e| e == "eml"));
+        let _ = std::fs::remove_dir_all(&data);
+    }
 
     #[test]
     fn bad_mail_settings_are_refused_and_urls_never_shown() {

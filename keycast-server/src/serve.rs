@@ -30,9 +30,18 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     let descriptors = crate::connections::raise_descriptor_limit().unwrap_or(1024);
     let (http_cap, relay_cap) = crate::connections::default_caps(descriptors);
     let limits = &config.connections;
-    let http_gate = Gate::new(
+    // Behind a load balancer every connection comes from it: no per-address cap for the
+    // proxies the operator trusts (the total cap still holds).
+    let proxies = config
+        .accounts
+        .trusted_proxy
+        .as_ref()
+        .map(|t| t.proxies.clone())
+        .unwrap_or_default();
+    let http_gate = Gate::exempting(
         limits.http.max.unwrap_or(http_cap),
         limits.http.max_per_address,
+        proxies,
     );
     let relay_gate = Gate::new(
         limits.relay.max.unwrap_or(relay_cap),

@@ -7,6 +7,8 @@
 //! `scripts/reliability_report.py` turns them into the attack table of
 //! `docs/RELIABILITY.md`.
 
+#[path = "abuse/accounts.rs"]
+mod accounts;
 mod common;
 #[path = "abuse/listener.rs"]
 mod listener;

@@ -1,5 +1,5 @@
-//! Accounts over HTTP in-process: registration, login, sessions, logout, rate limiting and
-//! lockout; bad input answered with JSON errors.
+//! Accounts over HTTP in-process: registration, login, sessions, logout, login limits
+//! (delays per e-mail and address); bad input answered with JSON errors.
 
 mod common;
 
@@ -102,7 +102,7 @@ async fn register_login_session_logout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_failures_lock_the_email_but_not_others() {
+async fn repeated_failures_slow_that_address_but_not_the_owner_elsewhere() {
     let s = Api::new(&[("KEYCAST_REGISTRATION_OPEN", "true")]).await;
     for email in ["ann@example.org", "bob@example.org"] {
         let (status, _) = s
@@ -115,47 +115,52 @@ async fn repeated_failures_lock_the_email_but_not_others() {
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
+    let attacker = "198.51.100.7";
+    let login = |from: &'static str, email: &'static str, password: &'static str| {
+        let s = &s;
+        async move {
+            let ((status, body), retry_after) = s
+                .call_from(
+                    from,
+                    "POST",
+                    "/api/auth/login",
+                    None,
+                    creds(email, password),
+                )
+                .await;
+            (status, body, retry_after)
+        }
+    };
+    // KEYCAST_LOGIN_FREE_FAILURES (5) are answered, then the address must wait.
     let mut statuses = Vec::new();
-    for _ in 0..11 {
+    for _ in 0..6 {
         statuses.push(
-            s.call(
-                "POST",
-                "/api/auth/login",
-                None,
-                creds("ann@example.org", "guess guess guess"),
-            )
-            .await
-            .0,
+            login(attacker, "ann@example.org", "guess guess guess")
+                .await
+                .0,
         );
     }
     assert!(
-        statuses[..10]
-            .iter()
-            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        statuses[..5].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
     );
-    assert_eq!(statuses[10], StatusCode::TOO_MANY_REQUESTS);
-    let (status, body) = s
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            creds("ann@example.org", "correct horse battery"),
-        )
-        .await;
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    let (status, body, retry_after) =
+        login(attacker, "ann@example.org", "correct horse battery").await;
     assert_eq!(
         status,
         StatusCode::TOO_MANY_REQUESTS,
-        "locked even with the right password: {body}"
+        "that address waits even with the right password: {body}"
     );
-    let (status, _) = s
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            creds("bob@example.org", "correct horse battery"),
-        )
-        .await;
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    assert_eq!(retry_after, Some(1), "the first delay is a second");
+    let (status, body, _) = login("192.0.2.10", "ann@example.org", "correct horse battery").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the owner elsewhere is not held up: {body}"
+    );
+    let (status, _, _) = login(attacker, "bob@example.org", "correct horse battery").await;
     assert_eq!(status, StatusCode::OK, "other accounts are unaffected");
 }
 
@@ -225,7 +230,7 @@ async fn registration_can_bring_a_key_and_a_bad_one_creates_nothing() {
 
     // Bad keys: a clear error, and no account is left behind.
     let hex = Keys::generate().secret_key().to_secret_hex();
-    for (extra, want, code) in [
+    for (i, (extra, want, code)) in [
         (
             json!({"nsec": "nsec1notakey"}),
             StatusCode::BAD_REQUEST,
@@ -252,7 +257,10 @@ async fn registration_can_bring_a_key_and_a_bad_one_creates_nothing() {
             StatusCode::CONFLICT,
             "already stored",
         ),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut body = json!({"email": "max@example.org", "password": "correct horse battery"});
         body.as_object_mut()
             .expect("object")
@@ -265,8 +273,10 @@ async fn registration_can_bring_a_key_and_a_bad_one_creates_nothing() {
             !message.contains(&nsec) && !message.contains(&hex),
             "no secret echoed"
         );
-        let (status, _) = s
-            .call(
+        // From a new address each time: failures in a row from one address are delayed.
+        let ((status, _), _) = s
+            .call_from(
+                &format!("192.0.2.{}", i + 1),
                 "POST",
                 "/api/auth/login",
                 None,

@@ -349,7 +349,7 @@ async fn without_nip46_the_page_says_so() {
         .body(Body::empty())
         .expect("request");
     let response = keycast_server::app(api.state.clone())
-        .oneshot(request)
+        .oneshot(common::inproc::with_peer(request))
         .await
         .expect("response");
     assert_eq!(response.status(), 503);

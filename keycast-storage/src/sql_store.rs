@@ -320,7 +320,8 @@ macro_rules! impl_key_store {
                 &self,
                 user: keycast_core::UserId,
                 hash: &keycast_core::PasswordHash,
-            ) -> keycast_core::Result<u64> {
+                revoke_apps_at: Option<keycast_core::nostr::Timestamp>,
+            ) -> keycast_core::Result<keycast_core::PasswordReplaced> {
                 let fail = |e| db_error(e, about("user", "user"));
                 let mut tx = self.writer().begin().await.map_err(fail)?;
                 let set = Self::sql("UPDATE users SET password_hash = $1 WHERE id = $2");
@@ -341,8 +342,27 @@ macro_rules! impl_key_store {
                     .await
                     .map_err(fail)?
                     .rows_affected();
+                let mut outcome = keycast_core::PasswordReplaced::default();
+                outcome.sessions_ended = ended;
+                if let Some(at) = revoke_apps_at {
+                    // The version bump puts each in the change feed (trigger).
+                    let revoke = Self::sql(
+                        "UPDATE authorizations SET revoked_at = $1, version = version + 1 \
+                         WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+                    );
+                    let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(&revoke)
+                        .bind($crate::rows::ts(at)?)
+                        .bind(user.as_uuid())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| db_error(e, about("authorization", "user")))?;
+                    outcome.revoked = ids
+                        .into_iter()
+                        .map(|(id,)| keycast_core::AuthorizationId::from_uuid(id))
+                        .collect();
+                }
                 tx.commit().await.map_err(fail)?;
-                Ok(ended)
+                Ok(outcome)
             }
 
             async fn mark_email_verified(
@@ -380,6 +400,20 @@ macro_rules! impl_key_store {
             }
 
             async fn insert_email_token(&self, t: &keycast_core::EmailToken) -> keycast_core::Result<()> {
+                let fail = |e| db_error(e, about("email token", "user"));
+                let mut tx = self.writer().begin().await.map_err(fail)?;
+                // Touching the user's row first serialises concurrent issues for one user
+                // on Postgres (SQLite has one writer), so exactly one code stays live.
+                let lock = Self::sql("UPDATE users SET email_verified_at = email_verified_at WHERE id = $1");
+                let found = sqlx::query(&lock)
+                    .bind(t.user_id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?
+                    .rows_affected();
+                if found == 0 {
+                    return Err(keycast_core::Error::NotFound { what: "user" });
+                }
                 let sql = Self::sql(
                     "INSERT INTO email_tokens (digest, tenant_id, user_id, purpose, expires_at, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -391,9 +425,20 @@ macro_rules! impl_key_store {
                     .bind(t.purpose.as_str())
                     .bind($crate::rows::ts(t.expires_at)?)
                     .bind($crate::rows::ts(t.created_at)?)
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await
-                    .map_err(|e| db_error(e, about("email token", "user")))?;
+                    .map_err(fail)?;
+                let older = Self::sql(
+                    "DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2 AND digest <> $3",
+                );
+                sqlx::query(&older)
+                    .bind(t.user_id.as_uuid())
+                    .bind(t.purpose.as_str())
+                    .bind(t.digest.as_bytes().as_slice())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
                 Ok(())
             }
 

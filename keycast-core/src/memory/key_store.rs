@@ -20,7 +20,7 @@ use crate::model::request::Method;
 use crate::model::team::{Team, TeamMember, TeamRole};
 use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
-use crate::traits::key_store::KeyStore;
+use crate::traits::key_store::{KeyStore, PasswordReplaced};
 
 /// A [`KeyStore`] in a mutex-guarded set of maps, for tests, examples and benchmarks.
 #[derive(Debug, Default)]
@@ -241,7 +241,12 @@ impl KeyStore for MemoryKeyStore {
         Ok(self.lock().sessions.remove(digest).is_some())
     }
 
-    async fn replace_password(&self, user: UserId, hash: &PasswordHash) -> Result<u64> {
+    async fn replace_password(
+        &self,
+        user: UserId,
+        hash: &PasswordHash,
+        revoke_apps_at: Option<Timestamp>,
+    ) -> Result<PasswordReplaced> {
         let mut g = self.lock();
         let u = g
             .users
@@ -250,7 +255,15 @@ impl KeyStore for MemoryKeyStore {
         u.password_hash = Some(hash.clone());
         let before = g.sessions.len();
         g.sessions.retain(|_, s| s.user_id != user);
-        Ok((before - g.sessions.len()) as u64)
+        let sessions_ended = (before - g.sessions.len()) as u64;
+        let revoked = match revoke_apps_at {
+            Some(at) => g.revoke_where(at, |a| a.user_id == user),
+            None => Vec::new(),
+        };
+        Ok(PasswordReplaced {
+            sessions_ended,
+            revoked,
+        })
     }
 
     async fn mark_email_verified(&self, user: UserId, at: Timestamp) -> Result<()> {
@@ -280,6 +293,8 @@ impl KeyStore for MemoryKeyStore {
                 what: "email token",
             });
         }
+        g.email_tokens
+            .retain(|_, t| t.user_id != token.user_id || t.purpose != token.purpose);
         g.email_tokens.insert(token.digest, token.clone());
         Ok(())
     }

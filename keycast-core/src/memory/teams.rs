@@ -136,7 +136,7 @@ impl Inner {
 
     /// Revokes at `at` every active authorization `pick` chooses (version bumped, in the
     /// change feed); returns them.
-    fn revoke_where(
+    pub(super) fn revoke_where(
         &mut self,
         at: Timestamp,
         pick: impl Fn(&Authorization) -> bool,

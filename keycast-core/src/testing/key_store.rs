@@ -330,7 +330,8 @@ pub async fn email_flows(store: &Arc<dyn KeyStore>) {
     }
     let hash =
         crate::PasswordHash::parse("$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3aGFzaA").unwrap();
-    assert_eq!(store.replace_password(u.id, &hash).await.unwrap(), 2);
+    let replaced = store.replace_password(u.id, &hash, None).await.unwrap();
+    assert_eq!((replaced.sessions_ended, replaced.revoked.len()), (2, 0));
     assert_eq!(
         store.get_user(u.id).await.unwrap().password_hash,
         Some(hash.clone())
@@ -342,9 +343,132 @@ pub async fn email_flows(store: &Arc<dyn KeyStore>) {
         .await
         .expect("another user's session stays");
     assert_not_found(
-        store.replace_password(UserId::random(), &hash).await,
+        store.replace_password(UserId::random(), &hash, None).await,
         "missing user",
     );
+    one_live_code_per_purpose(store).await;
+    reset_revoking_apps(store).await;
+}
+
+/// Issuing an e-mailed code deletes the user's older codes of the same purpose (and no
+/// others); concurrent issues leave exactly one live.
+pub async fn one_live_code_per_purpose(store: &Arc<dyn KeyStore>) {
+    let t = tenant();
+    store.create_tenant(&t).await.unwrap();
+    let (u, other) = (user(t.id), user(t.id));
+    store.create_user(&u).await.unwrap();
+    store.create_user(&other).await.unwrap();
+    let now = Timestamp::now();
+    let code = |user: &User, purpose| EmailToken {
+        digest: BearerSecret::generate().digest(),
+        tenant_id: t.id,
+        user_id: user.id,
+        purpose,
+        expires_at: Timestamp::from(now.as_secs() + 600),
+        created_at: now,
+    };
+    let first = code(&u, EmailPurpose::ConfirmExport);
+    let reset = code(&u, EmailPurpose::ResetPassword);
+    let others = code(&other, EmailPurpose::ConfirmExport);
+    for c in [&first, &reset, &others] {
+        store.insert_email_token(c).await.unwrap();
+    }
+    let second = code(&u, EmailPurpose::ConfirmExport);
+    store.insert_email_token(&second).await.unwrap();
+    assert_exists(
+        store.insert_email_token(&second).await,
+        "the same code twice",
+    );
+    let consume = |c: &EmailToken| {
+        let (digest, purpose) = (c.digest, c.purpose);
+        async move { store.consume_email_token(&digest, purpose, now).await }
+    };
+    assert_not_found(
+        consume(&first).await,
+        "an older code of the purpose is gone",
+    );
+    assert_eq!(consume(&second).await.unwrap(), second, "the newest works");
+    assert_eq!(
+        consume(&reset).await.unwrap(),
+        reset,
+        "another purpose stays"
+    );
+    assert_eq!(
+        consume(&others).await.unwrap(),
+        others,
+        "another user's stays"
+    );
+
+    let racing: Vec<EmailToken> = (0..8)
+        .map(|_| code(&u, EmailPurpose::VerifyEmail))
+        .collect();
+    let tasks: Vec<_> = racing
+        .iter()
+        .cloned()
+        .map(|c| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert_email_token(&c).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let mut live = 0;
+    for c in &racing {
+        live += usize::from(consume(c).await.is_ok());
+    }
+    assert_eq!(live, 1, "concurrent issues leave exactly one live code");
+}
+
+/// A password replacement asked to revoke apps revokes every active authorization made for
+/// the user, in the same step, and nobody else's.
+pub async fn reset_revoking_apps(store: &Arc<dyn KeyStore>) {
+    let w = world(store).await;
+    let (a1, a2, gone) = (
+        w.authorization(store, None).await,
+        w.authorization(store, None).await,
+        w.authorization(store, None).await,
+    );
+    let early = Timestamp::from(1_000);
+    store.revoke_authorization(gone.id, early).await.unwrap();
+    let bystander = world(store).await;
+    let theirs = bystander.authorization(store, None).await;
+    let cursor = store.latest_change().await.unwrap();
+    let hash =
+        crate::PasswordHash::parse("$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3aGFzaA").unwrap();
+    let at = Timestamp::from(2_000);
+    let replaced = store
+        .replace_password(w.user.id, &hash, Some(at))
+        .await
+        .unwrap();
+    let mut revoked = replaced.revoked.clone();
+    revoked.sort();
+    let mut expected = vec![a1.id, a2.id];
+    expected.sort();
+    assert_eq!(revoked, expected, "the active ones, not the revoked one");
+    for id in &expected {
+        let a = store.get_authorization(*id).await.unwrap();
+        assert_eq!(a.revoked_at, Some(at));
+    }
+    assert_eq!(
+        store.get_authorization(gone.id).await.unwrap().revoked_at,
+        Some(early),
+        "the first revocation is kept"
+    );
+    assert_eq!(
+        store.get_authorization(theirs.id).await.unwrap().revoked_at,
+        None,
+        "another user's stays"
+    );
+    let changes = store.changes_since(cursor, 100).await.unwrap();
+    for id in &expected {
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.what == Changed::Authorization(*id)),
+            "{id} is in the change feed: {changes:?}"
+        );
+    }
 }
 
 /// Login e-mails (unique per tenant, found regardless of case) and sessions.

@@ -19,6 +19,16 @@ use crate::model::team::{Team, TeamMember, TeamRole};
 use crate::model::token::{ApiToken, EmailPurpose, EmailToken, OAuthCode, Session};
 use crate::traits::key_manager::{KekRef, Wrapped};
 
+/// What [`KeyStore::replace_password`] ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PasswordReplaced {
+    /// Sessions of the user that were deleted.
+    pub sessions_ended: u64,
+    /// Authorizations of the user that were revoked (none unless asked).
+    pub revoked: Vec<AuthorizationId>,
+}
+
 /// Durable storage of tenants, users, envelope rows, authorizations, policies, API tokens
 /// and the audit log. It is the authority for revocation.
 ///
@@ -74,16 +84,26 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
     async fn find_session(&self, digest: &SecretDigest) -> Result<Session>;
     /// Deletes a session (logout); returns whether it existed.
     async fn delete_session(&self, digest: &SecretDigest) -> Result<bool>;
-    /// Sets a user's password hash and ends all the user's sessions, in one step; returns
-    /// how many sessions ended.
-    async fn replace_password(&self, user: UserId, hash: &PasswordHash) -> Result<u64>;
+    /// Sets a user's password hash and ends all the user's sessions, in one step; with
+    /// `revoke_apps_at`, also revokes at that time every authorization made for the user
+    /// (on its own keys and on team keys) that is not revoked yet, in the same step (a
+    /// reset can shut out whoever had the account's apps). Returns what ended.
+    async fn replace_password(
+        &self,
+        user: UserId,
+        hash: &PasswordHash,
+        revoke_apps_at: Option<Timestamp>,
+    ) -> Result<PasswordReplaced>;
     /// Records that the user proved their e-mail address at `at` (idempotent; the first
     /// time is kept).
     async fn mark_email_verified(&self, user: UserId, at: Timestamp) -> Result<()>;
     /// When the user proved their e-mail address, if they did.
     async fn email_verified_at(&self, user: UserId) -> Result<Option<Timestamp>>;
 
-    /// Stores an e-mailed token by digest.
+    /// Stores an e-mailed token by digest, and in the same transaction deletes the user's
+    /// other tokens of the same purpose: at most one code per purpose is live, so a newer
+    /// mail makes older ones useless. Concurrent inserts for one user and purpose leave
+    /// exactly one. `AlreadyExists` (and nothing deleted) when the digest is taken.
     async fn insert_email_token(&self, token: &EmailToken) -> Result<()>;
     /// Redeems a token once: removes and returns it. `NotFound` when unknown, used or
     /// for another purpose (left unused then); `Expired` (and removed) at or after its

@@ -1,6 +1,16 @@
-//! Login attempt and failure counts shared by a cluster's instances in Redis. Keys hold a
-//! SHA-256 of the e-mail, never the address. Every call is bounded; on a Redis failure the
-//! answer is "admit" and the instance's own limits decide alone.
+//! Login, registration and mail counts shared by a cluster's instances in Redis, so a load
+//! balancer spreading attempts over N instances does not multiply any budget by N. Keys
+//! hold SHA-256 prefixes of e-mails and client addresses, never the values. Every call is
+//! bounded; on a Redis failure the answer is "nothing counted" and the instance's own
+//! counts decide alone.
+//!
+//! Keys under `<prefix>:login:`:
+//! - `<account>:<address>:failures`: a hash `n` (failures in a row), `last` (unix ms of
+//!   the latest), lapsing a while after the latest;
+//! - `<account>:window:<n>`: the account's failures in fixed window `n`, from anywhere;
+//! - `<account>:known:<address>`: the account logged in (or reset its password) from
+//!   that address;
+//! - `count:<what>:<key>:<n>`: events of a rate limit in fixed window `n`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +35,19 @@ impl std::fmt::Debug for SharedLoginLimits {
     }
 }
 
+/// What the cluster knows of one account and client address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedFailures {
+    /// Failures in a row from this address.
+    pub failures: u32,
+    /// Unix ms of the latest.
+    pub last_failure_ms: u64,
+    /// The account's failures in the current window, from every address.
+    pub account_failures: u32,
+    /// Whether the account logged in (or reset its password) from this address.
+    pub known: bool,
+}
+
 async fn bounded<T>(
     what: &str,
     call: impl std::future::Future<Output = redis::RedisResult<T>>,
@@ -32,16 +55,38 @@ async fn bounded<T>(
     match tokio::time::timeout(TIMEOUT, call).await {
         Ok(Ok(v)) => Some(v),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot {what} in Redis; this instance's login limits apply alone");
+            tracing::warn!(error = %e, "cannot {what} in Redis; this instance's limits apply alone");
             None
         }
         Err(_) => {
             tracing::warn!(
-                "cannot {what} in Redis within 300 ms; this instance's login limits apply alone"
+                "cannot {what} in Redis within 300 ms; this instance's limits apply alone"
             );
             None
         }
     }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The fixed window of length `window` that `ms` falls in.
+pub fn window_index(ms: u64, window: Duration) -> u64 {
+    let len = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+    ms / len
+}
+
+fn digest(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl SharedLoginLimits {
@@ -53,50 +98,108 @@ impl SharedLoginLimits {
         }
     }
 
-    fn key(&self, email: &str, what: &str) -> String {
-        let digest = Sha256::digest(email.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}:login:{hex}:{what}", self.prefix)
+    fn key(&self, account: &str, rest: &str) -> String {
+        format!("{}:login:{}:{rest}", self.prefix, digest(account))
     }
 
-    /// Counts an attempt in this minute's window; whether it is within `per_minute` and
-    /// the e-mail has fewer than `lock_after` failures in a row.
-    pub async fn admit(&self, email: &str, per_minute: u32, lock_after: u32) -> bool {
-        let minute = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() / 60);
-        let window = self.key(email, &format!("rate:{minute}"));
-        let failures = self.key(email, "failures");
+    fn pair(&self, account: &str, address: &str, what: &str) -> String {
+        self.key(account, &format!("{}:{what}", digest(address)))
+    }
+
+    /// Counts one event of the rate limit `what` for `key` in this fixed `window`;
+    /// the count in the window so far, this one included.
+    pub async fn count(&self, what: &str, key: &str, window: Duration) -> Option<u64> {
+        let n = window_index(now_ms(), window);
+        let name = format!("{}:login:count:{what}:{}:{n}", self.prefix, digest(key));
         let mut redis = self.redis.clone();
         let mut pipe = redis::pipe();
-        pipe.get(&failures)
-            .incr(&window, 1)
-            .expire(&window, 120)
+        pipe.incr(&name, 1)
+            .pexpire(&name, millis(window * 2))
             .ignore();
-        let counts: Option<(Option<u32>, u32)> =
-            bounded("count a login attempt", pipe.query_async(&mut redis)).await;
-        match counts {
-            Some((failed, attempts)) => failed.unwrap_or(0) < lock_after && attempts <= per_minute,
-            None => true,
-        }
+        let (count,): (u64,) = bounded("count an attempt", pipe.query_async(&mut redis)).await?;
+        Some(count)
     }
 
-    /// Counts a failure; the count lapses `locked_for` after the last one.
-    pub async fn failed(&self, email: &str, locked_for: Duration) {
-        let key = self.key(email, "failures");
-        let ms = i64::try_from(locked_for.as_millis()).unwrap_or(i64::MAX);
+    /// What the cluster knows of `account` at `address`, with `window` the length of the
+    /// account's failure windows.
+    pub async fn view(
+        &self,
+        account: &str,
+        address: &str,
+        window: Duration,
+    ) -> Option<SharedFailures> {
+        let n = window_index(now_ms(), window);
         let mut redis = self.redis.clone();
         let mut pipe = redis::pipe();
-        pipe.incr(&key, 1).ignore().pexpire(&key, ms).ignore();
+        pipe.hget(self.pair(account, address, "failures"), &["n", "last"])
+            .get(self.key(account, &format!("window:{n}")))
+            .exists(self.key(account, &format!("known:{}", digest(address))));
+        type Answer = ((Option<u32>, Option<u64>), Option<u32>, bool);
+        let ((failures, last), account_failures, known): Answer =
+            bounded("read login failures", pipe.query_async(&mut redis)).await?;
+        Some(SharedFailures {
+            failures: failures.unwrap_or(0),
+            last_failure_ms: last.unwrap_or(0),
+            account_failures: account_failures.unwrap_or(0),
+            known,
+        })
+    }
+
+    /// Counts a failure of `account` from `address` at `at_ms`: in a row for the pair
+    /// (lapsing `keep` after the latest) and in the account's current `window`.
+    pub async fn failed(
+        &self,
+        account: &str,
+        address: &str,
+        at_ms: u64,
+        keep: Duration,
+        window: Duration,
+    ) {
+        let pair = self.pair(account, address, "failures");
+        let total = self.key(account, &format!("window:{}", window_index(at_ms, window)));
+        let mut redis = self.redis.clone();
+        let mut pipe = redis::pipe();
+        pipe.hincr(&pair, "n", 1)
+            .ignore()
+            .hset(&pair, "last", at_ms)
+            .ignore()
+            .pexpire(&pair, millis(keep))
+            .ignore()
+            .incr(&total, 1)
+            .ignore()
+            .pexpire(&total, millis(window * 2))
+            .ignore();
         let _: Option<()> = bounded("count a login failure", pipe.query_async(&mut redis)).await;
     }
 
-    /// Clears the failures after a successful login.
-    pub async fn succeeded(&self, email: &str) {
-        let key = self.key(email, "failures");
+    /// After a login (or a password reset) of `account` from `address`: its failures in a
+    /// row are cleared and the address is known to the account for `known_for`.
+    pub async fn succeeded(&self, account: &str, address: &str, known_for: Duration) {
+        let known = self.key(account, &format!("known:{}", digest(address)));
         let mut redis = self.redis.clone();
         let mut pipe = redis::pipe();
-        pipe.del(&key).ignore();
+        pipe.del(self.pair(account, address, "failures"))
+            .ignore()
+            .set(&known, 1)
+            .ignore()
+            .pexpire(&known, millis(known_for))
+            .ignore();
         let _: Option<()> = bounded("clear login failures", pipe.query_async(&mut redis)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_fixed_and_digests_hide_values() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(window_index(59_999, minute), 0);
+        assert_eq!(window_index(60_000, minute), 1);
+        assert_eq!(window_index(5, Duration::ZERO), 5, "no division by zero");
+        let d = digest("ann@example.org");
+        assert_eq!(d.len(), 32);
+        assert!(!d.contains("ann"));
     }
 }

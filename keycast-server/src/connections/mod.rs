@@ -101,6 +101,9 @@ pub struct GateSnapshot {
 pub struct Gate {
     max: usize,
     max_per_address: usize,
+    /// Peers the per-address cap does not apply to (trusted proxies, which carry many
+    /// clients' connections).
+    exempt: Vec<ipnet::IpNet>,
     open: Mutex<Open>,
     refused_full: AtomicU64,
     refused_per_address: AtomicU64,
@@ -109,9 +112,15 @@ pub struct Gate {
 impl Gate {
     /// A gate admitting at most `max` connections, `max_per_address` from one address.
     pub fn new(max: usize, max_per_address: usize) -> Arc<Self> {
+        Self::exempting(max, max_per_address, Vec::new())
+    }
+
+    /// [`Gate::new`], with no per-address cap for peers in `exempt`.
+    pub fn exempting(max: usize, max_per_address: usize, exempt: Vec<ipnet::IpNet>) -> Arc<Self> {
         Arc::new(Self {
             max: max.max(1),
             max_per_address: max_per_address.max(1),
+            exempt,
             open: Mutex::default(),
             refused_full: AtomicU64::new(0),
             refused_per_address: AtomicU64::new(0),
@@ -127,8 +136,9 @@ impl Gate {
             self.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::Full);
         }
+        let capped = !self.exempt.iter().any(|net| net.contains(&peer));
         let mine = open.by_source.entry(source).or_insert(0);
-        if *mine >= self.max_per_address {
+        if capped && *mine >= self.max_per_address {
             self.refused_per_address.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::PerAddress);
         }
@@ -213,6 +223,21 @@ mod tests {
         assert!(
             gate.open.lock().expect("lock").by_source.is_empty(),
             "no entry left behind"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_not_capped_per_address() {
+        let proxy: ipnet::IpNet = "10.1.0.0/16".parse().expect("net");
+        let gate = Gate::exempting(3, 1, vec![proxy]);
+        let _a = gate.admit(ip("10.1.2.3")).expect("first");
+        let _b = gate.admit(ip("10.1.2.3")).expect("second: a proxy");
+        let _c = gate.admit(ip("10.2.0.1")).expect("another");
+        assert_eq!(gate.admit(ip("10.2.0.1")).err(), Some(Refused::Full));
+        assert_eq!(
+            gate.admit(ip("10.1.2.3")).err(),
+            Some(Refused::Full),
+            "the total cap holds"
         );
     }
 

@@ -1,10 +1,15 @@
 //! Accounts: register and log in with e-mail and password, sessions with hashed tokens,
 //! logout, and the current user.
 //!
-//! Login is rate limited per e-mail (10 attempts a minute) and an e-mail is locked for
-//! 15 minutes after 10 failures in a row; both answer 429 with `Retry-After`, and the
-//! failures are counted whether or not the account exists, so answers do not reveal it.
-//! In a cluster the counts are shared through Redis ([`super::login_guard`]).
+//! Logins and registrations are limited per client address, and failures slow down
+//! further attempts per e-mail and address, with a per-e-mail budget across addresses
+//! ([`super::login_guard`]): 429 with `Retry-After`. Failures are counted whether or not
+//! the account exists, so answers do not reveal it. Every password hash and check runs
+//! on the bounded [`crate::passwords::PasswordHashing`]: 503 with `Retry-After` when it is
+//! full.
+//!
+//! Registration answers 409 for an e-mail that has an account: see docs/SECURITY.md for
+//! why that answer is kept, and the per-address registration limit that bounds probing.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,6 +25,7 @@ use keycast_core::{BearerSecret, Email, Session, User, UserId, Username};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::client_addr::ClientAddr;
 use super::error::{bearer_digest, json_body, ErrorBody};
 use super::tenant::HostTenant;
 use super::{ApiError, AppState};
@@ -104,12 +110,14 @@ pub(crate) struct LoginAnswer {
     responses(
         (status = 201, description = "Registered", body = Registered),
         (status = 400, description = "Bad e-mail, weak password, or not a usable key", body = ErrorBody),
-        (status = 403, description = "Registration is closed", body = ErrorBody),
+        (status = 403, description = "Registration is closed; or (with SMTP) a key was brought before the e-mail is verified (`email_unverified`)", body = ErrorBody),
         (status = 409, description = "The e-mail has an account, or the key is stored already", body = ErrorBody),
-        (status = 503, description = "Too many NIP-49 imports at once; retry", body = ErrorBody)))]
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password hashes or NIP-49 imports at once; see Retry-After", body = ErrorBody)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    client: ClientAddr,
     body: Result<Json<Registration>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     if !state.services.config.registration_open {
@@ -122,11 +130,17 @@ pub(crate) async fn register(
     let r = json_body(body)?;
     let email = Email::parse(&r.email)?;
     passwords::check_strength(&r.password).map_err(ApiError::bad_request)?;
+    state.login_guard.register(&client).await?;
+    let brings_key = r.nsec.is_some() || r.ncryptsec.is_some() || r.ncryptsec_password.is_some();
+    if brings_key && super::verified::required(&state) {
+        // A new account has not proved its address yet (see `verified`).
+        return Err(super::verified::unverified());
+    }
     let names = ["nsec", "ncryptsec", "ncryptsec_password"];
     let secret =
         super::keys::imported_secret(&state, names, r.nsec, r.ncryptsec, r.ncryptsec_password)
             .await?;
-    let hash = passwords::hash(r.password).await?;
+    let hash = state.passwords.hash(r.password).await?;
     // The username is internal for e-mail accounts: unique and free of personal data.
     let username = Username::parse(&format!("u-{}", uuid::Uuid::new_v4().simple()))?;
     let user = User::new(tenant, username, Some(hash)).with_email(email);
@@ -196,25 +210,28 @@ async fn brought_key(
     responses(
         (status = 200, description = "Logged in", body = LoginAnswer),
         (status = 401, description = "Wrong e-mail or password", body = ErrorBody),
-        (status = 429, description = "Too many attempts; locked for a while", body = ErrorBody)))]
+        (status = 429, description = "Too many attempts from this address, or failures for this e-mail; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password checks at once; see Retry-After", body = ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    client: ClientAddr,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
     let c = json_body(body)?;
-    let (secret, session) = password_login(&state, tenant, &c.email, c.password).await?;
+    let (secret, session) = password_login(&state, tenant, &client, &c.email, c.password).await?;
     Ok(Json(LoginAnswer {
         token: secret.expose().to_owned(),
         expires_at: session.expires_at.as_secs(),
     }))
 }
 
-/// Checks an e-mail and password of `tenant` under the rate limit and lockout and opens a
-/// session; shared by the JSON login and the OAuth login form.
+/// Checks an e-mail and password of `tenant` from `client` under the login limits and
+/// opens a session; shared by the JSON login and the login forms.
 pub(crate) async fn password_login(
     state: &AppState,
     tenant: keycast_core::TenantId,
+    client: &ClientAddr,
     email: &str,
     password: Zeroizing<String>,
 ) -> Result<(BearerSecret, Session), ApiError> {
@@ -227,7 +244,7 @@ pub(crate) async fn password_login(
         return Err(refused());
     };
     let limited = super::login_guard::account_key(tenant, email.as_str());
-    state.login_guard.admit(&limited).await?;
+    state.login_guard.admit(&limited, client).await?;
     if password.len() > passwords::MAX_BYTES {
         state
             .counters
@@ -246,15 +263,16 @@ pub(crate) async fn password_login(
         Err(e) => return Err(e.into()),
     };
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let (true, Some(user)) = (passwords::verify(password, hash).await, user) else {
-        state.login_guard.failed(&limited).await;
+    let matches = state.passwords.verify(password, hash).await?;
+    let (true, Some(user)) = (matches, user) else {
+        state.login_guard.failed(&limited, client).await;
         state
             .counters
             .login_failures
             .fetch_add(1, Ordering::Relaxed);
         return Err(refused());
     };
-    state.login_guard.succeeded(&limited).await;
+    state.login_guard.succeeded(&limited, client).await;
     let secret = BearerSecret::generate();
     let now = Timestamp::now();
     let session = Session {

@@ -115,6 +115,7 @@ pub(crate) fn authorization_json(a: &Authorization) -> AuthorizationView {
     request_body = NewAuthorizationBody, security(("session" = [])), responses(
         (status = 201, description = "Created; the URI and token are shown once", body = CreatedAuthorization),
         (status = 400, description = "Invalid label, permissions or expiry", body = ErrorBody),
+        (status = 403, description = "With SMTP configured: the account's e-mail is not verified yet (`email_unverified`)", body = ErrorBody),
         (status = 404, description = "No such key or policy of this account", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -212,7 +213,8 @@ pub(crate) enum Granted {
 }
 
 /// Makes the authorization of `key` for `grantee` (tenant, account) under `policy`, and its
-/// RPC token; the caller checked who may. Shared with team grants.
+/// RPC token; the caller checked who may. Shared with team grants. The grantee must have
+/// a verified e-mail where that is required ([`super::verified`]).
 pub(crate) async fn issue(
     state: &AppState,
     grantee: (keycast_core::TenantId, keycast_core::UserId),
@@ -221,6 +223,7 @@ pub(crate) async fn issue(
     label: Label,
     expires_at: Option<Timestamp>,
 ) -> Result<Issued, ApiError> {
+    super::verified::require(state, grantee.1).await?;
     let s = &state.services;
     let (policy, fresh) = match policy {
         Granted::Existing(p) => (p, false),
@@ -258,6 +261,7 @@ pub(crate) async fn issue(
 
 /// Creates the authorization of `key_id` under `policy_id` (a fresh bunker key and a
 /// single-use connect secret) and has the bunker listen for it; shared with OAuth approval.
+/// The account must have a verified e-mail where that is required ([`super::verified`]).
 pub(crate) async fn connect_key(
     state: &AppState,
     user: &CurrentUser,
@@ -266,6 +270,7 @@ pub(crate) async fn connect_key(
     label: Label,
     expires_at: Option<Timestamp>,
 ) -> Result<(Authorization, keycast_core::BearerSecret), ApiError> {
+    super::verified::require(state, user.user_id).await?;
     let grantee = (user.tenant_id, user.user_id);
     connect_key_for(state, grantee, key_id, policy_id, label, expires_at).await
 }

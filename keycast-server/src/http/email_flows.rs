@@ -1,10 +1,15 @@
 //! E-mail flows: verifying an account's address, and resetting a forgotten password.
 //!
 //! Each sends a single-use token to the account's address (only its SHA-256 digest is
-//! stored); verification tokens last 24 hours, reset tokens one hour. Forgot-password
-//! answers the same whether or not the address has an account, sends in the background
-//! (so a slow or failing relay is not a tell either) and is rate limited per address like
-//! login. A reset sets the new password and ends every session of the account.
+//! stored); verification tokens last 24 hours, reset tokens one hour. A new code of a
+//! purpose makes the account's older ones of that purpose useless (the store keeps one).
+//! Every sender is under the mail budgets ([`super::mail_limits`]): over them, 429 with
+//! `Retry-After` and nothing is sent. Forgot-password answers the same whether or not the
+//! address has an account (its budget counts the address either way), and sends in the
+//! background (so a slow or failing relay is not a tell either). A reset sets the new
+//! password and ends every session of the account; with `revoke_apps` it also revokes
+//! every app authorization, and the address it came from becomes one the login limits
+//! know the account by.
 
 use std::time::Duration;
 
@@ -19,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::accounts::CurrentUser;
+use super::client_addr::ClientAddr;
 use super::error::{json_body, ErrorBody};
 use super::tenant::HostTenant;
 use super::{ApiError, AppState};
@@ -65,6 +71,10 @@ pub(crate) struct Reset {
     /// At least 10 characters; at most 1024 bytes.
     #[schema(value_type = String, format = Password, min_length = 10, max_length = 1024)]
     password: Zeroizing<String>,
+    /// Also revoke every app authorization of the account (its bunker connections and
+    /// RPC tokens), in the same step: for when someone else may have had the account.
+    #[serde(default)]
+    revoke_apps: bool,
 }
 
 /// What happened.
@@ -86,6 +96,8 @@ pub(crate) struct Verified {
 pub(crate) struct PasswordReset {
     /// Sessions of the account that were ended.
     sessions_ended: u64,
+    /// App authorizations revoked (with `revoke_apps`).
+    apps_revoked: u64,
 }
 
 pub(crate) fn invalid_token() -> ApiError {
@@ -101,6 +113,7 @@ pub(crate) fn invalid_token() -> ApiError {
     security(("session" = [])), responses(
         (status = 202, description = "Sent", body = Done),
         (status = 400, description = "The account has no e-mail address", body = ErrorBody),
+        (status = 429, description = "Too many messages for this account or address; see Retry-After", body = ErrorBody),
         (status = 503, description = "Mail cannot be sent now; retry", body = ErrorBody)))]
 pub(crate) async fn request_verification(
     State(state): State<AppState>,
@@ -147,6 +160,7 @@ pub(crate) enum ConfirmAction {
     security(("session" = [])), responses(
         (status = 202, description = "Sent", body = Done),
         (status = 400, description = "Unknown action, or the account has no e-mail address", body = ErrorBody),
+        (status = 429, description = "Too many messages for this account or address; see Retry-After", body = ErrorBody),
         (status = 503, description = "Mail cannot be sent now; retry", body = ErrorBody)))]
 pub(crate) async fn request_confirmation(
     State(state): State<AppState>,
@@ -175,7 +189,8 @@ pub(crate) async fn request_confirmation(
 }
 
 /// Issues a token of `purpose` for the logged-in account and mails it at once, with the
-/// body `write` makes around it; a failure to send is a 503 the caller may retry.
+/// body `write` makes around it, within the mail budgets (429 otherwise, nothing issued
+/// or sent); a failure to send is a 503 the caller may retry.
 async fn mail_token(
     state: &AppState,
     current: &CurrentUser,
@@ -188,6 +203,7 @@ async fn mail_token(
     let Some(email) = user.email.clone() else {
         return Err(ApiError::bad_request("this account has no e-mail address"));
     };
+    state.mail_limits.for_account(user.id, &email).await?;
     let token = issue(state, &user, purpose, ttl).await?;
     state
         .services
@@ -232,20 +248,16 @@ pub(crate) async fn verify(
     responses(
         (status = 202, description = "Sent if the address has an account", body = Done),
         (status = 400, description = "Not an e-mail address", body = ErrorBody),
-        (status = 429, description = "Too many requests for this address", body = ErrorBody)))]
+        (status = 429, description = "Too many requests from this client or for this address (whether or not it has an account); see Retry-After", body = ErrorBody)))]
 pub(crate) async fn forgot(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    client: ClientAddr,
     body: Result<Json<Forgot>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let email = Email::parse(&json_body(body)?.email)?;
-    state
-        .login_guard
-        .admit(&super::login_guard::account_key(
-            tenant,
-            &format!("reset/{}", email.as_str()),
-        ))
-        .await?;
+    // Before looking the address up, so the answer is the same for unknown ones.
+    state.mail_limits.for_anyone(&client, &email).await?;
     let user = match state
         .services
         .store
@@ -262,7 +274,9 @@ pub(crate) async fn forgot(
         let body = format!(
             "Someone asked to reset the password of your keycast account. The code:\n\n    {}\n\n\
              It works once, for one hour (POST /api/auth/password/reset), and ends every \
-             session of the account. If it was not you, ignore this message.\n",
+             session of the account. If someone else may have used your account, also \
+             revoke every app session with it (\"revoke_apps\": true): each app then has \
+             to be connected again. If you did not ask for this, ignore this message.\n",
             token.expose()
         );
         tokio::spawn(async move {
@@ -279,29 +293,56 @@ pub(crate) async fn forgot(
     ))
 }
 
-/// Sets a new password with a reset token, ending every session of the account.
+/// Sets a new password with a reset token, ending every session of the account, and with
+/// `revoke_apps` revoking every app authorization too.
 #[utoipa::path(post, path = "/api/auth/password/reset", tag = "accounts", request_body = Reset,
     responses(
         (status = 200, description = "The new password is set", body = PasswordReset),
-        (status = 400, description = "Weak password, or unknown, used or expired token", body = ErrorBody)))]
+        (status = 400, description = "Weak password, or unknown, used or expired token", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password hashes at once; see Retry-After", body = ErrorBody)))]
 pub(crate) async fn reset(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    client: ClientAddr,
     body: Result<Json<Reset>, JsonRejection>,
 ) -> Result<Json<PasswordReset>, ApiError> {
     let b = json_body(body)?;
     // Checked before the token is spent, so a weak choice can be corrected.
     passwords::check_strength(&b.password).map_err(ApiError::bad_request)?;
-    let hash = passwords::hash(b.password).await?;
+    // Hashing is the expensive part: the same per-address budget as logins.
+    state.login_guard.attempt(&client).await?;
+    let hash = state.passwords.hash(b.password).await?;
     let token = redeem(&state, tenant, &b.token, EmailPurpose::ResetPassword).await?;
-    let ended = state
+    let revoke_apps_at = b.revoke_apps.then(Timestamp::now);
+    let replaced = state
         .services
         .store
-        .replace_password(token.user_id, &hash)
+        .replace_password(token.user_id, &hash, revoke_apps_at)
         .await?;
-    tracing::info!(user = %token.user_id, sessions_ended = ended, "password reset");
+    for id in &replaced.revoked {
+        state.services.custody.invalidate_authorization(*id);
+    }
+    if let (false, Some(bunker)) = (replaced.revoked.is_empty(), &state.bunker) {
+        if let Err(e) = bunker.refresh_subscription().await {
+            tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription now; the change feed will");
+        }
+    }
+    // The code proves the mailbox: the login limits know the account at this address now.
+    let user = state.services.store.get_user(token.user_id).await?;
+    if let Some(email) = &user.email {
+        let account = super::login_guard::account_key(tenant, email.as_str());
+        state.login_guard.succeeded(&account, &client).await;
+    }
+    tracing::info!(
+        user = %token.user_id,
+        sessions_ended = replaced.sessions_ended,
+        apps_revoked = replaced.revoked.len(),
+        "password reset"
+    );
     Ok(Json(PasswordReset {
-        sessions_ended: ended,
+        sessions_ended: replaced.sessions_ended,
+        apps_revoked: replaced.revoked.len() as u64,
     }))
 }
 

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Safe to show the caller.
     pub message: String,
+    /// Seconds to wait before retrying (`Retry-After`); a 503 without it says 1.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +24,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the caller to retry after `wait` (whole seconds, at least 1).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// 400 with a message that names the bad part of the request.
@@ -85,6 +95,22 @@ impl From<keycast_core::Error> for ApiError {
     }
 }
 
+/// `Retry-After` on `response`: `retry_after` seconds when set, else 1 for a 503.
+pub(crate) fn set_retry_after(
+    response: &mut Response,
+    status: StatusCode,
+    retry_after: Option<u64>,
+) {
+    let secs = match (retry_after, status) {
+        (Some(s), _) => s,
+        (None, StatusCode::SERVICE_UNAVAILABLE) => 1,
+        (None, _) => return,
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+}
+
 /// The body of every API error.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
@@ -108,12 +134,10 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
+        let retry_after = self.retry_after;
+        let status = self.status;
+        let mut response = (status, Json(body)).into_response();
+        set_retry_after(&mut response, status, retry_after);
         response
     }
 }

@@ -2,7 +2,7 @@
 //! `ncryptsec` or a 24-word BIP-39 mnemonic. It takes the account password and a code
 //! mailed for this purpose (`POST /api/auth/confirm/request` with `{"action":
 //! "export_key"}`), so a stolen session alone cannot take a key. Password tries count
-//! against the login rate limit and lockout; every export is audited by the engine before
+//! against the login limits; every export is audited by the engine before
 //! the secret is returned.
 
 use axum::extract::rejection::JsonRejection;
@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use super::accounts::CurrentUser;
 use super::error::{json_body, ErrorBody};
 use super::keys::{owned, scrypt_slot, MAX_LOG_N};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ClientAddr};
 use crate::passwords;
 
 /// What to export, and the proof that the owner asks.
@@ -113,11 +113,12 @@ fn format(b: &mut Export) -> Result<Format, ApiError> {
         (status = 400, description = "Bad format or settings, or an unknown, used or expired code", body = ErrorBody),
         (status = 403, description = "Wrong account password", body = ErrorBody),
         (status = 404, description = "No such key of this account", body = ErrorBody),
-        (status = 429, description = "Too many password tries; locked for a while", body = ErrorBody),
-        (status = 503, description = "Too many NIP-49 imports or exports at once; retry", body = ErrorBody)))]
+        (status = 429, description = "Too many password tries from this address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many NIP-49 imports or exports, or password checks, at once; retry", body = ErrorBody)))]
 pub(crate) async fn danger_export(
     State(state): State<AppState>,
     current: CurrentUser,
+    client: ClientAddr,
     Path(id): Path<String>,
     b: Result<Json<Export>, JsonRejection>,
 ) -> Result<Json<Exported>, ApiError> {
@@ -131,7 +132,7 @@ pub(crate) async fn danger_export(
     };
     owner_confirms(
         &state,
-        &current,
+        (&current, &client),
         b.account_password,
         &b.email_code,
         EmailPurpose::ConfirmExport,
@@ -155,17 +156,17 @@ pub(crate) async fn danger_export(
     }))
 }
 
-/// The owner's proof for a `danger` call: the account password (under the login rate
-/// limit and lockout), then the code mailed for `purpose`, spent only now, once the rest
-/// of the request is known to be good. Answers the account.
+/// The owner's proof for a `danger` call: the account password (under the login limits,
+/// from `client`), then the code mailed for `purpose`, spent only now, once the rest of
+/// the request is known to be good. Answers the account.
 pub(crate) async fn owner_confirms(
     state: &AppState,
-    current: &CurrentUser,
+    (current, client): (&CurrentUser, &ClientAddr),
     password: Zeroizing<String>,
     code: &str,
     purpose: EmailPurpose,
 ) -> Result<keycast_core::User, ApiError> {
-    let user = check_account_password(state, current, password).await?;
+    let user = check_account_password(state, current, client, password).await?;
     let code = super::email_flows::redeem(state, current.tenant_id, code, purpose).await?;
     if code.user_id != current.user_id {
         return Err(super::email_flows::invalid_token());
@@ -173,10 +174,11 @@ pub(crate) async fn owner_confirms(
     Ok(user)
 }
 
-/// The account password, under the login rate limit and lockout.
+/// The account password, under the login limits.
 async fn check_account_password(
     state: &AppState,
     current: &CurrentUser,
+    client: &ClientAddr,
     password: Zeroizing<String>,
 ) -> Result<keycast_core::User, ApiError> {
     let user = state.services.store.get_user(current.user_id).await?;
@@ -185,17 +187,20 @@ async fn check_account_password(
         .as_ref()
         .map_or(user.username.as_str(), |e| e.as_str());
     let limited = super::login_guard::account_key(current.tenant_id, login);
-    state.login_guard.admit(&limited).await?;
-    if password.len() > passwords::MAX_BYTES
-        || !passwords::verify(password, user.password_hash.clone()).await
-    {
-        state.login_guard.failed(&limited).await;
+    state.login_guard.admit(&limited, client).await?;
+    let matches = password.len() <= passwords::MAX_BYTES
+        && state
+            .passwords
+            .verify(password, user.password_hash.clone())
+            .await?;
+    if !matches {
+        state.login_guard.failed(&limited, client).await;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong_password",
             "the account password is wrong",
         ));
     }
-    state.login_guard.succeeded(&limited).await;
+    state.login_guard.succeeded(&limited, client).await;
     Ok(user)
 }

@@ -194,6 +194,7 @@ pub(crate) async fn list(
     security(("session" = [])), responses(
         (status = 201, description = "Stored", body = KeyView),
         (status = 400, description = "Not a key, wrong password, or a bad combination", body = ErrorBody),
+        (status = 403, description = "With SMTP configured: the account's e-mail is not verified yet (`email_unverified`)", body = ErrorBody),
         (status = 409, description = "This key is already stored", body = ErrorBody),
         (status = 503, description = "Too many NIP-49 imports or exports at once; retry", body = ErrorBody)))]
 pub(crate) async fn create(
@@ -201,6 +202,7 @@ pub(crate) async fn create(
     current: CurrentUser,
     b: Result<Json<NewKey>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    super::verified::require(&state, current.user_id).await?;
     let (name, secret) = new_key(&state, json_body(b)?).await?;
     let key = state
         .services

@@ -6,6 +6,7 @@
 mod accounts;
 mod approvals;
 mod authorizations;
+mod client_addr;
 mod connect;
 mod discovery;
 mod email_flows;
@@ -14,17 +15,20 @@ mod export;
 mod health;
 mod keys;
 mod login_guard;
+mod mail_limits;
 mod metrics;
 mod nip98;
 mod oauth;
 mod openapi;
 mod policies;
+mod rate_limit;
 mod replace_key;
 mod rpc;
 mod teams;
 mod tenant;
 mod traffic;
 mod ui;
+mod verified;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,8 +46,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use accounts::CurrentUser;
+pub use client_addr::{ClientAddr, TrustedProxy};
 pub use error::ApiError;
 pub use login_guard::LoginGuard;
+pub use mail_limits::MailLimits;
 #[doc(hidden)]
 pub use rpc::fuzz_rpc_body;
 pub use rpc::{token_cache, TokenCache};
@@ -68,8 +74,12 @@ pub struct AppState {
     pub traffic: Arc<HttpTraffic>,
     /// HTTP RPC tokens by digest.
     pub tokens: TokenCache,
-    /// Login rate limit and lockout.
+    /// Login and registration limits per client address and e-mail.
     pub login_guard: Arc<LoginGuard>,
+    /// Mail budgets per account, recipient and client address.
+    pub mail_limits: Arc<MailLimits>,
+    /// The password hashing threads and their bounded queue.
+    pub passwords: crate::passwords::PasswordHashing,
     /// NIP-98 events already accepted (replay protection).
     pub nip98_seen: nip98::SeenEvents,
     /// NIP-49 imports and exports running now: each scrypt call holds up to 256 MiB, so
@@ -96,13 +106,19 @@ pub const SCRYPT_SLOTS: usize = 2;
 impl AppState {
     /// State over `services`, with `bunker` if NIP-46 runs.
     pub fn new(services: Services, bunker: Option<Arc<Bunker>>) -> Self {
+        let limits = &services.config.accounts;
         Self {
+            login_guard: Arc::new(LoginGuard::new(limits, None)),
+            mail_limits: Arc::new(MailLimits::new(limits, None)),
+            passwords: crate::passwords::PasswordHashing::new(
+                limits.password_hash_slots,
+                limits.password_hash_queue,
+            ),
             services: Arc::new(services),
             bunker,
             counters: Arc::default(),
             traffic: Arc::default(),
             tokens: token_cache(),
-            login_guard: Arc::default(),
             nip98_seen: nip98::seen_events(),
             scrypt_slots: Arc::new(tokio::sync::Semaphore::new(SCRYPT_SLOTS)),
             cluster: None,
@@ -123,10 +139,13 @@ impl AppState {
         self
     }
 
-    /// The same state, reporting `cluster` in readiness and sharing login limits through it.
+    /// The same state, reporting `cluster` in readiness and sharing login and mail limits
+    /// through it.
     pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
         if let Some(c) = &cluster {
-            self.login_guard = Arc::new(LoginGuard::shared(c.login_limits()));
+            let limits = &self.services.config.accounts;
+            self.login_guard = Arc::new(LoginGuard::new(limits, Some(c.login_limits())));
+            self.mail_limits = Arc::new(MailLimits::new(limits, Some(c.login_limits())));
         }
         self.cluster = cluster;
         self

@@ -17,7 +17,7 @@ use super::accounts::CurrentUser;
 use super::error::{json_body, ErrorBody};
 use super::export::owner_confirms;
 use super::keys::{imported_secret, key_json, owned, KeyView};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ClientAddr};
 
 /// The new secret (none: generate one) and the proof that the owner asks.
 // No `Debug`: it holds passwords, a code and maybe a secret key.
@@ -63,11 +63,12 @@ pub(crate) struct Replaced {
         (status = 403, description = "Wrong account password", body = ErrorBody),
         (status = 404, description = "No such key of this account", body = ErrorBody),
         (status = 409, description = "The new key is already stored here", body = ErrorBody),
-        (status = 429, description = "Too many password tries; locked for a while", body = ErrorBody),
+        (status = 429, description = "Too many password tries from this address; see Retry-After", body = ErrorBody),
         (status = 503, description = "Too many NIP-49 imports at once; retry", body = ErrorBody)))]
 pub(crate) async fn danger_replace(
     State(state): State<AppState>,
     current: CurrentUser,
+    client: ClientAddr,
     Path(id): Path<String>,
     b: Result<Json<Replace>, JsonRejection>,
 ) -> Result<Json<Replaced>, ApiError> {
@@ -88,8 +89,14 @@ pub(crate) async fn danger_replace(
         }
     }
     let purpose = EmailPurpose::ConfirmReplaceKey;
-    let owner =
-        owner_confirms(&state, &current, b.account_password, &b.email_code, purpose).await?;
+    let owner = owner_confirms(
+        &state,
+        (&current, &client),
+        b.account_password,
+        &b.email_code,
+        purpose,
+    )
+    .await?;
     let replaced = match state
         .services
         .custody

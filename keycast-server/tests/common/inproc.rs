@@ -1,8 +1,15 @@
 //! The router in-process (`oneshot`) over a fresh data dir: on SQLite, or with
 //! `KEYCAST_TEST_DATABASE=postgres` on a fresh Postgres database (see
 //! [`super::flow_database`]), so every in-process flow runs on both.
+//!
+//! `oneshot` has no TCP peer, so [`send`] inserts the `ConnectInfo<SocketAddr>` that
+//! `serve` would: 127.0.0.1 unless the request already carries one ([`from_peer`]), as
+//! the limits per client address need it (without one the router answers 500 there).
+
+use std::net::SocketAddr;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use keycast_server::{app, AppState, Config};
@@ -81,6 +88,34 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_full(host, None, method, path, token, body)
+            .await
+            .0
+    }
+
+    /// [`Api::call`] from the TCP peer `peer`; the status, the JSON answer and the
+    /// `Retry-After` seconds, if any.
+    pub async fn call_from(
+        &self,
+        peer: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> ((StatusCode, Value), Option<u64>) {
+        self.call_full(None, Some(peer), method, path, token, body)
+            .await
+    }
+
+    async fn call_full(
+        &self,
+        host: Option<&str>,
+        peer: Option<&str>,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> ((StatusCode, Value), Option<u64>) {
         let mut r = Request::builder().method(method).uri(path);
         if let Some(h) = host {
             r = r.header("host", h);
@@ -95,7 +130,11 @@ impl Api {
             }
             None => Body::empty(),
         };
-        send(&self.state, r.body(body).expect("request")).await
+        let mut request = r.body(body).expect("request");
+        if let Some(peer) = peer {
+            request = from_peer(request, peer);
+        }
+        send_full(&self.state, request).await
     }
 
     /// Registers `email` and logs in; returns the session token.
@@ -155,10 +194,47 @@ impl Drop for Api {
     }
 }
 
+/// `request` as if it came from the TCP peer `ip` (an IPv4 or IPv6 address).
+pub fn from_peer<B>(mut request: Request<B>, ip: &str) -> Request<B> {
+    let ip: std::net::IpAddr = ip.parse().expect("peer address");
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 40000)));
+    request
+}
+
+/// `request` from 127.0.0.1 unless it names its peer already (see the module docs).
+pub fn with_peer<B>(request: Request<B>) -> Request<B> {
+    if request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some()
+    {
+        return request;
+    }
+    from_peer(request, "127.0.0.1")
+}
+
 /// Sends one request through the router; the status and JSON answer (`null` when the
 /// body is empty or not JSON).
 pub async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
-    let response = app(state.clone()).oneshot(request).await.expect("response");
+    send_full(state, request).await.0
+}
+
+/// [`send`], and the `Retry-After` seconds if any.
+pub async fn send_full(
+    state: &AppState,
+    request: Request<Body>,
+) -> ((StatusCode, Value), Option<u64>) {
+    let response = app(state.clone())
+        .oneshot(with_peer(request))
+        .await
+        .expect("response");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let status = response.status();
     let bytes = response
         .into_body()
@@ -167,8 +243,11 @@ pub async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Valu
         .expect("body")
         .to_bytes();
     (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ),
+        retry_after,
     )
 }
 

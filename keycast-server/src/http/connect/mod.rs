@@ -4,7 +4,8 @@
 //! 1. `GET /connect?uri=<nostrconnect>` (encoded or not, see [`query`]). A URI that does
 //!    not parse gets an error page.
 //! 2. Without a session, a login form (`POST /connect/login`: the account login with its
-//!    rate limit and lockout), which sets the `keycast_session` cookie and comes back.
+//!    limits; a form another site posted is refused), which sets the `keycast_session`
+//!    cookie and comes back.
 //! 3. The consent page names the app (as it names itself), its key and relays, and says
 //!    in words what its `perms` allow, with the OAuth scope's wording and policy mapping.
 //! 4. `POST /connect` (CSRF token bound to the session): Deny ends it, nothing is sent.
@@ -30,7 +31,7 @@ use zeroize::Zeroizing;
 
 use super::accounts::CurrentUser;
 use super::oauth::{page, params, session};
-use super::{ApiError, AppState, HostTenant};
+use super::{ApiError, AppState, ClientAddr, HostTenant};
 
 /// The login form. No `Debug`: it holds a password (and the URI's secret).
 #[derive(Deserialize)]
@@ -130,10 +131,13 @@ async fn consent(
     }
 }
 
-/// `POST /connect/login`: logs in and goes back to the consent page.
+/// `POST /connect/login`: logs in (same limits as the API; a form another site posted is
+/// refused) and goes back to the consent page.
 pub(crate) async fn connect_login(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    client: ClientAddr,
+    headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -153,18 +157,12 @@ pub(crate) async fn connect_login(
         );
     };
     let back = format!("/connect?{}", params::query(&[("uri", text)]));
-    match session::log_in(&state, tenant, email, password, &back).await {
+    match session::log_in(&state, tenant, &headers, &client, (email, password), &back).await {
         Ok(response) => response,
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-            view::login(e.status, text, &uri, Some("Wrong e-mail or password."))
-        }
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => view::login(
-            e.status,
-            text,
-            &uri,
-            Some("Too many login attempts; try again later."),
-        ),
-        Err(e) => failure(e),
+        Err(e) => session::refused_page(&e, |status, message| {
+            view::login(status, text, &uri, Some(message))
+        })
+        .unwrap_or_else(|| failure(e)),
     }
 }
 
@@ -225,6 +223,10 @@ pub(crate) async fn connect_decision(
         }
         Err(e) => return failure(e),
     };
+    // Before anything is written or sent (see `verified`).
+    if let Err(e) = super::verified::require(&state, user.user_id).await {
+        return failure(e);
+    }
     match pair::approve(&state, bunker, &uri, &user, key.id).await {
         Ok(_) => view::connected(&uri, &key),
         Err(refusal) => refusal.into_page(),

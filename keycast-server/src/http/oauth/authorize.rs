@@ -13,8 +13,7 @@ use zeroize::Zeroizing;
 use super::params::{self, AuthParams, AuthRequest};
 use super::{code, page, session};
 use crate::http::accounts::CurrentUser;
-use crate::http::HostTenant;
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, ClientAddr, HostTenant};
 
 /// The fields of the login and consent forms: the request again, plus what the user
 /// entered. No `Debug`: it holds a password.
@@ -115,9 +114,13 @@ async fn consent(
     }
 }
 
+/// `POST /oauth/login`: the account login (same limits as the API; a form another site
+/// posted is refused).
 pub(crate) async fn login(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    client: ClientAddr,
+    headers: HeaderMap,
     form: Result<Form<AuthForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -134,22 +137,13 @@ pub(crate) async fn login(
             Some("Enter your e-mail and password."),
         );
     };
-    match session::log_in(&state, tenant, email, password, &req.authorize_path()).await {
+    let back = req.authorize_path();
+    match session::log_in(&state, tenant, &headers, &client, (email, password), &back).await {
         Ok(response) => response,
-        Err(e)
-            if matches!(
-                e.status,
-                StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
-            ) =>
-        {
-            let message = if e.status == StatusCode::UNAUTHORIZED {
-                "Wrong e-mail or password."
-            } else {
-                "Too many login attempts; try again later."
-            };
-            page::login(e.status, &req, Some(message))
-        }
-        Err(e) => failure(e),
+        Err(e) => session::refused_page(&e, |status, message| {
+            page::login(status, &req, Some(message))
+        })
+        .unwrap_or_else(|| failure(e)),
     }
 }
 
@@ -228,6 +222,8 @@ async fn approve(
     user: &CurrentUser,
     key_id: keycast_core::KeyId,
 ) -> Result<Zeroizing<String>, ApiError> {
+    // Before anything is written (see `verified`).
+    crate::http::verified::require(state, user.user_id).await?;
     let s = &state.services;
     let label = Label::parse(&req.client.name)?;
     let policy =

@@ -8,7 +8,8 @@
 //!    An unknown client or redirect URI gets an error page, never a redirect; other bad
 //!    parameters are sent back to the redirect URI as `error=…`.
 //! 2. Without a session the page is a login form (`POST /oauth/login`, the account login
-//!    with its rate limit), which sets the `keycast_session` cookie and comes back.
+//!    with its limits; a form another site posted is refused), which sets the
+//!    `keycast_session` cookie and comes back.
 //! 3. The consent page names the app, says in words what it may do (and what keycast
 //!    cannot hold it back from), and lets the user pick one of their keys. Approving
 //!    (`POST /oauth/authorize`, CSRF token bound to the session) creates a policy from the

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use keycast_core::{BearerSecret, SecretDigest};
 
 use crate::http::accounts::{session_user, CurrentUser, SESSION_TTL};
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, ClientAddr};
 use crate::Config;
 
 /// The cookie's name.
@@ -66,21 +66,69 @@ fn cookie(config: &Config, value: &str, max_age: u64) -> Option<HeaderValue> {
     .ok()
 }
 
-/// Logs in with a form's e-mail and password (the account login: same rate limit and
-/// lockout) and answers a 303 to `back` that sets the session cookie.
+/// Whether a browser says the request came from another site. A login form has no session
+/// to bind a CSRF token to yet, and a cross-site login would put the victim in the
+/// attacker's account; clients that send no `Sec-Fetch-Site` are not browsers.
+pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
+}
+
+/// The login form that `headers` came with, posted by `client`: a form another site sent
+/// is refused (403 `cross_site`), then the account login (same limits as the API), and a
+/// 303 to `back` that sets the session cookie. Shared by every login form.
 pub(crate) async fn log_in(
     state: &AppState,
     tenant: keycast_core::TenantId,
-    email: &str,
-    password: zeroize::Zeroizing<String>,
+    headers: &HeaderMap,
+    client: &ClientAddr,
+    (email, password): (&str, zeroize::Zeroizing<String>),
     back: &str,
 ) -> Result<axum::response::Response, ApiError> {
-    let (token, _) = crate::http::accounts::password_login(state, tenant, email, password).await?;
+    if cross_site(headers) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "cross_site",
+            "This form was sent from another site; log in here instead.",
+        ));
+    }
+    let (token, _) =
+        crate::http::accounts::password_login(state, tenant, client, email, password).await?;
     let mut response = super::params::see_other(back);
     if let Some(cookie) = set_cookie(&state.services.config, &token) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// The sentence a login form shows for a refused login, or `None` when the refusal is
+/// not about the login (then it is an error page).
+pub(crate) fn refusal_message(e: &ApiError) -> Option<String> {
+    use axum::http::StatusCode;
+    Some(match (e.status, e.code) {
+        (StatusCode::UNAUTHORIZED, _) => "Wrong e-mail or password.".to_owned(),
+        (StatusCode::FORBIDDEN, "cross_site") => e.message.clone(),
+        (StatusCode::TOO_MANY_REQUESTS, _) => format!(
+            "Too many login attempts; try again in {} seconds.",
+            e.retry_after.unwrap_or(1)
+        ),
+        (StatusCode::SERVICE_UNAVAILABLE, "overloaded") => {
+            "The server is busy; try again in a few seconds.".to_owned()
+        }
+        _ => return None,
+    })
+}
+
+/// A login page for refusal `e`, with its `Retry-After`.
+pub(crate) fn refused_page(
+    e: &ApiError,
+    page: impl FnOnce(axum::http::StatusCode, &str) -> axum::response::Response,
+) -> Option<axum::response::Response> {
+    let message = refusal_message(e)?;
+    let mut response = page(e.status, &message);
+    crate::http::error::set_retry_after(&mut response, e.status, e.retry_after);
+    Some(response)
 }
 
 /// The account's own keys (kind `User`), for a consent page to offer.
@@ -133,6 +181,52 @@ mod tests {
             HeaderValue::from_static("keycast_sessionx=1; x=keycast_session"),
         );
         assert!(token(&h).is_none());
+    }
+
+    #[test]
+    fn only_browsers_saying_another_site_are_cross_site() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("sec-fetch-site", HeaderValue::from_static(v));
+            cross_site(&h)
+        };
+        assert!(!cross_site(&HeaderMap::new()));
+        assert!(!with("same-origin") && !with("none"));
+        assert!(with("cross-site") && with("same-site"));
+    }
+
+    #[test]
+    fn refused_logins_are_pages_with_the_wait() {
+        use axum::http::StatusCode;
+        let page = |status: StatusCode, message: &str| {
+            let mut r = axum::response::Response::new(axum::body::Body::from(message.to_owned()));
+            *r.status_mut() = status;
+            r
+        };
+        let busy = ApiError::from(keycast_core::Error::Overloaded);
+        let r = refused_page(&busy, page).expect("a page");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let slow = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "x")
+            .retry_after(std::time::Duration::from_millis(2500));
+        assert_eq!(
+            refusal_message(&slow).as_deref(),
+            Some("Too many login attempts; try again in 3 seconds.")
+        );
+        let r = refused_page(&slow, page).expect("a page");
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+        let wrong = ApiError::unauthorized("x");
+        assert_eq!(
+            refusal_message(&wrong).as_deref(),
+            Some("Wrong e-mail or password.")
+        );
+        assert!(refused_page(&wrong, page)
+            .is_some_and(|r| !r.headers().contains_key(header::RETRY_AFTER)));
+        let broken = ApiError::from(keycast_core::Error::Internal("db".into()));
+        assert!(
+            refused_page(&broken, page).is_none(),
+            "an error page instead"
+        );
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub(crate) async fn grant(
 ) -> Result<Issued, ApiError> {
     let m = membership(state, current, id).await?;
     m.admin("create authorizations")?;
+    crate::http::verified::require(state, current.user_id).await?;
     let b = b?;
     let key = team_key(state, &m, &b.key_id).await?;
     let label = Label::parse(b.label.as_deref().unwrap_or("app"))?;
@@ -147,7 +148,7 @@ pub(crate) async fn grant(
     responses(
         (status = 201, description = "Created; the URI and token are shown once", body = CreatedAuthorization),
         (status = 400, description = "Invalid label, permissions, expiry or e-mail", body = ErrorBody),
-        (status = 403, description = "Not a team admin", body = ErrorBody),
+        (status = 403, description = "Not a team admin; or (with SMTP) the admin's or the member's e-mail is not verified (`email_unverified`)", body = ErrorBody),
         (status = 404, description = "No such team, team key, team policy or member", body = ErrorBody)))]
 pub(crate) async fn create_authorization(
     State(state): State<AppState>,

@@ -71,6 +71,7 @@ pub(crate) async fn add_key(
 ) -> Result<StoredKey, ApiError> {
     let m = membership(state, current, id).await?;
     m.admin("add keys")?;
+    crate::http::verified::require(state, current.user_id).await?;
     let (name, secret) = new_key(state, b?).await?;
     let key = state
         .services
@@ -87,7 +88,7 @@ pub(crate) async fn add_key(
     responses(
         (status = 201, description = "Stored", body = KeyView),
         (status = 400, description = "Not a key, wrong password, or a bad combination", body = ErrorBody),
-        (status = 403, description = "Not a team admin", body = ErrorBody),
+        (status = 403, description = "Not a team admin; or (with SMTP) the admin's e-mail is not verified (`email_unverified`)", body = ErrorBody),
         (status = 404, description = "No such team of this account", body = ErrorBody),
         (status = 409, description = "This key is already stored", body = ErrorBody),
         (status = 503, description = "Too many NIP-49 imports or exports at once; retry", body = ErrorBody)))]

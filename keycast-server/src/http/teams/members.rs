@@ -75,6 +75,9 @@ pub(crate) async fn set_member(
     let b = b?;
     let email = Email::parse(&b.email)?;
     let role = TeamRole::parse(&b.role)?;
+    // The answer tells whether the e-mail has an account here (see docs/SECURITY.md):
+    // each look-up counts against the admin's budget.
+    state.login_guard.lookup(current.user_id).await?;
     let store = &state.services.store;
     let user = match store.find_user_by_email(current.tenant_id, &email).await {
         Ok(u) => u,
@@ -103,7 +106,8 @@ pub(crate) async fn set_member(
         (status = 400, description = "Bad e-mail or role", body = ErrorBody),
         (status = 403, description = "Not a team admin", body = ErrorBody),
         (status = 404, description = "No such team of this account, or no such account here", body = ErrorBody),
-        (status = 409, description = "The team would have no admin", body = ErrorBody)))]
+        (status = 409, description = "The team would have no admin", body = ErrorBody),
+        (status = 429, description = "Too many e-mail look-ups by this account; see Retry-After", body = ErrorBody)))]
 pub(crate) async fn put_member(
     State(state): State<AppState>,
     current: CurrentUser,

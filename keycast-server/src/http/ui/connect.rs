@@ -116,6 +116,8 @@ pub(super) async fn create(
             )
         }
         Err(e) if e.status == StatusCode::NOT_FOUND => bad("That key is not one of yours."),
+        // Pre-hijacking (see `http::verified`): the API's 403, as a page.
+        Err(e) if e.code == "email_unverified" => layout::error(e.status, &e.message),
         Err(e) if e.status.is_client_error() => bad(&e.message),
         Err(e) => failure(e),
     }

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::{failure, malformed, params, session, to_login, CsrfForm, Signed, HOME, LOGIN};
 use crate::http::oauth::page;
-use crate::http::{AppState, HostTenant};
+use crate::http::{AppState, ClientAddr, HostTenant};
 
 /// The login form. No `Debug`: it holds a password.
 #[derive(Deserialize)]
@@ -37,28 +37,15 @@ pub(super) async fn form(
     }
 }
 
-/// Whether a browser says the request came from another site. There is no session to
-/// bind a CSRF token to yet, and a cross-site login would put the victim in the
-/// attacker's account; clients that send no `Sec-Fetch-Site` are not browsers.
-fn cross_site(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
-}
-
-/// `POST /ui/login`: the account login (same rate limit and lockout as the API).
+/// `POST /ui/login`: the account login (same limits as the API; a form another site
+/// posted is refused).
 pub(super) async fn submit(
     State(state): State<AppState>,
     HostTenant(tenant): HostTenant,
+    client: ClientAddr,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    if cross_site(&headers) {
-        return login_page(
-            StatusCode::FORBIDDEN,
-            Some("This form was sent from another site; log in here instead."),
-        );
-    }
     let Ok(Form(form)) = form else {
         return malformed();
     };
@@ -68,15 +55,10 @@ pub(super) async fn submit(
             Some("Enter your e-mail and password."),
         );
     };
-    match session::log_in(&state, tenant, email, password, HOME).await {
+    match session::log_in(&state, tenant, &headers, &client, (email, password), HOME).await {
         Ok(response) => response,
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-            login_page(e.status, Some("Wrong e-mail or password."))
-        }
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-            login_page(e.status, Some("Too many login attempts; try again later."))
-        }
-        Err(e) => failure(e),
+        Err(e) => session::refused_page(&e, |status, message| login_page(status, Some(message)))
+            .unwrap_or_else(|| failure(e)),
     }
 }
 
@@ -107,21 +89,8 @@ pub(super) async fn logout(
 #[cfg(test)]
 mod tests {
     use axum::body::to_bytes;
-    use axum::http::HeaderValue;
 
     use super::*;
-
-    #[test]
-    fn only_browsers_saying_another_site_are_cross_site() {
-        let with = |v: &'static str| {
-            let mut h = HeaderMap::new();
-            h.insert("sec-fetch-site", HeaderValue::from_static(v));
-            cross_site(&h)
-        };
-        assert!(!cross_site(&HeaderMap::new()));
-        assert!(!with("same-origin") && !with("none"));
-        assert!(with("cross-site") && with("same-site"));
-    }
 
     #[tokio::test]
     async fn the_login_page_posts_to_itself_and_escapes_its_message() {

@@ -1,7 +1,7 @@
 //! The account's web UI under `/ui`: server-rendered pages with no script and nothing
 //! loaded from elsewhere (the OAuth pages' frame and CSP), so there is no build step.
 //!
-//! - `login`: `GET`/`POST /ui/login` (the account login with its rate limit and lockout;
+//! - `login`: `GET`/`POST /ui/login` (the account login with its limits;
 //!   sets the `keycast_session` cookie the OAuth and connect pages use too; refused when
 //!   the browser's `Sec-Fetch-Site` says another site posted it) and
 //!   `POST /ui/logout` (ends the session in the store and clears the cookie).
