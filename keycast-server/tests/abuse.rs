@@ -82,11 +82,14 @@ pub fn p99(latencies: &[Duration]) -> Duration {
 
 /// One row of the attack table: the attack, what held, the server's peak RSS and
 /// descriptors during it, and the p99 of what others were served meanwhile.
-pub fn report(attack: &str, held: &str, peaks: (u64, usize), p99: Duration) {
+/// `p99` is `None` where no client was measured alongside.
+pub fn report(attack: &str, held: &str, peaks: (u64, usize), p99: Option<Duration>) {
+    let p99 = p99.map_or("—".to_owned(), |p| {
+        format!("{:.1}", p.as_secs_f64() * 1000.0)
+    });
     println!(
-        "ABUSE\t{attack}\t{held}\t{:.0}\t{}\t{:.1}",
+        "ABUSE\t{attack}\t{held}\t{:.0}\t{}\t{p99}",
         peaks.0 as f64 / (1024.0 * 1024.0),
         peaks.1,
-        p99.as_secs_f64() * 1000.0
     );
 }

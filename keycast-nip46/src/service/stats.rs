@@ -111,6 +111,9 @@ pub struct BunkerStats {
     pub limited_unbound_bunker: u64,
     /// Requests from unbound clients dropped at intake by `unbound_limit`.
     pub limited_unbound: u64,
+    /// Events from clients bound to no authorization dropped as they arrived, over
+    /// `unbound_client_limit`, before the relay pool parsed or verified them.
+    pub limited_on_arrival: u64,
     /// Keys the intake and pairing limiters track now (bounded by `limiter_max_keys` each).
     pub limiter_keys: usize,
     /// Times a limiter tracked too many keys and was reset.
@@ -129,6 +132,7 @@ impl BunkerStats {
             + self.limited_unbound_client
             + self.limited_unbound_bunker
             + self.limited_unbound
+            + self.limited_on_arrival
     }
 }
 
@@ -167,6 +171,7 @@ impl Counters {
             limited_unbound_client: r(&self.limited_unbound_client),
             limited_unbound_bunker: r(&self.limited_unbound_bunker),
             limited_unbound: r(&self.limited_unbound),
+            limited_on_arrival: 0,
             limiter_keys: 0,
             limiter_resets: 0,
             relays_refused: 0,

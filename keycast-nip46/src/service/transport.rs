@@ -33,6 +33,7 @@ use nostr_sdk::util::BoxedFuture;
 use nostr_sdk::Url;
 use tokio::net::TcpStream;
 
+use super::prefilter::PreFilter;
 use super::relay_policy::{RelayPolicy, Verdict};
 
 /// When a host has several addresses, the next one is tried this long after the previous
@@ -43,11 +44,12 @@ const NEXT_ADDRESS_AFTER: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub(crate) struct NoDelayTransport {
     policy: Arc<RelayPolicy>,
+    prefilter: Arc<PreFilter>,
 }
 
 impl NoDelayTransport {
-    pub(crate) fn new(policy: Arc<RelayPolicy>) -> Self {
-        Self { policy }
+    pub(crate) fn new(policy: Arc<RelayPolicy>, prefilter: Arc<PreFilter>) -> Self {
+        Self { policy, prefilter }
     }
 }
 
@@ -76,6 +78,15 @@ impl WebSocketTransport for NoDelayTransport {
                 })??;
             let (sink, stream) = socket.split();
             let sink: WebSocketSink = Box::new(NoDelaySink(sink));
+            // Strangers' floods end here, before the pool parses or verifies them.
+            let prefilter = self.prefilter.clone();
+            let stream = stream.try_filter(move |message| {
+                let keep = match message {
+                    Message::Text(frame) => prefilter.admit(frame),
+                    _ => true,
+                };
+                std::future::ready(keep)
+            });
             let stream: WebSocketStream = Box::pin(stream.map_err(TransportError::backend));
             Ok((sink, stream))
         })
@@ -230,6 +241,15 @@ mod tests {
         port
     }
 
+    /// An arrival filter that lets everything through.
+    fn no_filter() -> Arc<PreFilter> {
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::MAX);
+        Arc::new(PreFilter::new(
+            Arc::default(),
+            super::super::limits::Keyed::new(quota, 10),
+        ))
+    }
+
     /// A transport whose policy allows loopback (as a test's allow-list would).
     fn loopback_allowed() -> NoDelayTransport {
         let allow = [
@@ -237,7 +257,7 @@ mod tests {
             "localhost".to_owned(),
             "::1".to_owned(),
         ];
-        NoDelayTransport::new(Arc::new(RelayPolicy::new(&[], Some(&allow))))
+        NoDelayTransport::new(Arc::new(RelayPolicy::new(&[], Some(&allow))), no_filter())
     }
 
     async fn round_trip(url: &str) -> Message {
@@ -281,7 +301,7 @@ mod tests {
     async fn the_default_policy_refuses_internal_addresses_also_behind_a_name() {
         let port = echo_server().await;
         let policy = Arc::new(RelayPolicy::new(&[], None));
-        let transport = NoDelayTransport::new(policy.clone());
+        let transport = NoDelayTransport::new(policy.clone(), no_filter());
         // `localhost` resolves only to loopback: every address is filtered out.
         for url in [
             format!("ws://127.0.0.1:{port}"),
@@ -298,7 +318,8 @@ mod tests {
         assert_eq!(policy.refusals(), 3);
         // The same relay configured is allowed.
         let configured = RelayUrl::parse(&format!("ws://127.0.0.1:{port}")).expect("relay");
-        let transport = NoDelayTransport::new(Arc::new(RelayPolicy::new(&[configured], None)));
+        let transport =
+            NoDelayTransport::new(Arc::new(RelayPolicy::new(&[configured], None)), no_filter());
         let url = Url::parse(&format!("ws://127.0.0.1:{port}")).expect("url");
         assert!(transport
             .connect(&url, &ConnectionMode::Direct, Duration::from_secs(5))

@@ -282,7 +282,7 @@ async fn exposition(state: &AppState) -> impl IntoResponse {
         out.header(
             name,
             "counter",
-            "NIP-46 requests dropped at intake by a rate limit, before any crypto of ours.",
+            "NIP-46 requests dropped by a rate limit before any crypto of ours: at intake, or (on_arrival) before the relay pool parsed them.",
         );
         for (limit, count) in [
             ("client", b.limited_client),
@@ -290,6 +290,7 @@ async fn exposition(state: &AppState) -> impl IntoResponse {
             ("unbound_client", b.limited_unbound_client),
             ("unbound_bunker", b.limited_unbound_bunker),
             ("unbound", b.limited_unbound),
+            ("on_arrival", b.limited_on_arrival),
         ] {
             let _ = writeln!(out.0, "{name}{{limit=\"{limit}\"}} {count}");
         }

@@ -59,6 +59,7 @@ struct Flood {
     rss_before: u64,
     rss_peak: u64,
     rss_after: u64,
+    fds_peak: usize,
     health: Vec<Duration>,
     took: Duration,
 }
@@ -68,6 +69,7 @@ struct Flood {
 async fn flood(served: &Served, path: &str, body: impl Fn(usize) -> Value) -> Flood {
     let pid = served.pid();
     let rss_before = rss(pid);
+    let descriptors = crate::Peaks::watch(pid);
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let done = done.clone();
@@ -137,6 +139,7 @@ async fn flood(served: &Served, path: &str, body: impl Fn(usize) -> Value) -> Fl
     let took = started.elapsed();
     done.store(true, Ordering::Release);
     let rss_peak = sampler.await.expect("sampler");
+    let (_, fds_peak) = descriptors.stop();
     let mut health = health.await.expect("health poller");
     health.sort();
     Flood {
@@ -144,6 +147,7 @@ async fn flood(served: &Served, path: &str, body: impl Fn(usize) -> Value) -> Fl
         rss_before,
         rss_peak,
         rss_after: rss(pid),
+        fds_peak,
         health,
         took,
     }
@@ -151,6 +155,18 @@ async fn flood(served: &Served, path: &str, body: impl Fn(usize) -> Value) -> Fl
 
 impl Flood {
     fn report(&self, what: &str) {
+        crate::report(
+            &format!("{FLOOD} concurrent {what} with distinct e-mails (and forwarded addresses, behind a trusted proxy)"),
+            &format!(
+                "RSS {} MiB before, {} MiB after (bound 300); /health answered all {} polls; answers {:?} (every 429 and 503 with Retry-After)",
+                self.rss_before / MIB,
+                self.rss_after / MIB,
+                self.health.len(),
+                self.statuses
+            ),
+            (self.rss_peak, self.fds_peak),
+            Some(percentile(&self.health, 0.99)),
+        );
         println!(
             "{what}: {FLOOD} concurrent in {:?}; answers {:?}; RSS before {} MiB, peak {} MiB, \
              after {} MiB; /health {} polls, p99 {:?}, max {:?}",

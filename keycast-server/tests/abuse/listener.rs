@@ -202,7 +202,7 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
             latencies.len()
         ),
         (peak_rss, peak_fds),
-        p99(&latencies),
+        Some(p99(&latencies)),
     );
 
     // Many addresses, beyond the listener's total cap (384 at 1,024 descriptors): the
@@ -245,7 +245,7 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
             ops_latencies.len()
         ),
         (spread_rss, spread_fds),
-        p99(&ops_latencies),
+        Some(p99(&ops_latencies)),
     );
 
     // Slow headers: a byte now and then does not keep a connection past the header timeout.

@@ -235,7 +235,16 @@ async fn extra_relays_are_capped_per_account_and_let_go_when_revoked() {
     let (status, _, _) = ann.approve(&served, &uri(&many)).await;
     assert_eq!(status, 400);
     let after = fds(&served);
-    println!("server descriptors: {baseline} before, {paired} with nine extra relays, {after} after the refusals");
+    crate::report(
+        "nostrconnect:// approvals naming 11 relays and a URI of 100 relays, from one account",
+        &format!(
+            "nine relays connected (one descriptor each: {baseline} → {paired}); the tenth and \
+             eleventh refused (409, account cap), the 100-relay URI refused before any socket \
+             (400); descriptors after the refusals {after}; every connection closed on revoke"
+        ),
+        (crate::rss_bytes(served.pid()), paired.max(after)),
+        None,
+    );
     assert!(
         paired <= baseline + 9 + 6,
         "one descriptor per relay (and some slack): {baseline} → {paired}"
