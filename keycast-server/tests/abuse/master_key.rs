@@ -92,6 +92,18 @@ async fn a_missing_or_replaced_master_key_stops_the_start() {
     assert!(keys.to_string().contains(&account.key_id));
 }
 
+/// `get_public_key` over HTTP RPC with `token`.
+async fn public_key(served: &Served, token: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    served
+        .json(
+            Method::POST,
+            "/api/nostr",
+            Some(token),
+            Some(json!({"method": "get_public_key", "params": []})),
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_that_cannot_be_opened_is_an_internal_error_and_fails_readiness() {
     // SQLite in the data dir whatever KEYCAST_TEST_DATABASE says: the test opens it.
@@ -130,14 +142,7 @@ async fn a_key_that_cannot_be_opened_is_an_internal_error_and_fails_readiness() 
         .await
         .expect("swap"));
 
-    let (status, body) = served
-        .json(
-            Method::POST,
-            "/api/nostr",
-            Some(&token),
-            Some(json!({"method": "get_public_key", "params": []})),
-        )
-        .await;
+    let (status, body) = public_key(&served, &token).await;
     assert_eq!(
         status, 500,
         "an internal error, not a dead authorization: {body}"
@@ -153,14 +158,7 @@ async fn a_key_that_cannot_be_opened_is_an_internal_error_and_fails_readiness() 
         .replace_wrapped_dek(id, &foreign.kek, &real)
         .await
         .expect("swap back"));
-    let (status, body) = served
-        .json(
-            Method::POST,
-            "/api/nostr",
-            Some(&token),
-            Some(json!({"method": "get_public_key", "params": []})),
-        )
-        .await;
+    let (status, body) = public_key(&served, &token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], account.pubkey.as_str());
     let (status, ready) = served.json(Method::GET, "/healthz/ready", None, None).await;
