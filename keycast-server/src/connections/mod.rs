@@ -38,7 +38,7 @@ pub fn raise_descriptor_limit() -> Option<u64> {
 }
 
 /// The default caps (HTTP, relay) for a process allowed `descriptors` open files: half
-/// of what is left after [`RESERVED_DESCRIPTORS`] for HTTP, a quarter for the relay, so
+/// of what is left after 256 spare ones for HTTP, a quarter for the relay, so
 /// that a flood on both still leaves descriptors for everything else.
 pub fn default_caps(descriptors: u64) -> (usize, usize) {
     let spare = descriptors
