@@ -191,6 +191,9 @@ impl HttpCounters {
 }
 
 /// The whole HTTP API over `state`.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the login and
+/// registration limits key on the peer address, and without it those routes answer 500.
 pub fn app(state: AppState) -> Router {
     let config = &state.services.config;
     let trace_id = HeaderName::from_static(TRACE_ID);
