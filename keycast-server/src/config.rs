@@ -639,6 +639,7 @@ pub fn fuzz_load(toml_text: &str, env: &[(String, String)]) -> Result<Config> {
 /// | `relay_allow_list` | `KEYCAST_RELAY_ALLOW_LIST` (comma-separated hosts) | none: relays other than `relays` may only be at public addresses |
 /// | `relays_per_uri` | `KEYCAST_RELAY_MAX_PER_URI` (0–100) | `3`: relays besides `relays` in one `nostrconnect://` URI |
 /// | `relays_per_account` | `KEYCAST_RELAY_MAX_PER_ACCOUNT` (0–1000) | `10`: distinct such relays over an account's active authorizations |
+/// | `req_max_bytes` | `KEYCAST_NIP46_REQ_MAX_BYTES` (1024–1048576) | `32768`: largest subscription `REQ`; the bunker keys are split over as many as needed |
 ///
 /// Over an intake limit a request is dropped without a reply (counted); the allow-list
 /// replaces the address rules (no loopback, private, link-local, CGNAT, metadata …) for
@@ -664,6 +665,8 @@ pub struct Nip46Limits {
     pub relays_per_uri: Option<usize>,
     /// `relays_per_account`.
     pub relays_per_account: Option<usize>,
+    /// `req_max_bytes`.
+    pub req_max_bytes: Option<usize>,
 }
 
 /// A parsed limit: `count` per `per`, up to `burst` at once.
@@ -733,6 +736,7 @@ struct RawNip46Limits {
     relay_allow_list: Option<Vec<String>>,
     relays_per_uri: Option<usize>,
     relays_per_account: Option<usize>,
+    req_max_bytes: Option<usize>,
 }
 
 impl Nip46Limits {
@@ -778,6 +782,12 @@ impl Nip46Limits {
                 f.relays_per_account,
                 0..=1000,
             )?,
+            req_max_bytes: number(
+                "KEYCAST_NIP46_REQ_MAX_BYTES",
+                env("KEYCAST_NIP46_REQ_MAX_BYTES"),
+                f.req_max_bytes,
+                1_024..=1_048_576,
+            )?,
         })
     }
 
@@ -802,6 +812,9 @@ impl Nip46Limits {
         }
         if let Some(n) = self.relays_per_account {
             bunker.max_relays_per_account = n;
+        }
+        if let Some(n) = self.req_max_bytes {
+            bunker.req_max_bytes = n;
         }
     }
 }
@@ -1219,6 +1232,7 @@ mod tests {
                     "127.0.0.1, relay.example, [::1]",
                 ),
                 ("KEYCAST_RELAY_MAX_PER_ACCOUNT", "4"),
+                ("KEYCAST_NIP46_REQ_MAX_BYTES", "65536"),
             ],
             Some(file),
         )
@@ -1252,6 +1266,7 @@ mod tests {
             "the environment wins"
         );
         assert_eq!((l.relays_per_uri, l.relays_per_account), (Some(2), Some(4)));
+        assert_eq!(l.req_max_bytes, Some(65_536));
         let mut bunker = keycast_nip46::BunkerConfig::new(Vec::new());
         let untouched = bunker.bunker_limit;
         l.apply(&mut bunker);
@@ -1267,6 +1282,7 @@ mod tests {
             (bunker.max_relays_per_uri, bunker.max_relays_per_account),
             (2, 4)
         );
+        assert_eq!(bunker.req_max_bytes, 65_536);
 
         for (name, value) in [
             ("KEYCAST_NIP46_CLIENT_LIMIT", "fast"),
@@ -1277,6 +1293,7 @@ mod tests {
             ("KEYCAST_RELAY_ALLOW_LIST", "ws://relay.example"),
             ("KEYCAST_RELAY_MAX_PER_URI", "500"),
             ("KEYCAST_RELAY_MAX_PER_ACCOUNT", "-1"),
+            ("KEYCAST_NIP46_REQ_MAX_BYTES", "100"),
         ] {
             let err = load(&[home, (name, value)], None)
                 .expect_err(name)

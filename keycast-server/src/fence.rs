@@ -107,12 +107,19 @@ pub async fn follow(fence: Fence, mut cursor: u64) {
         }
         let floor = cursor.saturating_sub(LOOKBACK);
         applied = applied.split_off(&floor);
-        let authorizations = fresh
+        // Only the named authorizations are read again, and only their REQs re-sent.
+        let authorizations: Vec<_> = fresh
             .iter()
-            .any(|c| matches!(c.what, Changed::Authorization(_)));
-        if let (true, Some(bunker)) = (authorizations, &bunker) {
-            if let Err(e) = bunker.refresh_subscription().await {
-                tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription");
+            .filter_map(|c| match c.what {
+                Changed::Authorization(id) => Some(id),
+                _ => None,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let (false, Some(bunker)) = (authorizations.is_empty(), &bunker) {
+            if let Err(e) = bunker.authorizations_changed(&authorizations).await {
+                tracing::warn!(error = %e, "cannot update the NIP-46 subscription");
             }
         }
     }

@@ -108,9 +108,16 @@ pub struct BunkerConfig {
     pub max_relays_per_account: usize,
     /// Pairings per account (tenant and user). Default 5 a minute, burst 5.
     pub pairing_limit: RateLimit,
-    /// How often the subscription is refreshed without being asked, so authorizations
-    /// that expired stop being served and their relays are dropped. Default 60 s.
+    /// How often the subscription is compared with a full listing of the active
+    /// authorizations, as a safety net: changes arrive one by one
+    /// ([`crate::Bunker::authorizations_changed`]) and expiries need no listing, so this
+    /// only catches what no caller reported. It re-sends only what differs. Default 600 s.
     pub refresh_every: Duration,
+    /// Largest subscription `REQ` sent to a relay, in bytes; the bunker keys are split
+    /// over as many `REQ`s as needed. Relays cap a message (strfry 128 KiB, nostr-rs-relay
+    /// 128 KiB by default); a relay that refuses one anyway gets smaller ones. 1,024 to
+    /// 1,048,576; default 32,768 (about 480 keys).
+    pub req_max_bytes: usize,
 }
 
 impl BunkerConfig {
@@ -139,7 +146,8 @@ impl BunkerConfig {
             max_relays_per_uri: 3,
             max_relays_per_account: 10,
             pairing_limit: RateLimit::new(5.0 / 60.0, 5),
-            refresh_every: Duration::from_secs(60),
+            refresh_every: Duration::from_secs(600),
+            req_max_bytes: 32_768,
         }
     }
 
@@ -167,6 +175,9 @@ impl BunkerConfig {
         if self.refresh_every < Duration::from_secs(1) {
             return bad("refresh_every", "must be at least 1 s");
         }
+        if !(1_024..=1_048_576).contains(&self.req_max_bytes) {
+            return bad("req_max_bytes", "must be 1024 to 1048576");
+        }
         if let Some(hosts) = &self.relay_allow_list {
             if hosts.iter().any(|h| h.trim().is_empty()) {
                 return bad("relay_allow_list", "an entry is empty");
@@ -185,12 +196,14 @@ mod tests {
         let ok = BunkerConfig::new(Vec::new());
         ok.validate().expect("defaults");
         type Spoil = fn(&mut BunkerConfig);
-        let cases: [(Spoil, &str); 6] = [
+        let cases: [(Spoil, &str); 8] = [
             (|c| c.client_limit.per_second = 0.0, "client_limit"),
             (|c| c.unbound_limit.burst = 0, "unbound_limit"),
             (|c| c.bunker_limit.per_second = f64::NAN, "bunker_limit"),
             (|c| c.pairing_limit.burst = 2_000_000, "pairing_limit"),
             (|c| c.limiter_max_keys = 0, "limiter_max_keys"),
+            (|c| c.req_max_bytes = 1_000, "req_max_bytes"),
+            (|c| c.req_max_bytes = 2 << 20, "req_max_bytes"),
             (
                 |c| c.relay_allow_list = Some(vec![" ".into()]),
                 "relay_allow_list",

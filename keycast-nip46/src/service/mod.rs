@@ -46,26 +46,30 @@
 //! every `refresh_every` so expired authorizations stop being served.
 
 mod approvals;
+mod book;
 mod config;
 mod limits;
+mod live;
 mod pairing;
 mod parked;
 mod prefilter;
 mod relay_policy;
 mod relays;
+mod shards;
 mod stats;
+mod subscribe;
 mod subscriptions;
 mod transport;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use keycast_core::nostr::{Event, EventId, Kind, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{Authorization, AuthorizationId, Custody, Route, RoutingKey, TenantId, UserId};
 use nostr_sdk::prelude::{
-    Client, ClientMessage, Filter, RelayMessage, RelayOptions, RelayPoolNotification, RelayStatus,
-    SubscribeOptions, SubscriptionId,
+    Client, ClientMessage, RelayMessage, RelayOptions, RelayPoolNotification, RelayStatus,
 };
 use tokio::task::JoinHandle;
 
@@ -77,16 +81,16 @@ pub use stats::{BunkerStats, QUEUE_WAIT_BUCKETS_MICROS};
 use crate::handler::RequestHandler;
 use crate::protocol::message::{Command, Nip46Request};
 use crate::protocol::response::Nip46Response;
-use crate::{Error, Result};
+use crate::Result;
 use approvals::{Approvals, Pending};
+use book::Book;
 use limits::{IntakeLimits, Keyed, Limited};
+use live::Live;
 use parked::{Parked, ParkedRequest};
-use relay_policy::{RelayPolicy, Verdict};
+use relay_policy::RelayPolicy;
 use relays::{Pace, Supervisor};
 use stats::{bump, Counters};
-use subscriptions::{Bindings, Plan};
-
-const SUBSCRIPTION: &str = "keycast-nip46";
+use subscriptions::Bindings;
 /// Overload replies in flight at once; beyond that a dropped request gets no reply.
 const OVERLOAD_REPLIES: usize = 64;
 
@@ -119,10 +123,17 @@ struct Shared {
     relays: Arc<Supervisor>,
     approvals: Approvals,
     parked: Parked,
-    /// The plan last applied (the bunker keys each relay was asked for). Held while a
-    /// refresh runs, so refreshes apply in order.
-    subscribed: tokio::sync::Mutex<Plan>,
-    /// The relays of the last plan: where replies may go.
+    /// What each relay is asked for (`book.rs`). Held while an update is sent, so
+    /// updates apply in order.
+    book: tokio::sync::Mutex<Book>,
+    /// Which `REQ`s the relays confirmed.
+    live: Live,
+    /// Numbers our subscription ids.
+    versions: AtomicU64,
+    /// Active authorizations in the book, and `REQ`s open over all relays, for the stats.
+    subscribed: AtomicUsize,
+    open_reqs: AtomicUsize,
+    /// The relays of the book: where replies may go.
     routes: RwLock<HashSet<RelayUrl>>,
     relay_options: RelayOptions,
     policy: Arc<RelayPolicy>,
@@ -161,7 +172,7 @@ impl Bunker {
     /// retried in the background and do not fail start), subscribes for every active
     /// authorization and starts the workers.
     ///
-    /// Values in `config` that cannot work are refused ([`Error::InvalidConfig`]).
+    /// Values in `config` that cannot work are refused ([`crate::Error::InvalidConfig`]).
     pub async fn start(custody: Custody, config: BunkerConfig) -> Result<Self> {
         config.validate()?;
         let policy = Arc::new(RelayPolicy::new(
@@ -209,7 +220,14 @@ impl Bunker {
             relays: Arc::default(),
             approvals: Approvals::default(),
             parked: Parked::default(),
-            subscribed: tokio::sync::Mutex::new(Plan::new()),
+            book: tokio::sync::Mutex::new(Book::new(
+                &config.relays,
+                shards::keys_per_req(config.req_max_bytes),
+            )),
+            live: Live::default(),
+            versions: AtomicU64::new(0),
+            subscribed: AtomicUsize::new(0),
+            open_reqs: AtomicUsize::new(0),
             routes: RwLock::default(),
             relay_options,
             policy,
@@ -250,12 +268,27 @@ impl Bunker {
         })
     }
 
-    /// Re-subscribes for the bunker keys of the authorizations active now, each relay for
-    /// its own share (see the module docs): call after creating or revoking
-    /// authorizations. Connects relays newly in use, keeps the others' connections, and
-    /// removes relays no active authorization uses any more (the configured ones stay).
+    /// Compares the subscriptions with a full listing of the active authorizations and
+    /// sends what differs: connects relays newly in use and removes relays no active
+    /// authorization uses any more (the configured ones stay). It reads every active
+    /// authorization; after known changes, [`Bunker::authorizations_changed`] is cheaper.
     pub async fn refresh_subscription(&self) -> Result<()> {
         self.shared.refresh_subscription().await
+    }
+
+    /// Applies the authorizations `ids` as the store holds them now (created, revoked,
+    /// deleted, clients changed): reads only those records and re-sends only the `REQ`s
+    /// holding their bunker keys.
+    pub async fn authorizations_changed(&self, ids: &[AuthorizationId]) -> Result<()> {
+        self.shared.apply(ids).await
+    }
+
+    /// [`Bunker::authorizations_changed`] for one new authorization, then waits until
+    /// every connected relay it should be heard on has confirmed the `REQ` holding its
+    /// bunker key (at most `connect_timeout`): call before handing out its `bunker://`
+    /// URI, so a client that connects at once is heard. `false` when the wait ran out.
+    pub async fn cover(&self, id: AuthorizationId) -> Result<bool> {
+        self.shared.cover(id).await
     }
 
     /// Re-runs the requests of `authorization` that were answered `auth_url`, once a human
@@ -279,6 +312,8 @@ impl Bunker {
         stats.limited_on_arrival = s.prefilter.dropped();
         stats.limiter_resets = s.limits.resets() + s.pairings.resets();
         stats.relays_refused = s.policy.refusals();
+        stats.subscribed_authorizations = s.subscribed.load(std::sync::atomic::Ordering::Relaxed);
+        stats.open_reqs = s.open_reqs.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }
 
@@ -331,76 +366,6 @@ impl Shared {
             }
         })
         .await;
-    }
-
-    async fn refresh_subscription(&self) -> Result<()> {
-        // Held across the store and relay calls, so concurrent refreshes apply in order
-        // and a refresh that listed before a pairing cannot drop the pairing's relays.
-        let mut applied = self.subscribed.lock().await;
-        let now = Timestamp::now();
-        let active = self.custody.store().list_active_authorizations(now).await?;
-        self.bindings.replace(&active);
-        self.bound_clients
-            .replace(active.iter().flat_map(|a| a.client_pubkeys.iter()));
-        let plan = subscriptions::plan(&self.config.relays, &active, |r| {
-            !matches!(self.policy.relay_verdict(r), Verdict::Refused(_))
-        });
-        let pool = self.client.relays().await;
-        for relay in plan.keys().filter(|r| !pool.contains_key(*r)) {
-            self.client
-                .pool()
-                .add_relay(relay.clone(), self.relay_options.clone())
-                .await
-                .map_err(|e| Error::Relay {
-                    reason: e.to_string(),
-                })?;
-            // Only fails for a relay not in the pool, which it now is.
-            let _ = self.client.connect_relay(relay.clone()).await;
-        }
-        *self.routes.write().unwrap_or_else(PoisonError::into_inner) =
-            plan.keys().cloned().collect();
-        let id = SubscriptionId::new(SUBSCRIPTION);
-        let since = Timestamp::from(now.as_secs().saturating_sub(self.config.max_age.as_secs()));
-        let mut now_applied = Plan::new();
-        for (url, keys) in &plan {
-            // Most changes (a client connecting, say) leave a relay's set as it is: no
-            // REQ is re-sent.
-            let before = applied.get(url);
-            if before == Some(keys) {
-                now_applied.insert(url.clone(), keys.clone());
-                continue;
-            }
-            let Ok(relay) = self.client.relay(url).await else {
-                continue;
-            };
-            let sent = if keys.is_empty() {
-                // A filter without `#p` would match every request on the relay.
-                relay.unsubscribe(&id).await
-            } else {
-                let filter = Filter::new()
-                    .kind(Kind::NostrConnect)
-                    .pubkeys(keys.iter().copied())
-                    .since(since);
-                relay
-                    .subscribe_with_id(id.clone(), filter, SubscribeOptions::default())
-                    .await
-            };
-            match sent {
-                Ok(()) => {
-                    now_applied.insert(url.clone(), keys.clone());
-                }
-                // Left out of the applied plan, so the next refresh tries again.
-                Err(e) => {
-                    tracing::warn!(relay = %url, error = %e, "cannot update a relay's NIP-46 subscription")
-                }
-            }
-        }
-        for url in pool.keys().filter(|u| !plan.contains_key(*u)) {
-            tracing::info!(relay = %url, "no active authorization uses this relay; dropping it");
-            let _ = self.client.pool().force_remove_relay(url.clone()).await;
-        }
-        *applied = now_applied;
-        Ok(())
     }
 
     /// The cheap checks, then the queue.
@@ -668,6 +633,26 @@ async fn intake(
     loop {
         match notifications.recv().await {
             Ok(RelayPoolNotification::Event { event, .. }) => shared.accept(event).await,
+            Ok(RelayPoolNotification::Message {
+                message: RelayMessage::EndOfStoredEvents(id),
+                relay_url,
+            }) => shared.on_eose(&relay_url, &id).await,
+            Ok(RelayPoolNotification::Message {
+                message:
+                    RelayMessage::Closed {
+                        subscription_id,
+                        message,
+                    },
+                relay_url,
+            }) => {
+                shared
+                    .on_closed(&relay_url, &subscription_id, &message)
+                    .await
+            }
+            Ok(RelayPoolNotification::Message {
+                message: RelayMessage::Notice(message),
+                relay_url,
+            }) => shared.on_notice(&relay_url, &message).await,
             // This client publishes nothing but replies, so every refusal is a lost reply.
             Ok(RelayPoolNotification::Message {
                 message:
@@ -690,9 +675,9 @@ async fn intake(
     }
 }
 
-/// Every second: forgets idle keys of the rate limiters (bounding their memory); every
-/// `refresh_every`: refreshes the subscription, so authorizations that expired stop being
-/// served and relays no active authorization uses are dropped.
+/// Every second: forgets idle keys of the rate limiters (bounding their memory) and drops
+/// authorizations that expired; every `refresh_every`: compares the subscriptions with a
+/// full listing (the safety net for changes nobody reported).
 async fn housekeeping(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -705,6 +690,9 @@ async fn housekeeping(shared: Arc<Shared>) {
         }
         if shared.pairings.prune() {
             tracing::warn!("the pairing limiter tracked too many accounts and was reset");
+        }
+        if let Err(e) = shared.expire().await {
+            tracing::warn!(error = %e, "cannot drop expired authorizations from the NIP-46 subscription");
         }
         if refreshed.elapsed() >= shared.config.refresh_every {
             refreshed = Instant::now();

@@ -100,8 +100,7 @@ impl Bunker {
         };
         s.custody.invalidate_authorization(auth.id);
         let auth = s.custody.authorization(auth.id).await?;
-        s.refresh_subscription().await?;
-        s.wait_connected(&uri.relays).await;
+        s.cover(auth.id).await?;
         // The id of an unsolicited reply is ours to pick; clients match on the secret.
         let id = format!("{:016x}", rand::thread_rng().gen::<u64>());
         let result = uri.secret.clone().unwrap_or_else(|| "ack".to_owned());

@@ -35,6 +35,10 @@ pub(crate) struct Counters {
     pub(crate) limited_unbound_bunker: AtomicU64,
     pub(crate) limited_unbound: AtomicU64,
     pub(crate) pairings_refused: AtomicU64,
+    pub(crate) reqs_sent: AtomicU64,
+    pub(crate) req_bytes: AtomicU64,
+    pub(crate) reqs_refused: AtomicU64,
+    pub(crate) req_shrinks: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -122,6 +126,18 @@ pub struct BunkerStats {
     pub relays_refused: u64,
     /// Pairings refused (relay policy, relay caps, or the account's pairing rate).
     pub pairings_refused: u64,
+    /// Subscription `REQ`s sent (one per changed shard per relay).
+    pub reqs_sent: u64,
+    /// Bytes of those `REQ`s.
+    pub req_bytes: u64,
+    /// Our `REQ`s a relay refused (`CLOSED`, or a `NOTICE` about size or count).
+    pub reqs_refused: u64,
+    /// Times a relay's keys were split into smaller `REQ`s after a refusal.
+    pub req_shrinks: u64,
+    /// Active authorizations the subscriptions cover.
+    pub subscribed_authorizations: usize,
+    /// Subscription `REQ`s open, over all relays.
+    pub open_reqs: usize,
 }
 
 impl BunkerStats {
@@ -176,6 +192,12 @@ impl Counters {
             limiter_resets: 0,
             relays_refused: 0,
             pairings_refused: r(&self.pairings_refused),
+            reqs_sent: r(&self.reqs_sent),
+            req_bytes: r(&self.req_bytes),
+            reqs_refused: r(&self.reqs_refused),
+            req_shrinks: r(&self.req_shrinks),
+            subscribed_authorizations: 0,
+            open_reqs: 0,
         }
     }
 }

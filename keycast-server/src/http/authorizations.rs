@@ -297,9 +297,11 @@ async fn connect_key_for(
             expires_at,
         })
         .await?;
+    // The URI is handed out only once the relays confirmed its key's subscription, so a
+    // client that connects at once is heard.
     if let Some(bunker) = &state.bunker {
-        if let Err(e) = bunker.refresh_subscription().await {
-            tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription now; the change feed will");
+        if let Err(e) = bunker.cover(created.0.id).await {
+            tracing::warn!(error = %e, "cannot update the NIP-46 subscription now; the change feed will");
         }
     }
     Ok(created)
@@ -417,7 +419,7 @@ pub(crate) async fn revoke_now(
 ) -> Result<Authorization, ApiError> {
     let revoked = state.services.custody.revoke_authorization(id).await?;
     if let Some(bunker) = &state.bunker {
-        let _ = bunker.refresh_subscription().await;
+        let _ = bunker.authorizations_changed(&[id]).await;
     }
     tracing::info!(authorization = %id, "authorization revoked");
     Ok(revoked)

@@ -324,8 +324,8 @@ pub(crate) async fn reset(
         state.services.custody.invalidate_authorization(*id);
     }
     if let (false, Some(bunker)) = (replaced.revoked.is_empty(), &state.bunker) {
-        if let Err(e) = bunker.refresh_subscription().await {
-            tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription now; the change feed will");
+        if let Err(e) = bunker.authorizations_changed(&replaced.revoked).await {
+            tracing::warn!(error = %e, "cannot update the NIP-46 subscription now; the change feed will");
         }
     }
     // The code proves the mailbox: the login limits know the account at this address now.

@@ -160,14 +160,17 @@ async fn undo(state: &AppState, bunker: &Bunker, user: &CurrentUser, policy: Pol
         .await
     {
         Ok(all) => {
-            for a in all
+            let half_made: Vec<_> = all
                 .iter()
                 .filter(|a| a.policy_id == policy && a.revoked_at.is_none())
-            {
-                if let Err(e) = s.custody.revoke_authorization(a.id).await {
-                    tracing::warn!(authorization = %a.id, error = %e, "cannot revoke a half-made nostrconnect authorization");
+                .map(|a| a.id)
+                .collect();
+            for id in &half_made {
+                if let Err(e) = s.custody.revoke_authorization(*id).await {
+                    tracing::warn!(authorization = %id, error = %e, "cannot revoke a half-made nostrconnect authorization");
                 }
             }
+            let _ = bunker.authorizations_changed(&half_made).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot look for a half-made nostrconnect authorization")
@@ -179,7 +182,6 @@ async fn undo(state: &AppState, bunker: &Bunker, user: &CurrentUser, policy: Pol
             tracing::warn!(%policy, error = %e, "cannot delete the policy of a failed pairing")
         }
     }
-    let _ = bunker.refresh_subscription().await;
 }
 
 #[cfg(test)]

@@ -149,7 +149,9 @@ pub(crate) async fn token(
                 tracing::warn!(authorization = %stored.authorization_id, error = %revoke, "cannot revoke the authorization of a refused code");
             }
             if let Some(bunker) = &state.bunker {
-                let _ = bunker.refresh_subscription().await;
+                let _ = bunker
+                    .authorizations_changed(&[stored.authorization_id])
+                    .await;
             }
             tracing::info!(authorization = %stored.authorization_id, client = %stored.client_id, error = e.error, "oauth code refused; authorization revoked");
             Err(e)
@@ -174,7 +176,7 @@ async fn replayed(state: &AppState, authorization: keycast_core::AuthorizationId
         }
     }
     if let Some(bunker) = &state.bunker {
-        let _ = bunker.refresh_subscription().await;
+        let _ = bunker.authorizations_changed(&[authorization]).await;
     }
     tracing::warn!(%authorization, "oauth code used twice; its authorization is revoked");
     TokenError::new(

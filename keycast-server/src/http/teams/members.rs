@@ -148,7 +148,7 @@ pub(crate) async fn remove(
     }
     if !revoked.is_empty() {
         if let Some(bunker) = &state.bunker {
-            let _ = bunker.refresh_subscription().await;
+            let _ = bunker.authorizations_changed(&revoked).await;
         }
     }
     let revoked = revoked.len() as u64;

@@ -1,0 +1,409 @@
+//! What the bunker asks each relay for, kept up to date one authorization at a time.
+//!
+//! [`Book`] holds the active authorizations' bunker keys, the relays each one is asked
+//! on, and per relay the [`Shards`] that split its keys over `REQ`s. The configured relays
+//! get every active bunker key; any other relay (one a `nostrconnect://` client named)
+//! gets only the bunker keys of the active authorizations that list it, so a relay chosen
+//! by one app never learns the bunker keys of other users or tenants. A relay the policy
+//! refuses gets nothing.
+//!
+//! A change costs the work of that one authorization: [`Book::set`] compares its relays
+//! with what the book holds and touches only the shards of its key. [`Book::reconcile`]
+//! (start, and a periodic safety net) compares a full listing the same way, so it too
+//! re-sends only what differs. Expiry needs no listing: the book keeps the active
+//! authorizations ordered by `expires_at` ([`Book::expired`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use keycast_core::nostr::{PublicKey, RelayUrl, Timestamp};
+use keycast_core::{Authorization, AuthorizationId};
+
+use super::shards::Shards;
+
+/// One active authorization as the subscriptions see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    bunker: PublicKey,
+    relays: BTreeSet<RelayUrl>,
+    expires_at: Option<Timestamp>,
+}
+
+/// A `REQ` to send again: shard `shard` of `relay` now holds `keys` (none: close it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Update {
+    pub(crate) relay: RelayUrl,
+    pub(crate) shard: usize,
+    pub(crate) keys: Vec<PublicKey>,
+}
+
+/// The subscription plan, kept incrementally.
+#[derive(Debug)]
+pub(crate) struct Book {
+    configured: Vec<RelayUrl>,
+    /// Keys per `REQ` for a relay seen for the first time.
+    capacity: usize,
+    entries: HashMap<AuthorizationId, Entry>,
+    expiry: BTreeSet<(Timestamp, AuthorizationId)>,
+    relays: BTreeMap<RelayUrl, Shards>,
+}
+
+impl Book {
+    /// No authorizations yet; the configured relays are planned, with no keys.
+    pub(crate) fn new(configured: &[RelayUrl], capacity: usize) -> Self {
+        Self {
+            configured: configured.to_vec(),
+            capacity,
+            entries: HashMap::new(),
+            expiry: BTreeSet::new(),
+            relays: configured
+                .iter()
+                .map(|r| (r.clone(), Shards::new(capacity)))
+                .collect(),
+        }
+    }
+
+    /// Active authorizations held.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every relay in the plan: the configured ones and those holding a key.
+    pub(crate) fn relays(&self) -> impl Iterator<Item = &RelayUrl> {
+        self.relays.keys()
+    }
+
+    /// The shards of `relay`.
+    pub(crate) fn shards(&self, relay: &RelayUrl) -> Option<&Shards> {
+        self.relays.get(relay)
+    }
+
+    /// Where `bunker` is asked for: each relay and the shard holding it.
+    pub(crate) fn placement(&self, bunker: &PublicKey) -> Vec<(RelayUrl, usize)> {
+        self.relays
+            .iter()
+            .filter_map(|(url, s)| s.shard_of(bunker).map(|n| (url.clone(), n)))
+            .collect()
+    }
+
+    /// Applies authorization `id` as it is now (`None`: gone, or read as not active at
+    /// `now`). `allowed` says whether the relay policy lets a client-named relay be used.
+    pub(crate) fn set(
+        &mut self,
+        id: AuthorizationId,
+        auth: Option<&Authorization>,
+        now: Timestamp,
+        allowed: &impl Fn(&RelayUrl) -> bool,
+    ) {
+        let wanted = auth.filter(|a| is_active(a, now)).map(|a| Entry {
+            bunker: a.bunker_pubkey,
+            relays: self.relays_for(a, allowed),
+            expires_at: a.expires_at,
+        });
+        let before = self.entries.remove(&id);
+        if let Some(old) = &before {
+            if let Some(at) = old.expires_at {
+                self.expiry.remove(&(at, id));
+            }
+        }
+        let (old_relays, old_bunker) = match &before {
+            Some(e) => (e.relays.clone(), Some(e.bunker)),
+            None => (BTreeSet::new(), None),
+        };
+        let (new_relays, new_bunker) = match &wanted {
+            Some(e) => (e.relays.clone(), Some(e.bunker)),
+            None => (BTreeSet::new(), None),
+        };
+        // A bunker key never changes for an authorization, but be exact if it did.
+        let same_key = old_bunker == new_bunker;
+        if let Some(key) = old_bunker {
+            for relay in &old_relays {
+                if !same_key || !new_relays.contains(relay) {
+                    self.remove_key(relay, &key);
+                }
+            }
+        }
+        if let Some(key) = new_bunker {
+            for relay in &new_relays {
+                if !same_key || !old_relays.contains(relay) {
+                    let capacity = self.capacity;
+                    self.relays
+                        .entry(relay.clone())
+                        .or_insert_with(|| Shards::new(capacity))
+                        .insert(key);
+                }
+            }
+        }
+        if let Some(e) = wanted {
+            if let Some(at) = e.expires_at {
+                self.expiry.insert((at, id));
+            }
+            self.entries.insert(id, e);
+        }
+    }
+
+    /// Makes the book match `active` (a full listing at `now`): authorizations not in it
+    /// are removed, the others applied with [`Book::set`].
+    pub(crate) fn reconcile(
+        &mut self,
+        active: &[Authorization],
+        now: Timestamp,
+        allowed: &impl Fn(&RelayUrl) -> bool,
+    ) {
+        let listed: BTreeSet<AuthorizationId> = active.iter().map(|a| a.id).collect();
+        let gone: Vec<AuthorizationId> = self
+            .entries
+            .keys()
+            .filter(|id| !listed.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.set(id, None, now, allowed);
+        }
+        for auth in active {
+            self.set(auth.id, Some(auth), now, allowed);
+        }
+    }
+
+    /// Whether an authorization expires by `now`.
+    pub(crate) fn expiry_due(&self, now: Timestamp) -> bool {
+        self.expiry.first().is_some_and(|(at, _)| *at <= now)
+    }
+
+    /// Removes the authorizations that expired by `now`; their bunker keys.
+    pub(crate) fn expired(
+        &mut self,
+        now: Timestamp,
+        allowed: &impl Fn(&RelayUrl) -> bool,
+    ) -> Vec<PublicKey> {
+        let due: Vec<AuthorizationId> = self
+            .expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        let mut bunkers = Vec::with_capacity(due.len());
+        for id in due {
+            bunkers.extend(self.bunker_of(id));
+            self.set(id, None, now, allowed);
+        }
+        bunkers
+    }
+
+    /// The bunker key of `id`, while it is held.
+    pub(crate) fn bunker_of(&self, id: AuthorizationId) -> Option<PublicKey> {
+        self.entries.get(&id).map(|e| e.bunker)
+    }
+
+    /// Every `REQ` to send again since the last call.
+    pub(crate) fn take_updates(&mut self) -> Vec<Update> {
+        let mut updates = Vec::new();
+        for (relay, shards) in &mut self.relays {
+            for (shard, keys) in shards.take_dirty() {
+                updates.push(Update {
+                    relay: relay.clone(),
+                    shard,
+                    keys,
+                });
+            }
+        }
+        updates
+    }
+
+    /// Relays that hold no key and are not configured, forgotten by the book: their
+    /// connections can go. Call after [`Book::take_updates`] (their closes are sent there).
+    pub(crate) fn take_unused(&mut self) -> Vec<RelayUrl> {
+        let unused: Vec<RelayUrl> = self
+            .relays
+            .iter()
+            .filter(|(url, s)| s.len() == 0 && !self.configured.contains(url))
+            .map(|(url, _)| url.clone())
+            .collect();
+        for url in &unused {
+            self.relays.remove(url);
+        }
+        unused
+    }
+
+    /// Splits `relay`'s keys into `REQ`s of at most `capacity` keys from now on (a relay
+    /// refused one as too big); every shard of it is sent again.
+    pub(crate) fn resize(&mut self, relay: &RelayUrl, capacity: usize) {
+        if let Some(s) = self.relays.get_mut(relay) {
+            s.resize(capacity);
+        }
+    }
+
+    /// Sends shard `shard` of `relay` again at the next [`Book::take_updates`].
+    pub(crate) fn resend(&mut self, relay: &RelayUrl, shard: usize) {
+        if let Some(s) = self.relays.get_mut(relay) {
+            s.mark_dirty(shard);
+        }
+    }
+
+    fn relays_for(
+        &self,
+        auth: &Authorization,
+        allowed: &impl Fn(&RelayUrl) -> bool,
+    ) -> BTreeSet<RelayUrl> {
+        let mut relays: BTreeSet<RelayUrl> = self.configured.iter().cloned().collect();
+        relays.extend(
+            auth.relays
+                .iter()
+                .filter(|r| !self.configured.contains(r) && allowed(r))
+                .cloned(),
+        );
+        relays
+    }
+
+    fn remove_key(&mut self, relay: &RelayUrl, key: &PublicKey) {
+        if let Some(s) = self.relays.get_mut(relay) {
+            s.remove(key);
+        }
+    }
+}
+
+/// Neither revoked nor expired at `now`.
+pub(crate) fn is_active(auth: &Authorization, now: Timestamp) -> bool {
+    auth.revoked_at.is_none() && auth.expires_at.is_none_or(|at| at > now)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use keycast_core::nostr::Keys;
+    use keycast_core::{KeyId, Label, PolicyId, TenantId, UserId};
+
+    fn relay(s: &str) -> RelayUrl {
+        RelayUrl::parse(s).expect(s)
+    }
+
+    /// An active authorization on `relays`, with one bound client.
+    pub(crate) fn auth(relays: &[RelayUrl]) -> Authorization {
+        Authorization {
+            id: AuthorizationId::random(),
+            tenant_id: TenantId::random(),
+            user_id: UserId::random(),
+            key_id: KeyId::random(),
+            bunker_key_id: KeyId::random(),
+            bunker_pubkey: Keys::generate().public_key(),
+            connect_secret: None,
+            relays: relays.to_vec(),
+            policy_id: PolicyId::random(),
+            label: Label::parse("app").expect("label"),
+            expires_at: None,
+            revoked_at: None,
+            client_pubkeys: vec![Keys::generate().public_key()],
+            uses: 0,
+            version: 1,
+            created_at: Timestamp::now(),
+        }
+    }
+
+    fn keys_on(b: &Book, relay: &RelayUrl) -> BTreeSet<PublicKey> {
+        let s = b.shards(relay).expect("planned");
+        (0..s.len() + 1).flat_map(|n| s.keys(n)).collect()
+    }
+
+    #[test]
+    fn extra_relays_get_only_the_keys_of_the_authorizations_that_list_them() {
+        let ours = relay("wss://ours.example");
+        let (x, y, refused) = (
+            relay("wss://x.example"),
+            relay("wss://y.example"),
+            relay("ws://10.0.0.1"),
+        );
+        let plain = auth(&[]);
+        let on_ours = auth(std::slice::from_ref(&ours));
+        let on_x = auth(&[x.clone(), refused.clone()]);
+        let on_xy = auth(&[x.clone(), y.clone()]);
+        let active = [plain.clone(), on_ours.clone(), on_x.clone(), on_xy.clone()];
+        let mut b = Book::new(std::slice::from_ref(&ours), 2);
+        b.reconcile(&active, Timestamp::now(), &|r: &RelayUrl| r != &refused);
+        let keys = |a: &[&Authorization]| -> BTreeSet<PublicKey> {
+            a.iter().map(|a| a.bunker_pubkey).collect()
+        };
+        assert_eq!(b.relays().count(), 3);
+        assert_eq!(keys_on(&b, &ours), keys(&[&plain, &on_ours, &on_x, &on_xy]));
+        assert_eq!(keys_on(&b, &x), keys(&[&on_x, &on_xy]));
+        assert_eq!(keys_on(&b, &y), keys(&[&on_xy]));
+        assert!(
+            b.shards(&refused).is_none(),
+            "a refused relay is not planned"
+        );
+        assert_eq!(
+            b.shards(&ours).expect("ours").in_use(),
+            2,
+            "two keys per REQ"
+        );
+    }
+
+    #[test]
+    fn one_change_sends_only_the_shards_of_its_key() {
+        let ours = relay("wss://ours.example");
+        let mut b = Book::new(std::slice::from_ref(&ours), 10);
+        let active: Vec<Authorization> = (0..95).map(|_| auth(&[])).collect();
+        let now = Timestamp::now();
+        b.reconcile(&active, now, &|_: &RelayUrl| true);
+        assert_eq!(b.take_updates().len(), 10);
+        // Reconciling the same listing sends nothing.
+        b.reconcile(&active, now, &|_: &RelayUrl| true);
+        assert!(b.take_updates().is_empty());
+        let fresh = auth(&[]);
+        b.set(fresh.id, Some(&fresh), now, &|_: &RelayUrl| true);
+        let updates = b.take_updates();
+        assert_eq!(updates.len(), 1);
+        assert!(updates[0].keys.contains(&fresh.bunker_pubkey));
+        assert_eq!(b.placement(&fresh.bunker_pubkey), vec![(ours.clone(), 9)]);
+        let mut revoked = active[3].clone();
+        revoked.revoked_at = Some(now);
+        b.set(revoked.id, Some(&revoked), now, &|_: &RelayUrl| true);
+        let updates = b.take_updates();
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].shard, 0);
+        assert!(!updates[0].keys.contains(&revoked.bunker_pubkey));
+        assert_eq!(b.len(), 95);
+    }
+
+    #[test]
+    fn expired_authorizations_leave_without_a_listing() {
+        let ours = relay("wss://ours.example");
+        let x = relay("wss://x.example");
+        let mut b = Book::new(std::slice::from_ref(&ours), 10);
+        let now = Timestamp::now();
+        let mut soon = auth(std::slice::from_ref(&x));
+        soon.expires_at = Some(Timestamp::from(now.as_secs() + 5));
+        let later = auth(&[]);
+        b.reconcile(&[soon.clone(), later.clone()], now, &|_: &RelayUrl| true);
+        b.take_updates();
+        assert!(!b.expiry_due(now));
+        assert!(b.expired(now, &|_: &RelayUrl| true).is_empty());
+        let at = Timestamp::from(now.as_secs() + 5);
+        assert!(b.expiry_due(at));
+        assert_eq!(b.bunker_of(soon.id), Some(soon.bunker_pubkey));
+        assert_eq!(
+            b.expired(at, &|_: &RelayUrl| true),
+            vec![soon.bunker_pubkey]
+        );
+        assert_eq!(b.bunker_of(soon.id), None);
+        assert_eq!(b.len(), 1);
+        let updates = b.take_updates();
+        assert_eq!(updates.len(), 2, "its shard on ours and on x: {updates:?}");
+        assert_eq!(b.take_unused(), vec![x.clone()], "x holds no key now");
+        assert!(b.take_unused().is_empty());
+        assert_eq!(b.relays().collect::<Vec<_>>(), vec![&ours]);
+    }
+
+    #[test]
+    fn resizing_a_relay_resends_all_of_its_shards() {
+        let ours = relay("wss://ours.example");
+        let mut b = Book::new(std::slice::from_ref(&ours), 10);
+        let active: Vec<Authorization> = (0..20).map(|_| auth(&[])).collect();
+        b.reconcile(&active, Timestamp::now(), &|_: &RelayUrl| true);
+        b.take_updates();
+        b.resize(&ours, 5);
+        let updates = b.take_updates();
+        assert_eq!(updates.len(), 4);
+        assert!(updates.iter().all(|u| u.keys.len() == 5));
+        b.resend(&ours, 2);
+        assert_eq!(b.take_updates().len(), 1);
+    }
+}
