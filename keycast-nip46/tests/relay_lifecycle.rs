@@ -2,18 +2,24 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keycast_core::nostr::{Keys, NostrSigner, RelayUrl};
-use keycast_nip46::{BunkerUri, RelayConnection};
+use common::recorder::{until, Limits, Recorder};
+use keycast_core::nostr::{Keys, NostrSigner, PublicKey, RelayUrl};
+use keycast_core::KeyStore;
+use keycast_nip46::{BunkerConfig, BunkerUri, RelayConnection};
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use nostr_relay_builder::prelude::{LocalRelay, RelayBuilder};
 use nostr_relay_builder::MockRelay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+
+/// For a condition on a loaded 2-core machine.
+const WAIT: Duration = Duration::from_secs(10);
 
 fn client_with(uri: &str, keys: &Keys, timeout: Duration) -> NostrConnect {
     NostrConnect::new(
@@ -207,5 +213,151 @@ async fn new_authorizations_are_served_after_a_refresh_and_revoked_ones_are_not(
         signer.get_public_key().await.is_err(),
         "revoked authorizations are not served"
     );
+    s.bunker.shutdown().await;
+}
+
+/// Stores `n` active authorizations on the setup's key with fresh bunker keys, as a big
+/// deployment holds them (only their bunker keys matter to the subscriptions).
+async fn many_authorizations(s: &common::Setup, n: usize) -> Vec<keycast_core::Authorization> {
+    let mut made = Vec::with_capacity(n);
+    for i in 0..n {
+        let auth = keycast_core::Authorization {
+            id: keycast_core::AuthorizationId::random(),
+            tenant_id: s.tenant,
+            user_id: s.user_id,
+            key_id: s.key,
+            bunker_key_id: s.key,
+            bunker_pubkey: Keys::generate().public_key(),
+            connect_secret: None,
+            relays: vec![s.url.clone()],
+            policy_id: s.policy,
+            label: keycast_core::Label::parse(&format!("app {i}")).expect("label"),
+            expires_at: None,
+            revoked_at: None,
+            client_pubkeys: Vec::new(),
+            uses: 0,
+            version: 1,
+            created_at: keycast_core::nostr::Timestamp::now(),
+        };
+        s.store.insert_authorization(&auth).await.expect("insert");
+        made.push(auth);
+    }
+    made
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_authorizations_are_split_over_small_reqs_and_connections_and_a_change_sends_one_req()
+{
+    // At most 6 subscriptions a connection, like a small relay; the bunker puts 4 on one.
+    let relay = Recorder::start_with(Limits {
+        max_req_bytes: None,
+        max_subs: Some(6),
+    })
+    .await;
+    let s = common::setup_on_with(relay.url.clone(), |c| BunkerConfig {
+        req_max_bytes: 4_096,
+        subscriptions_per_connection: 4,
+        ..c
+    })
+    .await;
+    let others = many_authorizations(&s, 1_000).await;
+    s.bunker.refresh_subscription().await.expect("refresh");
+    let mut all: BTreeSet<PublicKey> = others.iter().map(|a| a.bunker_pubkey).collect();
+    all.insert(s.bunker_pubkey);
+    until(WAIT, "every bunker key subscribed", || {
+        relay.live_keys() == all
+    })
+    .await;
+
+    // 1,001 keys at 59 a REQ: 17 REQs, 4 a connection: 5 connections.
+    let per_req = (4_096 - 96) / 67;
+    let reqs = all.len().div_ceil(per_req);
+    assert!(
+        relay.req_sizes().iter().all(|&n| n <= 4_096),
+        "{:?}",
+        relay.req_sizes()
+    );
+    until(WAIT, "the subscriptions settle", || {
+        relay.subscribed_connections() == reqs.div_ceil(4) && relay.most_subs_on_a_connection() <= 4
+    })
+    .await;
+    let stats = s.bunker.stats();
+    assert_eq!(stats.subscribed_authorizations, all.len(), "{stats:?}");
+    assert_eq!(stats.open_reqs, reqs, "{stats:?}");
+    assert_eq!(stats.extra_lanes, reqs.div_ceil(4) - 1, "{stats:?}");
+    assert_eq!((stats.reqs_refused, relay.refused()), (0, 0), "{stats:?}");
+
+    // A new authorization: one REQ, confirmed before `cover` returns, and a client that
+    // connects at once is answered.
+    let sent = relay.req_sizes().len();
+    let bytes = s.bunker.stats().req_bytes;
+    let extra = common::add_authorization(&s).await;
+    assert!(s.bunker.cover(extra.id).await.expect("cover"), "confirmed");
+    assert_eq!(relay.req_sizes().len(), sent + 1, "one REQ for one change");
+    let fresh = BunkerUri::parse(&extra.uri).expect("uri").signer;
+    assert!(relay.live_keys().contains(&fresh));
+    assert!(s.bunker.stats().req_bytes - bytes <= 4_096);
+
+    // A revocation: one REQ, and the key is no longer asked for.
+    let gone = &others[500];
+    s.custody
+        .revoke_authorization(gone.id)
+        .await
+        .expect("revoke");
+    s.bunker
+        .authorizations_changed(&[gone.id])
+        .await
+        .expect("changed");
+    until(WAIT, "the revoked key dropped", || {
+        !relay.live_keys().contains(&gone.bunker_pubkey)
+    })
+    .await;
+    assert_eq!(relay.req_sizes().len(), sent + 2, "one REQ for one change");
+    assert_eq!(relay.live_keys().len(), all.len());
+    s.bunker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_refuses_big_or_many_reqs_gets_smaller_ones_and_fewer_per_connection() {
+    // Refuses REQs over 2,000 bytes with CLOSED, and a fifth subscription on one
+    // connection with a NOTICE.
+    let relay = Recorder::start_with(Limits {
+        max_req_bytes: Some(2_000),
+        max_subs: Some(4),
+    })
+    .await;
+    let s = common::setup_on_with(relay.url.clone(), |c| BunkerConfig {
+        req_max_bytes: 8_192,
+        subscriptions_per_connection: 10,
+        ..c
+    })
+    .await;
+    let others = many_authorizations(&s, 400).await;
+    s.bunker.refresh_subscription().await.expect("refresh");
+    let mut all: BTreeSet<PublicKey> = others.iter().map(|a| a.bunker_pubkey).collect();
+    all.insert(s.bunker_pubkey);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while relay.live_keys() != all || relay.most_subs_on_a_connection() > 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not settled: {} of {} keys, at most {} subscriptions a connection, {} refused; {:?}",
+            relay.live_keys().intersection(&all).count(),
+            all.len(),
+            relay.most_subs_on_a_connection(),
+            relay.refused(),
+            s.bunker.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = s.bunker.stats();
+    assert!(relay.refused() > 0, "the relay refused some");
+    assert!(stats.reqs_refused > 0, "{stats:?}");
+    // 122 → 61 → 30 → 15 keys a REQ (the last fits 2,000 bytes), 10 → 5 → 2 a
+    // connection (2, the stall probe and an update's moment of overlap fit 4): five
+    // steps, each taken once.
+    assert_eq!(stats.req_shrinks, 5, "{stats:?}");
+    assert!(relay.req_sizes().iter().all(|&n| n <= 2_000));
+    // No loop: every REQ sent belongs to one of the five layouts or the first.
+    assert!(stats.reqs_sent < 6 * 28, "{stats:?}");
     s.bunker.shutdown().await;
 }

@@ -42,17 +42,27 @@ pub(crate) struct Book {
     configured: Vec<RelayUrl>,
     /// Keys per `REQ` for a relay seen for the first time.
     capacity: usize,
+    /// `REQ`s per connection for a relay seen for the first time.
+    per_connection: usize,
+    /// Relays that allow fewer `REQ`s per connection than `per_connection`.
+    fewer: HashMap<RelayUrl, usize>,
+    /// Per relay: the first subscription-id number sent after its split last changed.
+    reshaped: HashMap<RelayUrl, u64>,
     entries: HashMap<AuthorizationId, Entry>,
     expiry: BTreeSet<(Timestamp, AuthorizationId)>,
     relays: BTreeMap<RelayUrl, Shards>,
 }
 
 impl Book {
-    /// No authorizations yet; the configured relays are planned, with no keys.
-    pub(crate) fn new(configured: &[RelayUrl], capacity: usize) -> Self {
+    /// No authorizations yet; the configured relays are planned, with no keys. Each relay
+    /// gets `REQ`s of at most `capacity` keys, at most `per_connection` on one connection.
+    pub(crate) fn new(configured: &[RelayUrl], capacity: usize, per_connection: usize) -> Self {
         Self {
             configured: configured.to_vec(),
             capacity,
+            per_connection: per_connection.max(1),
+            fewer: HashMap::new(),
+            reshaped: HashMap::new(),
             entries: HashMap::new(),
             expiry: BTreeSet::new(),
             relays: configured
@@ -194,6 +204,11 @@ impl Book {
         self.entries.get(&id).map(|e| e.bunker)
     }
 
+    /// Whether a `REQ` waits to be sent (one that could not be handed to its relay).
+    pub(crate) fn has_updates(&self) -> bool {
+        self.relays.values().any(Shards::has_dirty)
+    }
+
     /// Every `REQ` to send again since the last call.
     pub(crate) fn take_updates(&mut self) -> Vec<Update> {
         let mut updates = Vec::new();
@@ -220,6 +235,8 @@ impl Book {
             .collect();
         for url in &unused {
             self.relays.remove(url);
+            self.fewer.remove(url);
+            self.reshaped.remove(url);
         }
         unused
     }
@@ -230,6 +247,45 @@ impl Book {
         if let Some(s) = self.relays.get_mut(relay) {
             s.resize(capacity);
         }
+    }
+
+    /// `REQ`s per connection to `relay`.
+    pub(crate) fn per_connection(&self, relay: &RelayUrl) -> usize {
+        self.fewer
+            .get(relay)
+            .copied()
+            .unwrap_or(self.per_connection)
+    }
+
+    /// The connection (lane) that shard `shard` of `relay` is sent on.
+    pub(crate) fn lane(&self, relay: &RelayUrl, shard: usize) -> usize {
+        shard / self.per_connection(relay)
+    }
+
+    /// Connections `relay` needs now.
+    pub(crate) fn lanes(&self, relay: &RelayUrl) -> usize {
+        self.relays
+            .get(relay)
+            .map_or(0, |s| s.end().div_ceil(self.per_connection(relay)))
+    }
+
+    /// Puts at most `n` `REQ`s on one connection to `relay` from now on (it refused more);
+    /// every shard of it is sent again.
+    pub(crate) fn set_per_connection(&mut self, relay: &RelayUrl, n: usize) {
+        self.fewer.insert(relay.clone(), n.max(1));
+        if let Some(s) = self.relays.get_mut(relay) {
+            s.mark_all_dirty();
+        }
+    }
+
+    /// Records that `relay`'s split changed when subscription ids were numbered from `n`.
+    pub(crate) fn reshaped(&mut self, relay: &RelayUrl, n: u64) {
+        self.reshaped.insert(relay.clone(), n);
+    }
+
+    /// The first subscription-id number of `relay`'s current split (0: never changed).
+    pub(crate) fn reshaped_at(&self, relay: &RelayUrl) -> u64 {
+        self.reshaped.get(relay).copied().unwrap_or(0)
     }
 
     /// Sends shard `shard` of `relay` again at the next [`Book::take_updates`].
@@ -316,7 +372,7 @@ pub(crate) mod tests {
         let on_x = auth(&[x.clone(), refused.clone()]);
         let on_xy = auth(&[x.clone(), y.clone()]);
         let active = [plain.clone(), on_ours.clone(), on_x.clone(), on_xy.clone()];
-        let mut b = Book::new(std::slice::from_ref(&ours), 2);
+        let mut b = Book::new(std::slice::from_ref(&ours), 2, 20);
         b.reconcile(&active, Timestamp::now(), &|r: &RelayUrl| r != &refused);
         let keys = |a: &[&Authorization]| -> BTreeSet<PublicKey> {
             a.iter().map(|a| a.bunker_pubkey).collect()
@@ -339,7 +395,7 @@ pub(crate) mod tests {
     #[test]
     fn one_change_sends_only_the_shards_of_its_key() {
         let ours = relay("wss://ours.example");
-        let mut b = Book::new(std::slice::from_ref(&ours), 10);
+        let mut b = Book::new(std::slice::from_ref(&ours), 10, 20);
         let active: Vec<Authorization> = (0..95).map(|_| auth(&[])).collect();
         let now = Timestamp::now();
         b.reconcile(&active, now, &|_: &RelayUrl| true);
@@ -367,7 +423,7 @@ pub(crate) mod tests {
     fn expired_authorizations_leave_without_a_listing() {
         let ours = relay("wss://ours.example");
         let x = relay("wss://x.example");
-        let mut b = Book::new(std::slice::from_ref(&ours), 10);
+        let mut b = Book::new(std::slice::from_ref(&ours), 10, 20);
         let now = Timestamp::now();
         let mut soon = auth(std::slice::from_ref(&x));
         soon.expires_at = Some(Timestamp::from(now.as_secs() + 5));
@@ -395,7 +451,7 @@ pub(crate) mod tests {
     #[test]
     fn resizing_a_relay_resends_all_of_its_shards() {
         let ours = relay("wss://ours.example");
-        let mut b = Book::new(std::slice::from_ref(&ours), 10);
+        let mut b = Book::new(std::slice::from_ref(&ours), 10, 20);
         let active: Vec<Authorization> = (0..20).map(|_| auth(&[])).collect();
         b.reconcile(&active, Timestamp::now(), &|_: &RelayUrl| true);
         b.take_updates();
@@ -405,5 +461,23 @@ pub(crate) mod tests {
         assert!(updates.iter().all(|u| u.keys.len() == 5));
         b.resend(&ours, 2);
         assert_eq!(b.take_updates().len(), 1);
+    }
+
+    #[test]
+    fn shards_spread_over_connections_by_the_relays_limit() {
+        let ours = relay("wss://ours.example");
+        let mut b = Book::new(std::slice::from_ref(&ours), 10, 3);
+        let active: Vec<Authorization> = (0..65).map(|_| auth(&[])).collect();
+        b.reconcile(&active, Timestamp::now(), &|_: &RelayUrl| true);
+        b.take_updates();
+        assert_eq!(b.lanes(&ours), 3, "7 REQs at 3 a connection");
+        assert_eq!(
+            (b.lane(&ours, 2), b.lane(&ours, 3), b.lane(&ours, 6)),
+            (0, 1, 2)
+        );
+        b.set_per_connection(&ours, 2);
+        assert_eq!(b.take_updates().len(), 7, "every shard moves");
+        assert_eq!(b.lanes(&ours), 4);
+        assert_eq!(b.per_connection(&ours), 2);
     }
 }

@@ -118,6 +118,11 @@ pub struct BunkerConfig {
     /// 128 KiB by default); a relay that refuses one anyway gets smaller ones. 1,024 to
     /// 1,048,576; default 32,768 (about 480 keys).
     pub req_max_bytes: usize,
+    /// Most subscription `REQ`s on one connection to a relay; more open further
+    /// connections to it. Relays cap this (nostr-rs-relay 32, strfry 200); the default, 20,
+    /// leaves room for the stall probe and for the one extra subscription an update holds
+    /// for a moment. A relay that refuses anyway gets fewer per connection. 1 to 10,000.
+    pub subscriptions_per_connection: usize,
 }
 
 impl BunkerConfig {
@@ -148,6 +153,7 @@ impl BunkerConfig {
             pairing_limit: RateLimit::new(5.0 / 60.0, 5),
             refresh_every: Duration::from_secs(600),
             req_max_bytes: 32_768,
+            subscriptions_per_connection: 20,
         }
     }
 
@@ -178,6 +184,9 @@ impl BunkerConfig {
         if !(1_024..=1_048_576).contains(&self.req_max_bytes) {
             return bad("req_max_bytes", "must be 1024 to 1048576");
         }
+        if !(1..=10_000).contains(&self.subscriptions_per_connection) {
+            return bad("subscriptions_per_connection", "must be 1 to 10000");
+        }
         if let Some(hosts) = &self.relay_allow_list {
             if hosts.iter().any(|h| h.trim().is_empty()) {
                 return bad("relay_allow_list", "an entry is empty");
@@ -196,7 +205,7 @@ mod tests {
         let ok = BunkerConfig::new(Vec::new());
         ok.validate().expect("defaults");
         type Spoil = fn(&mut BunkerConfig);
-        let cases: [(Spoil, &str); 8] = [
+        let cases: [(Spoil, &str); 9] = [
             (|c| c.client_limit.per_second = 0.0, "client_limit"),
             (|c| c.unbound_limit.burst = 0, "unbound_limit"),
             (|c| c.bunker_limit.per_second = f64::NAN, "bunker_limit"),
@@ -204,6 +213,10 @@ mod tests {
             (|c| c.limiter_max_keys = 0, "limiter_max_keys"),
             (|c| c.req_max_bytes = 1_000, "req_max_bytes"),
             (|c| c.req_max_bytes = 2 << 20, "req_max_bytes"),
+            (
+                |c| c.subscriptions_per_connection = 0,
+                "subscriptions_per_connection",
+            ),
             (
                 |c| c.relay_allow_list = Some(vec![" ".into()]),
                 "relay_allow_list",

@@ -3,11 +3,17 @@
 //! Every `REQ` gets a fresh subscription id, `kc46-<shard>-<n>`, so a relay's `EOSE` for
 //! that id says exactly that this version of the shard is registered there: a bunker URI
 //! can be handed out once its key's shard is confirmed ([`Live::all_live`]), and a client
-//! that connects at once is heard. The shard's previous `REQ` is closed only after the new
-//! one is confirmed (make before break), so an update never leaves a gap; at most two
-//! versions of a shard are open at once. A `CLOSED` for the current id is a refusal.
+//! that connects at once is heard. The shard's previous version is closed right after the
+//! new `REQ` is sent: a relay handles one connection's messages in order, so it registers
+//! the new version before it drops the old one (no gap), and holds at most one extra
+//! subscription at a time. A `CLOSED` for the current id is a refusal.
+//!
+//! A relay answers one connection's `REQ`s in order, each with `EOSE`, `CLOSED` or (as
+//! nostr-rs-relay does for too many subscriptions) a `NOTICE` naming none. So each
+//! connection keeps the ids it sent and has not had answered; a `NOTICE` answers the
+//! oldest ([`Live::noticed`]), which tells which `REQ` it refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,19 +35,25 @@ pub(crate) fn shard_of(id: &SubscriptionId) -> Option<usize> {
     rest.split_once('-')?.0.parse().ok()
 }
 
+/// The number one of our subscription ids was made with.
+pub(crate) fn number_of(id: &SubscriptionId) -> Option<u64> {
+    let rest = id.as_str().strip_prefix(PREFIX)?;
+    rest.split_once('-')?.1.parse().ok()
+}
+
 #[derive(Debug)]
 struct Version {
     current: SubscriptionId,
+    /// The connection it was sent on.
+    lane: usize,
     confirmed: bool,
-    /// The version before, open until `current` is confirmed.
-    previous: Option<SubscriptionId>,
 }
 
 /// What happened to one of our ids.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Confirmed; the previous version (if any) can be closed now.
-    Confirmed(Option<SubscriptionId>),
+    /// The current version of its shard is confirmed.
+    Confirmed,
     /// The relay refused the current version of this shard.
     Refused(usize),
     /// Not a current version of ours (an old one, or someone else's).
@@ -52,57 +64,53 @@ pub(crate) enum Outcome {
 #[derive(Debug, Default)]
 pub(crate) struct Live {
     versions: Mutex<HashMap<(RelayUrl, usize), Version>>,
+    /// Per relay and connection: `REQ`s sent and not answered yet, oldest first.
+    unanswered: Mutex<HashMap<(RelayUrl, usize), VecDeque<SubscriptionId>>>,
     changed: Notify,
 }
 
 impl Live {
-    /// Records that `id` was sent for `shard` of `relay`. Returns a version that can be
-    /// closed at once: the one before the previous, when the previous was never confirmed.
+    /// Records that `id` was sent for `shard` of `relay` on connection `lane`; returns the
+    /// version it replaces and its lane, to be closed now.
     pub(crate) fn sent(
         &self,
         relay: &RelayUrl,
         shard: usize,
         id: SubscriptionId,
-    ) -> Option<SubscriptionId> {
-        let mut v = self.lock();
-        match v.get_mut(&(relay.clone(), shard)) {
-            Some(version) => {
-                let old = std::mem::replace(&mut version.current, id);
-                let stale = if version.confirmed {
-                    version.previous.replace(old)
-                } else {
-                    // Never confirmed: keep the older confirmed one open instead.
-                    match version.previous {
-                        Some(_) => Some(old),
-                        None => {
-                            version.previous = Some(old);
-                            None
-                        }
-                    }
-                };
-                version.confirmed = false;
-                stale
-            }
-            None => {
-                v.insert(
-                    (relay.clone(), shard),
-                    Version {
-                        current: id,
-                        confirmed: false,
-                        previous: None,
-                    },
-                );
-                None
-            }
-        }
+        lane: usize,
+    ) -> Option<(SubscriptionId, usize)> {
+        self.queue()
+            .entry((relay.clone(), lane))
+            .or_default()
+            .push_back(id.clone());
+        let version = Version {
+            current: id,
+            lane,
+            confirmed: false,
+        };
+        self.lock()
+            .insert((relay.clone(), shard), version)
+            .map(|old| (old.current, old.lane))
     }
 
-    /// `shard` of `relay` is closed (it holds no key): the ids to close.
-    pub(crate) fn close(&self, relay: &RelayUrl, shard: usize) -> Vec<SubscriptionId> {
-        match self.lock().remove(&(relay.clone(), shard)) {
-            Some(v) => std::iter::once(v.current).chain(v.previous).collect(),
-            None => Vec::new(),
-        }
+    /// `shard` of `relay` is closed (it holds no key): the id to close and its lane.
+    pub(crate) fn close(&self, relay: &RelayUrl, shard: usize) -> Option<(SubscriptionId, usize)> {
+        self.lock()
+            .remove(&(relay.clone(), shard))
+            .map(|v| (v.current, v.lane))
+    }
+
+    /// Every open version of `relay`'s shards, forgotten (to be closed): a new split
+    /// replaces them all.
+    pub(crate) fn close_relay(&self, relay: &RelayUrl) -> Vec<(SubscriptionId, usize)> {
+        let mut v = self.lock();
+        let shards: Vec<(RelayUrl, usize)> =
+            v.keys().filter(|(r, _)| r == relay).cloned().collect();
+        shards
+            .into_iter()
+            .filter_map(|k| v.remove(&k))
+            .map(|version| (version.current, version.lane))
+            .collect()
     }
 
     /// The relay confirmed `id` (`EOSE`).
@@ -115,7 +123,7 @@ impl Live {
             match v.get_mut(&(relay.clone(), shard)) {
                 Some(version) if &version.current == id => {
                     version.confirmed = true;
-                    Outcome::Confirmed(version.previous.take())
+                    Outcome::Confirmed
                 }
                 _ => Outcome::Other,
             }
@@ -163,9 +171,37 @@ impl Live {
         .is_ok()
     }
 
+    /// Connection `lane` of `relay` answered `id` (`EOSE` or `CLOSED`): it and every
+    /// older unanswered id there are done.
+    pub(crate) fn answered(&self, relay: &RelayUrl, lane: usize, id: &SubscriptionId) {
+        let mut q = self.queue();
+        if let Some(waiting) = q.get_mut(&(relay.clone(), lane)) {
+            if let Some(at) = waiting.iter().position(|w| w == id) {
+                waiting.drain(..=at);
+            }
+        }
+    }
+
+    /// Connection `lane` of `relay` sent a `NOTICE` refusing a `REQ`: the oldest one not
+    /// answered yet, which it answers.
+    pub(crate) fn noticed(&self, relay: &RelayUrl, lane: usize) -> Option<SubscriptionId> {
+        self.queue()
+            .get_mut(&(relay.clone(), lane))
+            .and_then(VecDeque::pop_front)
+    }
+
     /// Forgets `relay` (no longer used).
     pub(crate) fn forget(&self, relay: &RelayUrl) {
         self.lock().retain(|(r, _), _| r != relay);
+        self.queue().retain(|(r, _), _| r != relay);
+    }
+
+    fn queue(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(RelayUrl, usize), VecDeque<SubscriptionId>>> {
+        self.unanswered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Shards of `relay` whose current version is not confirmed.
@@ -191,36 +227,57 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_answers_the_oldest_unanswered_req_of_its_connection() {
+        let (r, l) = (relay(), Live::default());
+        let ids: Vec<_> = (0..4).map(|n| subscription_id(n, n as u64)).collect();
+        for (n, id) in ids.iter().enumerate() {
+            l.sent(&r, n, id.clone(), n % 2);
+        }
+        // Lane 0 holds ids 0 and 2, lane 1 ids 1 and 3.
+        assert_eq!(l.noticed(&r, 0), Some(ids[0].clone()));
+        l.answered(&r, 1, &ids[3]);
+        assert_eq!(
+            l.noticed(&r, 1),
+            None,
+            "an answer settles the older ones too"
+        );
+        l.answered(&r, 0, &subscription_id(9, 9));
+        assert_eq!(
+            l.noticed(&r, 0),
+            Some(ids[2].clone()),
+            "an unknown id settles nothing"
+        );
+        assert_eq!(l.noticed(&r, 0), None);
+    }
+
+    #[test]
     fn ids_name_their_shard() {
         assert_eq!(shard_of(&subscription_id(17, 4)), Some(17));
+        assert_eq!(number_of(&subscription_id(17, 4)), Some(4));
         assert_eq!(shard_of(&SubscriptionId::new("probe")), None);
         assert_eq!(shard_of(&SubscriptionId::new("kc46-x-1")), None);
     }
 
     #[test]
-    fn a_new_version_replaces_the_old_only_once_confirmed() {
+    fn only_the_current_version_counts() {
         let (r, l) = (relay(), Live::default());
-        let (v1, v2, v3) = (
-            subscription_id(0, 1),
-            subscription_id(0, 2),
-            subscription_id(0, 3),
-        );
-        assert_eq!(l.sent(&r, 0, v1.clone()), None);
+        let (v1, v2) = (subscription_id(0, 1), subscription_id(0, 2));
+        assert_eq!(l.sent(&r, 0, v1.clone(), 0), None);
         assert!(!l.all_live(&[(r.clone(), 0)]));
-        assert_eq!(l.confirmed(&r, &v1), Outcome::Confirmed(None));
+        assert_eq!(l.confirmed(&r, &v1), Outcome::Confirmed);
         assert!(l.all_live(&[(r.clone(), 0)]));
         assert_eq!(
-            l.sent(&r, 0, v2.clone()),
-            None,
-            "v1 stays open until v2 is confirmed"
+            l.sent(&r, 0, v2.clone(), 1),
+            Some((v1.clone(), 0)),
+            "v1 is closed"
         );
         assert!(!l.all_live(&[(r.clone(), 0)]));
-        // v3 before v2 was confirmed: v2 can go at once, v1 (confirmed) stays.
-        assert_eq!(l.sent(&r, 0, v3.clone()), Some(v2.clone()));
-        assert_eq!(l.confirmed(&r, &v2), Outcome::Other, "an old version");
-        assert_eq!(l.refused(&r, &v3), Outcome::Refused(0));
-        assert_eq!(l.confirmed(&r, &v3), Outcome::Confirmed(Some(v1)));
-        assert_eq!(l.close(&r, 0), vec![v3]);
+        assert_eq!(l.confirmed(&r, &v1), Outcome::Other, "an old version");
+        assert_eq!(l.refused(&r, &v1), Outcome::Other);
+        assert_eq!(l.unconfirmed(&r), vec![0]);
+        assert_eq!(l.refused(&r, &v2), Outcome::Refused(0));
+        assert_eq!(l.confirmed(&r, &v2), Outcome::Confirmed);
+        assert_eq!(l.close(&r, 0), Some((v2, 1)));
         assert!(!l.all_live(&[(r, 0)]));
     }
 
@@ -228,7 +285,7 @@ mod tests {
     async fn waiting_ends_at_the_confirmation_or_the_timeout() {
         let (r, l) = (relay(), std::sync::Arc::new(Live::default()));
         let id = subscription_id(2, 1);
-        l.sent(&r, 2, id.clone());
+        l.sent(&r, 2, id.clone(), 0);
         let place = {
             let r = r.clone();
             move || vec![(r.clone(), 2)]

@@ -48,6 +48,7 @@
 mod approvals;
 mod book;
 mod config;
+mod lanes;
 mod limits;
 mod live;
 mod pairing;
@@ -130,6 +131,8 @@ struct Shared {
     live: Live,
     /// Numbers our subscription ids.
     versions: AtomicU64,
+    /// Extra connections for relays that need more `REQ`s than one connection takes.
+    lanes: lanes::Lanes,
     /// Active authorizations in the book, and `REQ`s open over all relays, for the stats.
     subscribed: AtomicUsize,
     open_reqs: AtomicUsize,
@@ -223,9 +226,11 @@ impl Bunker {
             book: tokio::sync::Mutex::new(Book::new(
                 &config.relays,
                 shards::keys_per_req(config.req_max_bytes),
+                config.subscriptions_per_connection,
             )),
             live: Live::default(),
             versions: AtomicU64::new(0),
+            lanes: lanes::Lanes::default(),
             subscribed: AtomicUsize::new(0),
             open_reqs: AtomicUsize::new(0),
             routes: RwLock::default(),
@@ -251,7 +256,7 @@ impl Bunker {
             stall_timeout: shared.config.stall_timeout,
         };
         let intake = vec![
-            tokio::spawn(intake(shared.clone(), notifications)),
+            tokio::spawn(intake(shared.clone(), notifications, 0)),
             tokio::spawn(expire_approvals(shared.clone())),
             tokio::spawn(reroute_parked(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
@@ -314,6 +319,7 @@ impl Bunker {
         stats.relays_refused = s.policy.refusals();
         stats.subscribed_authorizations = s.subscribed.load(std::sync::atomic::Ordering::Relaxed);
         stats.open_reqs = s.open_reqs.load(std::sync::atomic::Ordering::Relaxed);
+        stats.extra_lanes = s.lanes.extra();
         stats
     }
 
@@ -349,6 +355,7 @@ impl Bunker {
         // last ones a moment to be written before the connections close.
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.supervisor.abort();
+        self.shared.lanes.shutdown().await;
         self.shared.client.shutdown().await;
     }
 }
@@ -626,9 +633,11 @@ impl Shared {
     }
 }
 
+/// Reads the relay pool of connection set `lane` (0: the main one; see `lanes.rs`).
 async fn intake(
     shared: Arc<Shared>,
     mut notifications: tokio::sync::broadcast::Receiver<RelayPoolNotification>,
+    lane: usize,
 ) {
     loop {
         match notifications.recv().await {
@@ -636,7 +645,7 @@ async fn intake(
             Ok(RelayPoolNotification::Message {
                 message: RelayMessage::EndOfStoredEvents(id),
                 relay_url,
-            }) => shared.on_eose(&relay_url, &id).await,
+            }) => shared.on_eose(&relay_url, &id, lane),
             Ok(RelayPoolNotification::Message {
                 message:
                     RelayMessage::Closed {
@@ -646,13 +655,13 @@ async fn intake(
                 relay_url,
             }) => {
                 shared
-                    .on_closed(&relay_url, &subscription_id, &message)
+                    .on_closed(&relay_url, &subscription_id, &message, lane)
                     .await
             }
             Ok(RelayPoolNotification::Message {
                 message: RelayMessage::Notice(message),
                 relay_url,
-            }) => shared.on_notice(&relay_url, &message).await,
+            }) => shared.on_notice(&relay_url, &message, lane).await,
             // This client publishes nothing but replies, so every refusal is a lost reply.
             Ok(RelayPoolNotification::Message {
                 message:
@@ -691,8 +700,8 @@ async fn housekeeping(shared: Arc<Shared>) {
         if shared.pairings.prune() {
             tracing::warn!("the pairing limiter tracked too many accounts and was reset");
         }
-        if let Err(e) = shared.expire().await {
-            tracing::warn!(error = %e, "cannot drop expired authorizations from the NIP-46 subscription");
+        if let Err(e) = shared.tick().await {
+            tracing::warn!(error = %e, "cannot update the NIP-46 subscription");
         }
         if refreshed.elapsed() >= shared.config.refresh_every {
             refreshed = Instant::now();

@@ -113,6 +113,24 @@ impl Shards {
         dirty.into_iter().map(|n| (n, self.keys(n))).collect()
     }
 
+    /// Whether a shard waits to be sent.
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// One past the highest shard that holds a key (0 when none does).
+    pub(crate) fn end(&self) -> usize {
+        self.shards
+            .iter()
+            .rposition(|s| !s.is_empty())
+            .map_or(0, |n| n + 1)
+    }
+
+    /// Marks every shard changed (they move to other connections).
+    pub(crate) fn mark_all_dirty(&mut self) {
+        self.dirty = (0..self.shards.len()).collect();
+    }
+
     /// Marks shard `n` changed, so the next [`Shards::take_dirty`] sends it again.
     pub(crate) fn mark_dirty(&mut self, n: usize) {
         if n < self.shards.len() {

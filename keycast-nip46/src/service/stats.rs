@@ -138,6 +138,9 @@ pub struct BunkerStats {
     pub subscribed_authorizations: usize,
     /// Subscription `REQ`s open, over all relays.
     pub open_reqs: usize,
+    /// Connection sets besides the main one, opened because a relay takes fewer `REQ`s
+    /// per connection than the bunker needs.
+    pub extra_lanes: usize,
 }
 
 impl BunkerStats {
@@ -198,6 +201,7 @@ impl Counters {
             req_shrinks: r(&self.req_shrinks),
             subscribed_authorizations: 0,
             open_reqs: 0,
+            extra_lanes: 0,
         }
     }
 }

@@ -6,20 +6,24 @@
 //! reads that one record and sends at most one `REQ` per relay, so its cost does not grow
 //! with the number of authorizations.
 //!
-//! A relay that refuses a `REQ` (`CLOSED`, or a `NOTICE` about size) has its keys split
-//! into `REQ`s half the size, down to [`MIN_KEYS_PER_REQ`]; below that the refusal is
-//! logged and counted and nothing is re-sent until the next full comparison, so a
-//! refusing relay is never sent the same `REQ` in a loop.
+//! A relay that refuses a `REQ` (`CLOSED`, or a `NOTICE`) as too big has its keys split
+//! into `REQ`s half the size, down to [`MIN_KEYS_PER_REQ`]; one that refuses it as one
+//! subscription too many gets half as many per connection (`lanes.rs`), down to one.
+//! Past a floor the refusal is logged and counted and nothing is re-sent until the next
+//! full comparison, so a refusing relay is never sent the same `REQ` in a loop.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use keycast_core::nostr::{Kind, RelayUrl, Timestamp};
 use keycast_core::AuthorizationId;
-use nostr_sdk::prelude::{ClientMessage, Filter, JsonUtil, RelayStatus, SubscribeOptions};
+use nostr_sdk::prelude::{
+    ClientMessage, Filter, JsonUtil, RelayStatus, SubscribeOptions, SubscriptionId,
+};
 
 use super::book::{is_active, Book, Update};
-use super::live::{subscription_id, Outcome};
+use super::live::{number_of, subscription_id, Outcome};
 use super::relay_policy::Verdict;
 use super::stats::bump;
 use super::Shared;
@@ -31,7 +35,7 @@ pub(crate) const MIN_KEYS_PER_REQ: usize = 8;
 impl Shared {
     /// Compares the book with a full listing of the active authorizations and sends what
     /// differs (start, the periodic safety net, and [`crate::Bunker::refresh_subscription`]).
-    pub(super) async fn refresh_subscription(&self) -> Result<()> {
+    pub(super) async fn refresh_subscription(self: &Arc<Self>) -> Result<()> {
         // Held across the store and relay calls, so updates apply in order and a listing
         // taken before a pairing cannot drop the pairing's relays.
         let mut book = self.book.lock().await;
@@ -52,7 +56,7 @@ impl Shared {
 
     /// Applies the authorizations `ids` as the store holds them now: only their shards
     /// are sent again.
-    pub(super) async fn apply(&self, ids: &[AuthorizationId]) -> Result<()> {
+    pub(super) async fn apply(self: &Arc<Self>, ids: &[AuthorizationId]) -> Result<()> {
         let mut book = self.book.lock().await;
         let now = Timestamp::now();
         for &id in ids {
@@ -76,10 +80,11 @@ impl Shared {
         self.flush(&mut book).await
     }
 
-    /// Drops authorizations that expired by now (no store read).
-    pub(super) async fn expire(&self) -> Result<()> {
+    /// Drops authorizations that expired by now (no store read), and sends again what
+    /// could not be handed to a relay before (it was down). Runs every second.
+    pub(super) async fn tick(self: &Arc<Self>) -> Result<()> {
         let mut book = self.book.lock().await;
-        if !book.expiry_due(Timestamp::now()) {
+        if !book.expiry_due(Timestamp::now()) && !book.has_updates() {
             return Ok(());
         }
         let now = Timestamp::now();
@@ -93,36 +98,44 @@ impl Shared {
     /// Applies `id` and waits until every connected relay that should hear its bunker key
     /// has confirmed the `REQ` holding it, at most `connect_timeout`. `false` when the
     /// wait ran out (the subscription may still arrive).
-    pub(super) async fn cover(&self, id: AuthorizationId) -> Result<bool> {
+    pub(super) async fn cover(self: &Arc<Self>, id: AuthorizationId) -> Result<bool> {
         self.apply(&[id]).await?;
         let Some(bunker) = self.book.lock().await.bunker_of(id) else {
             return Ok(true);
         };
-        let placements = self.book.lock().await.placement(&bunker);
-        // Relays still connecting are waited for (a relay a pairing just added, say);
-        // relays that are down cannot confirm anything and are not waited for.
-        let pool = self.client.relays().await;
-        let connecting: Vec<RelayUrl> = placements
-            .iter()
-            .filter(|(url, _)| {
-                pool.get(url).is_some_and(|r| {
-                    matches!(
-                        r.status(),
-                        RelayStatus::Initialized | RelayStatus::Pending | RelayStatus::Connecting
-                    )
+        let placements: Vec<(RelayUrl, usize, usize)> = {
+            let book = self.book.lock().await;
+            book.placement(&bunker)
+                .into_iter()
+                .map(|(url, shard)| {
+                    let lane = book.lane(&url, shard);
+                    (url, shard, lane)
                 })
-            })
-            .map(|(url, _)| url.clone())
-            .collect();
-        self.wait_connected(&connecting).await;
-        let pool = self.client.relays().await;
-        let placements: Vec<(RelayUrl, usize)> = placements
-            .into_iter()
-            .filter(|(url, _)| {
-                pool.get(url)
-                    .is_some_and(|r| r.status() == RelayStatus::Connected)
-            })
-            .collect();
+                .collect()
+        };
+        // Connections still being made are waited for (a relay a pairing just added, say);
+        // relays that are down cannot confirm anything and are not waited for.
+        let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
+        let mut heard = Vec::new();
+        for (url, shard, lane) in placements {
+            let Some(client) = self.lane_if_open(lane).await else {
+                continue;
+            };
+            let Ok(relay) = client.relay(&url).await else {
+                continue;
+            };
+            if matches!(
+                relay.status(),
+                RelayStatus::Initialized | RelayStatus::Pending | RelayStatus::Connecting
+            ) {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                relay.wait_for_connection(left).await;
+            }
+            if relay.status() == RelayStatus::Connected {
+                heard.push((url, shard));
+            }
+        }
+        let placements = heard;
         let live = self
             .live
             .wait(|| placements.clone(), self.config.connect_timeout)
@@ -133,9 +146,9 @@ impl Shared {
         Ok(live)
     }
 
-    /// Connects relays new to the plan, sends every changed shard, drops relays no
-    /// authorization uses.
-    async fn flush(&self, book: &mut Book) -> Result<()> {
+    /// Connects relays new to the plan, sends every changed shard on its connection, drops
+    /// relays (and extra connections) no authorization uses.
+    async fn flush(self: &Arc<Self>, book: &mut Book) -> Result<()> {
         let updates = book.take_updates();
         let unused = book.take_unused();
         let pool = self.client.relays().await;
@@ -152,15 +165,23 @@ impl Shared {
         }
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) =
             book.relays().cloned().collect();
+        let mut touched = BTreeSet::new();
         for update in updates {
-            if !self.send(&update).await {
+            let lane = book.lane(&update.relay, update.shard);
+            if !self.send(&update, lane).await {
                 // Sent again at the next change or comparison.
                 book.resend(&update.relay, update.shard);
             }
+            touched.insert(update.relay);
+        }
+        // Extra connections a relay no longer needs go.
+        for relay in touched {
+            self.lanes.release(&relay, book.lanes(&relay).max(1)).await;
         }
         for url in unused {
             tracing::info!(relay = %url, "no active authorization uses this relay; dropping it");
             self.live.forget(&url);
+            self.lanes.release(&url, 1).await;
             let _ = self.client.pool().force_remove_relay(url).await;
         }
         self.subscribed.store(book.len(), Ordering::Relaxed);
@@ -173,16 +194,27 @@ impl Shared {
         Ok(())
     }
 
-    /// Sends one shard's `REQ` (or closes it); whether it was handed to the relay.
-    async fn send(&self, update: &Update) -> bool {
-        let Ok(relay) = self.client.relay(&update.relay).await else {
-            return false;
-        };
+    /// Sends one shard's `REQ` on connection `lane` (or closes it), and closes the
+    /// version it replaces; whether it was handed to the relay.
+    async fn send(self: &Arc<Self>, update: &Update, lane: usize) -> bool {
         if update.keys.is_empty() {
-            for id in self.live.close(&update.relay, update.shard) {
-                let _ = relay.unsubscribe(&id).await;
+            if let Some((id, lane)) = self.live.close(&update.relay, update.shard) {
+                self.unsubscribe(&update.relay, lane, &id).await;
             }
             return true;
+        }
+        let Some(client) = self.lane(lane, &update.relay).await else {
+            return false;
+        };
+        let Ok(relay) = client.relay(&update.relay).await else {
+            return false;
+        };
+        if !matches!(
+            relay.status(),
+            RelayStatus::Connected | RelayStatus::Connecting | RelayStatus::Pending
+        ) {
+            // Down: sent at the first tick after it is back.
+            return false;
         }
         let n = self.versions.fetch_add(1, Ordering::Relaxed);
         let id = subscription_id(update.shard, n);
@@ -198,18 +230,23 @@ impl Shared {
         let bytes = ClientMessage::req(id.clone(), vec![filter.clone()])
             .as_json()
             .len();
-        match relay
-            .subscribe_with_id(id.clone(), filter, SubscribeOptions::default())
-            .await
-        {
+        // Recorded before it is sent: the relay's answer can arrive before `send` returns.
+        let replaced = self
+            .live
+            .sent(&update.relay, update.shard, id.clone(), lane);
+        let sent = relay
+            .subscribe_with_id(id, filter, SubscribeOptions::default())
+            .await;
+        // The old version goes either way: a failed send is sent again whole.
+        if let Some((old, old_lane)) = replaced {
+            self.unsubscribe(&update.relay, old_lane, &old).await;
+        }
+        match sent {
             Ok(()) => {
                 bump(&self.counters.reqs_sent);
                 self.counters
                     .req_bytes
                     .fetch_add(bytes as u64, Ordering::Relaxed);
-                if let Some(stale) = self.live.sent(&update.relay, update.shard, id) {
-                    let _ = relay.unsubscribe(&stale).await;
-                }
                 true
             }
             Err(e) => {
@@ -219,60 +256,93 @@ impl Shared {
         }
     }
 
-    /// A relay confirmed one of our `REQ`s: the version it replaced can go.
-    pub(super) async fn on_eose(&self, url: &RelayUrl, id: &nostr_sdk::prelude::SubscriptionId) {
-        if let Outcome::Confirmed(Some(previous)) = self.live.confirmed(url, id) {
-            if let Ok(relay) = self.client.relay(url).await {
-                let _ = relay.unsubscribe(&previous).await;
+    async fn unsubscribe(self: &Arc<Self>, url: &RelayUrl, lane: usize, id: &SubscriptionId) {
+        if let Some(client) = self.lane_if_open(lane).await {
+            if let Ok(relay) = client.relay(url).await {
+                let _ = relay.unsubscribe(id).await;
             }
         }
     }
 
-    /// A relay closed one of our `REQ`s.
+    /// Connection `lane` of a relay confirmed one of our `REQ`s.
+    pub(super) fn on_eose(&self, url: &RelayUrl, id: &SubscriptionId, lane: usize) {
+        self.live.answered(url, lane, id);
+        self.live.confirmed(url, id);
+    }
+
+    /// Connection `lane` of a relay closed one of our `REQ`s.
     pub(super) async fn on_closed(
-        &self,
+        self: &Arc<Self>,
         url: &RelayUrl,
-        id: &nostr_sdk::prelude::SubscriptionId,
+        id: &SubscriptionId,
         reason: &str,
+        lane: usize,
     ) {
+        self.live.answered(url, lane, id);
         if let Outcome::Refused(shard) = self.live.refused(url, id) {
             bump(&self.counters.reqs_refused);
             tracing::warn!(relay = %url, shard, reason, "a relay refused a NIP-46 subscription");
-            self.shrink(url, reason).await;
+            self.refused(url, Refusal::of(reason), id).await;
         }
     }
 
-    /// A relay sent a `NOTICE`; one about size or count is taken as a refusal of our
-    /// latest `REQ`s (relays like nostr-rs-relay answer those with a `NOTICE`).
-    pub(super) async fn on_notice(&self, url: &RelayUrl, message: &str) {
-        let m = message.to_ascii_lowercase();
-        let about_us = ["too large", "too big", "exceeded", "maximum", "too many"]
-            .iter()
-            .any(|w| m.contains(w));
-        if !about_us || self.live.unconfirmed(url).is_empty() {
-            tracing::info!(relay = %url, notice = message, "relay notice");
+    /// A relay sent a `NOTICE` on connection `lane`. One about size or subscription count
+    /// answers (refuses) the oldest `REQ` of ours that connection has not answered
+    /// (nostr-rs-relay refuses that way, naming no subscription).
+    pub(super) async fn on_notice(self: &Arc<Self>, url: &RelayUrl, message: &str, lane: usize) {
+        let refusal = Refusal::of(message);
+        let refused = match refusal {
+            Refusal::Other => None,
+            _ => self.live.noticed(url, lane),
+        };
+        let Some(id) = refused else {
+            tracing::info!(relay = %url, lane, notice = message, "relay notice");
             return;
+        };
+        if let Outcome::Refused(shard) = self.live.refused(url, &id) {
+            bump(&self.counters.reqs_refused);
+            tracing::warn!(relay = %url, lane, shard, notice = message, "a relay refused a NIP-46 subscription");
+            self.refused(url, refusal, &id).await;
         }
-        bump(&self.counters.reqs_refused);
-        tracing::warn!(relay = %url, notice = message, "a relay refused a NIP-46 subscription");
-        self.shrink(url, message).await;
     }
 
-    /// Splits `url`'s keys into `REQ`s half the size and sends them, unless they are at
-    /// the floor already.
-    async fn shrink(&self, url: &RelayUrl, reason: &str) {
+    /// Adapts `url`'s split to the refusal of `id`: smaller `REQ`s, or fewer per
+    /// connection. Each step halves, and only a refusal of a `REQ` sent after the last
+    /// step takes another; at the floor the refusal is logged and nothing is re-sent until
+    /// the next full comparison.
+    async fn refused(self: &Arc<Self>, url: &RelayUrl, refusal: Refusal, id: &SubscriptionId) {
         let mut book = self.book.lock().await;
         let Some(capacity) = book.shards(url).map(|s| s.capacity()) else {
             return;
         };
-        if capacity <= MIN_KEYS_PER_REQ {
-            tracing::error!(relay = %url, reason, keys_per_req = capacity, "a relay refuses even small NIP-46 subscriptions; not retrying until the next full comparison");
+        if number_of(id).is_none_or(|n| n < book.reshaped_at(url)) {
+            // Sent before the last step: that step already answered it.
             return;
         }
-        let smaller = (capacity / 2).max(MIN_KEYS_PER_REQ);
+        match refusal {
+            Refusal::TooBig if capacity > MIN_KEYS_PER_REQ => {
+                let smaller = (capacity / 2).max(MIN_KEYS_PER_REQ);
+                tracing::warn!(relay = %url, keys_per_req = smaller, "splitting a relay's NIP-46 subscription into smaller REQs");
+                book.resize(url, smaller);
+            }
+            Refusal::TooMany if book.per_connection(url) > 1 => {
+                let fewer = book.per_connection(url) / 2;
+                tracing::warn!(relay = %url, reqs_per_connection = fewer, "spreading a relay's NIP-46 subscription over more connections");
+                book.set_per_connection(url, fewer);
+            }
+            Refusal::TooBig | Refusal::TooMany => {
+                tracing::error!(relay = %url, keys_per_req = capacity, reqs_per_connection = book.per_connection(url), "a relay refuses even the smallest NIP-46 subscriptions; not retrying until the next full comparison");
+                return;
+            }
+            Refusal::Other => return,
+        }
+        book.reshaped(url, self.versions.load(Ordering::Relaxed));
         bump(&self.counters.req_shrinks);
-        tracing::warn!(relay = %url, keys_per_req = smaller, "splitting a relay's NIP-46 subscription into smaller REQs");
-        book.resize(url, smaller);
+        // Break before make here: a connection the relay says is full cannot take a new
+        // version next to the old one.
+        for (old, lane) in self.live.close_relay(url) {
+            self.unsubscribe(url, lane, &old).await;
+        }
         if let Err(e) = self.flush(&mut book).await {
             tracing::warn!(error = %e, "cannot re-send a relay's NIP-46 subscription");
         }
@@ -281,5 +351,65 @@ impl Shared {
     /// Whether the relay policy lets a client-named relay be used at all.
     fn allowed(&self, relay: &RelayUrl) -> bool {
         !matches!(self.policy.relay_verdict(relay), Verdict::Refused(_))
+    }
+}
+
+/// Why a relay refused a `REQ`, read from its `CLOSED` or `NOTICE` text (relays word
+/// these freely; these are the words strfry and nostr-rs-relay use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The message was too large.
+    TooBig,
+    /// The connection holds too many subscriptions.
+    TooMany,
+    /// Anything else (rate limits, auth …): not answered by splitting differently.
+    Other,
+}
+
+impl Refusal {
+    fn of(text: &str) -> Self {
+        let t = text.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+        if has(&[
+            "too many subs",
+            "subscription count",
+            "concurrent subscription",
+            "max_subscriptions",
+            "too many concurrent",
+        ]) {
+            Self::TooMany
+        } else if has(&[
+            "too large",
+            "too big",
+            "max size",
+            "message size",
+            "payload",
+        ]) {
+            Self::TooBig
+        } else {
+            Self::Other
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+
+    #[test]
+    fn refusals_are_read_from_what_relays_say() {
+        for (text, refusal) in [
+            (
+                "Subscription error: Maximum concurrent subscription count reached",
+                Refusal::TooMany,
+            ),
+            ("error: too many subscriptions", Refusal::TooMany),
+            ("message too large (200000 > 131072)", Refusal::TooBig),
+            ("error: filter too big", Refusal::TooBig),
+            ("rate-limited: slow down", Refusal::Other),
+            ("auth-required: we only serve members", Refusal::Other),
+        ] {
+            assert_eq!(Refusal::of(text), refusal, "{text}");
+        }
     }
 }
