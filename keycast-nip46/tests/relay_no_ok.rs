@@ -1,6 +1,9 @@
-//! The bunker through nostr-rs-relay 0.8.12, a relay that never sends `OK` for ephemeral
-//! events (kinds 20000–29999, so for every NIP-46 request and reply): it only broadcasts
-//! them to subscribers. Requests must still be answered without stalling.
+//! The bunker through nostr-rs-relay 0.8.12, with its default limits.
+//!
+//! It never sends `OK` for ephemeral events (kinds 20000–29999, so for every NIP-46
+//! request and reply): it only broadcasts them to subscribers. Requests must still be
+//! answered without stalling. And it caps a connection at 32 subscriptions and a message
+//! at its `max_ws_message_bytes`: 20,000 active authorizations must still all be heard.
 //!
 //! Found by hand: kinds 24133 and 20001 get neither `OK` nor `NOTICE` (waited 5 s), kind 1
 //! gets `OK`. The test checks it again rather than assuming it: an ephemeral event followed
@@ -23,6 +26,8 @@ use keycast_core::nostr::nips::nip44;
 use keycast_core::nostr::{
     Event, EventBuilder, EventId, Filter, JsonUtil, Keys, Kind, PublicKey, RelayUrl, Tag,
 };
+use keycast_core::{AuthorizationId, KeyStore};
+use keycast_nip46::BunkerUri;
 use nostr_sdk::prelude::{Client, ClientMessage, RelayMessage, RelayPoolNotification};
 
 /// Per request, and for the relay to come up; generous for a loaded 2-core machine.
@@ -32,7 +37,7 @@ const SIGN_REQUESTS: usize = 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_answered_through_a_relay_that_never_sends_ok_for_them() {
     let Some(bin) = relay_bin() else { return };
-    let relay = Relay::start(&bin).await;
+    let relay = Relay::start(&bin, "").await;
 
     // The premise: kind-1 events get an OK, kind-24133 events none.
     let mut probe = RawClient::new(&relay.url, Keys::generate().public_key()).await;
@@ -103,6 +108,178 @@ async fn requests_are_answered_through_a_relay_that_never_sends_ok_for_them() {
     s.bunker.shutdown().await;
 }
 
+/// Active authorizations in the scale test, and how many of them clients connect to.
+const SCALE: usize = 20_000;
+const SAMPLED: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_authorizations_are_all_heard_through_real_relay_limits() {
+    let Some(bin) = relay_bin() else { return };
+    // Its defaults, then strfry's default message cap.
+    for limits in [
+        "",
+        "max_ws_message_bytes = 131072\nmax_ws_frame_bytes = 131072",
+    ] {
+        let relay = Relay::start(&bin, limits).await;
+        let s = common::setup_on(relay.url.clone()).await;
+        // The setup's authorization is the oldest; the rest are stored before the bunker
+        // compares again, as at a start: a random SAMPLED - 2 of them real (their bunker
+        // keys held by the engine), the others stored rows with fresh bunker keys.
+        let mut rng = rand::thread_rng();
+        let real: std::collections::BTreeSet<usize> =
+            rand::seq::index::sample(&mut rng, SCALE - 2, SAMPLED - 2)
+                .into_iter()
+                .map(|i| i + 1)
+                .collect();
+        let mut sampled = vec![(s.bunker_pubkey, s.secret.clone())];
+        for i in 1..SCALE - 1 {
+            if real.contains(&i) {
+                sampled.push(real_authorization(&s).await.1);
+            } else {
+                store_authorization(&s).await;
+            }
+        }
+        s.bunker.refresh_subscription().await.expect("refresh");
+        // The newest, made while the bunker runs: heard once `cover` returns.
+        let (newest, uri) = real_authorization(&s).await;
+        assert!(s.bunker.cover(newest).await.expect("cover"), "{limits}");
+        sampled.push(uri);
+        let stats = s.bunker.stats();
+        assert_eq!(
+            stats.subscribed_authorizations, SCALE,
+            "{limits}: {stats:?}"
+        );
+
+        // Every sampled authorization answers a connect.
+        let mut c = ManyClients::new(&relay.url, &sampled).await;
+        c.connect_all().await;
+        let stats = s.bunker.stats();
+        assert_eq!(stats.reqs_refused, 0, "{limits}: {stats:?}");
+        // 20,000 keys at about 480 a REQ, 20 REQs a connection: three connections.
+        assert_eq!(stats.extra_lanes, 2, "{limits}: {stats:?}");
+        c.client.shutdown().await;
+        s.bunker.shutdown().await;
+    }
+}
+
+/// A real authorization on the setup's key: its id, and its bunker key and secret.
+async fn real_authorization(s: &common::Setup) -> (AuthorizationId, (PublicKey, String)) {
+    let extra = common::add_authorization(s).await;
+    let uri = BunkerUri::parse(&extra.uri).expect("uri");
+    (extra.id, (uri.signer, uri.secret.expect("secret")))
+}
+
+/// A stored active authorization with a fresh bunker key, as a big deployment holds them.
+async fn store_authorization(s: &common::Setup) {
+    let auth = keycast_core::Authorization {
+        id: AuthorizationId::random(),
+        tenant_id: s.tenant,
+        user_id: s.user_id,
+        key_id: s.key,
+        bunker_key_id: s.key,
+        bunker_pubkey: Keys::generate().public_key(),
+        connect_secret: None,
+        relays: vec![s.url.clone()],
+        policy_id: s.policy,
+        label: keycast_core::Label::parse("stored").expect("label"),
+        expires_at: None,
+        revoked_at: None,
+        client_pubkeys: Vec::new(),
+        uses: 0,
+        version: 1,
+        created_at: keycast_core::nostr::Timestamp::now(),
+    };
+    s.store.insert_authorization(&auth).await.expect("insert");
+}
+
+/// One connection, one client key per bunker: sends every `connect` at once and waits for
+/// every answer.
+struct ManyClients {
+    client: Client,
+    url: RelayUrl,
+    /// Per client key: its keys, the bunker and the connect secret.
+    clients: HashMap<PublicKey, (Keys, PublicKey, String)>,
+    notifications: tokio::sync::broadcast::Receiver<RelayPoolNotification>,
+}
+
+impl ManyClients {
+    async fn new(url: &RelayUrl, bunkers: &[(PublicKey, String)]) -> Self {
+        let client = Client::default();
+        client.add_relay(url.clone()).await.expect("relay");
+        client.connect().await;
+        client.wait_for_connection(WAIT).await;
+        let notifications = client.notifications();
+        let clients: HashMap<PublicKey, (Keys, PublicKey, String)> = bunkers
+            .iter()
+            .map(|(bunker, secret)| {
+                let keys = Keys::generate();
+                (keys.public_key(), (keys, *bunker, secret.clone()))
+            })
+            .collect();
+        let filter = Filter::new()
+            .kind(Kind::NostrConnect)
+            .pubkeys(clients.keys().copied());
+        client.subscribe(filter, None).await.expect("subscribe");
+        Self {
+            client,
+            url: url.clone(),
+            clients,
+            notifications,
+        }
+    }
+
+    async fn connect_all(&mut self) {
+        for (keys, bunker, secret) in self.clients.values() {
+            let json = serde_json::json!({
+                "id": keys.public_key().to_hex(), "method": "connect",
+                "params": [bunker.to_hex(), secret],
+            });
+            let content = nip44::encrypt(
+                keys.secret_key(),
+                bunker,
+                json.to_string(),
+                nip44::Version::V2,
+            )
+            .expect("nip44");
+            let event = EventBuilder::new(Kind::NostrConnect, content)
+                .tag(Tag::public_key(*bunker))
+                .sign_with_keys(keys)
+                .expect("sign");
+            self.client
+                .send_msg_to([self.url.clone()], ClientMessage::event(event))
+                .await
+                .expect("sent to the relay");
+        }
+        let mut waiting: std::collections::BTreeSet<PublicKey> =
+            self.clients.keys().copied().collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !waiting.is_empty() {
+            let next = tokio::time::timeout_at(deadline, self.notifications.recv()).await;
+            let Ok(Ok(RelayPoolNotification::Event { event, .. })) = next else {
+                assert!(
+                    next.is_ok(),
+                    "{} of {} connects unanswered",
+                    waiting.len(),
+                    self.clients.len()
+                );
+                continue;
+            };
+            let Some(to) = event.tags.public_keys().next().copied() else {
+                continue;
+            };
+            let Some((keys, bunker, _)) = self.clients.get(&to) else {
+                continue;
+            };
+            assert_eq!(&event.pubkey, bunker);
+            let plain =
+                nip44::decrypt(keys.secret_key(), bunker, &event.content).expect("nip44 reply");
+            let reply: serde_json::Value = serde_json::from_str(&plain).expect("reply json");
+            assert_eq!(reply["result"], "ack", "{reply}");
+            waiting.remove(&to);
+        }
+    }
+}
+
 fn relay_bin() -> Option<PathBuf> {
     if let Ok(bin) = std::env::var("KEYCAST_TEST_NOSTR_RS_RELAY_BIN") {
         return Some(PathBuf::from(bin));
@@ -124,7 +301,8 @@ struct Relay {
 }
 
 impl Relay {
-    async fn start(bin: &std::path::Path) -> Self {
+    /// Runs the relay with `limits` as its `[limits]` section (empty: its defaults).
+    async fn start(bin: &std::path::Path, limits: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -137,7 +315,7 @@ impl Relay {
         // Defaults leave rate limits off; only where it runs and stores is set.
         let config = format!(
             "[database]\ndata_directory = {data:?}\n\n\
-             [network]\naddress = \"127.0.0.1\"\nport = {port}\n",
+             [network]\naddress = \"127.0.0.1\"\nport = {port}\n\n[limits]\n{limits}\n",
             data = dir.display().to_string(),
         );
         std::fs::write(dir.join("config.toml"), config).expect("config");
