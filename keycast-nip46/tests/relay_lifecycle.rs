@@ -361,3 +361,24 @@ async fn a_relay_that_refuses_big_or_many_reqs_gets_smaller_ones_and_fewer_per_c
     assert!(stats.reqs_sent < 6 * 28, "{stats:?}");
     s.bunker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_covered_authorization_is_answered_the_moment_it_is_handed_out() {
+    let s = common::setup().await;
+    // Several in a row: each replaces the shard's REQ with a new version.
+    for round in 0..3 {
+        let extra = common::add_authorization(&s).await;
+        assert!(
+            s.bunker.cover(extra.id).await.expect("cover"),
+            "round {round}"
+        );
+        let app = Keys::generate();
+        let signer = client_with(&extra.uri, &app, Duration::from_secs(10));
+        assert_eq!(
+            signer.get_public_key().await.expect("answered at once"),
+            s.user,
+            "round {round}"
+        );
+    }
+    s.bunker.shutdown().await;
+}

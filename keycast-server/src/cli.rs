@@ -421,6 +421,17 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             let owner = stored
                 .owner
                 .ok_or_else(|| anyhow!("--key: the key has no owner"))?;
+            // The relays the server recorded (a mismatch with KEYCAST_RELAYS here is an
+            // error before anything is made).
+            let (relays, note) = crate::serving_relays::for_cli(
+                &s.database,
+                &s.config.relays,
+                s.config.bunker_relays(),
+            )
+            .await?;
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
             let policy = Policy::new(
                 stored.tenant_id,
                 Label::parse("full access")?,
@@ -429,7 +440,6 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             s.store.insert_policy(&policy).await?;
             let expires_at = expires_in
                 .map(|secs| Timestamp::from(Timestamp::now().as_secs().saturating_add(secs)));
-            let relays = s.config.bunker_relays();
             let (auth, secret) = s
                 .custody
                 .create_authorization(NewAuthorization {
@@ -449,6 +459,9 @@ async fn authorization(s: Services, cmd: AuthorizationCommand) -> anyhow::Result
             }
             .to_uri()?;
             eprintln!("authorization {}", auth.id);
+            // A running server reads new authorizations from the change feed every 250 ms
+            // and then subscribes for the key: a client should wait about a second.
+            eprintln!("a running server answers it within about a second");
             println!("{uri}");
             if with_token {
                 let token = s.issue_token(&auth, expires_at).await?;

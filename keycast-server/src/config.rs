@@ -640,6 +640,7 @@ pub fn fuzz_load(toml_text: &str, env: &[(String, String)]) -> Result<Config> {
 /// | `relays_per_uri` | `KEYCAST_RELAY_MAX_PER_URI` (0–100) | `3`: relays besides `relays` in one `nostrconnect://` URI |
 /// | `relays_per_account` | `KEYCAST_RELAY_MAX_PER_ACCOUNT` (0–1000) | `10`: distinct such relays over an account's active authorizations |
 /// | `req_max_bytes` | `KEYCAST_NIP46_REQ_MAX_BYTES` (1024–1048576) | `32768`: largest subscription `REQ`; the bunker keys are split over as many as needed |
+/// | `subscriptions_per_connection` | `KEYCAST_NIP46_SUBSCRIPTIONS_PER_CONNECTION` (1–10000) | `20`: `REQ`s on one relay connection; more open further connections |
 ///
 /// Over an intake limit a request is dropped without a reply (counted); the allow-list
 /// replaces the address rules (no loopback, private, link-local, CGNAT, metadata …) for
@@ -667,6 +668,8 @@ pub struct Nip46Limits {
     pub relays_per_account: Option<usize>,
     /// `req_max_bytes`.
     pub req_max_bytes: Option<usize>,
+    /// `subscriptions_per_connection`.
+    pub subscriptions_per_connection: Option<usize>,
 }
 
 /// A parsed limit: `count` per `per`, up to `burst` at once.
@@ -737,6 +740,7 @@ struct RawNip46Limits {
     relays_per_uri: Option<usize>,
     relays_per_account: Option<usize>,
     req_max_bytes: Option<usize>,
+    subscriptions_per_connection: Option<usize>,
 }
 
 impl Nip46Limits {
@@ -788,6 +792,12 @@ impl Nip46Limits {
                 f.req_max_bytes,
                 1_024..=1_048_576,
             )?,
+            subscriptions_per_connection: number(
+                "KEYCAST_NIP46_SUBSCRIPTIONS_PER_CONNECTION",
+                env("KEYCAST_NIP46_SUBSCRIPTIONS_PER_CONNECTION"),
+                f.subscriptions_per_connection,
+                1..=10_000,
+            )?,
         })
     }
 
@@ -815,6 +825,9 @@ impl Nip46Limits {
         }
         if let Some(n) = self.req_max_bytes {
             bunker.req_max_bytes = n;
+        }
+        if let Some(n) = self.subscriptions_per_connection {
+            bunker.subscriptions_per_connection = n;
         }
     }
 }
@@ -1233,6 +1246,7 @@ mod tests {
                 ),
                 ("KEYCAST_RELAY_MAX_PER_ACCOUNT", "4"),
                 ("KEYCAST_NIP46_REQ_MAX_BYTES", "65536"),
+                ("KEYCAST_NIP46_SUBSCRIPTIONS_PER_CONNECTION", "30"),
             ],
             Some(file),
         )
@@ -1283,6 +1297,7 @@ mod tests {
             (2, 4)
         );
         assert_eq!(bunker.req_max_bytes, 65_536);
+        assert_eq!(bunker.subscriptions_per_connection, 30);
 
         for (name, value) in [
             ("KEYCAST_NIP46_CLIENT_LIMIT", "fast"),
@@ -1294,6 +1309,7 @@ mod tests {
             ("KEYCAST_RELAY_MAX_PER_URI", "500"),
             ("KEYCAST_RELAY_MAX_PER_ACCOUNT", "-1"),
             ("KEYCAST_NIP46_REQ_MAX_BYTES", "100"),
+            ("KEYCAST_NIP46_SUBSCRIPTIONS_PER_CONNECTION", "0"),
         ] {
             let err = load(&[home, (name, value)], None)
                 .expect_err(name)

@@ -71,6 +71,7 @@ pub mod oauth_clients;
 pub mod passwords;
 pub mod serve;
 pub mod services;
+pub mod serving_relays;
 pub mod tenancy;
 
 pub use config::Config;

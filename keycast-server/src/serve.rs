@@ -77,6 +77,8 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         Some(r) => vec![r.url.clone()],
         None => config.relays.clone(),
     };
+    // Recorded for the CLI, which prints bunker URIs on these relays.
+    crate::serving_relays::record(&services.database, &relays).await?;
     let mut bunker_config = BunkerConfig::new(relays);
     if let Some(n) = config.nip46_workers {
         bunker_config.workers = n;

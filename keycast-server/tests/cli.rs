@@ -6,6 +6,7 @@ mod common;
 use common::Env;
 use keycast_core::nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
 use keycast_core::nostr::{Keys, ToBech32};
+use keycast_core::KeyStore;
 use keycast_nip46::BunkerUri;
 
 fn key_lines(env: &Env) -> Vec<String> {
@@ -402,4 +403,69 @@ fn tenants_and_their_hosts_from_the_command_line() {
         "removed keys.acme.test\n"
     );
     assert!(!listed(&env).contains("keys.acme.test"));
+}
+
+/// The CLI puts the relays the server listens on in the URIs it prints, even when run
+/// without the server's `KEYCAST_RELAYS`; with other relays configured it refuses and
+/// makes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_uris_name_the_relays_the_server_listens_on() {
+    let env = Env::new();
+    // Before any server ran: this configuration's relays, with a note.
+    env.ok(&["user", "add", "alice"], "");
+    let generated = env.ok(&["key", "generate", "--user", "alice"], "");
+    let key_id = generated
+        .split_whitespace()
+        .next()
+        .expect("key id")
+        .to_owned();
+    let out = env.run(&["authorization", "create", "--key", &key_id], "");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no server has recorded"), "{stderr}");
+
+    // A relay of its own, so the server is ready.
+    let relay = keycast_server::embedded_relay::EmbeddedRelay::start(
+        format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .expect("addr"),
+    )
+    .await
+    .expect("relay");
+    let theirs = relay.url.to_string();
+    let theirs = theirs.as_str();
+    let served =
+        common::server::Served::launch(env, &[], &[("KEYCAST_RELAYS", theirs.to_owned())]).await;
+    let env = &served.env;
+    // Without KEYCAST_RELAYS here: the server's relay, not the embedded default.
+    let uri = env.ok(&["authorization", "create", "--key", &key_id], "");
+    let uri = BunkerUri::parse(uri.trim()).expect("a bunker URI");
+    assert_eq!(
+        uri.relays.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        vec![theirs]
+    );
+    // With other relays configured: a clear error, and no authorization made.
+    let before = active_authorizations(env).await;
+    let mut other = env.command(&["authorization", "create", "--key", &key_id]);
+    other.env("KEYCAST_RELAYS", "ws://127.0.0.1:10");
+    let out = other.output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("differs from the relays the server listens on")
+            && stderr.contains(theirs.trim_end_matches('/')),
+        "{stderr}"
+    );
+    assert_eq!(active_authorizations(env).await, before, "nothing made");
+}
+
+async fn active_authorizations(env: &Env) -> usize {
+    let url = format!("sqlite://{}", env.dir.join("keycast.db").display());
+    let db = keycast_storage::Database::open(&url).await.expect("open");
+    let store = db.into_key_store();
+    store
+        .list_active_authorizations(keycast_core::nostr::Timestamp::now())
+        .await
+        .expect("list")
+        .len()
 }

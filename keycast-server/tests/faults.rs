@@ -518,10 +518,14 @@ async fn relay_down_makes_the_server_unready_and_back_serves_nip46_again() {
     let load = LoadClient::start(vec![relay.url.clone()], 1)
         .await
         .expect("client");
-    for m in [&before, &during] {
-        load.connect(0, m.bunker, &m.secret, Duration::from_secs(10))
+    for (m, which) in [(&before, "before"), (&during, "during")] {
+        if let Err(e) = load
+            .connect(0, m.bunker, &m.secret, Duration::from_secs(10))
             .await
-            .expect("connect after the relay returned");
+        {
+            let logs = served.stop();
+            panic!("connect ({which}) after the relay returned: {e:?}; server log:\n{logs}");
+        }
         nip46_sign_answered(&load, 0, m, user).await;
     }
     load.shutdown().await;

@@ -45,6 +45,7 @@
 mod audit_spool;
 mod error;
 mod rows;
+mod server_settings;
 mod sql_store;
 mod sql_teams;
 
@@ -62,6 +63,9 @@ pub use audit_spool::{AuditSpool, SpoolStats};
 pub use error::StorageError;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use server_settings::testing_settings;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

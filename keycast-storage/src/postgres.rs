@@ -108,15 +108,15 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    fn writer(&self) -> &PgPool {
+    pub(crate) fn writer(&self) -> &PgPool {
         &self.pool
     }
 
-    fn reader(&self) -> &PgPool {
+    pub(crate) fn reader(&self) -> &PgPool {
         &self.pool
     }
 
-    fn sql(q: &'static str) -> Cow<'static, str> {
+    pub(crate) fn sql(q: &'static str) -> Cow<'static, str> {
         Cow::Borrowed(q)
     }
 }

@@ -143,16 +143,16 @@ impl SqliteStore {
         self.reader.close().await;
     }
 
-    fn writer(&self) -> &SqlitePool {
+    pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
     }
 
-    fn reader(&self) -> &SqlitePool {
+    pub(crate) fn reader(&self) -> &SqlitePool {
         &self.reader
     }
 
     /// SQLite spells numbered parameters `?1`; the shared SQL uses `$1`.
-    fn sql(q: &'static str) -> Cow<'static, str> {
+    pub(crate) fn sql(q: &'static str) -> Cow<'static, str> {
         Cow::Owned(q.replace('$', "?"))
     }
 }

@@ -94,3 +94,18 @@ async fn unreachable_server_fails_after_the_retry_schedule() {
     let r = PostgresStore::connect("postgres://[bad", &options).await;
     assert!(matches!(r, Err(StorageError::Config(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn server_settings_are_recorded_and_replaced() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let fresh = common::FreshDb::create(&url).await;
+    let db = keycast_storage::Database::open(&fresh.url)
+        .await
+        .expect("open");
+    db.migrate().await.expect("migrate");
+    keycast_storage::testing_settings(&db).await;
+    db.close().await;
+    fresh.drop_db().await;
+}

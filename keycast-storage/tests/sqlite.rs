@@ -248,3 +248,23 @@ async fn bad_urls_and_paths_are_clear_errors() {
     let r = SqliteStore::open("/dev/null/keycast.db").await;
     assert!(matches!(r, Err(StorageError::File { .. })), "{r:?}");
 }
+
+/// Server settings: absent until set, replaced by a later set, kept across a reopen.
+#[tokio::test]
+async fn server_settings_are_recorded_and_replaced() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("keycast.db").display());
+    let db = keycast_storage::Database::open(&url).await.expect("open");
+    db.migrate().await.expect("migrate");
+    keycast_storage::testing_settings(&db).await;
+    db.close().await;
+    let again = keycast_storage::Database::open(&url).await.expect("reopen");
+    assert_eq!(
+        again
+            .setting("nip46_relays")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("[\"wss://b.example\"]")
+    );
+}

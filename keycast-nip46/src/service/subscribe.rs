@@ -209,13 +209,8 @@ impl Shared {
         let Ok(relay) = client.relay(&update.relay).await else {
             return false;
         };
-        if !matches!(
-            relay.status(),
-            RelayStatus::Connected | RelayStatus::Connecting | RelayStatus::Pending
-        ) {
-            // Down: sent at the first tick after it is back.
-            return false;
-        }
+        // Sent even while the relay is down: the pool keeps the subscription and sends it
+        // on reconnect, before anything we could retry.
         let n = self.versions.fetch_add(1, Ordering::Relaxed);
         let id = subscription_id(update.shard, n);
         let since = Timestamp::from(

@@ -325,6 +325,48 @@ async fn exposition(state: &AppState) -> impl IntoResponse {
             b.pairings_refused,
         );
         out.metric(
+            "keycast_nip46_subscribed_authorizations",
+            "gauge",
+            "Active authorizations the NIP-46 subscriptions cover.",
+            b.subscribed_authorizations,
+        );
+        out.metric(
+            "keycast_nip46_subscription_reqs",
+            "gauge",
+            "Subscription REQs open over all relays (each at most req_max_bytes).",
+            b.open_reqs,
+        );
+        out.metric(
+            "keycast_nip46_extra_connections",
+            "gauge",
+            "Connection sets besides the main one, for relays that take fewer REQs per connection than needed.",
+            b.extra_lanes,
+        );
+        out.metric(
+            "keycast_nip46_reqs_sent_total",
+            "counter",
+            "Subscription REQs sent (one per changed shard per relay).",
+            b.reqs_sent,
+        );
+        out.metric(
+            "keycast_nip46_req_bytes_total",
+            "counter",
+            "Bytes of the subscription REQs sent.",
+            b.req_bytes,
+        );
+        out.metric(
+            "keycast_nip46_reqs_refused_total",
+            "counter",
+            "Subscription REQs a relay refused (CLOSED, or a NOTICE about size or count).",
+            b.reqs_refused,
+        );
+        out.metric(
+            "keycast_nip46_req_shrinks_total",
+            "counter",
+            "Times a relay's subscription was split smaller or spread wider after a refusal.",
+            b.req_shrinks,
+        );
+        out.metric(
             "keycast_nip46_panics_total",
             "counter",
             "NIP-46 handler panics caught.",
