@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::recorder::{until, Limits, Recorder};
 use keycast_core::nostr::{Keys, NostrSigner, PublicKey, RelayUrl};
-use keycast_core::KeyStore;
 use keycast_nip46::{BunkerConfig, BunkerUri, RelayConnection};
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use nostr_relay_builder::prelude::{LocalRelay, RelayBuilder};
@@ -216,31 +215,11 @@ async fn new_authorizations_are_served_after_a_refresh_and_revoked_ones_are_not(
     s.bunker.shutdown().await;
 }
 
-/// Stores `n` active authorizations on the setup's key with fresh bunker keys, as a big
-/// deployment holds them (only their bunker keys matter to the subscriptions).
+/// Stores `n` active authorizations with fresh bunker keys.
 async fn many_authorizations(s: &common::Setup, n: usize) -> Vec<keycast_core::Authorization> {
     let mut made = Vec::with_capacity(n);
-    for i in 0..n {
-        let auth = keycast_core::Authorization {
-            id: keycast_core::AuthorizationId::random(),
-            tenant_id: s.tenant,
-            user_id: s.user_id,
-            key_id: s.key,
-            bunker_key_id: s.key,
-            bunker_pubkey: Keys::generate().public_key(),
-            connect_secret: None,
-            relays: vec![s.url.clone()],
-            policy_id: s.policy,
-            label: keycast_core::Label::parse(&format!("app {i}")).expect("label"),
-            expires_at: None,
-            revoked_at: None,
-            client_pubkeys: Vec::new(),
-            uses: 0,
-            version: 1,
-            created_at: keycast_core::nostr::Timestamp::now(),
-        };
-        s.store.insert_authorization(&auth).await.expect("insert");
-        made.push(auth);
+    for _ in 0..n {
+        made.push(common::store_authorization(s).await);
     }
     made
 }

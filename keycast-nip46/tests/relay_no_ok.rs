@@ -26,7 +26,7 @@ use keycast_core::nostr::nips::nip44;
 use keycast_core::nostr::{
     Event, EventBuilder, EventId, Filter, JsonUtil, Keys, Kind, PublicKey, RelayUrl, Tag,
 };
-use keycast_core::{AuthorizationId, KeyStore};
+use keycast_core::AuthorizationId;
 use keycast_nip46::BunkerUri;
 use nostr_sdk::prelude::{Client, ClientMessage, RelayMessage, RelayPoolNotification};
 
@@ -136,7 +136,7 @@ async fn twenty_thousand_authorizations_are_all_heard_through_real_relay_limits(
             if real.contains(&i) {
                 sampled.push(real_authorization(&s).await.1);
             } else {
-                store_authorization(&s).await;
+                common::store_authorization(&s).await;
             }
         }
         s.bunker.refresh_subscription().await.expect("refresh");
@@ -167,29 +167,6 @@ async fn real_authorization(s: &common::Setup) -> (AuthorizationId, (PublicKey, 
     let extra = common::add_authorization(s).await;
     let uri = BunkerUri::parse(&extra.uri).expect("uri");
     (extra.id, (uri.signer, uri.secret.expect("secret")))
-}
-
-/// A stored active authorization with a fresh bunker key, as a big deployment holds them.
-async fn store_authorization(s: &common::Setup) {
-    let auth = keycast_core::Authorization {
-        id: AuthorizationId::random(),
-        tenant_id: s.tenant,
-        user_id: s.user_id,
-        key_id: s.key,
-        bunker_key_id: s.key,
-        bunker_pubkey: Keys::generate().public_key(),
-        connect_secret: None,
-        relays: vec![s.url.clone()],
-        policy_id: s.policy,
-        label: keycast_core::Label::parse("stored").expect("label"),
-        expires_at: None,
-        revoked_at: None,
-        client_pubkeys: Vec::new(),
-        uses: 0,
-        version: 1,
-        created_at: keycast_core::nostr::Timestamp::now(),
-    };
-    s.store.insert_authorization(&auth).await.expect("insert");
 }
 
 /// One connection, one client key per bunker: sends every `connect` at once and waits for

@@ -40,18 +40,56 @@ async fn connected_clients(cluster: &TestCluster, made: &[Made]) -> LoadClient {
                 .await
         });
         if pending.len() >= 16 {
-            pending
-                .join_next()
-                .await
-                .expect("task")
-                .expect("join")
-                .expect("connect");
+            let done = pending.join_next().await.expect("task").expect("join");
+            if let Err(e) = done {
+                panic!("connect: {e:?}; {}", diagnosis(cluster).await);
+            }
         }
     }
     while let Some(done) = pending.join_next().await {
-        done.expect("join").expect("connect");
+        if let Err(e) = done.expect("join") {
+            panic!("connect: {e:?}; {}", diagnosis(cluster).await);
+        }
     }
     load
+}
+
+/// Each instance's NIP-46 counters, for a failure message.
+async fn diagnosis(cluster: &TestCluster) -> String {
+    let mut out = String::new();
+    for (i, node) in cluster.nodes.iter().flatten().enumerate() {
+        out.push_str(&format!("instance {i}:"));
+        for name in [
+            "keycast_nip46_requests_total",
+            "keycast_nip46_processed_total",
+            "keycast_nip46_claims_lost_total",
+            "keycast_nip46_unknown_bunker_total",
+            "keycast_nip46_rejected_hashring_total",
+            "keycast_nip46_subscribed_authorizations",
+            "keycast_nip46_reqs_sent_total",
+            "keycast_nip46_invalid_total",
+        ] {
+            let short = name.trim_start_matches("keycast_nip46_");
+            out.push_str(&format!(" {short}={}", node.metric(name).await));
+        }
+        let text = node
+            .http
+            .get(node.env.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("keycast_nip46_limited_total"))
+        {
+            out.push_str(&format!(" {line}"));
+        }
+        out.push_str("; ");
+    }
+    out
 }
 
 /// A sent request: its id, when it left, and who must have signed.
@@ -164,11 +202,27 @@ async fn three_instances_answer_every_request_exactly_once() {
     else {
         return;
     };
+    // Each instance listens for its share of the bunkers (owner or standby: about two
+    // thirds), once instance 0 stops hearing the ones it made.
+    cluster.wait_shares(AUTHORIZATIONS).await;
+    let mut heard = Vec::new();
+    for node in cluster.nodes.iter().flatten() {
+        heard.push(node.metric("keycast_nip46_requests_total").await);
+    }
     let sent = send_paced(&load, &made, REQUESTS, 200, async |_| {}).await;
     let tally = load
         .wait(&ids(&sent), Duration::from_secs(60), Duration::from_secs(2))
         .await;
     check(&tally, &account, true);
+    // Each instance received its share of the stream, not all of it.
+    for (node, before) in cluster.nodes.iter().flatten().zip(heard) {
+        let got = node.metric("keycast_nip46_requests_total").await - before;
+        let share = got as f64 / REQUESTS as f64;
+        assert!(
+            (0.4..=0.85).contains(&share),
+            "an instance received {got} of {REQUESTS}"
+        );
+    }
     // The ring spread the 300 bunkers: every instance answered part of the load.
     for node in cluster.nodes.iter().flatten() {
         let n = node.metric("keycast_nip46_processed_total").await;

@@ -725,6 +725,9 @@ async fn a_paused_cluster_instance_is_taken_over_and_rejoins_without_double_answ
         .await
         .expect("connect");
     }
+    // Instance 0 answers the keys it made for a few seconds whoever owns them; the
+    // takeover is tried on the shares alone.
+    cluster.wait_shares(CLUSTER_AUTHORIZATIONS).await;
 
     // 100 requests a second; instance 2 is stopped at 2 s for 4 s (two TTLs).
     let gap = Duration::from_millis(10);

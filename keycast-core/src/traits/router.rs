@@ -57,6 +57,20 @@ pub trait RequestRouter: Send + Sync + Debug + 'static {
     fn epoch(&self) -> Option<u64> {
         Some(0)
     }
+
+    /// Whether this instance should hear requests to `key` at all: it owns it, or stands
+    /// by to take it over (it would own it if its owner left), so requests that arrive
+    /// while the owner is gone are kept. Instances subscribe only to these keys, so each
+    /// hears its share of the stream rather than all of it. Must be cheap and not block.
+    /// The single-instance answer is always yes.
+    fn listens(&self, _key: &RoutingKey) -> bool {
+        true
+    }
+
+    /// A number that changes whenever [`RequestRouter::listens`] may answer differently.
+    fn listening_epoch(&self) -> u64 {
+        0
+    }
 }
 
 /// The single-instance router: everything is local.

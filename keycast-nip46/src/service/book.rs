@@ -1,30 +1,49 @@
 //! What the bunker asks each relay for, kept up to date one authorization at a time.
 //!
-//! [`Book`] holds the active authorizations' bunker keys, the relays each one is asked
-//! on, and per relay the [`Shards`] that split its keys over `REQ`s. The configured relays
-//! get every active bunker key; any other relay (one a `nostrconnect://` client named)
-//! gets only the bunker keys of the active authorizations that list it, so a relay chosen
-//! by one app never learns the bunker keys of other users or tenants. A relay the policy
+//! [`Book`] holds every active authorization's bunker key, the relays it is wanted on,
+//! and per relay the [`Shards`] that split the keys over `REQ`s. The configured relays
+//! want every active bunker key; any other relay (one a `nostrconnect://` client named)
+//! only the bunker keys of the active authorizations that list it, so a relay chosen by
+//! one app never learns the bunker keys of other users or tenants. A relay the policy
 //! refuses gets nothing.
 //!
-//! A change costs the work of that one authorization: [`Book::set`] compares its relays
-//! with what the book holds and touches only the shards of its key. [`Book::reconcile`]
-//! (start, and a periodic safety net) compares a full listing the same way, so it too
-//! re-sends only what differs. Expiry needs no listing: the book keeps the active
-//! authorizations ordered by `expires_at` ([`Book::expired`]).
+//! A key is asked for only where this instance listens for it ([`Rules::listens`]: in a
+//! cluster, keys it owns or stands by for; alone, every key). When the ring changes,
+//! [`Book::relisten`] asks for keys gained at once and lets go of keys lost only after a
+//! grace period ([`Book::leave_due`]), so their new owner subscribes before the old one
+//! stops hearing them.
+//!
+//! A change costs the work of that one authorization: [`Book::set`] compares it with what
+//! the book holds and touches only the shards of its key. [`Book::reconcile`] (start, and a
+//! periodic safety net) compares a full listing the same way, so it too re-sends only what
+//! differs. Expiry needs no listing: the book keeps the active authorizations ordered by
+//! `expires_at` ([`Book::expired`]). Relays are held once and referred to by number, so an
+//! authorization costs a few dozen bytes here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 use keycast_core::nostr::{PublicKey, RelayUrl, Timestamp};
 use keycast_core::{Authorization, AuthorizationId};
 
 use super::shards::Shards;
 
+/// What decides where a bunker key is asked for.
+pub(crate) struct Rules<'a> {
+    /// Whether the relay policy lets a client-named relay be used at all.
+    pub(crate) allowed: &'a dyn Fn(&RelayUrl) -> bool,
+    /// Whether this instance listens for a bunker key (see the module docs).
+    pub(crate) listens: &'a dyn Fn(&PublicKey) -> bool,
+}
+
 /// One active authorization as the subscriptions see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     bunker: PublicKey,
-    relays: BTreeSet<RelayUrl>,
+    /// The relays it is wanted on (numbers into `Book::urls`).
+    wanted: Box<[u32]>,
+    /// Whether it is asked for there now.
+    on: bool,
     expires_at: Option<Timestamp>,
 }
 
@@ -48,8 +67,15 @@ pub(crate) struct Book {
     fewer: HashMap<RelayUrl, usize>,
     /// Per relay: the first subscription-id number sent after its split last changed.
     reshaped: HashMap<RelayUrl, u64>,
+    /// Every relay ever wanted, by number.
+    urls: Vec<RelayUrl>,
+    numbers: HashMap<RelayUrl, u32>,
     entries: HashMap<AuthorizationId, Entry>,
+    /// Entries asked for now.
+    on: usize,
     expiry: BTreeSet<(Timestamp, AuthorizationId)>,
+    /// Keys no longer listened for, let go at the instant given.
+    leaving: HashMap<AuthorizationId, Instant>,
     relays: BTreeMap<RelayUrl, Shards>,
 }
 
@@ -63,8 +89,12 @@ impl Book {
             per_connection: per_connection.max(1),
             fewer: HashMap::new(),
             reshaped: HashMap::new(),
+            urls: Vec::new(),
+            numbers: HashMap::new(),
             entries: HashMap::new(),
+            on: 0,
             expiry: BTreeSet::new(),
+            leaving: HashMap::new(),
             relays: configured
                 .iter()
                 .map(|r| (r.clone(), Shards::new(capacity)))
@@ -73,8 +103,14 @@ impl Book {
     }
 
     /// Active authorizations held.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Active authorizations asked for on their relays (listened for).
+    pub(crate) fn listened(&self) -> usize {
+        self.on
     }
 
     /// Every relay in the plan: the configured ones and those holding a key.
@@ -96,56 +132,57 @@ impl Book {
     }
 
     /// Applies authorization `id` as it is now (`None`: gone, or read as not active at
-    /// `now`). `allowed` says whether the relay policy lets a client-named relay be used.
+    /// `now`), at once.
     pub(crate) fn set(
         &mut self,
         id: AuthorizationId,
         auth: Option<&Authorization>,
         now: Timestamp,
-        allowed: &impl Fn(&RelayUrl) -> bool,
+        rules: &Rules<'_>,
     ) {
         let wanted = auth.filter(|a| is_active(a, now)).map(|a| Entry {
             bunker: a.bunker_pubkey,
-            relays: self.relays_for(a, allowed),
+            wanted: self.wanted(a, rules),
+            on: (rules.listens)(&a.bunker_pubkey),
             expires_at: a.expires_at,
         });
         let before = self.entries.remove(&id);
+        self.leaving.remove(&id);
         if let Some(old) = &before {
             if let Some(at) = old.expires_at {
                 self.expiry.remove(&(at, id));
             }
-        }
-        let (old_relays, old_bunker) = match &before {
-            Some(e) => (e.relays.clone(), Some(e.bunker)),
-            None => (BTreeSet::new(), None),
-        };
-        let (new_relays, new_bunker) = match &wanted {
-            Some(e) => (e.relays.clone(), Some(e.bunker)),
-            None => (BTreeSet::new(), None),
-        };
-        // A bunker key never changes for an authorization, but be exact if it did.
-        let same_key = old_bunker == new_bunker;
-        if let Some(key) = old_bunker {
-            for relay in &old_relays {
-                if !same_key || !new_relays.contains(relay) {
-                    self.remove_key(relay, &key);
-                }
+            if old.on {
+                self.on -= 1;
             }
         }
-        if let Some(key) = new_bunker {
-            for relay in &new_relays {
-                if !same_key || !old_relays.contains(relay) {
-                    let capacity = self.capacity;
-                    self.relays
-                        .entry(relay.clone())
-                        .or_insert_with(|| Shards::new(capacity))
-                        .insert(key);
-                }
+        let asked = |e: &Option<Entry>| -> BTreeSet<(u32, PublicKey)> {
+            e.iter()
+                .filter(|e| e.on)
+                .flat_map(|e| e.wanted.iter().map(|&r| (r, e.bunker)))
+                .collect()
+        };
+        let (old, new) = (asked(&before), asked(&wanted));
+        for (relay, key) in old.difference(&new) {
+            let url = self.urls[*relay as usize].clone();
+            if let Some(s) = self.relays.get_mut(&url) {
+                s.remove(key);
             }
+        }
+        for (relay, key) in new.difference(&old) {
+            let url = self.urls[*relay as usize].clone();
+            let capacity = self.capacity;
+            self.relays
+                .entry(url)
+                .or_insert_with(|| Shards::new(capacity))
+                .insert(*key);
         }
         if let Some(e) = wanted {
             if let Some(at) = e.expires_at {
                 self.expiry.insert((at, id));
+            }
+            if e.on {
+                self.on += 1;
             }
             self.entries.insert(id, e);
         }
@@ -157,7 +194,7 @@ impl Book {
         &mut self,
         active: &[Authorization],
         now: Timestamp,
-        allowed: &impl Fn(&RelayUrl) -> bool,
+        rules: &Rules<'_>,
     ) {
         let listed: BTreeSet<AuthorizationId> = active.iter().map(|a| a.id).collect();
         let gone: Vec<AuthorizationId> = self
@@ -167,10 +204,90 @@ impl Book {
             .copied()
             .collect();
         for id in gone {
-            self.set(id, None, now, allowed);
+            self.set(id, None, now, rules);
         }
         for auth in active {
-            self.set(auth.id, Some(auth), now, allowed);
+            self.set(auth.id, Some(auth), now, rules);
+        }
+    }
+
+    /// Asks again whether this instance listens for each key (the ring changed): keys
+    /// gained are asked for at once, keys lost are let go at `let_go` (see
+    /// [`Book::leave_due`]).
+    pub(crate) fn relisten(&mut self, rules: &Rules<'_>, let_go: Instant) {
+        let ids: Vec<AuthorizationId> = self.entries.keys().copied().collect();
+        for id in ids {
+            self.recheck(id, rules, let_go);
+        }
+    }
+
+    /// [`Book::relisten`] for one authorization.
+    pub(crate) fn recheck(&mut self, id: AuthorizationId, rules: &Rules<'_>, let_go: Instant) {
+        let Some(e) = self.entries.get(&id) else {
+            return;
+        };
+        let listens = (rules.listens)(&e.bunker);
+        if listens && !e.on {
+            self.switch(id, true);
+        } else if !listens && e.on {
+            self.leaving.entry(id).or_insert(let_go);
+        } else if listens {
+            self.leaving.remove(&id);
+        }
+    }
+
+    /// Lets go of the keys whose grace ended by `now` and that are still not listened for.
+    pub(crate) fn leave_due(&mut self, now: Instant, rules: &Rules<'_>) {
+        let due: Vec<AuthorizationId> = self
+            .leaving
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.leaving.remove(&id);
+            let listens = self
+                .entries
+                .get(&id)
+                .is_some_and(|e| (rules.listens)(&e.bunker));
+            if !listens {
+                self.switch(id, false);
+            }
+        }
+    }
+
+    /// Whether a key waits to be let go.
+    pub(crate) fn leaving(&self) -> bool {
+        !self.leaving.is_empty()
+    }
+
+    /// Asks for (or stops asking for) `id`'s key on its relays.
+    fn switch(&mut self, id: AuthorizationId, on: bool) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if e.on == on {
+            return;
+        }
+        e.on = on;
+        let (bunker, wanted) = (e.bunker, e.wanted.clone());
+        if on {
+            self.on += 1;
+        } else {
+            self.on -= 1;
+        }
+        for relay in wanted.iter() {
+            let url = self.urls[*relay as usize].clone();
+            let capacity = self.capacity;
+            let shards = self
+                .relays
+                .entry(url)
+                .or_insert_with(|| Shards::new(capacity));
+            if on {
+                shards.insert(bunker);
+            } else {
+                shards.remove(&bunker);
+            }
         }
     }
 
@@ -180,11 +297,7 @@ impl Book {
     }
 
     /// Removes the authorizations that expired by `now`; their bunker keys.
-    pub(crate) fn expired(
-        &mut self,
-        now: Timestamp,
-        allowed: &impl Fn(&RelayUrl) -> bool,
-    ) -> Vec<PublicKey> {
+    pub(crate) fn expired(&mut self, now: Timestamp, rules: &Rules<'_>) -> Vec<PublicKey> {
         let due: Vec<AuthorizationId> = self
             .expiry
             .iter()
@@ -194,7 +307,7 @@ impl Book {
         let mut bunkers = Vec::with_capacity(due.len());
         for id in due {
             bunkers.extend(self.bunker_of(id));
-            self.set(id, None, now, allowed);
+            self.set(id, None, now, rules);
         }
         bunkers
     }
@@ -295,25 +408,27 @@ impl Book {
         }
     }
 
-    fn relays_for(
-        &self,
-        auth: &Authorization,
-        allowed: &impl Fn(&RelayUrl) -> bool,
-    ) -> BTreeSet<RelayUrl> {
-        let mut relays: BTreeSet<RelayUrl> = self.configured.iter().cloned().collect();
-        relays.extend(
-            auth.relays
-                .iter()
-                .filter(|r| !self.configured.contains(r) && allowed(r))
-                .cloned(),
-        );
-        relays
+    /// The relays `auth` is wanted on: the configured ones and those it names that the
+    /// policy allows.
+    fn wanted(&mut self, auth: &Authorization, rules: &Rules<'_>) -> Box<[u32]> {
+        let named: Vec<RelayUrl> = auth
+            .relays
+            .iter()
+            .filter(|r| !self.configured.contains(r) && (rules.allowed)(r))
+            .cloned()
+            .collect();
+        let urls: BTreeSet<RelayUrl> = self.configured.iter().cloned().chain(named).collect();
+        urls.into_iter().map(|u| self.number(u)).collect()
     }
 
-    fn remove_key(&mut self, relay: &RelayUrl, key: &PublicKey) {
-        if let Some(s) = self.relays.get_mut(relay) {
-            s.remove(key);
+    fn number(&mut self, url: RelayUrl) -> u32 {
+        if let Some(n) = self.numbers.get(&url) {
+            return *n;
         }
+        let n = u32::try_from(self.urls.len()).expect("fewer than 2^32 relays");
+        self.urls.push(url.clone());
+        self.numbers.insert(url, n);
+        n
     }
 }
 
@@ -327,6 +442,19 @@ pub(crate) mod tests {
     use super::*;
     use keycast_core::nostr::Keys;
     use keycast_core::{KeyId, Label, PolicyId, TenantId, UserId};
+
+    fn any_relay(_: &RelayUrl) -> bool {
+        true
+    }
+
+    fn any_key(_: &PublicKey) -> bool {
+        true
+    }
+
+    const ALL: Rules<'static> = Rules {
+        allowed: &any_relay,
+        listens: &any_key,
+    };
 
     fn relay(s: &str) -> RelayUrl {
         RelayUrl::parse(s).expect(s)
@@ -373,7 +501,12 @@ pub(crate) mod tests {
         let on_xy = auth(&[x.clone(), y.clone()]);
         let active = [plain.clone(), on_ours.clone(), on_x.clone(), on_xy.clone()];
         let mut b = Book::new(std::slice::from_ref(&ours), 2, 20);
-        b.reconcile(&active, Timestamp::now(), &|r: &RelayUrl| r != &refused);
+        let not_refused = |r: &RelayUrl| r != &refused;
+        let rules = Rules {
+            allowed: &not_refused,
+            listens: &any_key,
+        };
+        b.reconcile(&active, Timestamp::now(), &rules);
         let keys = |a: &[&Authorization]| -> BTreeSet<PublicKey> {
             a.iter().map(|a| a.bunker_pubkey).collect()
         };
@@ -398,20 +531,20 @@ pub(crate) mod tests {
         let mut b = Book::new(std::slice::from_ref(&ours), 10, 20);
         let active: Vec<Authorization> = (0..95).map(|_| auth(&[])).collect();
         let now = Timestamp::now();
-        b.reconcile(&active, now, &|_: &RelayUrl| true);
+        b.reconcile(&active, now, &ALL);
         assert_eq!(b.take_updates().len(), 10);
         // Reconciling the same listing sends nothing.
-        b.reconcile(&active, now, &|_: &RelayUrl| true);
+        b.reconcile(&active, now, &ALL);
         assert!(b.take_updates().is_empty());
         let fresh = auth(&[]);
-        b.set(fresh.id, Some(&fresh), now, &|_: &RelayUrl| true);
+        b.set(fresh.id, Some(&fresh), now, &ALL);
         let updates = b.take_updates();
         assert_eq!(updates.len(), 1);
         assert!(updates[0].keys.contains(&fresh.bunker_pubkey));
         assert_eq!(b.placement(&fresh.bunker_pubkey), vec![(ours.clone(), 9)]);
         let mut revoked = active[3].clone();
         revoked.revoked_at = Some(now);
-        b.set(revoked.id, Some(&revoked), now, &|_: &RelayUrl| true);
+        b.set(revoked.id, Some(&revoked), now, &ALL);
         let updates = b.take_updates();
         assert_eq!(updates.len(), 1);
         assert_eq!(updates[0].shard, 0);
@@ -428,17 +561,14 @@ pub(crate) mod tests {
         let mut soon = auth(std::slice::from_ref(&x));
         soon.expires_at = Some(Timestamp::from(now.as_secs() + 5));
         let later = auth(&[]);
-        b.reconcile(&[soon.clone(), later.clone()], now, &|_: &RelayUrl| true);
+        b.reconcile(&[soon.clone(), later.clone()], now, &ALL);
         b.take_updates();
         assert!(!b.expiry_due(now));
-        assert!(b.expired(now, &|_: &RelayUrl| true).is_empty());
+        assert!(b.expired(now, &ALL).is_empty());
         let at = Timestamp::from(now.as_secs() + 5);
         assert!(b.expiry_due(at));
         assert_eq!(b.bunker_of(soon.id), Some(soon.bunker_pubkey));
-        assert_eq!(
-            b.expired(at, &|_: &RelayUrl| true),
-            vec![soon.bunker_pubkey]
-        );
+        assert_eq!(b.expired(at, &ALL), vec![soon.bunker_pubkey]);
         assert_eq!(b.bunker_of(soon.id), None);
         assert_eq!(b.len(), 1);
         let updates = b.take_updates();
@@ -453,7 +583,7 @@ pub(crate) mod tests {
         let ours = relay("wss://ours.example");
         let mut b = Book::new(std::slice::from_ref(&ours), 10, 20);
         let active: Vec<Authorization> = (0..20).map(|_| auth(&[])).collect();
-        b.reconcile(&active, Timestamp::now(), &|_: &RelayUrl| true);
+        b.reconcile(&active, Timestamp::now(), &ALL);
         b.take_updates();
         b.resize(&ours, 5);
         let updates = b.take_updates();
@@ -468,7 +598,7 @@ pub(crate) mod tests {
         let ours = relay("wss://ours.example");
         let mut b = Book::new(std::slice::from_ref(&ours), 10, 3);
         let active: Vec<Authorization> = (0..65).map(|_| auth(&[])).collect();
-        b.reconcile(&active, Timestamp::now(), &|_: &RelayUrl| true);
+        b.reconcile(&active, Timestamp::now(), &ALL);
         b.take_updates();
         assert_eq!(b.lanes(&ours), 3, "7 REQs at 3 a connection");
         assert_eq!(
@@ -479,5 +609,50 @@ pub(crate) mod tests {
         assert_eq!(b.take_updates().len(), 7, "every shard moves");
         assert_eq!(b.lanes(&ours), 4);
         assert_eq!(b.per_connection(&ours), 2);
+    }
+
+    #[test]
+    fn keys_not_listened_for_are_held_but_not_asked_for_and_let_go_after_a_grace() {
+        let ours = relay("wss://ours.example");
+        let mut b = Book::new(std::slice::from_ref(&ours), 10, 20);
+        let active: Vec<Authorization> = (0..40).map(|_| auth(&[])).collect();
+        let half = |r: std::ops::Range<usize>| -> BTreeSet<PublicKey> {
+            active[r].iter().map(|a| a.bunker_pubkey).collect()
+        };
+        let (first, second) = (half(0..20), half(20..40));
+        let owns_first = |k: &PublicKey| first.contains(k);
+        let before = Rules {
+            allowed: &any_relay,
+            listens: &owns_first,
+        };
+        let now = Timestamp::now();
+        b.reconcile(&active, now, &before);
+        assert_eq!((b.len(), b.listened()), (40, 20));
+        assert_eq!(keys_on(&b, &ours), first);
+        b.take_updates();
+
+        // The ring moves: the second half is this instance's now, the first is not.
+        let owns_second = |k: &PublicKey| second.contains(k);
+        let after = Rules {
+            allowed: &any_relay,
+            listens: &owns_second,
+        };
+        let start = Instant::now();
+        let let_go = start + std::time::Duration::from_secs(5);
+        b.relisten(&after, let_go);
+        assert_eq!(b.listened(), 40, "gained at once, lost still heard");
+        assert!(b.leaving());
+        assert!(!b.take_updates().is_empty());
+        b.leave_due(start, &after);
+        assert_eq!(b.listened(), 40, "not before the grace ends");
+        b.leave_due(let_go, &after);
+        assert_eq!(b.listened(), 20);
+        assert!(!b.leaving());
+        assert_eq!(keys_on(&b, &ours), second);
+        // A change to a key not listened for keeps it held but not asked for.
+        let mut renamed = active[0].clone();
+        renamed.label = keycast_core::Label::parse("renamed").expect("label");
+        b.set(renamed.id, Some(&renamed), now, &after);
+        assert_eq!((b.len(), b.listened()), (40, 20));
     }
 }

@@ -3,10 +3,14 @@
 //! Every `REQ` gets a fresh subscription id, `kc46-<shard>-<n>`, so a relay's `EOSE` for
 //! that id says exactly that this version of the shard is registered there: a bunker URI
 //! can be handed out once its key's shard is confirmed ([`Live::all_live`]), and a client
-//! that connects at once is heard. The shard's previous version is closed right after the
-//! new `REQ` is sent: a relay handles one connection's messages in order, so it registers
-//! the new version before it drops the old one (no gap), and holds at most one extra
-//! subscription at a time. A `CLOSED` for the current id is a refusal.
+//! that connects at once is heard. The shard's previous version is closed only once the new
+//! one is confirmed (make before break): events the relay sent for the old version before
+//! it registered the new one are still on their way, and the relay pool drops events for
+//! a subscription already closed here. So a shard has at most two versions open, and a
+//! new version waits until the last one is confirmed ([`Live::may_send`]); at most
+//! [`PENDING_PER_CONNECTION`] replacements wait for confirmation on one connection, so a
+//! burst of updates never holds twice a connection's subscriptions. A `CLOSED` for the
+//! current id is a refusal.
 //!
 //! A relay answers one connection's `REQ`s in order, each with `EOSE`, `CLOSED` or (as
 //! nostr-rs-relay does for too many subscriptions) a `NOTICE` naming none. So each
@@ -15,7 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keycast_core::nostr::RelayUrl;
 use nostr_sdk::prelude::SubscriptionId;
@@ -23,6 +27,11 @@ use tokio::sync::Notify;
 
 /// Prefix of our subscription ids.
 const PREFIX: &str = "kc46-";
+/// Unconfirmed `REQ`s one connection may have at once (each may hold a second version of
+/// its shard open meanwhile).
+pub(crate) const PENDING_PER_CONNECTION: usize = 8;
+/// After this long an unconfirmed `REQ` no longer holds its shard's updates back.
+const UNANSWERED: Duration = Duration::from_secs(10);
 
 /// The subscription id of version `n` of shard `shard`.
 pub(crate) fn subscription_id(shard: usize, n: u64) -> SubscriptionId {
@@ -47,13 +56,17 @@ struct Version {
     /// The connection it was sent on.
     lane: usize,
     confirmed: bool,
+    /// The version it replaces and its connection, open until `current` is confirmed.
+    previous: Option<(SubscriptionId, usize)>,
+    sent_at: Instant,
 }
 
 /// What happened to one of our ids.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The current version of its shard is confirmed.
-    Confirmed,
+    /// The current version of its shard is confirmed; the version it replaced (and its
+    /// connection) can be closed now.
+    Confirmed(Option<(SubscriptionId, usize)>),
     /// The relay refused the current version of this shard.
     Refused(usize),
     /// Not a current version of ours (an old one, or someone else's).
@@ -70,34 +83,74 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    /// Records that `id` was sent for `shard` of `relay` on connection `lane`; returns the
-    /// version it replaces and its lane, to be closed now.
-    pub(crate) fn sent(
-        &self,
-        relay: &RelayUrl,
-        shard: usize,
-        id: SubscriptionId,
-        lane: usize,
-    ) -> Option<(SubscriptionId, usize)> {
+    /// Whether a new version of `shard` of `relay` may be sent on connection `lane` now:
+    /// its last version is confirmed (or there is none) and the connection has room for
+    /// another unconfirmed one. Otherwise it waits for a confirmation.
+    pub(crate) fn may_send(&self, relay: &RelayUrl, shard: usize, lane: usize) -> bool {
+        let v = self.lock();
+        // A relay that never answers does not hold updates back for ever.
+        let waiting =
+            |version: &Version| !version.confirmed && version.sent_at.elapsed() < UNANSWERED;
+        if v.get(&(relay.clone(), shard)).is_some_and(waiting) {
+            return false;
+        }
+        let pending = v
+            .iter()
+            .filter(|((r, _), version)| r == relay && version.lane == lane && waiting(version))
+            .count();
+        pending < PENDING_PER_CONNECTION
+    }
+
+    /// Records that `id` is sent for `shard` of `relay` on connection `lane` (call
+    /// [`Live::may_send`] first); the version it replaces stays open until it is confirmed.
+    pub(crate) fn sent(&self, relay: &RelayUrl, shard: usize, id: SubscriptionId, lane: usize) {
         self.queue()
             .entry((relay.clone(), lane))
             .or_default()
             .push_back(id.clone());
-        let version = Version {
-            current: id,
-            lane,
-            confirmed: false,
-        };
-        self.lock()
-            .insert((relay.clone(), shard), version)
-            .map(|old| (old.current, old.lane))
+        let mut v = self.lock();
+        let previous = v
+            .remove(&(relay.clone(), shard))
+            .map(|old| (old.current, old.lane));
+        v.insert(
+            (relay.clone(), shard),
+            Version {
+                current: id,
+                lane,
+                confirmed: false,
+                previous,
+                sent_at: Instant::now(),
+            },
+        );
     }
 
-    /// `shard` of `relay` is closed (it holds no key): the id to close and its lane.
-    pub(crate) fn close(&self, relay: &RelayUrl, shard: usize) -> Option<(SubscriptionId, usize)> {
-        self.lock()
-            .remove(&(relay.clone(), shard))
-            .map(|v| (v.current, v.lane))
+    /// The relay pool would not take `id` (see [`Live::sent`]): its shard is back to the
+    /// version before, if any.
+    pub(crate) fn unsent(&self, relay: &RelayUrl, shard: usize, id: &SubscriptionId) {
+        let mut v = self.lock();
+        let key = (relay.clone(), shard);
+        if v.get(&key).is_some_and(|version| &version.current == id) {
+            if let Some((current, lane)) = v.remove(&key).and_then(|version| version.previous) {
+                let restored = Version {
+                    current,
+                    lane,
+                    confirmed: true,
+                    previous: None,
+                    sent_at: Instant::now(),
+                };
+                v.insert(key, restored);
+            }
+        }
+    }
+
+    /// `shard` of `relay` is closed (it holds no key): the ids to close and their lanes.
+    pub(crate) fn close(&self, relay: &RelayUrl, shard: usize) -> Vec<(SubscriptionId, usize)> {
+        match self.lock().remove(&(relay.clone(), shard)) {
+            Some(v) => std::iter::once((v.current, v.lane))
+                .chain(v.previous)
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Every open version of `relay`'s shards, forgotten (to be closed): a new split
@@ -109,7 +162,9 @@ impl Live {
         shards
             .into_iter()
             .filter_map(|k| v.remove(&k))
-            .map(|version| (version.current, version.lane))
+            .flat_map(|version| {
+                std::iter::once((version.current, version.lane)).chain(version.previous)
+            })
             .collect()
     }
 
@@ -123,7 +178,7 @@ impl Live {
             match v.get_mut(&(relay.clone(), shard)) {
                 Some(version) if &version.current == id => {
                     version.confirmed = true;
-                    Outcome::Confirmed
+                    Outcome::Confirmed(version.previous.take())
                 }
                 _ => Outcome::Other,
             }
@@ -145,23 +200,32 @@ impl Live {
 
     /// Whether the current version of every `(relay, shard)` is confirmed.
     pub(crate) fn all_live(&self, placements: &[(RelayUrl, usize)]) -> bool {
-        let v = self.lock();
-        placements
-            .iter()
-            .all(|p| v.get(p).is_some_and(|version| version.confirmed))
+        self.all_live_since(placements, 0)
     }
 
-    /// Waits until [`Live::all_live`] holds for what `placements` returns (read again at
-    /// every confirmation), at most `timeout`; whether it did.
+    /// Whether the current version of every `(relay, shard)` is confirmed and was
+    /// numbered `since` or later (so it holds a key added to the book then).
+    pub(crate) fn all_live_since(&self, placements: &[(RelayUrl, usize)], since: u64) -> bool {
+        let v = self.lock();
+        placements.iter().all(|p| {
+            v.get(p).is_some_and(|version| {
+                version.confirmed && number_of(&version.current).is_some_and(|n| n >= since)
+            })
+        })
+    }
+
+    /// Waits until [`Live::all_live_since`] holds for what `placements` returns (read
+    /// again at every confirmation), at most `timeout`; whether it did.
     pub(crate) async fn wait(
         &self,
         placements: impl Fn() -> Vec<(RelayUrl, usize)>,
+        since: u64,
         timeout: Duration,
     ) -> bool {
         tokio::time::timeout(timeout, async {
             loop {
                 let changed = self.changed.notified();
-                if self.all_live(&placements()) {
+                if self.all_live_since(&placements(), since) {
                     return;
                 }
                 changed.await;
@@ -259,26 +323,55 @@ mod tests {
     }
 
     #[test]
-    fn only_the_current_version_counts() {
+    fn a_version_replaces_the_last_once_confirmed_and_waits_for_it() {
         let (r, l) = (relay(), Live::default());
-        let (v1, v2) = (subscription_id(0, 1), subscription_id(0, 2));
-        assert_eq!(l.sent(&r, 0, v1.clone(), 0), None);
-        assert!(!l.all_live(&[(r.clone(), 0)]));
-        assert_eq!(l.confirmed(&r, &v1), Outcome::Confirmed);
-        assert!(l.all_live(&[(r.clone(), 0)]));
-        assert_eq!(
-            l.sent(&r, 0, v2.clone(), 1),
-            Some((v1.clone(), 0)),
-            "v1 is closed"
+        let (v1, v2, v3) = (
+            subscription_id(0, 1),
+            subscription_id(0, 2),
+            subscription_id(0, 3),
         );
+        assert!(l.may_send(&r, 0, 0));
+        l.sent(&r, 0, v1.clone(), 0);
+        assert!(!l.all_live(&[(r.clone(), 0)]));
+        assert!(!l.may_send(&r, 0, 0), "v1 is not confirmed yet");
+        assert_eq!(l.confirmed(&r, &v1), Outcome::Confirmed(None));
+        assert!(l.all_live(&[(r.clone(), 0)]));
+        l.sent(&r, 0, v2.clone(), 1);
         assert!(!l.all_live(&[(r.clone(), 0)]));
         assert_eq!(l.confirmed(&r, &v1), Outcome::Other, "an old version");
         assert_eq!(l.refused(&r, &v1), Outcome::Other);
         assert_eq!(l.unconfirmed(&r), vec![0]);
         assert_eq!(l.refused(&r, &v2), Outcome::Refused(0));
-        assert_eq!(l.confirmed(&r, &v2), Outcome::Confirmed);
-        assert_eq!(l.close(&r, 0), Some((v2, 1)));
+        assert_eq!(
+            l.confirmed(&r, &v2),
+            Outcome::Confirmed(Some((v1.clone(), 0))),
+            "v1 closes once v2 is confirmed"
+        );
+        // Not taken by the pool: back to v2.
+        l.sent(&r, 0, v3.clone(), 1);
+        l.unsent(&r, 0, &v3);
+        assert!(l.all_live(&[(r.clone(), 0)]));
+        assert_eq!(l.close(&r, 0), vec![(v2, 1)]);
         assert!(!l.all_live(&[(r, 0)]));
+    }
+
+    #[test]
+    fn a_connection_holds_a_bounded_number_of_unconfirmed_versions() {
+        let (r, l) = (relay(), Live::default());
+        for shard in 0..PENDING_PER_CONNECTION {
+            assert!(l.may_send(&r, shard, 0));
+            l.sent(&r, shard, subscription_id(shard, shard as u64), 0);
+        }
+        assert!(
+            !l.may_send(&r, PENDING_PER_CONNECTION, 0),
+            "the connection is full"
+        );
+        assert!(
+            l.may_send(&r, PENDING_PER_CONNECTION, 1),
+            "another one is not"
+        );
+        l.confirmed(&r, &subscription_id(0, 0));
+        assert!(l.may_send(&r, PENDING_PER_CONNECTION, 0));
     }
 
     #[tokio::test]
@@ -290,10 +383,10 @@ mod tests {
             let r = r.clone();
             move || vec![(r.clone(), 2)]
         };
-        assert!(!l.wait(place.clone(), Duration::from_millis(20)).await);
+        assert!(!l.wait(place.clone(), 0, Duration::from_millis(20)).await);
         let waiter = tokio::spawn({
             let l = l.clone();
-            async move { l.wait(place, Duration::from_secs(30)).await }
+            async move { l.wait(place, 1, Duration::from_secs(30)).await }
         });
         tokio::task::yield_now().await;
         l.confirmed(&r, &id);

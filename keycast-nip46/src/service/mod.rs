@@ -3,7 +3,10 @@
 //!
 //! Intake (one task) checks what is cheap: kind, `created_at` window, duplicate ids, that
 //! the `#p` bunker key is an active authorization's, whether this instance owns it
-//! ([`keycast_core::RequestRouter`]), and the rate limits. Accepted requests go to a
+//! ([`keycast_core::RequestRouter`]; or handed out its URI a moment ago, see
+//! `subscribe.rs`), and the rate limits. Which bunker keys the relays are asked for at
+//! all is `book.rs`'s and `subscribe.rs`'s business: in a cluster, the keys this instance
+//! owns or stands by for. Accepted requests go to a
 //! bounded queue drained by workers, which look up the authorization, decrypt, answer and
 //! publish the reply without waiting for the relay's `OK`. Every crypto step of ours runs
 //! on the engine's crypto pool. A full queue still answers the client ("overloaded") when
@@ -133,6 +136,13 @@ struct Shared {
     versions: AtomicU64,
     /// Extra connections for relays that need more `REQ`s than one connection takes.
     lanes: lanes::Lanes,
+    /// Bunker keys whose URI this instance handed out lately, with their authorization
+    /// and until when (`subscribe.rs`, `PIN`).
+    pins: std::sync::Mutex<std::collections::HashMap<PublicKey, (AuthorizationId, Instant)>>,
+    /// The router's listening epoch last acted on.
+    listening: AtomicU64,
+    /// Wakes the flusher: a confirmation may let waiting `REQ`s go.
+    flush_soon: tokio::sync::Notify,
     /// Active authorizations in the book, and `REQ`s open over all relays, for the stats.
     subscribed: AtomicUsize,
     open_reqs: AtomicUsize,
@@ -231,6 +241,9 @@ impl Bunker {
             live: Live::default(),
             versions: AtomicU64::new(0),
             lanes: lanes::Lanes::default(),
+            pins: std::sync::Mutex::default(),
+            listening: AtomicU64::new(0),
+            flush_soon: tokio::sync::Notify::new(),
             subscribed: AtomicUsize::new(0),
             open_reqs: AtomicUsize::new(0),
             routes: RwLock::default(),
@@ -260,6 +273,7 @@ impl Bunker {
             tokio::spawn(expire_approvals(shared.clone())),
             tokio::spawn(reroute_parked(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
+            tokio::spawn(flusher(shared.clone())),
         ];
         let supervisor = tokio::spawn(shared.relays.clone().run(shared.client.clone(), pace));
         let workers = (0..shared.config.workers.max(1))
@@ -401,7 +415,10 @@ impl Shared {
             return;
         };
         let router = self.custody.router();
-        if let Route::Remote(_) = router.route(&RoutingKey(bunker)) {
+        // A key whose URI this instance just handed out is answered here too; the claim
+        // decides between it and the owner.
+        if let (Route::Remote(_), false) = (router.route(&RoutingKey(bunker)), self.pinned(&bunker))
+        {
             bump(&self.counters.rejected_hashring);
             if router.epoch().is_some() {
                 self.parked.park(ParkedRequest {
@@ -645,7 +662,7 @@ async fn intake(
             Ok(RelayPoolNotification::Message {
                 message: RelayMessage::EndOfStoredEvents(id),
                 relay_url,
-            }) => shared.on_eose(&relay_url, &id, lane),
+            }) => shared.on_eose(&relay_url, &id, lane).await,
             Ok(RelayPoolNotification::Message {
                 message:
                     RelayMessage::Closed {
@@ -709,6 +726,14 @@ async fn housekeeping(shared: Arc<Shared>) {
                 tracing::warn!(error = %e, "cannot refresh the NIP-46 subscription");
             }
         }
+    }
+}
+
+/// Sends the `REQ`s that waited for a relay's confirmation, when one arrives.
+async fn flusher(shared: Arc<Shared>) {
+    loop {
+        shared.flush_soon.notified().await;
+        shared.flush_waiting().await;
     }
 }
 

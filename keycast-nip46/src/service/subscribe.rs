@@ -15,14 +15,15 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
-use keycast_core::nostr::{Kind, RelayUrl, Timestamp};
+use keycast_core::nostr::{Kind, PublicKey, RelayUrl, Timestamp};
 use keycast_core::AuthorizationId;
 use nostr_sdk::prelude::{
     ClientMessage, Filter, JsonUtil, RelayStatus, SubscribeOptions, SubscriptionId,
 };
 
-use super::book::{is_active, Book, Update};
+use super::book::{is_active, Book, Rules, Update};
 use super::live::{number_of, subscription_id, Outcome};
 use super::relay_policy::Verdict;
 use super::stats::bump;
@@ -31,6 +32,12 @@ use crate::{Error, Result};
 
 /// Fewest keys per `REQ` a refusal shrinks a relay's split to.
 pub(crate) const MIN_KEYS_PER_REQ: usize = 8;
+/// After a ring change, how long an instance keeps hearing keys it no longer listens
+/// for, so their new owner (which reacts within a second) subscribes first.
+pub(crate) const HANDOVER: Duration = Duration::from_secs(5);
+/// How long an instance that handed out a URI keeps answering its key, whoever owns it:
+/// the owner hears of the authorization through the change feed within a second or so.
+pub(crate) const PIN: Duration = Duration::from_secs(10);
 
 impl Shared {
     /// Compares the book with a full listing of the active authorizations and sends what
@@ -44,7 +51,7 @@ impl Shared {
         self.bindings.replace(&active);
         self.bound_clients
             .replace(active.iter().flat_map(|a| a.client_pubkeys.iter()));
-        book.reconcile(&active, now, &|r| self.allowed(r));
+        self.with_rules(|rules| book.reconcile(&active, now, rules));
         // Shards a relay refused are tried again now, once per comparison.
         for relay in book.relays().cloned().collect::<Vec<_>>() {
             for shard in self.live.unconfirmed(&relay) {
@@ -75,30 +82,110 @@ impl Shared {
                 self.bindings.set(a);
                 self.bound_clients.extend(a.client_pubkeys.iter());
             }
-            book.set(id, auth.as_ref(), now, &|r| self.allowed(r));
+            self.with_rules(|rules| book.set(id, auth.as_ref(), now, rules));
         }
         self.flush(&mut book).await
     }
 
-    /// Drops authorizations that expired by now (no store read), and sends again what
-    /// could not be handed to a relay before (it was down). Runs every second.
+    /// Runs every second: drops authorizations that expired (no store read); when the
+    /// cluster ring changed, asks for keys this instance now listens for and schedules
+    /// letting go of the others ([`HANDOVER`] later); lets go of keys whose handover
+    /// ended and of pins that ran out; and sends again what could not be handed to a
+    /// relay before.
     pub(super) async fn tick(self: &Arc<Self>) -> Result<()> {
         let mut book = self.book.lock().await;
-        if !book.expiry_due(Timestamp::now()) && !book.has_updates() {
+        let now = Timestamp::now();
+        let instant = Instant::now();
+        let epoch = self.custody.router().listening_epoch();
+        let ring_moved = self.listening.swap(epoch, Ordering::Relaxed) != epoch;
+        let unpinned = self.unpin_due(instant);
+        if !book.expiry_due(now)
+            && !book.has_updates()
+            && !book.leaving()
+            && !ring_moved
+            && unpinned.is_empty()
+        {
             return Ok(());
         }
-        let now = Timestamp::now();
-        let bunkers: Vec<_> = book.expired(now, &|r| self.allowed(r));
+        let bunkers = self.with_rules(|rules| {
+            if ring_moved {
+                book.relisten(rules, instant + HANDOVER);
+            }
+            for id in unpinned {
+                book.recheck(id, rules, instant + HANDOVER);
+            }
+            book.leave_due(instant, rules);
+            book.expired(now, rules)
+        });
         for bunker in bunkers {
             self.bindings.remove(&bunker);
         }
         self.flush(&mut book).await
     }
 
+    /// Whether this instance listens for requests to `bunker`: the router says so (in a
+    /// cluster, it owns or stands by for the key), or this instance handed out its URI a
+    /// moment ago ([`PIN`]).
+    pub(super) fn listens(&self, bunker: &PublicKey) -> bool {
+        self.pinned(bunker)
+            || self
+                .custody
+                .router()
+                .listens(&keycast_core::RoutingKey(*bunker))
+    }
+
+    /// Whether this instance handed out `bunker`'s URI within [`PIN`]: it answers requests
+    /// to it even if another instance owns it (the claim keeps answers single), until the
+    /// owner has heard of the authorization.
+    pub(super) fn pinned(&self, bunker: &PublicKey) -> bool {
+        let pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
+        !pins.is_empty() && pins.contains_key(bunker)
+    }
+
+    fn pin(&self, bunker: PublicKey, id: AuthorizationId) {
+        self.pins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(bunker, (id, Instant::now() + PIN));
+    }
+
+    /// Forgets pins that ran out; their authorizations, to be checked again.
+    fn unpin_due(&self, now: Instant) -> Vec<AuthorizationId> {
+        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
+        let due: Vec<(PublicKey, AuthorizationId)> = pins
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(k, (id, _))| (*k, *id))
+            .collect();
+        for (k, _) in &due {
+            pins.remove(k);
+        }
+        due.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Runs `f` with the rules the book applies: the relay policy and [`Shared::listens`].
+    fn with_rules<T>(&self, f: impl FnOnce(&Rules<'_>) -> T) -> T {
+        let allowed = |r: &RelayUrl| self.allowed(r);
+        let listens = |k: &PublicKey| self.listens(k);
+        f(&Rules {
+            allowed: &allowed,
+            listens: &listens,
+        })
+    }
+
     /// Applies `id` and waits until every connected relay that should hear its bunker key
     /// has confirmed the `REQ` holding it, at most `connect_timeout`. `false` when the
     /// wait ran out (the subscription may still arrive).
     pub(super) async fn cover(self: &Arc<Self>, id: AuthorizationId) -> Result<bool> {
+        // Heard here at once, whoever owns it in a cluster.
+        if let Ok(auth) = self.custody.store().get_authorization(id).await {
+            self.pin(auth.bunker_pubkey, id);
+        }
+        // A key new to the book is in no version sent before this one.
+        let since = match self.book.lock().await.bunker_of(id) {
+            Some(_) => 0,
+            None => self.versions.load(Ordering::Relaxed),
+        };
         self.apply(&[id]).await?;
         let Some(bunker) = self.book.lock().await.bunker_of(id) else {
             return Ok(true);
@@ -138,7 +225,7 @@ impl Shared {
         let placements = heard;
         let live = self
             .live
-            .wait(|| placements.clone(), self.config.connect_timeout)
+            .wait(|| placements.clone(), since, self.config.connect_timeout)
             .await;
         if !live {
             tracing::warn!(authorization = %id, "the relays did not confirm the subscription of a new authorization in time");
@@ -184,7 +271,7 @@ impl Shared {
             self.lanes.release(&url, 1).await;
             let _ = self.client.pool().force_remove_relay(url).await;
         }
-        self.subscribed.store(book.len(), Ordering::Relaxed);
+        self.subscribed.store(book.listened(), Ordering::Relaxed);
         let reqs = book
             .relays()
             .filter_map(|r| book.shards(r))
@@ -194,14 +281,19 @@ impl Shared {
         Ok(())
     }
 
-    /// Sends one shard's `REQ` on connection `lane` (or closes it), and closes the
-    /// version it replaces; whether it was handed to the relay.
+    /// Sends one shard's `REQ` on connection `lane` (or closes it); whether it was handed
+    /// to the relay pool. A shard whose last version is not confirmed yet, or a connection
+    /// with too many unconfirmed ones, waits (`live.rs`): the caller keeps it for the
+    /// next flush, which a confirmation triggers.
     async fn send(self: &Arc<Self>, update: &Update, lane: usize) -> bool {
         if update.keys.is_empty() {
-            if let Some((id, lane)) = self.live.close(&update.relay, update.shard) {
+            for (id, lane) in self.live.close(&update.relay, update.shard) {
                 self.unsubscribe(&update.relay, lane, &id).await;
             }
             return true;
+        }
+        if !self.live.may_send(&update.relay, update.shard, lane) {
+            return false;
         }
         let Some(client) = self.lane(lane, &update.relay).await else {
             return false;
@@ -209,8 +301,6 @@ impl Shared {
         let Ok(relay) = client.relay(&update.relay).await else {
             return false;
         };
-        // Sent even while the relay is down: the pool keeps the subscription and sends it
-        // on reconnect, before anything we could retry.
         let n = self.versions.fetch_add(1, Ordering::Relaxed);
         let id = subscription_id(update.shard, n);
         let since = Timestamp::from(
@@ -226,17 +316,14 @@ impl Shared {
             .as_json()
             .len();
         // Recorded before it is sent: the relay's answer can arrive before `send` returns.
-        let replaced = self
-            .live
+        // Sent even while the relay is down: the pool keeps the subscription and sends it
+        // on reconnect, before anything we could retry.
+        self.live
             .sent(&update.relay, update.shard, id.clone(), lane);
-        let sent = relay
-            .subscribe_with_id(id, filter, SubscribeOptions::default())
-            .await;
-        // The old version goes either way: a failed send is sent again whole.
-        if let Some((old, old_lane)) = replaced {
-            self.unsubscribe(&update.relay, old_lane, &old).await;
-        }
-        match sent {
+        match relay
+            .subscribe_with_id(id.clone(), filter, SubscribeOptions::default())
+            .await
+        {
             Ok(()) => {
                 bump(&self.counters.reqs_sent);
                 self.counters
@@ -245,8 +332,19 @@ impl Shared {
                 true
             }
             Err(e) => {
+                self.live.unsent(&update.relay, update.shard, &id);
                 tracing::warn!(relay = %update.relay, error = %e, "cannot update a relay's NIP-46 subscription");
                 false
+            }
+        }
+    }
+
+    /// Sends what waited for a confirmation (see [`Shared::send`]).
+    pub(super) async fn flush_waiting(self: &Arc<Self>) {
+        let mut book = self.book.lock().await;
+        if book.has_updates() {
+            if let Err(e) = self.flush(&mut book).await {
+                tracing::warn!(error = %e, "cannot update the NIP-46 subscription");
             }
         }
     }
@@ -259,10 +357,21 @@ impl Shared {
         }
     }
 
-    /// Connection `lane` of a relay confirmed one of our `REQ`s.
-    pub(super) fn on_eose(&self, url: &RelayUrl, id: &SubscriptionId, lane: usize) {
+    /// Connection `lane` of a relay confirmed one of our `REQ`s: the version it replaced
+    /// goes, and what waited for the confirmation is sent.
+    pub(super) async fn on_eose(
+        self: &Arc<Self>,
+        url: &RelayUrl,
+        id: &SubscriptionId,
+        lane: usize,
+    ) {
         self.live.answered(url, lane, id);
-        self.live.confirmed(url, id);
+        if let Outcome::Confirmed(previous) = self.live.confirmed(url, id) {
+            if let Some((old, old_lane)) = previous {
+                self.unsubscribe(url, old_lane, &old).await;
+            }
+            self.flush_soon.notify_one();
+        }
     }
 
     /// Connection `lane` of a relay closed one of our `REQ`s.

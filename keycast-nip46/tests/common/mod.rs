@@ -146,3 +146,29 @@ pub async fn add_authorization(s: &Setup) -> Extra {
     .expect("uri");
     Extra { id: auth.id, uri }
 }
+
+/// Stores an active authorization on the setup's key with a fresh bunker key, as a big
+/// deployment holds them (only its bunker key matters to the subscriptions; the engine
+/// cannot answer for it).
+pub async fn store_authorization(s: &Setup) -> Authorization {
+    let auth = Authorization {
+        id: AuthorizationId::random(),
+        tenant_id: s.tenant,
+        user_id: s.user_id,
+        key_id: s.key,
+        bunker_key_id: s.key,
+        bunker_pubkey: Keys::generate().public_key(),
+        connect_secret: None,
+        relays: vec![s.url.clone()],
+        policy_id: s.policy,
+        label: Label::parse("stored").expect("label"),
+        expires_at: None,
+        revoked_at: None,
+        client_pubkeys: Vec::new(),
+        uses: 0,
+        version: 1,
+        created_at: keycast_core::nostr::Timestamp::now(),
+    };
+    s.store.insert_authorization(&auth).await.expect("insert");
+    auth
+}

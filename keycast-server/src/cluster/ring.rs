@@ -65,6 +65,26 @@ impl HashRing {
         self.members.get(index)
     }
 
+    /// Whether member `me` listens for `key`: it owns it, or is its standby (the member
+    /// that owns it once the owner leaves: the next distinct member on the circle). True on
+    /// an empty ring.
+    pub fn listens(&self, me: &NodeId, key: &RoutingKey) -> bool {
+        if self.points.is_empty() {
+            return true;
+        }
+        let h = hash64(&[&key.0.to_bytes()]);
+        let at = self.points.partition_point(|(p, _)| *p < h);
+        let n = self.points.len();
+        let owner = self.points[at % n].1;
+        if self.members.get(owner) == Some(me) {
+            return true;
+        }
+        let standby = (1..n)
+            .map(|i| self.points[(at + i) % n].1)
+            .find(|&m| m != owner);
+        standby.is_some_and(|m| self.members.get(m) == Some(me))
+    }
+
     /// The route of `key` as seen by member `me`: local when `me` owns it, and also when
     /// the ring is empty (an instance that knows no members, itself included, must still
     /// answer rather than drop).
@@ -107,6 +127,41 @@ mod tests {
                 .or_insert(0) += 1;
         }
         counts
+    }
+
+    #[test]
+    fn each_key_has_an_owner_and_a_standby_who_owns_it_once_the_owner_leaves() {
+        let keys = keys(3_000);
+        let ids = ["a", "b", "c"].map(node);
+        let ring = HashRing::new(ids.clone());
+        let without: HashMap<&NodeId, HashRing> = ids
+            .iter()
+            .map(|gone| {
+                (
+                    gone,
+                    HashRing::new(ids.iter().filter(|m| *m != gone).cloned()),
+                )
+            })
+            .collect();
+        let mut heard = HashMap::new();
+        for k in &keys {
+            let listeners: Vec<&NodeId> = ids.iter().filter(|m| ring.listens(m, k)).collect();
+            assert_eq!(listeners.len(), 2, "owner and standby");
+            let owner = ring.owner(k).expect("owner");
+            assert!(listeners.contains(&owner));
+            let standby = listeners.iter().find(|m| **m != owner).expect("standby");
+            assert_eq!(without[owner].owner(k), Some(*standby));
+            for m in listeners {
+                *heard.entry(m.clone()).or_insert(0usize) += 1;
+            }
+        }
+        // Each member hears about two thirds of the keys.
+        for (m, n) in heard {
+            assert!((1_800..=2_200).contains(&n), "{m:?} hears {n}");
+        }
+        let alone = HashRing::new([node("a")]);
+        assert!(keys.iter().all(|k| alone.listens(&node("a"), k)));
+        assert!(HashRing::default().listens(&node("x"), &keys[0]));
     }
 
     #[test]

@@ -115,4 +115,12 @@ impl RequestRouter for ClusterRouter {
     fn epoch(&self) -> Option<u64> {
         self.view.epoch()
     }
+
+    fn listens(&self, key: &RoutingKey) -> bool {
+        self.view.listens(key)
+    }
+
+    fn listening_epoch(&self) -> u64 {
+        self.view.ring_changes()
+    }
 }

@@ -55,6 +55,19 @@ impl ClusterView {
             .route(&self.me, key)
     }
 
+    /// Whether this instance listens for `key` by the ring in force (owner or standby).
+    pub fn listens(&self, key: &RoutingKey) -> bool {
+        self.ring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .listens(&self.me, key)
+    }
+
+    /// How many times the ring changed (whatever Redis's health).
+    pub fn ring_changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
     /// Installs `next` if its members differ; returns whether it did.
     pub fn set_ring(&self, next: HashRing) -> bool {
         let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
