@@ -6,7 +6,6 @@ mod common;
 use common::Env;
 use keycast_core::nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
 use keycast_core::nostr::{Keys, ToBech32};
-use keycast_core::KeyStore;
 use keycast_nip46::BunkerUri;
 
 fn key_lines(env: &Env) -> Vec<String> {

@@ -199,6 +199,7 @@ impl Live {
     }
 
     /// Whether the current version of every `(relay, shard)` is confirmed.
+    #[cfg(test)]
     pub(crate) fn all_live(&self, placements: &[(RelayUrl, usize)]) -> bool {
         self.all_live_since(placements, 0)
     }
