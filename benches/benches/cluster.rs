@@ -474,6 +474,11 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
         warm.unanswered.len()
     );
 
+    // Measured once each instance listens for its share alone (owner and standby: every
+    // key on min(n, 2) instances), after instance 0's pins on the keys it made ran out.
+    let listeners = if config.cluster { config.instances.min(2) } else { 1 };
+    wait_shares(&servers, &http, (listeners * setup.authorizations) as u64).await;
+
     let sequential = closed_loop(&load, &bunkers, &servers, 1, setup.sequential).await;
     let loaded = closed_loop(&load, &bunkers, &servers, IN_FLIGHT, setup.window).await;
     all_ids.extend(sequential.ids.iter().cloned());
@@ -540,6 +545,27 @@ async fn wait_members(servers: &mut [Instance], http: &reqwest::Client, n: usize
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Waits until the instances together listen for `expected` bunker keys.
+async fn wait_shares(servers: &[Instance], http: &reqwest::Client, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut listened = 0;
+        for s in servers {
+            listened += s
+                .metric(http, "keycast_nip46_subscribed_authorizations")
+                .await;
+        }
+        if listened == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the instances listen for {listened} keys, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

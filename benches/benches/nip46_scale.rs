@@ -117,6 +117,8 @@ struct Outcome {
     /// Server CPU from spawn until every authorization was subscribed.
     start_cpu: f64,
     rss_kib: u64,
+    /// `VmHWM`: the peak RSS so far, start-up included.
+    peak_rss_kib: u64,
     open_reqs: u64,
     extra_connections: u64,
     reqs_to_ready: u64,
@@ -127,9 +129,20 @@ struct Outcome {
     idle_cpu_per_sec: f64,
     reqs_per_change: f64,
     bytes_per_change: f64,
-    sign_p50: Duration,
-    sign_p99: Duration,
-    sign_errors: usize,
+    sign: Signs,
+}
+
+/// The sequential `sign_event` round trips.
+#[derive(Default)]
+struct Signs {
+    p50: Duration,
+    p99: Duration,
+    /// Replies that were errors, missing or not signed by the account's key.
+    bad: usize,
+    /// CPU per round trip (seconds) of the server, and of this process (the relay, which
+    /// matches every event against every subscription, and the clients).
+    server_cpu: f64,
+    bench_cpu: f64,
 }
 
 /// A running `keycast-server`; killed on drop if still running.
@@ -290,12 +303,12 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)
 }
 
-/// `VmRSS` of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
@@ -568,14 +581,15 @@ async fn wait_subscribed(node: &Instance, http: &reqwest::Client, n: usize, limi
     }
 }
 
-/// `sign_event` round trips one at a time over the bunkers in turn: p50, p99, and
-/// replies that were errors, missing or not signed by `user`.
+/// `sign_event` round trips one at a time over the bunkers in turn, after one warm-up each.
 async fn sign_latency(
+    setup: &Setup,
+    server: u32,
     load: &LoadClient,
     bunkers: &[PublicKey],
     user: PublicKey,
-    count: usize,
-) -> (Duration, Duration, usize) {
+) -> Signs {
+    let count = setup.signs;
     let mut bad = 0;
     // Warm-up: every bunker's authorization and the key into the caches.
     for (i, bunker) in bunkers.iter().enumerate() {
@@ -590,6 +604,7 @@ async fn sign_latency(
         load.forget(&id);
     }
     let mut latencies = Vec::with_capacity(count);
+    let cpu = (cpu_ticks(server), cpu_ticks(std::process::id()));
     for i in 0..count {
         let b = i % bunkers.len();
         let id = load
@@ -604,6 +619,9 @@ async fn sign_latency(
         }
         load.forget(&id);
     }
+    let per_sign = |ticks: u64| ticks as f64 * setup.tick / count.max(1) as f64;
+    let server_cpu = per_sign(cpu_ticks(server) - cpu.0);
+    let bench_cpu = per_sign(cpu_ticks(std::process::id()) - cpu.1);
     latencies.sort();
     let pick = |q: f64| {
         latencies
@@ -611,7 +629,13 @@ async fn sign_latency(
             .copied()
             .unwrap_or_default()
     };
-    (pick(0.50), pick(0.99), bad)
+    Signs {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        bad,
+        server_cpu,
+        bench_cpu,
+    }
 }
 
 /// Provisions, populates, restarts and measures one backend at one N.
@@ -671,7 +695,8 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     let start_cpu = cpu_ticks(pid) as f64 * setup.tick;
     // Late EOSEs and the last sends settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_kib = rss_kib(pid);
+    let rss_kib = status_kib(pid, "VmRSS");
+    let peak_rss_kib = status_kib(pid, "VmHWM");
     let m = node.metrics(&http).await;
     assert_eq!(
         m.subscribed(),
@@ -695,8 +720,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         .await
         .expect("load clients");
     connect_all(&load, &account.bunkers, &account.secrets).await;
-    let (sign_p50, sign_p99, sign_errors) =
-        sign_latency(&load, &account.bunkers, account.user, setup.signs).await;
+    let sign = sign_latency(setup, pid, &load, &account.bunkers, account.user).await;
     load.shutdown().await;
 
     // 5. CPU per change: idle first, then the revocations.
@@ -771,6 +795,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         subscribed,
         start_cpu,
         rss_kib,
+        peak_rss_kib,
         open_reqs,
         extra_connections,
         reqs_to_ready,
@@ -779,9 +804,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         idle_cpu_per_sec,
         reqs_per_change,
         bytes_per_change,
-        sign_p50,
-        sign_p99,
-        sign_errors,
+        sign,
     }
 }
 
@@ -838,31 +861,40 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
             thousands(o.bytes_to_ready),
             o.cpu_per_change * 1e3,
             o.reqs_per_change,
-            ms(o.sign_p50),
-            ms(o.sign_p99),
+            ms(o.sign.p50),
+            ms(o.sign.p99),
         );
     }
     println!();
     println!(
         "| backend | N | population s (not a result) | all N subscribed s | server CPU s to \
-         all subscribed | REQs sent to ready | REQ bytes per change | idle server CPU % \
-         | sign p50 ÷ raw signature | bad sign replies |"
+         all subscribed | peak RSS MiB | REQs sent to ready | REQ bytes per change | idle \
+         server CPU % | sign p50 ÷ raw signature | server CPU ms per sign | bench process \
+         CPU ms per sign | bad sign replies |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for o in outcomes {
         println!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} \
+             | {} |",
             o.backend.name(),
             thousands(o.n as u64),
             o.populate.as_secs_f64(),
             o.subscribed.as_secs_f64(),
             o.start_cpu,
+            o.peak_rss_kib as f64 / 1024.0,
             o.reqs_to_ready,
             thousands(o.bytes_per_change.round() as u64),
             o.idle_cpu_per_sec * 100.0,
-            o.sign_p50.as_secs_f64() * raw_mean,
-            o.sign_errors,
+            o.sign.p50.as_secs_f64() * raw_mean,
+            o.sign.server_cpu * 1e3,
+            o.sign.bench_cpu * 1e3,
+            o.sign.bad,
         );
+    }
+    let compared = |b: Backend| outcomes.iter().filter(|o| o.backend == b).count() > 1;
+    if !compared(Backend::Sqlite) && !compared(Backend::Postgres) {
+        return;
     }
     println!();
     println!("| backend | from N | to N | RSS growth KiB per authorization |");
@@ -992,7 +1024,7 @@ async fn main() {
     relay.shutdown();
     print_report(&setup, (before, after), &outcomes);
 
-    if outcomes.iter().any(|o| o.sign_errors > 0) {
+    if outcomes.iter().any(|o| o.sign.bad > 0) {
         eprintln!("error: sign requests without a good reply (see the table)");
         std::process::exit(1);
     }
