@@ -476,7 +476,11 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
 
     // Measured once each instance listens for its share alone (owner and standby: every
     // key on min(n, 2) instances), after instance 0's pins on the keys it made ran out.
-    let listeners = if config.cluster { config.instances.min(2) } else { 1 };
+    let listeners = if config.cluster {
+        config.instances.min(2)
+    } else {
+        1
+    };
     wait_shares(&servers, &http, (listeners * setup.authorizations) as u64).await;
 
     let sequential = closed_loop(&load, &bunkers, &servers, 1, setup.sequential).await;
