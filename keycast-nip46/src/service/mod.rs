@@ -105,6 +105,9 @@ struct Job {
     enqueued: Instant,
     /// First left to another instance, then re-routed here after a ring change.
     rerouted: bool,
+    /// Another instance owns it; this one answers it because it handed out its URI a
+    /// moment ago (only on a claim Redis confirmed).
+    pinned: bool,
 }
 
 /// A decrypted request and the authorization it was sent to.
@@ -415,10 +418,12 @@ impl Shared {
             return;
         };
         let router = self.custody.router();
-        // A key whose URI this instance just handed out is answered here too; the claim
-        // decides between it and the owner.
-        if let (Route::Remote(_), false) = (router.route(&RoutingKey(bunker)), self.pinned(&bunker))
-        {
+        let remote = matches!(router.route(&RoutingKey(bunker)), Route::Remote(_));
+        // A key whose URI this instance just handed out is answered here too while claims
+        // can be trusted (the claim decides between it and the owner); without Redis the
+        // ring alone decides, so only the owner answers.
+        let pinned = remote && router.epoch().is_some() && self.pinned(&bunker);
+        if remote && !pinned {
             bump(&self.counters.rejected_hashring);
             if router.epoch().is_some() {
                 self.parked.park(ParkedRequest {
@@ -440,11 +445,17 @@ impl Shared {
             });
             return;
         }
-        self.enqueue(event, bunker, false);
+        self.enqueue(event, bunker, false, pinned);
     }
 
     /// Hands an accepted request to the workers, or answers "overloaded".
-    fn enqueue(self: &Arc<Self>, event: Box<Event>, bunker: PublicKey, rerouted: bool) {
+    fn enqueue(
+        self: &Arc<Self>,
+        event: Box<Event>,
+        bunker: PublicKey,
+        rerouted: bool,
+        pinned: bool,
+    ) {
         // The authorization is looked up by the worker: a cold lookup is a store read, and
         // intake is a single task that must not wait on one.
         let job = Job {
@@ -452,6 +463,7 @@ impl Shared {
             bunker,
             enqueued: Instant::now(),
             rerouted,
+            pinned,
         };
         if let Err(full) = self.queue.try_send(job) {
             bump(&self.counters.queue_dropped);
@@ -506,11 +518,13 @@ impl Shared {
     /// Whether the router lets this instance handle the request (in a cluster, only one
     /// instance does); counted when not.
     async fn claim(&self, job: &Job) -> bool {
-        let won = self
-            .custody
-            .router()
-            .claim(&RoutingKey(job.bunker), &job.event.id)
-            .await;
+        let router = self.custody.router();
+        let mut won = router.claim(&RoutingKey(job.bunker), &job.event.id).await;
+        // A claim Redis could not answer counts as won (the ring decides alone, and the
+        // router's epoch goes `None`): not for a key this instance does not own.
+        if job.pinned && router.epoch().is_none() {
+            won = false;
+        }
         if !won {
             bump(&self.counters.claims_lost);
         } else if job.rerouted {
@@ -771,7 +785,7 @@ async fn reroute_parked(shared: Arc<Shared>) {
         for request in shared.parked.take(shared.config.max_age) {
             match router.route(&RoutingKey(request.bunker)) {
                 Route::Local => {
-                    shared.enqueue(request.event, request.bunker, true);
+                    shared.enqueue(request.event, request.bunker, true, false);
                 }
                 Route::Remote(_) => {
                     shared.parked.park(request);
