@@ -294,8 +294,13 @@ impl Bunker {
     /// sends what differs: connects relays newly in use and removes relays no active
     /// authorization uses any more (the configured ones stay). It reads every active
     /// authorization; after known changes, [`Bunker::authorizations_changed`] is cheaper.
+    ///
+    /// Returns once the connected relays confirmed what was sent (at most
+    /// `connect_timeout`), so a URI handed out after it is heard.
     pub async fn refresh_subscription(&self) -> Result<()> {
-        self.shared.refresh_subscription().await
+        self.shared.refresh_subscription().await?;
+        self.shared.settle().await;
+        Ok(())
     }
 
     /// Applies the authorizations `ids` as the store holds them now (created, revoked,

@@ -87,6 +87,29 @@ impl Shared {
         self.flush(&mut book).await
     }
 
+    /// Waits until nothing waits to be sent and every connected relay confirmed the
+    /// current version of its shards, at most `connect_timeout`.
+    pub(super) async fn settle(self: &Arc<Self>) {
+        let settled = async {
+            loop {
+                let pending = self.book.lock().await.has_updates();
+                let mut unconfirmed = false;
+                for (url, relay) in self.client.relays().await {
+                    if relay.status() == RelayStatus::Connected
+                        && !self.live.unconfirmed(&url).is_empty()
+                    {
+                        unconfirmed = true;
+                    }
+                }
+                if !pending && !unconfirmed {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(self.config.connect_timeout, settled).await;
+    }
+
     /// Runs every second: drops authorizations that expired (no store read); when the
     /// cluster ring changed, asks for keys this instance now listens for and schedules
     /// letting go of the others ([`HANDOVER`] later); lets go of keys whose handover
