@@ -49,6 +49,13 @@ pub trait RequestRouter: Send + Sync + Debug + 'static {
         true
     }
 
+    /// [`RequestRouter::claim`], but `None` when the claim could not be decided (the
+    /// shared store did not answer) instead of the fallback `claim` applies. For callers
+    /// that must not act on a fallback: one that answers a key it does not own.
+    async fn try_claim(&self, key: &RoutingKey, request: &EventId) -> Option<bool> {
+        Some(self.claim(key, request).await)
+    }
+
     /// A number that changes whenever ownership may have moved. A caller that skipped
     /// requests as `Remote` keeps them and re-routes them when it changes, so a request
     /// that arrived while its new owner did not yet know it owned it is still answered.

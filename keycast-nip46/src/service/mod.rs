@@ -524,12 +524,14 @@ impl Shared {
     /// instance does); counted when not.
     async fn claim(&self, job: &Job) -> bool {
         let router = self.custody.router();
-        let mut won = router.claim(&RoutingKey(job.bunker), &job.event.id).await;
-        // A claim Redis could not answer counts as won (the ring decides alone, and the
-        // router's epoch goes `None`): not for a key this instance does not own.
-        if job.pinned && router.epoch().is_none() {
-            won = false;
-        }
+        let key = RoutingKey(job.bunker);
+        // A claim the router could not decide falls back to the ring: fine for the owner,
+        // not for a key this instance answers only because it handed out its URI.
+        let won = if job.pinned {
+            router.try_claim(&key, &job.event.id).await == Some(true)
+        } else {
+            router.claim(&key, &job.event.id).await
+        };
         if !won {
             bump(&self.counters.claims_lost);
         } else if job.rerouted {

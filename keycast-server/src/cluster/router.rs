@@ -87,9 +87,14 @@ impl RequestRouter for ClusterRouter {
         self.view.route(key)
     }
 
-    async fn claim(&self, _key: &RoutingKey, request: &EventId) -> bool {
+    async fn claim(&self, key: &RoutingKey, request: &EventId) -> bool {
+        // Undecided (Redis failed or rests): the ring decides alone.
+        self.try_claim(key, request).await.unwrap_or(true)
+    }
+
+    async fn try_claim(&self, _key: &RoutingKey, request: &EventId) -> Option<bool> {
         if self.resting() {
-            return true;
+            return None;
         }
         let mut redis = self.redis.clone();
         let mut cmd = redis::cmd("SET");
@@ -100,14 +105,14 @@ impl RequestRouter for ClusterRouter {
             .arg(self.claim_ttl_ms);
         let set = cmd.query_async::<Option<String>>(&mut redis);
         match tokio::time::timeout(CLAIM_TIMEOUT, set).await {
-            Ok(Ok(won)) => won.is_some(),
+            Ok(Ok(won)) => Some(won.is_some()),
             Ok(Err(e)) => {
                 self.failed(&e);
-                true
+                None
             }
             Err(_) => {
                 self.failed(&"no answer within 300 ms");
-                true
+                None
             }
         }
     }
