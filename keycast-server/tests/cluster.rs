@@ -72,15 +72,7 @@ async fn diagnosis(cluster: &TestCluster) -> String {
             let short = name.trim_start_matches("keycast_nip46_");
             out.push_str(&format!(" {short}={}", node.metric(name).await));
         }
-        let text = node
-            .http
-            .get(node.env.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = node.metrics_text().await;
         for line in text
             .lines()
             .filter(|l| l.starts_with("keycast_nip46_limited_total"))

@@ -160,17 +160,21 @@ impl Served {
         )
     }
 
-    /// A counter from this instance's `/metrics` (0 when absent).
-    pub async fn metric(&self, name: &str) -> u64 {
-        let text = self
-            .http
+    /// This instance's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(self.env.url("/metrics"))
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("text");
+            .expect("text")
+    }
+
+    /// A counter from this instance's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
