@@ -8,6 +8,10 @@
 //! secret. So a URI with a secret is extended by hand and the client then talks to the
 //! bunker key it was paired with (keycast-nip46's tests check the echoed secret); the
 //! secret-less URI goes through nostr-connect's own waiting client flow.
+//!
+//! A bunker URI is answerable the moment any path hands it out (issue 19): from the JSON
+//! API, the web UI's form and the OAuth token endpoint a client connects at once and is
+//! answered the first time; the paired client above does the same right after approval.
 
 mod common;
 
@@ -361,4 +365,137 @@ async fn without_nip46_the_page_says_so() {
         .to_bytes();
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("NIP-46 service is not running"), "{page}");
+}
+
+/// Connects a fresh rust-nostr client to `uri` and asks for the user's key once: the
+/// client sends its `connect` as soon as it reaches the relay and never resends it, and
+/// relays keep no kind 24133, so an answer means the key was covered when `uri` came out.
+async fn answered_at_once(uri: &str, user: &str, path: &str) {
+    let signer = NostrConnect::new(
+        NostrConnectURI::parse(uri).expect("bunker uri"),
+        Keys::generate(),
+        Duration::from_secs(10),
+        None,
+    )
+    .expect("client");
+    let answer = signer.get_public_key().await;
+    signer.shutdown().await;
+    let got = answer.unwrap_or_else(|e| panic!("{path}: a URI used at once is not answered: {e}"));
+    assert_eq!(got.to_hex(), user, "{path}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bunker_uri_from_every_path_is_answered_the_first_time() {
+    const REDIRECT: &str = "https://notes.example/cb";
+    const VERIFIER: &str = "a-verifier-of-at-least-forty-three-characters-long";
+    let clients =
+        serde_json::json!([{"id": "notes", "name": "Notes", "redirect_uris": [REDIRECT]}]);
+    let served = Served::launch(
+        common::Env::new(),
+        &[],
+        &[("KEYCAST_OAUTH_CLIENTS", clients.to_string())],
+    )
+    .await;
+    let ann = served.account("ann@example.org").await;
+
+    // The JSON API, several times in a row.
+    for n in 0..3 {
+        let (status, created) = served
+            .json(
+                Method::POST,
+                "/api/authorizations",
+                Some(&ann.session),
+                Some(serde_json::json!({"key_id": ann.key_id, "label": format!("api {n}")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let uri = created["bunker_uri"].as_str().expect("bunker_uri");
+        answered_at_once(uri, &ann.pubkey, "POST /api/authorizations").await;
+    }
+
+    // The web UI's new-connection form.
+    let cookie = common::pages::login(&served, &ann.email).await;
+    let (_, page, _) = html(&served, Method::GET, "/ui/connect/new", Some(&cookie), None).await;
+    let fields = [
+        ("csrf", csrf(&page)),
+        ("key_id", ann.key_id.clone()),
+        ("label", "ui".to_owned()),
+        ("preset", "full".to_owned()),
+        ("kinds", String::new()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page, _) = html(
+        &served,
+        Method::POST,
+        "/ui/connect/new",
+        Some(&cookie),
+        Some(&fields),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{page}");
+    let uri = common::pages::code(&page, "bunker-uri");
+    answered_at_once(&uri, &ann.pubkey, "/ui/connect/new").await;
+
+    // OAuth: consent, then the token endpoint's bunker URL.
+    use base64::Engine;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(keycast_core::SecretDigest::of(VERIFIER.as_bytes()).as_bytes());
+    let request = [
+        ("response_type", "code"),
+        ("client_id", "notes"),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "s"),
+        ("scope", "get_public_key sign_event:1"),
+    ];
+    let (status, page, _) = html(
+        &served,
+        Method::GET,
+        &format!("/oauth/authorize?{}", form(&request)),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let token = csrf(&page);
+    let mut approve = request.to_vec();
+    approve.extend([
+        ("csrf", token.as_str()),
+        ("key_id", ann.key_id.as_str()),
+        ("decision", "approve"),
+    ]);
+    let (status, page, location) = html(
+        &served,
+        Method::POST,
+        "/oauth/authorize",
+        Some(&cookie),
+        Some(&approve),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let location = location.expect("redirect");
+    let code = keycast_core::nostr::Url::parse(&location)
+        .expect("redirect url")
+        .query_pairs()
+        .find_map(|(k, v)| (k == "code").then(|| v.into_owned()))
+        .expect("code");
+    let exchanged = served
+        .http
+        .post(served.env.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "notes"),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("code", &code),
+        ]))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(exchanged.status(), StatusCode::OK);
+    let body: serde_json::Value = exchanged.json().await.expect("json");
+    let uri = body["bunker_url"].as_str().expect("bunker_url");
+    answered_at_once(uri, &ann.pubkey, "/oauth/token").await;
 }
