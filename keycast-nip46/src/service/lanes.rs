@@ -4,21 +4,33 @@
 //! Relays cap the subscriptions of one connection (nostr-rs-relay 32, strfry 200 by
 //! default). Shard `n` of a relay is sent on lane `n / subscriptions_per_connection`:
 //! lane 0 is the service's main connection (the one replies go out on, and readiness and
-//! metrics watch); lanes 1, 2 … are extra connections that only listen, each with its own
-//! relay pool, reconnect supervisor and intake task, made when first needed. A lane keeps
-//! only the relays that have shards on it.
+//! metrics watch); lanes 1, 2 … are extra connections that only listen.
+//!
+//! Every extra connection lives in one second relay pool, made when first needed, with
+//! its own intake task and reconnect supervisor. A relay pool costs ~7 MiB whatever it
+//! holds (nostr-sdk preallocates a 128k-entry verification cache, an event-id LRU and a
+//! 4,096-slot notification channel), a relay in it ~0.6 MiB; one pool per lane made
+//! extra connections the largest memory cost at 100k authorizations. The pool keys
+//! relays by URL, so lane `n` of `wss://relay.example` is the pool's relay
+//! `wss://relay.example#keycast-lane-n`: the fragment never leaves the process (the
+//! transport drops it, and HTTP never sends one), and notifications name the lane.
+//! A lane keeps only the relays that have shards on it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use keycast_core::nostr::RelayUrl;
-use nostr_sdk::prelude::Client;
+use nostr_sdk::prelude::{Client, Relay};
 use tokio::task::JoinHandle;
 
 use super::relays::{Pace, Supervisor};
 use super::{intake, transport, Shared};
 
-/// One extra connection set.
-struct Lane {
+/// What marks lane `n` of a relay in the extra pool: `<relay url>#keycast-lane-<n>`.
+const MARK: &str = "#keycast-lane-";
+
+/// The extra pool and its tasks.
+struct Pool {
     client: Client,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -26,9 +38,9 @@ struct Lane {
 /// The extra lanes (lane 0 is `Shared::client`).
 #[derive(Default)]
 pub(crate) struct Lanes {
-    extra: tokio::sync::Mutex<Vec<Lane>>,
-    /// `extra.len()`, readable without the lock (stats).
-    count: std::sync::atomic::AtomicUsize,
+    pool: tokio::sync::Mutex<Option<Pool>>,
+    /// The highest lane in use (readable without the lock, for stats).
+    count: AtomicUsize,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -37,78 +49,91 @@ impl std::fmt::Debug for Lanes {
     }
 }
 
+/// The extra pool's name for lane `n` (≥ 1) of `relay`.
+fn lane_url(relay: &RelayUrl, n: usize) -> Option<RelayUrl> {
+    RelayUrl::parse(&format!("{}{MARK}{n}", relay.as_str())).ok()
+}
+
+/// The relay and lane an extra pool's relay URL stands for.
+pub(crate) fn relay_of(url: &RelayUrl) -> Option<(RelayUrl, usize)> {
+    let (relay, n) = url.as_str().rsplit_once(MARK)?;
+    Some((RelayUrl::parse(relay).ok()?, n.parse().ok()?))
+}
+
 impl Lanes {
-    /// How many extra lanes exist.
+    /// The highest extra lane in use (0 when there is none).
     pub(crate) fn extra(&self) -> usize {
-        self.count.load(std::sync::atomic::Ordering::Relaxed)
+        self.count.load(Ordering::Relaxed)
     }
 
-    /// Stops every extra lane.
+    /// Stops the extra pool.
     pub(crate) async fn shutdown(&self) {
-        let lanes = std::mem::take(&mut *self.extra.lock().await);
-        for lane in lanes {
-            for t in &lane.tasks {
+        if let Some(pool) = self.pool.lock().await.take() {
+            for t in &pool.tasks {
                 t.abort();
             }
-            lane.client.shutdown().await;
+            pool.client.shutdown().await;
         }
     }
 
-    /// Removes `relay` from every extra lane from `first` on (it needs fewer now).
+    /// Removes `relay`'s lanes from `first` on (it needs fewer now).
     pub(crate) async fn release(&self, relay: &RelayUrl, first: usize) {
-        let lanes = self.extra.lock().await;
-        for lane in lanes.iter().skip(first.saturating_sub(1)) {
-            if lane.client.relay(relay).await.is_ok() {
-                let _ = lane.client.pool().force_remove_relay(relay.clone()).await;
+        let pool = self.pool.lock().await;
+        let Some(pool) = pool.as_ref() else {
+            return;
+        };
+        let mut highest = 0;
+        for url in pool.client.relays().await.into_keys() {
+            let Some((of, n)) = relay_of(&url) else {
+                continue;
+            };
+            if of == *relay && n >= first.max(1) {
+                let _ = pool.client.pool().force_remove_relay(url).await;
+            } else {
+                highest = highest.max(n);
             }
         }
+        self.count.store(highest, Ordering::Relaxed);
     }
 }
 
 impl Shared {
-    /// The client of lane `n` with `relay` in its pool (connecting it when new).
-    pub(super) async fn lane(self: &Arc<Self>, n: usize, relay: &RelayUrl) -> Option<Client> {
-        let client = if n == 0 {
-            self.client.clone()
+    /// Lane `n` of `relay`, connecting it when new.
+    pub(super) async fn lane(self: &Arc<Self>, n: usize, relay: &RelayUrl) -> Option<Relay> {
+        let (client, url) = if n == 0 {
+            (self.client.clone(), relay.clone())
         } else {
-            let mut lanes = self.lanes.extra.lock().await;
-            while lanes.len() < n {
-                let lane = self.new_lane(lanes.len() + 1);
-                lanes.push(lane);
-                self.lanes
-                    .count
-                    .store(lanes.len(), std::sync::atomic::Ordering::Relaxed);
-            }
-            lanes[n - 1].client.clone()
+            let mut pool = self.lanes.pool.lock().await;
+            let client = pool.get_or_insert_with(|| self.extra_pool()).client.clone();
+            (client, lane_url(relay, n)?)
         };
-        if client.relay(relay).await.is_err() {
-            if let Err(e) = client
-                .pool()
-                .add_relay(relay.clone(), self.relay_options.clone())
-                .await
-            {
-                tracing::warn!(relay = %relay, lane = n, error = %e, "cannot add a relay connection");
-                return None;
-            }
-            let _ = client.connect_relay(relay.clone()).await;
+        if let Ok(r) = client.relay(&url).await {
+            return Some(r);
         }
-        Some(client)
+        if let Err(e) = client
+            .pool()
+            .add_relay(url.clone(), self.relay_options.clone())
+            .await
+        {
+            tracing::warn!(relay = %relay, lane = n, error = %e, "cannot add a relay connection");
+            return None;
+        }
+        self.lanes.count.fetch_max(n, Ordering::Relaxed);
+        let _ = client.connect_relay(url.clone()).await;
+        client.relay(&url).await.ok()
     }
 
-    /// The client of lane `n` if it exists (never makes one).
-    pub(super) async fn lane_if_open(&self, n: usize) -> Option<Client> {
+    /// Lane `n` of `relay` if it exists (never makes one).
+    pub(super) async fn lane_if_open(&self, n: usize, relay: &RelayUrl) -> Option<Relay> {
         if n == 0 {
-            return Some(self.client.clone());
+            return self.client.relay(relay).await.ok();
         }
-        let lanes = self.lanes.extra.lock().await;
-        lanes.get(n - 1).map(|l| l.client.clone())
+        let client = self.lanes.pool.lock().await.as_ref()?.client.clone();
+        client.relay(&lane_url(relay, n)?).await.ok()
     }
 
-    fn new_lane(self: &Arc<Self>, n: usize) -> Lane {
-        tracing::info!(
-            lane = n,
-            "opening another connection set for NIP-46 subscriptions"
-        );
+    fn extra_pool(self: &Arc<Self>) -> Pool {
+        tracing::info!("opening extra connections for NIP-46 subscriptions");
         let client = Client::builder()
             .websocket_transport(transport::NoDelayTransport::new(
                 self.policy.clone(),
@@ -121,9 +146,32 @@ impl Shared {
             stall_timeout: self.config.stall_timeout,
         };
         let tasks = vec![
-            tokio::spawn(intake(self.clone(), client.notifications(), n)),
+            tokio::spawn(intake(self.clone(), client.notifications(), true)),
             tokio::spawn(Arc::new(Supervisor::default()).run(client.clone(), pace)),
         ];
-        Lane { client, tasks }
+        Pool { client, tasks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lane_url_names_its_relay_and_lane() {
+        for relay in [
+            "wss://relay.example",
+            "wss://relay.example/",
+            "ws://127.0.0.1:7777",
+            "wss://relay.example/nostr?x=1",
+        ] {
+            let relay = RelayUrl::parse(relay).expect("relay");
+            for n in [1, 2, 17] {
+                let lane = lane_url(&relay, n).expect("lane url");
+                assert_ne!(lane, relay);
+                assert_eq!(relay_of(&lane), Some((relay.clone(), n)), "{lane}");
+            }
+            assert_eq!(relay_of(&relay), None);
+        }
     }
 }

@@ -272,7 +272,7 @@ impl Bunker {
             stall_timeout: shared.config.stall_timeout,
         };
         let intake = vec![
-            tokio::spawn(intake(shared.clone(), notifications, 0)),
+            tokio::spawn(intake(shared.clone(), notifications, false)),
             tokio::spawn(expire_approvals(shared.clone())),
             tokio::spawn(reroute_parked(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
@@ -671,19 +671,31 @@ impl Shared {
     }
 }
 
-/// Reads the relay pool of connection set `lane` (0: the main one; see `lanes.rs`).
+/// Reads a relay pool's notifications: the main one, or (`extra`) the pool of the extra
+/// lanes, whose relay URLs name the lane (`lanes.rs`).
 async fn intake(
     shared: Arc<Shared>,
     mut notifications: tokio::sync::broadcast::Receiver<RelayPoolNotification>,
-    lane: usize,
+    extra: bool,
 ) {
+    let lane_of = |url: RelayUrl| {
+        if extra {
+            lanes::relay_of(&url)
+        } else {
+            Some((url, 0))
+        }
+    };
     loop {
         match notifications.recv().await {
             Ok(RelayPoolNotification::Event { event, .. }) => shared.accept(event).await,
             Ok(RelayPoolNotification::Message {
                 message: RelayMessage::EndOfStoredEvents(id),
                 relay_url,
-            }) => shared.on_eose(&relay_url, &id, lane).await,
+            }) => {
+                if let Some((url, lane)) = lane_of(relay_url) {
+                    shared.on_eose(&url, &id, lane).await;
+                }
+            }
             Ok(RelayPoolNotification::Message {
                 message:
                     RelayMessage::Closed {
@@ -692,14 +704,20 @@ async fn intake(
                     },
                 relay_url,
             }) => {
-                shared
-                    .on_closed(&relay_url, &subscription_id, &message, lane)
-                    .await
+                if let Some((url, lane)) = lane_of(relay_url) {
+                    shared
+                        .on_closed(&url, &subscription_id, &message, lane)
+                        .await;
+                }
             }
             Ok(RelayPoolNotification::Message {
                 message: RelayMessage::Notice(message),
                 relay_url,
-            }) => shared.on_notice(&relay_url, &message, lane).await,
+            }) => {
+                if let Some((url, lane)) = lane_of(relay_url) {
+                    shared.on_notice(&url, &message, lane).await;
+                }
+            }
             // This client publishes nothing but replies, so every refusal is a lost reply.
             Ok(RelayPoolNotification::Message {
                 message:

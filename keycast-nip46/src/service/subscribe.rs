@@ -228,10 +228,7 @@ impl Shared {
         let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
         let mut heard = Vec::new();
         for (url, shard, lane) in placements {
-            let Some(client) = self.lane_if_open(lane).await else {
-                continue;
-            };
-            let Ok(relay) = client.relay(&url).await else {
+            let Some(relay) = self.lane_if_open(lane, &url).await else {
                 continue;
             };
             if matches!(
@@ -318,10 +315,7 @@ impl Shared {
         if !self.live.may_send(&update.relay, update.shard, lane) {
             return false;
         }
-        let Some(client) = self.lane(lane, &update.relay).await else {
-            return false;
-        };
-        let Ok(relay) = client.relay(&update.relay).await else {
+        let Some(relay) = self.lane(lane, &update.relay).await else {
             return false;
         };
         let n = self.versions.fetch_add(1, Ordering::Relaxed);
@@ -373,10 +367,8 @@ impl Shared {
     }
 
     async fn unsubscribe(self: &Arc<Self>, url: &RelayUrl, lane: usize, id: &SubscriptionId) {
-        if let Some(client) = self.lane_if_open(lane).await {
-            if let Ok(relay) = client.relay(url).await {
-                let _ = relay.unsubscribe(id).await;
-            }
+        if let Some(relay) = self.lane_if_open(lane, url).await {
+            let _ = relay.unsubscribe(id).await;
         }
     }
 

@@ -125,8 +125,11 @@ async fn connect(url: &Url, policy: &RelayPolicy) -> Result<WebSocket, Transport
         TransportError::backend(e)
     })?;
     tcp.set_nodelay(true).map_err(TransportError::backend)?;
+    // HTTP sends no fragment; the extra lanes' URLs carry one (`lanes.rs`).
+    let mut request = url.clone();
+    request.set_fragment(None);
     // Boxed: the handshake future is large.
-    let (ws, _response) = Box::pin(tokio_tungstenite::client_async_tls(url.as_str(), tcp))
+    let (ws, _response) = Box::pin(tokio_tungstenite::client_async_tls(request.as_str(), tcp))
         .await
         .map_err(TransportError::backend)?;
     Ok(WebSocket::Tokio(ws))
