@@ -16,15 +16,16 @@ import re
 import sys
 from pathlib import Path
 
-# Test binaries whose cases inject faults; everything else in suites.log is the security suite.
+# Test modules whose cases inject faults; everything else in suites.log is the security suite.
 FAULT_SUITES = {
-    "keycast-server/tests/faults.rs",
-    "keycast-server/tests/cluster.rs",
-    "keycast-nip46/tests/relay_bad_input.rs",
-    "keycast-nip46/tests/relay_lifecycle.rs",
-    "keycast-storage/tests/durability.rs",
+    "keycast-server/tests/it/faults.rs",
+    "keycast-server/tests/it/cluster.rs",
+    "keycast-nip46/tests/it/relay_bad_input.rs",
+    "keycast-nip46/tests/it/relay_lifecycle.rs",
+    "keycast-storage/tests/it/durability.rs",
 }
 RUNNING = re.compile(r"^\s*Running (?:unittests )?(\S+) \(")
+CRATE = re.compile(r"^CRATE (\S+)$")
 TEST = re.compile(r"^test (\S+) \.\.\. ?(.*)$")
 RESULT = re.compile(r"(?:^|\s)(ok|FAILED|ignored)$")
 
@@ -51,17 +52,25 @@ def fuzz_rows(path):
 
 
 def suite_cases(path):
-    """[(suite file, test name, passed, printed lines)] in run order."""
-    cases, suite, current = [], "?", None
+    """[(suite file, test name, passed, printed lines)] in run order. A crate's tests are
+    one binary, `tests/it/main.rs`; a case's suite is the file of its first module."""
+    cases, crate, suite, current = [], "?", "?", None
 
     def close(passed):
         nonlocal current
         name, printed = current
-        cases.append((suite, name, passed, printed))
+        file = suite
+        if suite.endswith("tests/it/main.rs"):
+            file = f"{crate}/tests/it/{name.split('::')[0]}.rs"
+        cases.append((file, name, passed, printed))
         current = None
 
     for raw in path.read_text(errors="replace").splitlines():
         line = raw.rstrip()
+        m = CRATE.match(line)
+        if m and current is None:
+            crate = m.group(1)
+            continue
         m = RUNNING.match(line)
         if m and current is None:
             suite = m.group(1)
@@ -201,7 +210,6 @@ def main():
     )
     for suite, name, passed, printed in cases:
         crate = suite.split("/")[0]
-        binary = Path(suite).stem
         for line in printed:
             if not line.startswith("ABUSE\t"):
                 continue
@@ -209,8 +217,7 @@ def main():
             if len(cols) != 5:
                 continue
             attack, held, rss, fds, p99 = (c.replace("|", "\\|") for c in cols)
-            test = name.split("::")[-1]
-            command = f"`cargo test -p {crate} --all-features --test {binary} -- {test} --nocapture`"
+            command = f"`cargo test -p {crate} --all-features --test it -- {name} --nocapture`"
             w(
                 f"| {attack} | {held} | {rss} | {fds} | {p99} | "
                 f"{'ok' if passed else '**FAILED**'} | {command} |"

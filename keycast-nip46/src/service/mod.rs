@@ -547,7 +547,7 @@ impl Shared {
         // The signature was checked by the relay pool before the event was delivered
         // (nostr-relay-pool verifies every subscription event, with no option to skip);
         // checking it again cost about a quarter of the crypto pool's time per request.
-        // tests/relay_forged.rs holds that a forged request is never answered.
+        // tests/it/relay_forged.rs holds that a forged request is never answered.
         let Some(o) = self.open(job.bunker, *job.event).await else {
             return;
         };

@@ -1,0 +1,174 @@
+//! Cluster membership against a real Redis (`KEYCAST_TEST_REDIS_URL`): joins and leaves
+//! reach every member at once, a silent member expires after its TTL, and cluster mode
+//! refuses to start without Redis. Each test uses its own key prefix.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::PrivateRedis;
+
+use keycast_core::NodeId;
+use keycast_server::cluster::membership::{Membership, MembershipConfig};
+
+fn redis_url() -> Option<String> {
+    match std::env::var("KEYCAST_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("KEYCAST_TEST_REDIS_URL must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
+        }
+        Err(_) => {
+            eprintln!("skipped: KEYCAST_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+fn config(url: &str, prefix: &str, node: &str, ttl: Duration) -> MembershipConfig {
+    MembershipConfig {
+        redis_url: url.to_owned(),
+        prefix: prefix.to_owned(),
+        node: NodeId(node.to_owned()),
+        ttl,
+    }
+}
+
+fn ids(m: &Membership) -> Vec<String> {
+    m.ring().members().iter().map(|n| n.0.clone()).collect()
+}
+
+/// Waits up to `limit` for `m` to see exactly `want`; the time it took.
+async fn sees(m: &Membership, want: &[&str], limit: Duration) -> Duration {
+    let start = Instant::now();
+    while ids(m) != want {
+        assert!(
+            start.elapsed() < limit,
+            "still sees {:?}, not {want:?}, after {limit:?}",
+            ids(m)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+fn prefix() -> String {
+    format!("keycast-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_reach_the_others_at_once() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    // A long TTL: only the announcements can explain a change within a second.
+    let ttl = Duration::from_secs(30);
+    let a = Membership::join(config(&url, &p, "a", ttl))
+        .await
+        .expect("a");
+    assert_eq!(ids(&a), ["a"]);
+    let b = Membership::join(config(&url, &p, "b", ttl))
+        .await
+        .expect("b");
+    assert_eq!(ids(&b), ["a", "b"], "a joiner reads the members");
+    sees(&a, &["a", "b"], Duration::from_secs(1)).await;
+    assert_eq!(*a.ring().members(), *b.ring().members());
+
+    b.leave().await.expect("leave");
+    sees(&a, &["a"], Duration::from_secs(1)).await;
+    a.leave().await.expect("leave");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_heartbeating_expires_after_its_ttl() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let ttl = Duration::from_secs(1);
+    let a = Membership::join(config(&url, &p, "a", ttl))
+        .await
+        .expect("a");
+    let crashed = Membership::join(config(&url, &p, "crashed", ttl))
+        .await
+        .expect("crashed");
+    sees(&a, &["a", "crashed"], Duration::from_secs(1)).await;
+    // Dropped without leaving: no announcement, its key simply stops being renewed.
+    drop(crashed);
+    let took = sees(&a, &["a"], Duration::from_secs(3)).await;
+    assert!(
+        took >= Duration::from_millis(300),
+        "gone too early: {took:?}"
+    );
+    // The survivor's own heartbeat keeps it in the ring well past its TTL.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ids(&a), ["a"]);
+    a.leave().await.expect("leave");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_cluster_mode_does_not_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    // Nothing listens there now.
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    let err = Membership::join(config(&url, &prefix(), "a", Duration::from_secs(10)))
+        .await
+        .expect_err("no Redis");
+    let message = err.to_string();
+    assert!(message.contains("Redis"), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(
+        !message.contains("hunter2"),
+        "the password leaked: {message}"
+    );
+    let err = Membership::join(config("not a url", &prefix(), "a", Duration::from_secs(10)))
+        .await
+        .expect_err("bad URL");
+    assert!(err.to_string().contains("Redis URL"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_loss_keeps_the_ring_and_a_restart_is_repaired_without_dropping_members() {
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let p = prefix();
+    let a = Membership::join(config(&redis.url(), &p, "a", ttl))
+        .await
+        .expect("join a");
+    let b = Membership::join(config(&redis.url(), &p, "b", ttl))
+        .await
+        .expect("join b");
+    sees(&a, &["a", "b"], Duration::from_secs(2)).await;
+    redis.down();
+    let start = Instant::now();
+    while !a.view().troubled() {
+        assert!(start.elapsed() < ttl, "Redis loss not noticed within a TTL");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.view().epoch(),
+        None,
+        "no take-overs while claims are unreliable"
+    );
+    tokio::time::sleep(ttl).await;
+    assert_eq!(ids(&a), ["a", "b"], "the last ring stays");
+    // Back empty: both re-register by themselves, and neither ever dropped the other.
+    redis.up();
+    let start = Instant::now();
+    while start.elapsed() < ttl * 2 {
+        assert_eq!(ids(&a), ["a", "b"]);
+        assert_eq!(ids(&b), ["a", "b"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Troubled for two TTLs after the last failure, then settled again.
+    let start = Instant::now();
+    while a.view().epoch().is_none() {
+        assert!(start.elapsed() < ttl * 3, "never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.leave().await.expect("leave");
+    sees(&b, &["b"], Duration::from_secs(2)).await;
+    b.leave().await.expect("leave");
+}
