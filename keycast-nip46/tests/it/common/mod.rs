@@ -87,6 +87,17 @@ async fn build(
     let bunker = Bunker::start(custody.clone(), tune(BunkerConfig::new(vec![url.clone()])))
         .await
         .expect("bunker");
+    // A request sent before the relay confirmed the key's REQ is lost (kind 24133 is not
+    // stored); `start` waits for that at most `connect_timeout`, which a loaded machine
+    // can pass, so tests that send at once wait for it here (on the relay set up here;
+    // a caller's own relay may be meant to refuse or be down).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while relay.is_some() && !bunker.cover(auth.id).await.expect("cover") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay never confirmed the bunker key's subscription"
+        );
+    }
     let uri = BunkerUri {
         signer: auth.bunker_pubkey,
         relays: vec![url.clone()],
