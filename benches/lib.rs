@@ -1,6 +1,6 @@
 //! Holder crate for keycast's benchmarks (`benches/*.rs`), and what several of them share:
-//! the raw Schnorr sign-rate baseline and an in-process relay with `TCP_NODELAY`. See
-//! BENCHMARKS.md.
+//! the raw Schnorr sign-rate baseline, an in-process relay with `TCP_NODELAY` and a
+//! `keycast-server` process ([`server`]). See BENCHMARKS.md.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,6 +10,8 @@ use keycast_core::nostr::secp256k1::{Message, SECP256K1};
 use keycast_core::nostr::{Keys, RelayUrl};
 use nostr_relay_builder::prelude::LocalRelay;
 use tokio::net::TcpListener;
+
+pub mod server;
 
 /// Raw secp256k1 BIP-340 signatures of a 32-byte digest per second, on `threads` threads
 /// for `duration` (no keycast code): the baseline load benchmarks are reported against.

@@ -26,17 +26,17 @@
 //! per second, is measured before and after the configurations.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keycast_benches::server::Server as Instance;
 use keycast_core::nostr::{PublicKey, RelayUrl};
 use keycast_nip46::testing::{signed_by, LoadClient};
 use keycast_nip46::BunkerUri;
 use keycast_storage::testing::FreshDb;
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Authorizations (bunkers) per configuration.
 const AUTHORIZATIONS: usize = 300;
@@ -134,131 +134,6 @@ struct Outcome {
     queue_dropped: u64,
 }
 
-/// A running `keycast-server`; killed on drop if still running.
-struct Instance {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Instance {
-    fn spawn(setup: &Setup, vars: &[(&str, String)], log: PathBuf) -> Self {
-        let mut command = Command::new(&setup.server);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("KEYCAST_") || k == "DATABASE_URL" || k == "REDIS_URL" {
-                command.env_remove(k);
-            }
-        }
-        let port = free_port();
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = command
-            .arg("serve")
-            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("KEYCAST_LISTEN", format!("127.0.0.1:{port}"))
-            .env("KEYCAST_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", setup.server.display()));
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// `/healthz/ready` once it answers 200.
-    async fn ready(&mut self, http: &reqwest::Client) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited early ({status}):\n{}", self.log_tail());
-            }
-            if let Ok(r) = http.get(self.url("/healthz/ready")).send().await {
-                if r.status().is_success() {
-                    return r.json().await.unwrap_or(Value::Null);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server never became ready:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// A JSON POST with an optional bearer token; the status and JSON answer.
-    async fn post(
-        &self,
-        http: &reqwest::Client,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> (u16, Value) {
-        let mut r = http.post(self.url(path)).json(&body);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        let response = r.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// A counter from `/metrics` (0 when absent).
-    async fn metric(&self, http: &reqwest::Client, name: &str) -> u64 {
-        let text = match http.get(self.url("/metrics")).send().await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// SIGTERM, then a kill after 30 s.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("instance did not stop within 30 s of SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// CPU time used so far by the threads of `pid` ("self" for this process), from
 /// `/proc/<pid>/task/*/schedstat`.
 fn cpu_time(pid: &str) -> Duration {
@@ -304,7 +179,7 @@ struct CpuMeter {
 
 impl CpuMeter {
     fn start(servers: &[Instance]) -> Self {
-        let servers: Vec<String> = servers.iter().map(|i| i.child.id().to_string()).collect();
+        let servers: Vec<String> = servers.iter().map(|i| i.pid().to_string()).collect();
         Self {
             server: servers.iter().map(|p| cpu_time(p)).sum(),
             bench: cpu_time("self"),
@@ -437,7 +312,7 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
             ]);
         }
         let log = dir.path().join(format!("node{i}.log"));
-        let mut instance = Instance::spawn(setup, &vars, log);
+        let mut instance = Instance::spawn(&setup.server, &vars, log);
         instance.ready(&http).await;
         servers.push(instance);
     }

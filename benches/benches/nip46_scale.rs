@@ -40,9 +40,10 @@
 //! baseline, single-thread raw Schnorr signs per second, is measured before and after.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use keycast_benches::server::{sample, Server as Instance};
 use keycast_core::crypto::envelope::{self, EnvelopeBinding};
 use keycast_core::nostr::{Keys, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{Authorization, AuthorizationId, Envelope, KeyId, KeyStore, Secret32};
@@ -52,7 +53,7 @@ use keycast_nip46::BunkerUri;
 use keycast_storage::testing::FreshDb;
 use keycast_storage::{PostgresOptions, PostgresStore, SqliteStore};
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Authorizations made over HTTP (the rest of N is inserted into the store).
 const REAL: usize = 20;
@@ -145,148 +146,22 @@ struct Signs {
     bench_cpu: f64,
 }
 
-/// A running `keycast-server`; killed on drop if still running.
-struct Instance {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Instance {
-    fn spawn(server: &Path, vars: &[(&str, String)], log: PathBuf) -> Self {
-        let mut command = Command::new(server);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("KEYCAST_") || k == "DATABASE_URL" || k == "REDIS_URL" {
-                command.env_remove(k);
-            }
-        }
-        let port = free_port();
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = command
-            .arg("serve")
-            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("KEYCAST_LISTEN", format!("127.0.0.1:{port}"))
-            .env("KEYCAST_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Waits until `/healthz/ready` answers 200 (polled every 20 ms).
-    async fn ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited early ({status}):\n{}", self.log_tail());
-            }
-            if let Ok(r) = http.get(self.url("/healthz/ready")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server never became ready:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// A JSON POST with an optional bearer token; the status and JSON answer.
-    async fn post(
-        &self,
-        http: &reqwest::Client,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> (u16, Value) {
-        let mut r = http.post(self.url(path)).json(&body);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        let response = r.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// The `/metrics` text (empty when it does not answer).
-    async fn metrics(&self, http: &reqwest::Client) -> Metrics {
-        let text = match http.get(self.url("/metrics")).send().await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        Metrics(text)
-    }
-
-    /// SIGTERM, then a kill after 30 s.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("server did not stop within 30 s of SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One scrape of `/metrics`.
 struct Metrics(String);
 
 impl Metrics {
+    async fn of(node: &Instance, http: &reqwest::Client) -> Self {
+        Self(node.metrics_text(http).await)
+    }
+
     /// A sample without labels (0 when absent).
     fn get(&self, name: &str) -> u64 {
-        self.0
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
+        sample(&self.0, name)
     }
 
     fn subscribed(&self) -> u64 {
         self.get("keycast_nip46_subscribed_authorizations")
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// utime + stime of `pid`, whole process (exited threads included), in clock ticks.
@@ -568,7 +443,7 @@ async fn connect_all(load: &LoadClient, bunkers: &[PublicKey], secrets: &[String
 async fn wait_subscribed(node: &Instance, http: &reqwest::Client, n: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let got = node.metrics(http).await.subscribed();
+        let got = Metrics::of(node, http).await.subscribed();
         if got == n as u64 {
             return;
         }
@@ -697,7 +572,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_kib = status_kib(pid, "VmRSS");
     let peak_rss_kib = status_kib(pid, "VmHWM");
-    let m = node.metrics(&http).await;
+    let m = Metrics::of(&node, &http).await;
     assert_eq!(
         m.subscribed(),
         n as u64,
@@ -744,7 +619,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     let idle_cpu_per_sec =
         (cpu_ticks(pid) - idle_start.1) as f64 * setup.tick / idle_start.0.elapsed().as_secs_f64();
 
-    let before = node.metrics(&http).await;
+    let before = Metrics::of(&node, &http).await;
     let step = (bulk.len() / setup.revokes).max(1);
     let chosen: Vec<AuthorizationId> = bulk
         .iter()
@@ -771,7 +646,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     tokio::time::sleep(SETTLE).await;
     let cpu = (cpu_ticks(pid) - window.1) as f64 * setup.tick;
     let wall = window.0.elapsed().as_secs_f64();
-    let after = node.metrics(&http).await;
+    let after = Metrics::of(&node, &http).await;
     let changes = chosen.len() as f64;
     let cpu_per_change = (cpu - idle_cpu_per_sec * wall) / changes;
     let reqs_per_change = (after.get("keycast_nip46_reqs_sent_total")

@@ -1,0 +1,174 @@
+//! A `keycast-server` process for the benches that measure the real binary (cluster,
+//! nip46_scale): spawned with only the variables a bench gives it, on a free port, with
+//! its log in a file; stopped with SIGTERM, killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `keycast-server serve`; killed on drop if still running.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `server serve` with `vars` (and none of this process's `KEYCAST_*`), JSON
+    /// logs at `warn` into `log`.
+    ///
+    /// # Panics
+    /// If the process cannot be started or the log file made.
+    #[must_use]
+    pub fn spawn(server: &Path, vars: &[(&str, String)], log: PathBuf) -> Self {
+        let mut command = Command::new(server);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KEYCAST_") || k == "DATABASE_URL" || k == "REDIS_URL" {
+                command.env_remove(k);
+            }
+        }
+        let port = free_port();
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .arg("serve")
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("KEYCAST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KEYCAST_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// The process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last 20 lines of its log.
+    #[must_use]
+    pub fn log_tail(&self) -> String {
+        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Waits until `/healthz/ready` answers 200 (polled every 20 ms, so a bench can time
+    /// the start); its JSON body.
+    ///
+    /// # Panics
+    /// If the server exits or is not ready within 120 s.
+    pub async fn ready(&mut self, http: &reqwest::Client) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early ({status}):\n{}", self.log_tail());
+            }
+            if let Ok(r) = http.get(self.url("/healthz/ready")).send().await {
+                if r.status().is_success() {
+                    return r.json().await.unwrap_or(Value::Null);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never became ready:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A JSON POST with an optional bearer token; the status and JSON answer.
+    ///
+    /// # Panics
+    /// If the request cannot be sent.
+    pub async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut r = http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let response = r.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The `/metrics` text (empty when it does not answer).
+    pub async fn metrics_text(&self, http: &reqwest::Client) -> String {
+        match http.get(self.url("/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// A sample from `/metrics`, named with its labels (0 when absent).
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> u64 {
+        sample(&self.metrics_text(http).await, name)
+    }
+
+    /// SIGTERM, then a kill after 30 s.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("server did not stop within 30 s of SIGTERM; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of sample `name` (with its labels) in a `/metrics` text (0 when absent).
+#[must_use]
+pub fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// A loopback port that was free a moment ago.
+///
+/// # Panics
+/// If no loopback port can be bound.
+#[must_use]
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
