@@ -386,8 +386,7 @@ async fn answered_at_once(uri: &str, user: &str, path: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bunker_uri_from_every_path_is_answered_the_first_time() {
-    const REDIRECT: &str = "https://notes.example/cb";
-    const VERIFIER: &str = "a-verifier-of-at-least-forty-three-characters-long";
+    use crate::oauth::{challenge, REDIRECT, VERIFIER};
     let clients =
         serde_json::json!([{"id": "notes", "name": "Notes", "redirect_uris": [REDIRECT]}]);
     let served = Served::launch(
@@ -437,9 +436,7 @@ async fn a_bunker_uri_from_every_path_is_answered_the_first_time() {
     answered_at_once(&uri, &ann.pubkey, "/ui/connect/new").await;
 
     // OAuth: consent, then the token endpoint's bunker URL.
-    use base64::Engine;
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(keycast_core::SecretDigest::of(VERIFIER.as_bytes()).as_bytes());
+    let challenge = challenge(VERIFIER);
     let request = [
         ("response_type", "code"),
         ("client_id", "notes"),

@@ -19,10 +19,10 @@ use keycast_core::{AuthorizationId, OAuthCode, SecretDigest};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const REDIRECT: &str = "https://notes.example/cb";
+pub(crate) const REDIRECT: &str = "https://notes.example/cb";
 const LOOPBACK: &str = "http://127.0.0.1:9/cb?app=1";
 const PASSWORD: &str = "correct horse battery";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk.~abc";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk.~abc";
 
 fn clients() -> String {
     json!([
@@ -36,7 +36,7 @@ async fn api() -> Api {
     Api::new(&[("KEYCAST_OAUTH_CLIENTS", &clients())]).await
 }
 
-fn challenge(verifier: &str) -> String {
+pub(crate) fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(SecretDigest::of(verifier.as_bytes()).as_bytes())
 }
 
