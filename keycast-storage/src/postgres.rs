@@ -91,7 +91,7 @@ impl PostgresStore {
     /// Applies pending migrations from `migrations/postgres`. Applying twice is a no-op;
     /// concurrent instances serialise on an advisory lock.
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        sqlx::migrate!("../migrations/postgres")
+        sqlx::migrate!("migrations/postgres")
             .run(&self.pool)
             .await?;
         Ok(())

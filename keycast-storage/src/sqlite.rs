@@ -82,7 +82,7 @@ impl SqliteStore {
 
     /// Applies pending migrations from `migrations/sqlite`. Applying twice is a no-op.
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        sqlx::migrate!("../migrations/sqlite")
+        sqlx::migrate!("migrations/sqlite")
             .run(&self.writer)
             .await?;
         Ok(())
