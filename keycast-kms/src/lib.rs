@@ -8,7 +8,7 @@
 //! - `gcp`: Cloud KMS encrypt/decrypt with AAD and CRC32C checks (module `gcp`).
 //! - `vault`: Vault/OpenBao transit with key versions (module `vault`).
 //!
-//! Remote backends share [`remote`]: a timeout on every call, three retries of transient
+//! Remote backends share module `remote`: a timeout on every call, three retries of transient
 //! failures (100, 200, 400 ms with jitter), typed errors naming backend and key, and
 //! [`KmsObserver`] events for latency and failure metrics.
 //!

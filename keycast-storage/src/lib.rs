@@ -4,8 +4,9 @@
 //!
 //! - `sqlite` (default): [`SqliteStore`], one file in WAL mode with `synchronous=FULL`,
 //!   created with mode 0600; the embedded default.
-//! - `postgres`: [`PostgresStore`], for production and many instances; pool size and
-//!   start-up retries (1, 2, 4, 8 s) from [`PostgresOptions`].
+//! - `postgres`: `PostgresStore`, for production and many instances; pool size and
+//!   start-up retries (1, 2, 4, 8 s) from `PostgresOptions`. (Not links: the docs of a
+//!   build with default features must resolve every link.)
 //!
 //! Both pass `keycast_core::testing::key_store` unchanged. The schema lives in
 //! `migrations/sqlite` and `migrations/postgres` and is embedded at build time; `migrate()`
