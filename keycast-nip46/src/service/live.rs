@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use keycast_core::nostr::RelayUrl;
 use nostr_sdk::prelude::SubscriptionId;
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 /// Prefix of our subscription ids.
@@ -213,6 +214,12 @@ impl Live {
                 version.confirmed && number_of(&version.current).is_some_and(|n| n >= since)
             })
         })
+    }
+
+    /// Resolves at the next confirmation (`EOSE`) after this call, even if it is polled
+    /// only later.
+    pub(crate) fn changed(&self) -> Notified<'_> {
+        self.changed.notified()
     }
 
     /// Waits until [`Live::all_live_since`] holds for what `placements` returns (read

@@ -92,6 +92,8 @@ impl Shared {
     pub(super) async fn settle(self: &Arc<Self>) {
         let settled = async {
             loop {
+                // Taken before looking, so a confirmation in between still wakes it.
+                let changed = self.live.changed();
                 let pending = self.book.lock().await.has_updates();
                 let mut unconfirmed = false;
                 for (url, relay) in self.client.relays().await {
@@ -104,7 +106,9 @@ impl Shared {
                 if !pending && !unconfirmed {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // A confirmation wakes this at once; a flush ending or a relay going away
+                // notifies nothing, so it also looks again every 100 ms.
+                let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
             }
         };
         let _ = tokio::time::timeout(self.config.connect_timeout, settled).await;
