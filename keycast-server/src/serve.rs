@@ -25,8 +25,25 @@ pub const BACKGROUND_DRAIN: Duration = Duration::from_secs(10);
 
 /// Runs the service until `stop` resolves (use [`stop_signal`] in production), then
 /// drains and closes. Returns once everything is closed.
-pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    mut config: Config,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
+    // Bound before the backends open: with port 0 (tests, benches) the address the kernel
+    // picks is what the URLs built from `listen` must name.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::io(format!("listen on {}", config.listen), e))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServerError::io(format!("listen on {addr} (metrics)"), e))?,
+        ),
+        None => None,
+    };
+    adopt_bound_address(&mut config, &listener)?;
     let descriptors = crate::connections::raise_descriptor_limit().unwrap_or(1024);
     let (http_cap, relay_cap) = crate::connections::default_caps(descriptors);
     let limits = &config.connections;
@@ -88,19 +105,21 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     }
     config.nip46_limits.apply(&mut bunker_config);
     let bunker = Arc::new(Bunker::start(services.custody.clone(), bunker_config).await?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServerError::io(format!("listen on {}", config.listen), e))?;
-    let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| ServerError::io(format!("listen on {addr} (metrics)"), e))?,
-        ),
-        None => None,
+    // The addresses actually bound, so whoever started the server on port 0 can find it.
+    let metrics_listen = match &metrics_listener {
+        Some(l) => l
+            .local_addr()
+            .map_err(|e| ServerError::io("metrics listener address", e))?
+            .to_string(),
+        None => String::new(),
     };
+    let embedded_relay = embedded
+        .as_ref()
+        .map_or_else(String::new, |r| r.url.to_string());
     tracing::info!(
         listen = %config.listen,
+        embedded_relay = %embedded_relay,
+        metrics_listen = %metrics_listen,
         data_dir = %config.data_dir.display(),
         database = scheme(&config.database_url),
         kms = ?config.kms,
@@ -217,6 +236,22 @@ pub async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// With `listen` on port 0, records the address bound instead, and in the default
+/// `public_url` (`http://<listen>`) too: links and NIP-98 checks must name a reachable port.
+fn adopt_bound_address(config: &mut Config, listener: &TcpListener) -> Result<()> {
+    if config.listen.port() != 0 {
+        return Ok(());
+    }
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServerError::io("listener address", e))?;
+    if config.public_url == format!("http://{}", config.listen) {
+        config.public_url = format!("http://{bound}");
+    }
+    config.listen = bound;
+    Ok(())
 }
 
 /// The URL scheme only: the rest may hold a password.

@@ -257,16 +257,9 @@ impl ManyClients {
     }
 }
 
+/// A nostr-rs-relay 0.8.12 binary (scripts/test installs it).
 fn relay_bin() -> Option<PathBuf> {
-    if let Ok(bin) = std::env::var("KEYCAST_TEST_NOSTR_RS_RELAY_BIN") {
-        return Some(PathBuf::from(bin));
-    }
-    assert!(
-        std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "KEYCAST_TEST_NOSTR_RS_RELAY_BIN (a nostr-rs-relay 0.8.12 binary) is required under CI"
-    );
-    eprintln!("skipped: KEYCAST_TEST_NOSTR_RS_RELAY_BIN is not set (scripts/test installs it)");
-    None
+    keycast_test_support::require_service("KEYCAST_TEST_NOSTR_RS_RELAY_BIN").map(PathBuf::from)
 }
 
 /// A nostr-rs-relay process on a free port, with its config and database in a temp dir

@@ -424,13 +424,9 @@ async fn cli_uris_name_the_relays_the_server_listens_on() {
     assert!(stderr.contains("no server has recorded"), "{stderr}");
 
     // A relay of its own, so the server is ready.
-    let relay = keycast_server::embedded_relay::EmbeddedRelay::start(
-        format!("127.0.0.1:{}", common::free_port())
-            .parse()
-            .expect("addr"),
-    )
-    .await
-    .expect("relay");
+    let relay = keycast_server::embedded_relay::EmbeddedRelay::start(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("relay");
     let theirs = relay.url.to_string();
     let theirs = theirs.as_str();
     let served =

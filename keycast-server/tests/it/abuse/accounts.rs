@@ -1044,7 +1044,7 @@ async fn with_smtp_the_pages_create_no_app_for_an_unverified_account() {
     let served = Served::launch(Env::new(), &[], &[]).await;
     let ann = served.account("ann@example.org").await;
     let (env, _) = served.kill_keeping_env();
-    let smtp = format!("smtp://127.0.0.1:{}", crate::common::free_port());
+    let smtp = format!("smtp://127.0.0.1:{}", keycast_test_support::closed_port());
     let served = Served::launch(
         env,
         &[],

@@ -122,7 +122,7 @@ async fn relays_at_internal_addresses_and_too_many_relays_are_refused_and_nothin
     // Default relay policy; pairings not rate-limited here (that is the next test).
     let served = served_with("pairing = \"1000/min\"").await;
     let ann = Approver::new(&served, "ann@example.org").await;
-    let free = crate::common::free_port();
+    let free = keycast_test_support::closed_port();
     for relay in [
         format!("ws://127.0.0.1:{free}"),
         format!("ws://localhost:{free}"),

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::server::{Account, Served};
-use super::{free_port, Env};
+use super::Env;
 
 /// The heartbeat TTL the tests run with: a killed instance's share moves within 2.5 s.
 pub const TTL: Duration = Duration::from_secs(2);
@@ -37,16 +37,7 @@ pub struct TestCluster {
 
 /// The Redis the suite uses, or `None` (skipped) when unset outside CI.
 pub fn redis_url() -> Option<String> {
-    match std::env::var("KEYCAST_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("KEYCAST_TEST_REDIS_URL must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!("skipped: KEYCAST_TEST_REDIS_URL is not set");
-            None
-        }
-    }
+    keycast_test_support::require_service("KEYCAST_TEST_REDIS_URL")
 }
 
 impl TestCluster {
@@ -59,7 +50,7 @@ impl TestCluster {
     ) -> Option<Self> {
         let admin = keycast_storage::testing::postgres_url()?;
         let db = FreshDb::create(&admin).await;
-        let relay = EmbeddedRelay::start(format!("127.0.0.1:{}", free_port()).parse().ok()?)
+        let relay = EmbeddedRelay::start(([127, 0, 0, 1], 0).into())
             .await
             .expect("relay");
         let shared = std::env::temp_dir().join(format!("keycast-cluster-{}", uuid::Uuid::new_v4()));
