@@ -66,23 +66,15 @@ impl Admin {
 
     /// Waits until the server is unsealed and answering; a freshly started one may not be.
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self
-                .http
-                .get(format!("{}/v1/sys/health", self.addr))
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vault at {} did not become ready",
-                self.addr
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (health, what) = (
+            format!("{}/v1/sys/health", self.addr),
+            format!("vault at {} ready", self.addr),
+        );
+        keycast_test_support::eventually(Duration::from_secs(30), &what, || async {
+            let r = self.http.get(&health).send().await;
+            r.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
     }
 
     /// Mounts transit unless it is mounted already, then creates a fresh key.

@@ -28,6 +28,7 @@ use keycast_core::nostr::{
 };
 use keycast_core::AuthorizationId;
 use keycast_nip46::BunkerUri;
+use keycast_test_support::eventually;
 use nostr_sdk::prelude::{Client, ClientMessage, RelayMessage, RelayPoolNotification};
 
 /// Per request, and for the relay to come up; generous for a loaded 2-core machine.
@@ -55,14 +56,10 @@ async fn requests_are_answered_through_a_relay_that_never_sends_ok_for_them() {
     probe.client.shutdown().await;
 
     let s = common::setup_on(relay.url.clone()).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while s.bunker.connected_relays().await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bunker never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), "the bunker connected", || async {
+        s.bunker.connected_relays().await > 0
+    })
+    .await;
     let mut c = RawClient::new(&relay.url, s.bunker_pubkey).await;
 
     let connect = serde_json::json!({
@@ -97,10 +94,10 @@ async fn requests_are_answered_through_a_relay_that_never_sends_ok_for_them() {
 
     // `processed` is bumped just after the reply is handed to the relay.
     let expected = 2 + SIGN_REQUESTS as u64;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while s.bunker.stats().processed < expected && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "every request processed", || async {
+        s.bunker.stats().processed >= expected
+    })
+    .await;
     let stats = s.bunker.stats();
     assert_eq!(stats.processed, expected, "{stats:?}");
     assert_eq!(stats.replies_refused, 0, "{stats:?}");
