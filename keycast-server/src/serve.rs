@@ -73,7 +73,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let services = Services::open_serving(&config, cluster.as_ref().map(|c| c.router())).await?;
+    // Also before the backends open, for the same reason as the HTTP listener: the relay
+    // URLs they hand out name the address bound.
     let embedded = if config.relays.is_empty() {
         let relay = EmbeddedRelay::start_limited(
             config.embedded_relay_listen,
@@ -86,10 +87,14 @@ pub async fn serve(
             "no relays configured (KEYCAST_RELAYS): running an embedded NIP-46 relay for \
              single-machine use; apps must reach this address"
         );
+        if config.embedded_relay_listen.port() == 0 {
+            config.embedded_relay_listen = relay.local_addr;
+        }
         Some(relay)
     } else {
         None
     };
+    let services = Services::open_serving(&config, cluster.as_ref().map(|c| c.router())).await?;
     let relays = match &embedded {
         Some(r) => vec![r.url.clone()],
         None => config.relays.clone(),
