@@ -71,18 +71,19 @@ mod tests {
 
     #[test]
     fn a_listening_program_is_found_on_its_port() {
-        let (port, mut child) = spawn_on_free_port("a python3 listener", Duration::from_secs(10), |port| {
-            // A tiny listener of our own: python3 is on every machine that runs the suite.
-            Command::new("python3")
-                .args([
-                    "-c",
-                    "import socket,sys,time; s=socket.socket(); \
+        let (port, mut child) =
+            spawn_on_free_port("a python3 listener", Duration::from_secs(10), |port| {
+                // A tiny listener of our own: python3 is on every machine that runs the suite.
+                Command::new("python3")
+                    .args([
+                        "-c",
+                        "import socket,sys,time; s=socket.socket(); \
                      s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(30)",
-                ])
-                .arg(port.to_string())
-                .spawn()
-                .expect("spawn python3")
-        });
+                    ])
+                    .arg(port.to_string())
+                    .spawn()
+                    .expect("spawn python3")
+            });
         assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
         let _ = child.kill();
         let _ = child.wait();

@@ -207,10 +207,14 @@ async fn replies_a_relay_refuses_are_counted() {
     }
     // Every request processed and the refused replies counted (a reply is refused after its
     // request was processed).
-    eventually(Duration::from_secs(10), "76 processed, 16 replies refused", || async {
-        let stats = s.bunker.stats();
-        stats.processed >= 76 && stats.replies_refused >= 16
-    })
+    eventually(
+        Duration::from_secs(10),
+        "76 processed, 16 replies refused",
+        || async {
+            let stats = s.bunker.stats();
+            stats.processed >= 76 && stats.replies_refused >= 16
+        },
+    )
     .await;
     let stats = s.bunker.stats();
     assert_eq!(stats.processed, 76, "{stats:?}");

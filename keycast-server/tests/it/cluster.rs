@@ -11,10 +11,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::cluster::{redis_url, Made, TestCluster, TTL};
-use keycast_test_support::closed_port;
 use common::redis::PrivateRedis;
 use keycast_core::nostr::PublicKey;
 use keycast_nip46::testing::{signed_by, LoadClient, Tally};
+use keycast_test_support::closed_port;
 use reqwest::Method;
 use serde_json::json;
 

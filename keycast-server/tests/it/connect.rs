@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use common::pages::{csrf, form, html};
 use common::server::{Account, Served, PASSWORD};
-use keycast_test_support::eventually;
 use keycast_core::nostr::{EventBuilder, Keys, Kind, NostrSigner, PublicKey, RelayUrl};
+use keycast_test_support::eventually;
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};

@@ -24,12 +24,12 @@ use common::moto::PrivateMoto;
 use common::postgres::LocalPostgres;
 use common::server::{Account, Served};
 use common::Env;
-use keycast_test_support::eventually;
 use keycast_core::nostr::{PublicKey, RelayUrl};
 use keycast_core::{AuditFilter, Method as CustodyMethod, Outcome};
 use keycast_nip46::testing::{signed_by, LoadClient, Tally};
 use keycast_server::embedded_relay::EmbeddedRelay;
 use keycast_storage::testing::{postgres_url, FreshDb};
+use keycast_test_support::eventually;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -366,11 +366,15 @@ async fn sigkill_under_load_restarts_at_once_and_keeps_every_acknowledged_write(
 
     // Killed once the load is well under way: twice what the checks below ask of each kind
     // acknowledged (NIP-46 counted by the server, connects included).
-    eventually(Duration::from_secs(60), "load under way before the kill", || async {
-        http_acks.load(Ordering::Relaxed) > 40
-            && write_acks.load(Ordering::Relaxed) > 4
-            && served.metric("keycast_nip46_processed_total").await > (CONNECTED + 40) as u64
-    })
+    eventually(
+        Duration::from_secs(60),
+        "load under way before the kill",
+        || async {
+            http_acks.load(Ordering::Relaxed) > 40
+                && write_acks.load(Ordering::Relaxed) > 4
+                && served.metric("keycast_nip46_processed_total").await > (CONNECTED + 40) as u64
+        },
+    )
     .await;
     let (env, _) = served.kill_keeping_env();
     stop.store(true, Ordering::Relaxed);
@@ -524,7 +528,12 @@ async fn relay_down_makes_the_server_unready_and_back_serves_nip46_again() {
     eventually(
         Duration::from_secs(10),
         "the authorization written while the relay is away in the server's plan",
-        || async { served.metric("keycast_nip46_subscribed_authorizations").await >= 2 },
+        || async {
+            served
+                .metric("keycast_nip46_subscribed_authorizations")
+                .await
+                >= 2
+        },
     )
     .await;
 
@@ -639,9 +648,11 @@ async fn postgres_outage_answers_503_with_retry_after_and_recovers_by_itself() {
         .await;
     assert_eq!(status, 201, "{key}");
     // The signature made during the outage reached the audit log once the spool drained.
-    eventually(Duration::from_secs(10), "the audit spool drained", || async {
-        served.metric("keycast_audit_spool_pending").await == 0
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the audit spool drained",
+        || async { served.metric("keycast_audit_spool_pending").await == 0 },
+    )
     .await;
     assert!(served.metric("keycast_audit_spooled_total").await >= 1);
     let audited = signatures_audited(&db.url).await;
@@ -885,10 +896,14 @@ async fn running_out_of_file_descriptors_does_not_crash_the_server() {
     // and once they are released, it serves again.
     drop(idle);
     let health = served.env.url("/health");
-    eventually(Duration::from_secs(15), "serving after the release", || async {
-        let answer = quick.get(&health).send().await;
-        answer.is_ok_and(|r| r.status() == 200)
-    })
+    eventually(
+        Duration::from_secs(15),
+        "serving after the release",
+        || async {
+            let answer = quick.get(&health).send().await;
+            answer.is_ok_and(|r| r.status() == 200)
+        },
+    )
     .await;
     assert_eq!(sign_on(&served, &made.token, "after").await.status, 200);
     let fresh = authorize(&served, &account, "after").await;

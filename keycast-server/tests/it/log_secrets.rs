@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::server::Served;
 use common::Env;
-use keycast_test_support::eventually;
 use keycast_core::nostr::{Keys, ToBech32};
+use keycast_test_support::eventually;
 use serde_json::{json, Value};
 
 /// The newest message with `subject` the server wrote to its data dir (no SMTP is set).
@@ -72,7 +72,7 @@ async fn no_secret_reaches_the_logs() {
         json!({"action": "export_key"}),
     )
     .await;
-    let export_code = common::smtp::token_in(&mailed(&env, "Confirm: export a key").await);
+    let export_code = common::smtp::token_in(&mailed(env, "Confirm: export a key").await);
     let exported = post(
         &format!("/api/keys/{key_id}/danger/export"),
         Some(&session),
@@ -112,7 +112,7 @@ async fn no_secret_reaches_the_logs() {
         json!({"action": "replace_key"}),
     )
     .await;
-    let replace_code = common::smtp::token_in(&mailed(&env, "Confirm: replace a key").await);
+    let replace_code = common::smtp::token_in(&mailed(env, "Confirm: replace a key").await);
     let replacement = Keys::generate();
     let replacement_nsec = replacement.secret_key().to_bech32().expect("nsec");
     let replaced = post(
@@ -154,7 +154,7 @@ async fn no_secret_reaches_the_logs() {
         json!({"email": "ann@example.org"}),
     )
     .await;
-    let message = mailed(&env, "Reset your password").await;
+    let message = mailed(env, "Reset your password").await;
     let reset_token = common::smtp::token_in(&message);
     let new_password = "Another s3cret passphrase";
     let reset = post(

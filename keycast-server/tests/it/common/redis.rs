@@ -34,8 +34,17 @@ impl PrivateRedis {
     /// test are configured with, and waits until it accepts connections.
     pub fn up(&mut self) {
         let mut child = spawn(&self.binary, self.port);
-        let up = wait_accepting("redis-server", self.port, &mut child, Duration::from_secs(10));
-        assert!(up, "redis-server exited: port {} was taken meanwhile", self.port);
+        let up = wait_accepting(
+            "redis-server",
+            self.port,
+            &mut child,
+            Duration::from_secs(10),
+        );
+        assert!(
+            up,
+            "redis-server exited: port {} was taken meanwhile",
+            self.port
+        );
         self.child = Some(child);
     }
 
