@@ -4,7 +4,7 @@
 //! with `Retry-After`; the server's descriptors stay bounded, and the relays of revoked
 //! authorizations are let go.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keycast_core::nostr::Keys;
 use nostr_relay_builder::prelude::{LocalRelay, RelayBuilder};
@@ -263,19 +263,13 @@ async fn extra_relays_are_capped_per_account_and_let_go_when_revoked() {
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let held = connections_to(&served, &ports);
-        if held == 0 {
-            println!("server descriptors after revoking: {}", fds(&served));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{held} connections to relays of revoked authorizations still open"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    keycast_test_support::eventually(
+        Duration::from_secs(20),
+        "no connection to relays of revoked authorizations",
+        || async { connections_to(&served, &ports) == 0 },
+    )
+    .await;
+    println!("server descriptors after revoking: {}", fds(&served));
     // With none left, the account may use other relays again.
     let (status, page, _) = ann.approve(&served, &uri(&u[9..12])).await;
     assert_eq!(status, 200, "{page}");

@@ -152,21 +152,15 @@ impl TestCluster {
     /// authorizations: each key by its owner and its standby, so `2 × count` over all,
     /// once the pins of the instance that made them ran out (10 s) and it let go (5 s).
     pub async fn wait_shares(&self, count: usize) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-        loop {
+        let what = format!("the instances listening for 2 × {count} keys");
+        keycast_test_support::eventually(Duration::from_secs(40), &what, || async {
             let mut listened = 0;
             for node in self.nodes.iter().flatten() {
                 listened += node.metric("keycast_nip46_subscribed_authorizations").await;
             }
-            if listened == 2 * count as u64 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the instances listen for {listened} keys, not 2 × {count}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+            listened == 2 * count as u64
+        })
+        .await;
     }
 
     /// Stops every instance still running (SIGTERM) and drops the database.

@@ -76,11 +76,11 @@ impl LocalPostgres {
     /// Starts it and waits until it accepts connections.
     pub fn start(&mut self) {
         assert!(self.ctl("start"), "pg_ctlcluster start failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.accepting() {
-            assert!(Instant::now() < deadline, "Postgres did not come back");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        keycast_test_support::eventually_blocking(
+            Duration::from_secs(30),
+            "Postgres accepting again",
+            || self.accepting(),
+        );
         self.down = false;
     }
 }
