@@ -23,9 +23,11 @@ pub fn local_tokio_listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::from_std(listener).expect("a tokio listener")
 }
 
-/// A port nothing listens on, for a test of what happens when nothing answers there. It
-/// was free a moment ago; another process may take it later, which such a test tolerates
-/// (it fails, not passes, if anything answered).
+/// A loopback port that was free a moment ago and is released: for an address where
+/// nothing should answer (a test of that fails, not passes, if something took it since),
+/// or for an outside program that can only be told a port number (prefer
+/// [`crate::spawn_on_free_port`], which starts it again if the port was taken). Never for
+/// our own servers: hand them [`local_listener`] or let them bind port 0.
 ///
 /// # Panics
 /// If loopback cannot be bound.

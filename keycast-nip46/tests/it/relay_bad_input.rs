@@ -356,6 +356,7 @@ async fn until_stats(
 async fn an_unbound_flood_is_dropped_at_intake_while_a_bound_client_keeps_signing() {
     let _alone = FLOODS.write().await;
     const FLOOD: usize = 20_000;
+    // Paces the bound client's signing during the flood (a load rate, not a wait).
     const SIGN_EVERY: Duration = Duration::from_millis(25);
     let relay = flood_relay().await;
     let url = relay.url().await;

@@ -269,11 +269,11 @@ struct Relay {
 
 impl Relay {
     /// Runs the relay with `limits` as its `[limits]` section (empty: its defaults).
+    ///
+    /// nostr-rs-relay takes a port number from its config and cannot be handed a socket or
+    /// report a port it picked, so it gets one that was free a moment ago.
     async fn start(bin: &std::path::Path, limits: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = keycast_test_support::closed_port();
         let dir = std::env::temp_dir().join(format!(
             "keycast-nostr-rs-relay-{}-{port}",
             std::process::id()
