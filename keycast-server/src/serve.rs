@@ -263,3 +263,44 @@ fn adopt_bound_address(config: &mut Config, listener: &TcpListener) -> Result<()
 fn scheme(url: &str) -> &str {
     url.split(':').next().unwrap_or("")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::load(None, |k| {
+            let set = vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v);
+            match k {
+                "KEYCAST_DATA_DIR" => Some("/nonexistent/keycast".to_owned()),
+                _ => set.map(|v| (*v).to_owned()),
+            }
+        })
+        .expect("config")
+    }
+
+    #[tokio::test]
+    async fn port_0_becomes_the_bound_port_in_listen_and_the_default_public_url() {
+        let mut c = config(&[
+            ("KEYCAST_LISTEN", "127.0.0.1:0"),
+            ("KEYCAST_METRICS_LISTEN", "127.0.0.1:0"),
+        ]);
+        let listener = TcpListener::bind(c.listen).await.expect("bind");
+        let bound = listener.local_addr().expect("addr");
+        adopt_bound_address(&mut c, &listener).expect("adopt");
+        assert_eq!(c.listen, bound);
+        assert_eq!(c.public_url, format!("http://{bound}"));
+    }
+
+    #[tokio::test]
+    async fn a_public_url_that_was_set_is_kept() {
+        let mut c = config(&[
+            ("KEYCAST_LISTEN", "127.0.0.1:0"),
+            ("KEYCAST_PUBLIC_URL", "https://keys.example.org"),
+        ]);
+        let listener = TcpListener::bind(c.listen).await.expect("bind");
+        adopt_bound_address(&mut c, &listener).expect("adopt");
+        assert_ne!(c.listen.port(), 0);
+        assert_eq!(c.public_url, "https://keys.example.org");
+    }
+}
