@@ -110,21 +110,17 @@ impl TestCluster {
 
     /// Waits until every running instance sees `n` members and is registered.
     pub async fn wait_members(&self, n: usize) {
+        // One deadline for all of them.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let what = format!("every instance registered in a ring of {n} members");
         for node in self.nodes.iter().flatten() {
-            loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            keycast_test_support::eventually(left, &what, || async {
                 let (_, ready) = node.json(Method::GET, "/healthz/ready", None, None).await;
-                if ready["cluster"]["members"] == json!(n)
+                ready["cluster"]["members"] == json!(n)
                     && ready["cluster"]["registered"] == json!(true)
-                {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "ring never reached {n} members: {ready}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            })
+            .await;
         }
     }
 

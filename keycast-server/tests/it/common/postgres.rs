@@ -89,6 +89,7 @@ impl Drop for LocalPostgres {
     fn drop(&mut self) {
         if self.down {
             self.ctl("start");
+            // Best effort, bounded, and no panic: this runs while a test may be unwinding.
             let deadline = Instant::now() + Duration::from_secs(30);
             while !self.accepting() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
