@@ -17,7 +17,9 @@ fn key_lines(env: &Env) -> Vec<String> {
 
 #[test]
 fn users_keys_and_authorizations_from_the_command_line() {
-    let env = Env::new();
+    let mut env = Env::new();
+    // Never served: the configured relay address is only printed, so any port will do.
+    env.relay_port = 7777;
     let user = env.ok(&["user", "add", "alice"], "");
     assert_eq!(user.trim().len(), 36, "prints the user id: {user}");
 
