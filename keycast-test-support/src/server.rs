@@ -53,7 +53,7 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Spawns `command` with stderr piped (and stdin, stdout null unless the command set
+    /// Spawns `command` with its stderr piped here (stdin and stdout as the command sets
     /// them); give it `KEYCAST_LOG_FORMAT=json` and `127.0.0.1:0` listen addresses.
     ///
     /// # Errors
