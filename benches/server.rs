@@ -1,6 +1,6 @@
 //! A `keycast-server` process for the benches that measure the real binary (cluster,
-//! nip46_scale): spawned with only the variables a bench gives it, on a free port, with
-//! its log in a file; stopped with SIGTERM, killed on drop.
+//! nip46_scale): spawned with only the variables a bench gives it, on a port it picks and
+//! logs, with its log in a file; stopped with SIGTERM, killed on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,14 +30,14 @@ impl Server {
                 command.env_remove(k);
             }
         }
-        let port = free_port();
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = command
             .arg("serve")
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("KEYCAST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KEYCAST_LISTEN", "127.0.0.1:0")
             .env("KEYCAST_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
+            // Warnings, and the line naming the addresses bound.
+            .env("RUST_LOG", "warn,keycast_server::serve=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -45,7 +45,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
         Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
             log,
         }
     }
@@ -70,6 +70,9 @@ impl Server {
     /// # Panics
     /// If the server exits or is not ready within 120 s.
     pub async fn ready(&mut self, http: &reqwest::Client) -> Value {
+        if self.base.is_empty() {
+            self.base = self.serving_base().await;
+        }
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -89,7 +92,24 @@ impl Server {
         }
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://<the address it bound>` once its log names it.
+    async fn serving_base(&mut self) -> String {
+        let what = format!("the serving line in {}", self.log.display());
+        let bound = keycast_test_support::eventually(Duration::from_secs(120), &what, || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early ({status}):\n{}", self.log_tail());
+            }
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let found = log
+                .lines()
+                .find_map(keycast_test_support::Addresses::from_log_line);
+            std::future::ready(found)
+        })
+        .await;
+        format!("http://{}", bound.http)
+    }
+
+    /// `http://127.0.0.1:<port><path>` (known once [`Server::ready`] returned).
     #[must_use]
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -161,14 +181,4 @@ pub fn sample(metrics: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
-}
-
-/// A loopback port that was free a moment ago.
-///
-/// # Panics
-/// If no loopback port can be bound.
-#[must_use]
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }

@@ -6,12 +6,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `keycast-server serve` child: SQLite and a local master key in a temporary data
-/// directory, the embedded relay on a free port, JSON logs at `warn` to a file. Killed on
-/// drop if still running.
+/// directory, HTTP and the embedded relay on ports it picks and logs, JSON logs at `warn`
+/// (and the line naming those ports) to a file. Killed on drop if still running.
 #[derive(Debug)]
 pub struct Server {
     child: Child,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, known once [`Server::ready`] returned.
     pub base: String,
     log: PathBuf,
     dir: tempfile::TempDir,
@@ -29,7 +29,6 @@ impl Server {
         std::fs::create_dir(&data).map_err(|e| format!("{}: {e}", data.display()))?;
         let log = dir.path().join("server.log");
         let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let (http, relay) = (free_port()?, free_port()?);
         let mut command = Command::new(bin);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
@@ -40,13 +39,12 @@ impl Server {
         let child = command
             .arg("serve")
             .env("KEYCAST_DATA_DIR", &data)
-            .env("KEYCAST_LISTEN", format!("127.0.0.1:{http}"))
-            .env(
-                "KEYCAST_EMBEDDED_RELAY_LISTEN",
-                format!("127.0.0.1:{relay}"),
-            )
+            // Port 0: the server binds free ports itself and logs them, so none is released
+            // and bound again.
+            .env("KEYCAST_LISTEN", "127.0.0.1:0")
+            .env("KEYCAST_EMBEDDED_RELAY_LISTEN", "127.0.0.1:0")
             .env("KEYCAST_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,keycast_server::serve=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -54,7 +52,7 @@ impl Server {
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         Ok(Self {
             child,
-            base: format!("http://127.0.0.1:{http}"),
+            base: String::new(),
             log,
             dir,
         })
@@ -75,7 +73,12 @@ impl Server {
                     self.log_tail(20)
                 ));
             }
-            if is_ready(http, &self.base).await {
+            if self.base.is_empty() {
+                if let Some(listen) = serving_address(&self.log) {
+                    self.base = format!("http://{listen}");
+                }
+            }
+            if !self.base.is_empty() && is_ready(http, &self.base).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -178,9 +181,14 @@ async fn is_ready(http: &reqwest::Client, base: &str) -> bool {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    Ok(l.local_addr().map_err(|e| format!("bind: {e}"))?.port())
+/// The HTTP address named by the line `serve` logs once its listeners are bound.
+fn serving_address(log: &Path) -> Option<String> {
+    let all = std::fs::read_to_string(log).ok()?;
+    all.lines().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        (v["message"] == "keycast-server is serving")
+            .then(|| v["listen"].as_str().map(str::to_owned))?
+    })
 }
 
 /// A process's resident memory, open file descriptors and CPU time, from `/proc`.
@@ -245,6 +253,24 @@ mod tests {
                     1234 567 0 0 20 0 9 0 100 2000000 3000 18446744073709551615";
         assert_eq!(cpu_ticks(stat), Some(1234 + 567));
         assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn the_http_address_comes_from_the_serving_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("server.log");
+        assert_eq!(serving_address(&log), None, "no log yet");
+        std::fs::write(
+            &log,
+            concat!(
+                r#"{"level":"WARN","message":"no relays configured"}"#,
+                "\n",
+                r#"{"level":"INFO","message":"keycast-server is serving","listen":"127.0.0.1:4100"}"#,
+                "\n",
+            ),
+        )
+        .expect("write");
+        assert_eq!(serving_address(&log).as_deref(), Some("127.0.0.1:4100"));
     }
 
     #[test]

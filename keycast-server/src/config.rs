@@ -516,7 +516,8 @@ impl Config {
             ),
             None => None,
         };
-        if metrics_listen.is_some_and(|m| m == listen) {
+        // Port 0 asks for any free port, so two of them never collide.
+        if metrics_listen.is_some_and(|m| m == listen && m.port() != 0) {
             return Err(bad(
                 "KEYCAST_METRICS_LISTEN",
                 "must differ from KEYCAST_LISTEN",

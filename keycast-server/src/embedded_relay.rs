@@ -45,6 +45,8 @@ pub struct EmbeddedRelay {
     accepting: JoinHandle<()>,
     /// Where clients connect.
     pub url: RelayUrl,
+    /// The address bound (the one asked for, with port 0 replaced by the port picked).
+    pub local_addr: SocketAddr,
 }
 
 impl EmbeddedRelay {
@@ -84,6 +86,7 @@ impl EmbeddedRelay {
             relay,
             accepting,
             url,
+            local_addr: bound,
         })
     }
 

@@ -25,8 +25,25 @@ pub const BACKGROUND_DRAIN: Duration = Duration::from_secs(10);
 
 /// Runs the service until `stop` resolves (use [`stop_signal`] in production), then
 /// drains and closes. Returns once everything is closed.
-pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    mut config: Config,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
+    // Bound before the backends open: with port 0 (tests, benches) the address the kernel
+    // picks is what the URLs built from `listen` must name.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::io(format!("listen on {}", config.listen), e))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServerError::io(format!("listen on {addr} (metrics)"), e))?,
+        ),
+        None => None,
+    };
+    adopt_bound_address(&mut config, &listener)?;
     let descriptors = crate::connections::raise_descriptor_limit().unwrap_or(1024);
     let (http_cap, relay_cap) = crate::connections::default_caps(descriptors);
     let limits = &config.connections;
@@ -56,7 +73,8 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
         }
         None => None,
     };
-    let services = Services::open_serving(&config, cluster.as_ref().map(|c| c.router())).await?;
+    // Also before the backends open, for the same reason as the HTTP listener: the relay
+    // URLs they hand out name the address bound.
     let embedded = if config.relays.is_empty() {
         let relay = EmbeddedRelay::start_limited(
             config.embedded_relay_listen,
@@ -69,10 +87,14 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
             "no relays configured (KEYCAST_RELAYS): running an embedded NIP-46 relay for \
              single-machine use; apps must reach this address"
         );
+        if config.embedded_relay_listen.port() == 0 {
+            config.embedded_relay_listen = relay.local_addr;
+        }
         Some(relay)
     } else {
         None
     };
+    let services = Services::open_serving(&config, cluster.as_ref().map(|c| c.router())).await?;
     let relays = match &embedded {
         Some(r) => vec![r.url.clone()],
         None => config.relays.clone(),
@@ -88,19 +110,21 @@ pub async fn serve(config: Config, stop: impl Future<Output = ()> + Send + 'stat
     }
     config.nip46_limits.apply(&mut bunker_config);
     let bunker = Arc::new(Bunker::start(services.custody.clone(), bunker_config).await?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServerError::io(format!("listen on {}", config.listen), e))?;
-    let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| ServerError::io(format!("listen on {addr} (metrics)"), e))?,
-        ),
-        None => None,
+    // The addresses actually bound, so whoever started the server on port 0 can find it.
+    let metrics_listen = match &metrics_listener {
+        Some(l) => l
+            .local_addr()
+            .map_err(|e| ServerError::io("metrics listener address", e))?
+            .to_string(),
+        None => String::new(),
     };
+    let embedded_relay = embedded
+        .as_ref()
+        .map_or_else(String::new, |r| r.url.to_string());
     tracing::info!(
         listen = %config.listen,
+        embedded_relay = %embedded_relay,
+        metrics_listen = %metrics_listen,
         data_dir = %config.data_dir.display(),
         database = scheme(&config.database_url),
         kms = ?config.kms,
@@ -219,7 +243,64 @@ pub async fn stop_signal() {
     let _ = interrupt.await;
 }
 
+/// With `listen` on port 0, records the address bound instead, and in the default
+/// `public_url` (`http://<listen>`) too: links and NIP-98 checks must name a reachable port.
+fn adopt_bound_address(config: &mut Config, listener: &TcpListener) -> Result<()> {
+    if config.listen.port() != 0 {
+        return Ok(());
+    }
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServerError::io("listener address", e))?;
+    if config.public_url == format!("http://{}", config.listen) {
+        config.public_url = format!("http://{bound}");
+    }
+    config.listen = bound;
+    Ok(())
+}
+
 /// The URL scheme only: the rest may hold a password.
 fn scheme(url: &str) -> &str {
     url.split(':').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::load(None, |k| {
+            let set = vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v);
+            match k {
+                "KEYCAST_DATA_DIR" => Some("/nonexistent/keycast".to_owned()),
+                _ => set.map(|v| (*v).to_owned()),
+            }
+        })
+        .expect("config")
+    }
+
+    #[tokio::test]
+    async fn port_0_becomes_the_bound_port_in_listen_and_the_default_public_url() {
+        let mut c = config(&[
+            ("KEYCAST_LISTEN", "127.0.0.1:0"),
+            ("KEYCAST_METRICS_LISTEN", "127.0.0.1:0"),
+        ]);
+        let listener = TcpListener::bind(c.listen).await.expect("bind");
+        let bound = listener.local_addr().expect("addr");
+        adopt_bound_address(&mut c, &listener).expect("adopt");
+        assert_eq!(c.listen, bound);
+        assert_eq!(c.public_url, format!("http://{bound}"));
+    }
+
+    #[tokio::test]
+    async fn a_public_url_that_was_set_is_kept() {
+        let mut c = config(&[
+            ("KEYCAST_LISTEN", "127.0.0.1:0"),
+            ("KEYCAST_PUBLIC_URL", "https://keys.example.org"),
+        ]);
+        let listener = TcpListener::bind(c.listen).await.expect("bind");
+        adopt_bound_address(&mut c, &listener).expect("adopt");
+        assert_ne!(c.listen.port(), 0);
+        assert_eq!(c.public_url, "https://keys.example.org");
+    }
 }

@@ -238,16 +238,7 @@ async fn closed_port_is_unavailable_after_three_retries() {
 
 /// The moto endpoint, or `None` (test skipped) when unset locally.
 fn moto() -> Option<String> {
-    match std::env::var("KEYCAST_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
-        _ if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("KEYCAST_TEST_AWS_ENDPOINT must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!("skipped: KEYCAST_TEST_AWS_ENDPOINT is not set");
-            None
-        }
-    }
+    keycast_test_support::require_service("KEYCAST_TEST_AWS_ENDPOINT")
 }
 
 fn moto_credentials() -> AwsCredentials {

@@ -157,12 +157,7 @@ async fn rows_the_keyring_cannot_open_are_reported_not_fatal() {
 #[tokio::test]
 async fn a_keyring_spans_providers_local_to_vault() {
     use keycast_kms::vault::{VaultConfig, VaultTransitKeyManager};
-    let Ok(addr) = std::env::var("KEYCAST_TEST_VAULT_ADDR") else {
-        assert!(
-            std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "KEYCAST_TEST_VAULT_ADDR must be set when KEYCAST_TEST_REQUIRE_SERVICES=1"
-        );
-        eprintln!("skipped: KEYCAST_TEST_VAULT_ADDR is not set");
+    let Some(addr) = keycast_test_support::require_service("KEYCAST_TEST_VAULT_ADDR") else {
         return;
     };
     let token = std::env::var("KEYCAST_TEST_VAULT_TOKEN").unwrap_or_else(|_| "root".into());

@@ -25,28 +25,14 @@ use keycast_kms::remote::RetryPolicy;
 use keycast_kms::vault::{VaultConfig, VaultTransitKeyManager};
 use keycast_kms::{CallOutcome, KmsError, KmsObserver};
 
-fn required() -> bool {
-    std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
 /// The shared test server, or `None` (test skipped) when unset locally.
 fn server() -> Option<Admin> {
-    match std::env::var("KEYCAST_TEST_VAULT_ADDR") {
-        Ok(addr) if !addr.is_empty() => {
-            let token = std::env::var("KEYCAST_TEST_VAULT_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| "root".into());
-            Some(Admin::new(addr.trim_end_matches('/').to_owned(), token))
-        }
-        _ if required() => {
-            panic!("KEYCAST_TEST_VAULT_ADDR must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!("skipped: KEYCAST_TEST_VAULT_ADDR is not set");
-            None
-        }
-    }
+    let addr = keycast_test_support::require_service("KEYCAST_TEST_VAULT_ADDR")?;
+    let token = std::env::var("KEYCAST_TEST_VAULT_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "root".into());
+    Some(Admin::new(addr.trim_end_matches('/').to_owned(), token))
 }
 
 /// Server setup through the plain HTTP API, as an operator would do it.
@@ -80,23 +66,15 @@ impl Admin {
 
     /// Waits until the server is unsealed and answering; a freshly started one may not be.
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self
-                .http
-                .get(format!("{}/v1/sys/health", self.addr))
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vault at {} did not become ready",
-                self.addr
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (health, what) = (
+            format!("{}/v1/sys/health", self.addr),
+            format!("vault at {} ready", self.addr),
+        );
+        keycast_test_support::eventually(Duration::from_secs(30), &what, || async {
+            let r = self.http.get(&health).send().await;
+            r.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
     }
 
     /// Mounts transit unless it is mounted already, then creates a fresh key.
@@ -326,9 +304,9 @@ impl BaoServer {
             let child = match spawned {
                 Ok(child) => child,
                 Err(e) => {
-                    assert!(!required(), "cannot spawn {bin}: {e}");
-                    eprintln!("skipped: cannot spawn {bin} ({e}); set KEYCAST_TEST_BAO_BIN");
-                    return None;
+                    return keycast_test_support::missing_service(&format!(
+                        "cannot spawn {bin} ({e}); set KEYCAST_TEST_BAO_BIN"
+                    ));
                 }
             };
             let mut server = BaoServer {
@@ -370,7 +348,8 @@ impl BaoServer {
     }
 }
 
-/// A port `p` with `p + 1` also free at the time of asking.
+/// A port `p` with `p + 1` also free at the time of asking, for `bao`, which takes port
+/// numbers and cannot report ports it picked; [`BaoServer::start`] retries on a lost race.
 fn free_port_pair() -> u16 {
     loop {
         let first = TcpListener::bind("127.0.0.1:0").expect("bind");

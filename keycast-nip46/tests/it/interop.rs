@@ -20,12 +20,9 @@ fn interop_dir() -> Option<PathBuf> {
     {
         return Some(dir);
     }
-    assert!(
-        std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "KEYCAST_TEST_NODE_INTEROP=1 with npm-installed tests/interop is required under CI"
-    );
-    eprintln!("skipped: KEYCAST_TEST_NODE_INTEROP is not set (run npm install in tests/interop)");
-    None
+    keycast_test_support::missing_service(
+        "KEYCAST_TEST_NODE_INTEROP=1 with npm-installed tests/interop is not set (run npm install in tests/interop)",
+    )
 }
 
 /// `node <script> <arg>` in the interop folder.

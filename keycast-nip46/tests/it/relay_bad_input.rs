@@ -14,6 +14,7 @@ use keycast_core::nostr::{
 };
 use keycast_nip46::testing::LoadClient;
 use keycast_nip46::BunkerUri;
+use keycast_test_support::eventually;
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -193,14 +194,10 @@ async fn replies_a_relay_refuses_are_counted() {
         .send(&first.request(&connect, Timestamp::now(), false))
         .await;
     // Bound before the pings: an unbound client's requests meet the strict unbound limit.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.bunker.stats().processed < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connect not answered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), "the connect answered", || async {
+        s.bunker.stats().processed >= 1
+    })
+    .await;
     for batch in 0..3 {
         let c = RawClient::with_keys(&s.url, s.bunker_pubkey, keys.clone()).await;
         for i in 0..25 {
@@ -208,11 +205,17 @@ async fn replies_a_relay_refuses_are_counted() {
             c.send(&c.request(&json, Timestamp::now(), false)).await;
         }
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.bunker.stats().processed < 76 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every request processed and the refused replies counted (a reply is refused after its
+    // request was processed).
+    eventually(
+        Duration::from_secs(10),
+        "76 processed, 16 replies refused",
+        || async {
+            let stats = s.bunker.stats();
+            stats.processed >= 76 && stats.replies_refused >= 16
+        },
+    )
+    .await;
     let stats = s.bunker.stats();
     assert_eq!(stats.processed, 76, "{stats:?}");
     assert!(
@@ -338,18 +341,11 @@ async fn until_stats(
     what: &str,
     done: impl Fn(&keycast_nip46::BunkerStats) -> bool,
 ) -> keycast_nip46::BunkerStats {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    eventually(within, what, || async {
         let stats = bunker.stats();
-        if done(&stats) {
-            return stats;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out: {what}: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        done(&stats).then_some(stats)
+    })
+    .await
 }
 
 /// Issue 18, item 5: one unbound client key floods a bunker. Its requests are dropped at
@@ -360,6 +356,7 @@ async fn until_stats(
 async fn an_unbound_flood_is_dropped_at_intake_while_a_bound_client_keeps_signing() {
     let _alone = FLOODS.write().await;
     const FLOOD: usize = 20_000;
+    // Paces the bound client's signing during the flood (a load rate, not a wait).
     const SIGN_EVERY: Duration = Duration::from_millis(25);
     let relay = flood_relay().await;
     let url = relay.url().await;

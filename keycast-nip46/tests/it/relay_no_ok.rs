@@ -28,6 +28,7 @@ use keycast_core::nostr::{
 };
 use keycast_core::AuthorizationId;
 use keycast_nip46::BunkerUri;
+use keycast_test_support::eventually;
 use nostr_sdk::prelude::{Client, ClientMessage, RelayMessage, RelayPoolNotification};
 
 /// Per request, and for the relay to come up; generous for a loaded 2-core machine.
@@ -55,14 +56,10 @@ async fn requests_are_answered_through_a_relay_that_never_sends_ok_for_them() {
     probe.client.shutdown().await;
 
     let s = common::setup_on(relay.url.clone()).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while s.bunker.connected_relays().await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bunker never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), "the bunker connected", || async {
+        s.bunker.connected_relays().await > 0
+    })
+    .await;
     let mut c = RawClient::new(&relay.url, s.bunker_pubkey).await;
 
     let connect = serde_json::json!({
@@ -97,10 +94,10 @@ async fn requests_are_answered_through_a_relay_that_never_sends_ok_for_them() {
 
     // `processed` is bumped just after the reply is handed to the relay.
     let expected = 2 + SIGN_REQUESTS as u64;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while s.bunker.stats().processed < expected && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "every request processed", || async {
+        s.bunker.stats().processed >= expected
+    })
+    .await;
     let stats = s.bunker.stats();
     assert_eq!(stats.processed, expected, "{stats:?}");
     assert_eq!(stats.replies_refused, 0, "{stats:?}");
@@ -257,16 +254,9 @@ impl ManyClients {
     }
 }
 
+/// A nostr-rs-relay 0.8.12 binary (scripts/test installs it).
 fn relay_bin() -> Option<PathBuf> {
-    if let Ok(bin) = std::env::var("KEYCAST_TEST_NOSTR_RS_RELAY_BIN") {
-        return Some(PathBuf::from(bin));
-    }
-    assert!(
-        std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "KEYCAST_TEST_NOSTR_RS_RELAY_BIN (a nostr-rs-relay 0.8.12 binary) is required under CI"
-    );
-    eprintln!("skipped: KEYCAST_TEST_NOSTR_RS_RELAY_BIN is not set (scripts/test installs it)");
-    None
+    keycast_test_support::require_service("KEYCAST_TEST_NOSTR_RS_RELAY_BIN").map(PathBuf::from)
 }
 
 /// A nostr-rs-relay process on a free port, with its config and database in a temp dir
@@ -279,11 +269,11 @@ struct Relay {
 
 impl Relay {
     /// Runs the relay with `limits` as its `[limits]` section (empty: its defaults).
+    ///
+    /// nostr-rs-relay takes a port number from its config and cannot be handed a socket or
+    /// report a port it picked, so it gets one that was free a moment ago.
     async fn start(bin: &std::path::Path, limits: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = keycast_test_support::closed_port();
         let dir = std::env::temp_dir().join(format!(
             "keycast-nostr-rs-relay-{}-{port}",
             std::process::id()

@@ -17,7 +17,9 @@ fn key_lines(env: &Env) -> Vec<String> {
 
 #[test]
 fn users_keys_and_authorizations_from_the_command_line() {
-    let env = Env::new();
+    let mut env = Env::new();
+    // Never served: the configured relay address is only printed, so any port will do.
+    env.relay_port = 7777;
     let user = env.ok(&["user", "add", "alice"], "");
     assert_eq!(user.trim().len(), 36, "prints the user id: {user}");
 
@@ -424,13 +426,9 @@ async fn cli_uris_name_the_relays_the_server_listens_on() {
     assert!(stderr.contains("no server has recorded"), "{stderr}");
 
     // A relay of its own, so the server is ready.
-    let relay = keycast_server::embedded_relay::EmbeddedRelay::start(
-        format!("127.0.0.1:{}", common::free_port())
-            .parse()
-            .expect("addr"),
-    )
-    .await
-    .expect("relay");
+    let relay = keycast_server::embedded_relay::EmbeddedRelay::start(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("relay");
     let theirs = relay.url.to_string();
     let theirs = theirs.as_str();
     let served =

@@ -11,10 +11,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::cluster::{redis_url, Made, TestCluster, TTL};
-use common::free_port;
 use common::redis::PrivateRedis;
 use keycast_core::nostr::PublicKey;
 use keycast_nip46::testing::{signed_by, LoadClient, Tally};
+use keycast_test_support::closed_port;
 use reqwest::Method;
 use serde_json::json;
 
@@ -326,7 +326,7 @@ async fn cluster_mode_does_not_start_without_redis() {
     };
     let env = common::Env::new();
     // Nothing listens there.
-    let redis = format!("redis://:hunter2@127.0.0.1:{}", free_port());
+    let redis = format!("redis://:hunter2@127.0.0.1:{}", closed_port());
     let out = env
         .command(&[])
         .env("KEYCAST_REDIS_URL", &redis)

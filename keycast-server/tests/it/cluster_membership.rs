@@ -11,17 +11,10 @@ use common::redis::PrivateRedis;
 use keycast_core::NodeId;
 use keycast_server::cluster::membership::{Membership, MembershipConfig};
 
+use keycast_test_support::{closed_port, eventually, require_service};
+
 fn redis_url() -> Option<String> {
-    match std::env::var("KEYCAST_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("KEYCAST_TEST_REDIS_URL must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
-        }
-        Err(_) => {
-            eprintln!("skipped: KEYCAST_TEST_REDIS_URL is not set");
-            None
-        }
-    }
+    require_service("KEYCAST_TEST_REDIS_URL")
 }
 
 fn config(url: &str, prefix: &str, node: &str, ttl: Duration) -> MembershipConfig {
@@ -40,14 +33,8 @@ fn ids(m: &Membership) -> Vec<String> {
 /// Waits up to `limit` for `m` to see exactly `want`; the time it took.
 async fn sees(m: &Membership, want: &[&str], limit: Duration) -> Duration {
     let start = Instant::now();
-    while ids(m) != want {
-        assert!(
-            start.elapsed() < limit,
-            "still sees {:?}, not {want:?}, after {limit:?}",
-            ids(m)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("exactly {want:?} in the ring");
+    eventually(limit, &what, || async { ids(m) == want }).await;
     start.elapsed()
 }
 
@@ -96,7 +83,8 @@ async fn a_member_that_stops_heartbeating_expires_after_its_ttl() {
         took >= Duration::from_millis(300),
         "gone too early: {took:?}"
     );
-    // The survivor's own heartbeat keeps it in the ring well past its TTL.
+    // The survivor's own heartbeat keeps it in the ring well past its TTL: the time passing
+    // is what is tested.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(ids(&a), ["a"]);
     a.leave().await.expect("leave");
@@ -104,12 +92,7 @@ async fn a_member_that_stops_heartbeating_expires_after_its_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_cluster_mode_does_not_start() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    // Nothing listens there now.
+    let port = closed_port();
     let url = format!("redis://:hunter2@127.0.0.1:{port}");
     let err = Membership::join(config(&url, &prefix(), "a", Duration::from_secs(10)))
         .await
@@ -142,16 +125,17 @@ async fn redis_loss_keeps_the_ring_and_a_restart_is_repaired_without_dropping_me
         .expect("join b");
     sees(&a, &["a", "b"], Duration::from_secs(2)).await;
     redis.down();
-    let start = Instant::now();
-    while !a.view().troubled() {
-        assert!(start.elapsed() < ttl, "Redis loss not noticed within a TTL");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(ttl, "Redis loss noticed within a TTL", || async {
+        a.view().troubled()
+    })
+    .await;
     assert_eq!(
         a.view().epoch(),
         None,
         "no take-overs while claims are unreliable"
     );
+    // A whole TTL without Redis, in which the members' keys would have expired: the time
+    // passing is what is tested.
     tokio::time::sleep(ttl).await;
     assert_eq!(ids(&a), ["a", "b"], "the last ring stays");
     // Back empty: both re-register by themselves, and neither ever dropped the other.
@@ -160,14 +144,14 @@ async fn redis_loss_keeps_the_ring_and_a_restart_is_repaired_without_dropping_me
     while start.elapsed() < ttl * 2 {
         assert_eq!(ids(&a), ["a", "b"]);
         assert_eq!(ids(&b), ["a", "b"]);
+        // Sampling the ring throughout a window, not waiting for anything.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Troubled for two TTLs after the last failure, then settled again.
-    let start = Instant::now();
-    while a.view().epoch().is_none() {
-        assert!(start.elapsed() < ttl * 3, "never settled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(ttl * 3, "the ring settled", || async {
+        a.view().epoch().is_some()
+    })
+    .await;
     a.leave().await.expect("leave");
     sees(&b, &["b"], Duration::from_secs(2)).await;
     b.leave().await.expect("leave");

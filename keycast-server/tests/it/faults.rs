@@ -15,7 +15,7 @@ use crate::common;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,12 +23,13 @@ use common::cluster::{made_from, redis_url, Made, TestCluster, TTL};
 use common::moto::PrivateMoto;
 use common::postgres::LocalPostgres;
 use common::server::{Account, Served};
-use common::{free_port, Env};
+use common::Env;
 use keycast_core::nostr::{PublicKey, RelayUrl};
 use keycast_core::{AuditFilter, Method as CustodyMethod, Outcome};
 use keycast_nip46::testing::{signed_by, LoadClient, Tally};
 use keycast_server::embedded_relay::EmbeddedRelay;
 use keycast_storage::testing::{postgres_url, FreshDb};
+use keycast_test_support::eventually;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -262,15 +263,18 @@ async fn sigkill_under_load_restarts_at_once_and_keeps_every_acknowledged_write(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Acknowledged so far, for knowing when enough load ran before the kill.
+    let (http_acks, write_acks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let base = base(&served);
     // HTTP RPC signers, one per token.
     let mut http_tasks = tokio::task::JoinSet::new();
     for (t, m) in made[..4].iter().enumerate() {
-        let (http, base, token, stop) = (
+        let (http, base, token, stop, acks) = (
             served.http.clone(),
             base.clone(),
             m.token.clone(),
             stop.clone(),
+            http_acks.clone(),
         );
         http_tasks.spawn(async move {
             let mut signed = Vec::new();
@@ -282,6 +286,7 @@ async fn sigkill_under_load_restarts_at_once_and_keeps_every_acknowledged_write(
                     Ok(a) => {
                         assert_eq!(a.status, 200, "before the kill: {}", a.body);
                         signed.push(a.signed_event_id());
+                        acks.fetch_add(1, Ordering::Relaxed);
                     }
                     // The server is gone.
                     Err(_) => break,
@@ -292,12 +297,13 @@ async fn sigkill_under_load_restarts_at_once_and_keeps_every_acknowledged_write(
     }
     // Writes: authorizations created one after another.
     let writer = {
-        let (http, base, session, key_id, stop) = (
+        let (http, base, session, key_id, stop, acks) = (
             served.http.clone(),
             base.clone(),
             account.session.clone(),
             account.key_id.clone(),
             stop.clone(),
+            write_acks.clone(),
         );
         tokio::spawn(async move {
             let mut created = Vec::new();
@@ -311,6 +317,7 @@ async fn sigkill_under_load_restarts_at_once_and_keeps_every_acknowledged_write(
                     Ok(a) => {
                         assert_eq!(a.status, 201, "before the kill: {}", a.body);
                         created.push(a.body["id"].as_str().expect("id").to_owned());
+                        acks.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => break,
                 }
@@ -350,13 +357,25 @@ async fn sigkill_under_load_restarts_at_once_and_keeps_every_acknowledged_write(
                 if !matches!(sent, Ok(Ok(()))) {
                     break;
                 }
+                // Pacing the load generator (about 200/s), not waiting for anything.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             (signs, connects)
         })
     };
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed once the load is well under way: twice what the checks below ask of each kind
+    // acknowledged (NIP-46 counted by the server, connects included).
+    eventually(
+        Duration::from_secs(60),
+        "load under way before the kill",
+        || async {
+            http_acks.load(Ordering::Relaxed) > 40
+                && write_acks.load(Ordering::Relaxed) > 4
+                && served.metric("keycast_nip46_processed_total").await > (CONNECTED + 40) as u64
+        },
+    )
+    .await;
     let (env, _) = served.kill_keeping_env();
     stop.store(true, Ordering::Relaxed);
     let mut acked = Acked::default();
@@ -472,23 +491,24 @@ async fn sigkill_under_load_restarts_at_once_and_keeps_every_acknowledged_write(
 
 /// Starts a relay on `addr`, retrying while the port is still held by the previous one.
 async fn relay_on(addr: SocketAddr) -> EmbeddedRelay {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match EmbeddedRelay::start(addr).await {
-            Ok(relay) => return relay,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "relay on {addr}: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let what = format!("a relay listening on {addr}");
+    eventually(Duration::from_secs(10), &what, || async {
+        EmbeddedRelay::start(addr).await.ok()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_down_makes_the_server_unready_and_back_serves_nip46_again() {
     let _one = SERIAL.lock().await;
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let relay = relay_on(addr).await;
+    let relay = relay_on(([127, 0, 0, 1], 0).into()).await;
+    // Brought back on the same address, which the server is configured with.
+    let addr: SocketAddr = relay
+        .url
+        .as_str_without_trailing_slash()
+        .trim_start_matches("ws://")
+        .parse()
+        .expect("relay address");
     let vars = [("KEYCAST_RELAYS", relay.url.to_string()), quiet()];
     let mut served = Served::launch(Env::new(), &[], &vars).await;
     let account = served.account("relay@example.com").await;
@@ -505,7 +525,17 @@ async fn relay_down_makes_the_server_unready_and_back_serves_nip46_again() {
     .await;
     // Written while the relay is away: listened for once it is back.
     let during = authorize(&served, &account, "during").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the authorization written while the relay is away in the server's plan",
+        || async {
+            served
+                .metric("keycast_nip46_subscribed_authorizations")
+                .await
+                >= 2
+        },
+    )
+    .await;
 
     let relay = relay_on(addr).await;
     let back = await_readiness(
@@ -618,11 +648,12 @@ async fn postgres_outage_answers_503_with_retry_after_and_recovers_by_itself() {
         .await;
     assert_eq!(status, 201, "{key}");
     // The signature made during the outage reached the audit log once the spool drained.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while served.metric("keycast_audit_spool_pending").await != 0 {
-        assert!(Instant::now() < deadline, "the audit spool never drained");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the audit spool drained",
+        || async { served.metric("keycast_audit_spool_pending").await == 0 },
+    )
+    .await;
     assert!(served.metric("keycast_audit_spooled_total").await >= 1);
     let audited = signatures_audited(&db.url).await;
     for id in [during, late.signed_event_id()] {
@@ -678,6 +709,7 @@ async fn kms_outage_keeps_cached_keys_signing_and_cold_loads_get_503() {
     for k in 0..5 {
         let a = sign_on(&served, &warm.token, &format!("during {k}")).await;
         assert_eq!(a.status, 200, "a cached key must keep signing: {}", a.body);
+        // Spread over the pause, while the cold load waits: the time is the test.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let cold_answer = cold_sign.await.expect("join").expect("request");
@@ -845,15 +877,11 @@ async fn running_out_of_file_descriptors_does_not_crash_the_server() {
                 .expect("connect (the kernel's backlog takes it)"),
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while open_fds(pid) < limit {
-        assert!(
-            Instant::now() < deadline,
-            "never reached the limit: {} of {limit}",
-            open_fds(pid)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{limit} descriptors open");
+    eventually(Duration::from_secs(10), &what, || async {
+        open_fds(pid) >= limit
+    })
+    .await;
     // A new request is not served while every descriptor is in use,
     let quick = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -867,19 +895,16 @@ async fn running_out_of_file_descriptors_does_not_crash_the_server() {
 
     // and once they are released, it serves again.
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if quick
-            .get(served.env.url("/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not serving after the release");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let health = served.env.url("/health");
+    eventually(
+        Duration::from_secs(15),
+        "serving after the release",
+        || async {
+            let answer = quick.get(&health).send().await;
+            answer.is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
     assert_eq!(sign_on(&served, &made.token, "after").await.status, 200);
     let fresh = authorize(&served, &account, "after").await;
     assert_eq!(sign_on(&served, &fresh.token, "after").await.status, 200);
@@ -901,7 +926,7 @@ struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &std::path::Path, mib: u32) -> Option<Self> {
-        common::required_bin("KEYCAST_TEST_TMPFS")?;
+        keycast_test_support::require_service("KEYCAST_TEST_TMPFS")?;
         std::fs::create_dir_all(dir).expect("mount point");
         let status = std::process::Command::new("mount")
             .args([

@@ -4,69 +4,35 @@
 
 use crate::common;
 
-use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::server::Served;
 use common::Env;
 use keycast_core::nostr::{Keys, ToBech32};
+use keycast_test_support::eventually;
 use serde_json::{json, Value};
 
 /// The newest message with `subject` the server wrote to its data dir (no SMTP is set).
 async fn mailed(env: &Env, subject: &str) -> String {
     let mail_dir = env.dir.join("mail");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = std::fs::read_dir(&mail_dir)
+    let what = format!("a {subject:?} message in {}", mail_dir.display());
+    eventually(Duration::from_secs(10), &what, || async {
+        std::fs::read_dir(&mail_dir)
             .into_iter()
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-            .find(|m| m.contains(subject));
-        if let Some(m) = found {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {subject:?} message in {}",
-            mail_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .find(|m| m.contains(subject))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs() {
-    let env = Env::new();
-    let mut child = env
-        .command(&[])
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    // Drained as it comes: debug logs overflow a pipe buffer, which would block the server.
-    let mut stderr = child.stderr.take().expect("stderr");
-    let logs = std::thread::spawn(move || {
-        let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all);
-        all
-    });
+    // Debug logs, SQLite in the data dir (the test reads the mail written there).
+    let mut served = Served::launch(Env::new(), &[], &[]).await;
+    let env = &served.env;
     let http = reqwest::Client::new();
     let base = env.url("");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = http
-            .get(format!("{base}/healthz/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let post = |path: &str, token: Option<&str>, body: Value| {
         let mut r = http.post(format!("{base}{path}")).json(&body);
         if let Some(t) = token {
@@ -106,7 +72,7 @@ async fn no_secret_reaches_the_logs() {
         json!({"action": "export_key"}),
     )
     .await;
-    let export_code = common::smtp::token_in(&mailed(&env, "Confirm: export a key").await);
+    let export_code = common::smtp::token_in(&mailed(env, "Confirm: export a key").await);
     let exported = post(
         &format!("/api/keys/{key_id}/danger/export"),
         Some(&session),
@@ -146,7 +112,7 @@ async fn no_secret_reaches_the_logs() {
         json!({"action": "replace_key"}),
     )
     .await;
-    let replace_code = common::smtp::token_in(&mailed(&env, "Confirm: replace a key").await);
+    let replace_code = common::smtp::token_in(&mailed(env, "Confirm: replace a key").await);
     let replacement = Keys::generate();
     let replacement_nsec = replacement.secret_key().to_bech32().expect("nsec");
     let replaced = post(
@@ -188,7 +154,7 @@ async fn no_secret_reaches_the_logs() {
         json!({"email": "ann@example.org"}),
     )
     .await;
-    let message = mailed(&env, "Reset your password").await;
+    let message = mailed(env, "Reset your password").await;
     let reset_token = common::smtp::token_in(&message);
     let new_password = "Another s3cret passphrase";
     let reset = post(
@@ -210,13 +176,8 @@ async fn no_secret_reaches_the_logs() {
         .expect("metrics text");
     assert!(metrics.contains("keycast_"), "{metrics}");
 
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(kill.expect("kill").success());
-    let status = child.wait().expect("wait");
-    let logs = logs.join().expect("logs");
-    assert!(status.success(), "{logs}");
+    let (clean, logs) = served.stop_checked();
+    assert!(clean, "{logs}");
     assert!(logs.lines().count() > 20, "debug logging was on: {logs}");
     assert!(logs.contains("trace_id"), "request spans carry a trace id");
 

@@ -4,80 +4,63 @@
 use crate::common;
 
 use std::io::Read;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::Env;
 use keycast_core::nostr::{Keys, NostrSigner};
+use keycast_test_support::{eventually_blocking, ServerProcess};
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 
 /// A running server; killed on drop if still running.
 struct Server {
-    child: Child,
+    process: ServerProcess,
 }
 
 impl Server {
-    fn start(env: &Env) -> Self {
-        let child = env
-            .command(&[])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        Self { child }
+    /// Starts `serve` on ports it picks, which `env` adopts once it is serving.
+    fn start(env: &mut Env) -> Self {
+        (env.http_port, env.relay_port) = (0, 0);
+        let mut command = env.command(&[]);
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        let mut process = ServerProcess::spawn(command).expect("spawn serve");
+        let bound = process
+            .wait_serving(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        env.adopt(&bound);
+        Self { process }
     }
 
     /// Waits until `/healthz/ready` answers 200.
-    fn wait_ready(&mut self, env: &Env) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited early ({status}): {}", self.stderr());
+    fn wait_ready(&self, env: &Env) {
+        let ready = env.url("/healthz/ready");
+        eventually_blocking(Duration::from_secs(30), "the server ready", || {
+            if let Some(status) = self.process.exited() {
+                panic!("server exited early ({status}): {}", self.process.logs());
             }
-            if get_status(&env.url("/healthz/ready")) == Some(200) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "never ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            get_status(&ready) == Some(200)
+        });
     }
 
     fn signal(&self, signal: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{signal}");
+        common::signal(self.process.pid(), signal);
     }
 
     /// Waits for exit (bounded); returns the exit code and everything logged.
     fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return (status.code(), self.stderr());
-            }
-            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
+        let status = eventually_blocking(limit, "the server to exit", || self.process.exited());
+        (status.code(), self.process.kill())
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A gauge or counter from `/metrics` (0 when absent or unreachable).
+fn metric(env: &Env, name: &str) -> u64 {
+    get(&env.url("/metrics"))
+        .and_then(|(_, text)| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A blocking HTTP/1.0 GET (no client library needed here): status and body.
@@ -99,6 +82,16 @@ fn get_status(url: &str) -> Option<u16> {
     get(url).map(|(status, _)| status)
 }
 
+/// Waits up to `limit` until the server listens for `n` authorizations: a change made by
+/// another process (the CLI) has reached it.
+fn wait_subscribed(env: &Env, n: u64, limit: Duration) {
+    eventually_blocking(
+        limit,
+        &format!("the server listening for {n} authorizations"),
+        || metric(env, "keycast_nip46_subscribed_authorizations") == n,
+    );
+}
+
 /// A user, a key and an authorization made with the CLI; returns (bunker URI, key npub line).
 fn provision(env: &Env) -> String {
     env.ok(&["user", "add", "alice"], "");
@@ -111,10 +104,12 @@ fn provision(env: &Env) -> String {
 
 #[test]
 fn serves_nip46_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
-    let env = Env::new();
-    let uri = provision(&env);
-    let mut server = Server::start(&env);
+    let mut env = Env::new();
+    // Serving first: the port of its relay, which the bunker URI names, is the one it bound.
+    let server = Server::start(&mut env);
     server.wait_ready(&env);
+    let uri = provision(&env);
+    wait_subscribed(&env, 1, Duration::from_secs(15));
     assert_eq!(get_status(&env.url("/health")), Some(200));
     let (status, metrics) = get(&env.url("/metrics")).expect("metrics");
     assert_eq!(status, 200);
@@ -197,8 +192,8 @@ fn serves_nip46_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn a_second_server_is_refused_and_kill_9_leaves_no_stale_lock() {
-    let env = Env::new();
-    let mut first = Server::start(&env);
+    let mut env = Env::new();
+    let first = Server::start(&mut env);
     first.wait_ready(&env);
 
     // Same data dir, other ports: refused by the lock, with a clear message.
@@ -213,7 +208,7 @@ fn a_second_server_is_refused_and_kill_9_leaves_no_stale_lock() {
     let (code, _) = first.wait(Duration::from_secs(10));
     assert_eq!(code, None, "killed by a signal");
     // Immediately again: the kernel released the lock with the process.
-    let mut again = Server::start(&env);
+    let again = Server::start(&mut env);
     again.wait_ready(&env);
     again.signal("INT");
     let (code, logs) = again.wait(Duration::from_secs(30));
@@ -222,11 +217,11 @@ fn a_second_server_is_refused_and_kill_9_leaves_no_stale_lock() {
 
 #[test]
 fn authorizations_made_and_revoked_by_the_cli_reach_a_running_server_within_a_second() {
-    let env = Env::new();
+    let mut env = Env::new();
     env.ok(&["user", "add", "alice"], "");
     let key = env.ok(&["key", "generate", "--user", "alice"], "");
     let key_id = key.split_whitespace().next().expect("key id").to_owned();
-    let mut server = Server::start(&env);
+    let server = Server::start(&mut env);
     server.wait_ready(&env);
 
     // Made while the server runs, by another process.
@@ -240,7 +235,8 @@ fn authorizations_made_and_revoked_by_the_cli_reach_a_running_server_within_a_se
         .lines()
         .find_map(|l| l.strip_prefix("authorization ").map(str::to_owned))
         .expect("authorization id");
-    std::thread::sleep(Duration::from_secs(1));
+    // As long as the client below would wait for an answer.
+    wait_subscribed(&env, 1, Duration::from_secs(15));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -265,7 +261,8 @@ fn authorizations_made_and_revoked_by_the_cli_reach_a_running_server_within_a_se
     ask(15).expect("served without a restart");
 
     env.ok(&["authorization", "revoke", &id], "");
-    std::thread::sleep(Duration::from_secs(1));
+    // The promise under test: a revocation takes effect within a second.
+    wait_subscribed(&env, 0, Duration::from_secs(1));
     assert!(ask(3).is_err(), "revoked within a second");
     server.signal("TERM");
     let (code, logs) = server.wait(Duration::from_secs(30));

@@ -208,11 +208,7 @@ fn keys_of(filter: &Value) -> BTreeSet<PublicKey> {
         .unwrap_or_default()
 }
 
-/// Waits until `done` holds, checking every 20 ms, for at most `within`.
+/// Waits until `done` holds, for at most `within`.
 pub async fn until(within: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    keycast_test_support::eventually(within, what, || std::future::ready(done())).await;
 }

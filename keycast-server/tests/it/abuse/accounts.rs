@@ -17,6 +17,7 @@ use crate::common::inproc::Api;
 use crate::common::pages::{csrf, form, html};
 use crate::common::server::{Served, PASSWORD};
 use crate::common::Env;
+use keycast_test_support::eventually;
 
 const MIB: u64 = 1024 * 1024;
 /// The bound for 500 concurrent password requests.
@@ -517,11 +518,12 @@ async fn forgot_password_is_limited_alike_for_known_and_unknown_addresses() {
     assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 2]);
     assert!(ann[5].2, "429 carries Retry-After");
     // The reset mails are sent in the background: wait for the five.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while mails_to(&api, "ann@example.org").len() < 10 {
-        assert!(Instant::now() < deadline, "five reset mails arrive");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "five reset mails arrive",
+        || async { mails_to(&api, "ann@example.org").len() >= 10 },
+    )
+    .await;
     assert_eq!(
         mails_to(&api, "ann@example.org").len(),
         10,
@@ -742,11 +744,12 @@ async fn an_attacker_elsewhere_cannot_keep_the_owner_out() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while mails_to(&api, ann).is_empty() {
-        assert!(Instant::now() < deadline, "the reset mail arrives");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the reset mail arrives",
+        || async { !mails_to(&api, ann).is_empty() },
+    )
+    .await;
     let code = crate::common::smtp::token_in(&mails_to(&api, ann)[0]);
     let new_password = "a brand new password";
     let ((status, body), _) = api
@@ -809,11 +812,12 @@ async fn a_password_reset_can_revoke_every_app_session() {
                 )
                 .await;
             assert_eq!(status, StatusCode::ACCEPTED);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while mails_to(api, email).is_empty() {
-                assert!(Instant::now() < deadline, "the reset mail arrives");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            eventually(
+                Duration::from_secs(20),
+                "the reset mail arrives",
+                || async { !mails_to(api, email).is_empty() },
+            )
+            .await;
             let mail = mails_to(api, email).remove(0);
             assert!(mail.contains("revoke_apps"), "the mail offers it: {mail}");
             let code = crate::common::smtp::token_in(&mail);
@@ -1044,7 +1048,7 @@ async fn with_smtp_the_pages_create_no_app_for_an_unverified_account() {
     let served = Served::launch(Env::new(), &[], &[]).await;
     let ann = served.account("ann@example.org").await;
     let (env, _) = served.kill_keeping_env();
-    let smtp = format!("smtp://127.0.0.1:{}", crate::common::free_port());
+    let smtp = format!("smtp://127.0.0.1:{}", keycast_test_support::closed_port());
     let served = Served::launch(
         env,
         &[],

@@ -9,7 +9,8 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::{open_fds, p99, report, Peaks};
 use crate::common::server::Served;
-use crate::common::{free_port, Env};
+use crate::common::Env;
+use keycast_test_support::eventually;
 
 /// Descriptors the server may open, as `ulimit -n 1024` leaves it.
 const DESCRIPTORS: u32 = 1024;
@@ -112,18 +113,6 @@ async fn health_throughout(
     }
 }
 
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The per-address refusals an attack of `sockets` must have caused at a cap of `cap`, when
 /// opening them took `took`: all past the cap while no held socket can have reached the
 /// header timeout; otherwise timed-out sockets freed slots, and at least one in ten must
@@ -141,7 +130,6 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
     // The test holds thousands of sockets itself.
     keycast_server::connections::raise_descriptor_limit();
     let env = Env::new();
-    let (http, relay, ops) = (env.http_port, env.relay_port, free_port());
     let vars = [
         ("RUST_LOG", "info".to_owned()),
         (
@@ -153,9 +141,11 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
             "KEYCAST_RELAY_HANDSHAKE_TIMEOUT_SECS",
             HEADER_TIMEOUT.as_secs().to_string(),
         ),
-        ("KEYCAST_METRICS_LISTEN", format!("127.0.0.1:{ops}")),
+        ("KEYCAST_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
     ];
     let served = Served::launch_limited(env, DESCRIPTORS, &vars).await;
+    let ops = served.metrics.expect("the operator's listener").port();
+    let (http, relay) = (served.env.http_port, served.env.relay_port);
     let pid = served.pid();
     let base_fds = open_fds(pid);
 
@@ -202,15 +192,15 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
         "descriptors: {base_fds} before, {peak_fds} during"
     );
     // Idle sockets are closed once the header timeout passes.
-    wait_until(
-        "idle HTTP sockets closed",
+    eventually(
         Duration::from_secs(15),
+        "idle HTTP sockets closed",
         || async { metric(ops, "keycast_connections_open{listener=\"http\"}").await <= 2 },
     )
     .await;
-    wait_until(
-        "idle relay sockets closed",
+    eventually(
         Duration::from_secs(15),
+        "idle relay sockets closed",
         || async {
             // The bunker's own connection stays.
             metric(ops, "keycast_connections_open{listener=\"relay\"}").await <= 1
@@ -255,9 +245,9 @@ async fn idle_and_slow_sockets_cannot_take_the_server_down() {
         spread_fds < 1024 - 256,
         "descriptors during the spread attack: {spread_fds}"
     );
-    wait_until(
-        "the public port answers again",
+    eventually(
         Duration::from_secs(15),
+        "the public port answers again",
         || async { get(http, "/health").await.is_some_and(|(s, _)| s == 200) },
     )
     .await;

@@ -2,7 +2,7 @@
 //! wrong one, and a key that cannot be opened is an internal error that fails readiness,
 //! never "the authorization no longer exists".
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keycast_core::{KekRef, KeyId, Wrapped};
 use reqwest::Method;
@@ -10,30 +10,20 @@ use serde_json::json;
 
 use crate::common::server::Served;
 use crate::common::Env;
+use keycast_test_support::{eventually_blocking, ServerProcess};
 
 /// Runs `serve` in `env`, which must exit (it refuses to start) within 30 s; its stderr.
 fn refused_start(env: &Env) -> String {
-    let mut child = env
-        .command(&[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
-                .expect("read");
-            assert!(!status.success(), "it started: {err}");
-            return err;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve did not refuse to start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut command = env.command(&[]);
+    command.stdout(std::process::Stdio::null());
+    // Killed on drop if it does not exit.
+    let mut serve = ServerProcess::spawn(command).expect("serve");
+    let status = eventually_blocking(Duration::from_secs(30), "serve to refuse to start", || {
+        serve.exited()
+    });
+    let err = serve.kill();
+    assert!(!status.success(), "it started: {err}");
+    err
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) {

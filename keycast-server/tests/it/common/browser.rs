@@ -25,14 +25,9 @@ pub fn browser() -> Option<(PathBuf, String)> {
             return Some((dir, chromium));
         }
     }
-    assert!(
-        std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "KEYCAST_TEST_CHROMIUM and KEYCAST_TEST_BROWSER_NODE=1 with npm-installed tests/browser are required under CI"
-    );
-    eprintln!(
-        "skipped: KEYCAST_TEST_CHROMIUM or KEYCAST_TEST_BROWSER_NODE is not set (install chromium, run npm ci in tests/browser)"
-    );
-    None
+    keycast_test_support::missing_service(
+        "KEYCAST_TEST_CHROMIUM or KEYCAST_TEST_BROWSER_NODE=1 with npm-installed tests/browser is not set (install chromium, run npm ci in tests/browser)",
+    )
 }
 
 /// `node <script> <args>` in `dir`, killed after two minutes.

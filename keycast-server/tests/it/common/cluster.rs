@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::server::{Account, Served};
-use super::{free_port, Env};
+use super::Env;
 
 /// The heartbeat TTL the tests run with: a killed instance's share moves within 2.5 s.
 pub const TTL: Duration = Duration::from_secs(2);
@@ -37,16 +37,7 @@ pub struct TestCluster {
 
 /// The Redis the suite uses, or `None` (skipped) when unset outside CI.
 pub fn redis_url() -> Option<String> {
-    match std::env::var("KEYCAST_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("KEYCAST_TEST_REDIS_URL must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!("skipped: KEYCAST_TEST_REDIS_URL is not set");
-            None
-        }
-    }
+    keycast_test_support::require_service("KEYCAST_TEST_REDIS_URL")
 }
 
 impl TestCluster {
@@ -59,7 +50,7 @@ impl TestCluster {
     ) -> Option<Self> {
         let admin = keycast_storage::testing::postgres_url()?;
         let db = FreshDb::create(&admin).await;
-        let relay = EmbeddedRelay::start(format!("127.0.0.1:{}", free_port()).parse().ok()?)
+        let relay = EmbeddedRelay::start(([127, 0, 0, 1], 0).into())
             .await
             .expect("relay");
         let shared = std::env::temp_dir().join(format!("keycast-cluster-{}", uuid::Uuid::new_v4()));
@@ -119,21 +110,17 @@ impl TestCluster {
 
     /// Waits until every running instance sees `n` members and is registered.
     pub async fn wait_members(&self, n: usize) {
+        // One deadline for all of them.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let what = format!("every instance registered in a ring of {n} members");
         for node in self.nodes.iter().flatten() {
-            loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            keycast_test_support::eventually(left, &what, || async {
                 let (_, ready) = node.json(Method::GET, "/healthz/ready", None, None).await;
-                if ready["cluster"]["members"] == json!(n)
+                ready["cluster"]["members"] == json!(n)
                     && ready["cluster"]["registered"] == json!(true)
-                {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "ring never reached {n} members: {ready}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            })
+            .await;
         }
     }
 
@@ -161,21 +148,15 @@ impl TestCluster {
     /// authorizations: each key by its owner and its standby, so `2 × count` over all,
     /// once the pins of the instance that made them ran out (10 s) and it let go (5 s).
     pub async fn wait_shares(&self, count: usize) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-        loop {
+        let what = format!("the instances listening for 2 × {count} keys");
+        keycast_test_support::eventually(Duration::from_secs(40), &what, || async {
             let mut listened = 0;
             for node in self.nodes.iter().flatten() {
                 listened += node.metric("keycast_nip46_subscribed_authorizations").await;
             }
-            if listened == 2 * count as u64 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the instances listen for {listened} keys, not 2 × {count}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+            listened == 2 * count as u64
+        })
+        .await;
     }
 
     /// Stops every instance still running (SIGTERM) and drops the database.

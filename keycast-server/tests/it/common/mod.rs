@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 /// A data dir and ports of one test server, removed on drop.
+///
+/// The ports start at 0: the server binds whatever is free and logs what it bound, and
+/// [`Env::adopt`] records that, so no port is ever released and then bound again.
 pub struct Env {
     pub dir: PathBuf,
     pub http_port: u16,
@@ -54,11 +57,6 @@ pub fn drop_database(db: keycast_storage::testing::FreshDb) {
     }
 }
 
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// Sends `signal` (a name such as `STOP`, `CONT` or `KILL`) to process `pid` with `kill`.
 pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
@@ -67,21 +65,6 @@ pub fn signal(pid: u32, signal: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
-}
-
-/// A required binary named by env var `var`: `None` (the test prints that it was skipped)
-/// when unset, a panic when unset under `KEYCAST_TEST_REQUIRE_SERVICES=1`.
-pub fn required_bin(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{var} must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!("skipped: {var} is not set");
-            None
-        }
-    }
 }
 
 /// The error `Config::load` gives with `name` set to `value` (and a data dir); panics if
@@ -102,8 +85,21 @@ impl Env {
             std::env::temp_dir().join(format!("keycast-server-test-{}", uuid::Uuid::new_v4()));
         Self {
             dir,
-            http_port: free_port(),
-            relay_port: free_port(),
+            http_port: 0,
+            relay_port: 0,
+        }
+    }
+
+    /// Records the ports a server started in this env bound (its serving line).
+    pub fn adopt(&mut self, bound: &keycast_test_support::Addresses) {
+        self.http_port = bound.http.port();
+        if let Some(port) = bound
+            .relay
+            .as_deref()
+            .and_then(|r| r.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+        {
+            self.relay_port = port;
         }
     }
 

@@ -2,9 +2,9 @@
 //! which a test may pause (`SIGSTOP`: it keeps its keys, unlike a restart) and resume.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::free_port;
+use keycast_test_support::{require_service, spawn_on_free_port};
 
 pub struct PrivateMoto {
     port: u16,
@@ -15,22 +15,17 @@ impl PrivateMoto {
     /// Starts it and waits until it accepts connections; `None` (skipped) when
     /// `KEYCAST_TEST_MOTO_BIN` is unset outside CI.
     pub fn start() -> Option<Self> {
-        let binary = super::required_bin("KEYCAST_TEST_MOTO_BIN")?;
-        let port = free_port();
-        let child = Command::new(binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server");
-        let moto = Self { port, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(moto)
+        let binary = require_service("KEYCAST_TEST_MOTO_BIN")?;
+        let (port, child) = spawn_on_free_port("moto_server", Duration::from_secs(30), |port| {
+            Command::new(&binary)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server")
+        });
+        Some(Self { port, child })
     }
 
     pub fn endpoint(&self) -> String {

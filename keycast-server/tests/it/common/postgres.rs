@@ -18,14 +18,11 @@ impl LocalPostgres {
     /// `KEYCAST_TEST_REQUIRE_SERVICES=1` that is a failure.
     pub fn find(url: &str) -> Option<Self> {
         let found = Self::lookup(url);
-        if found.is_none() {
-            let why = format!("no local pg_ctlcluster cluster serves {url}");
-            if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{why}, and KEYCAST_TEST_REQUIRE_SERVICES=1");
-            }
-            eprintln!("skipped: {why}");
-        }
-        found
+        found.or_else(|| {
+            keycast_test_support::missing_service(&format!(
+                "no local pg_ctlcluster cluster serves {url}"
+            ))
+        })
     }
 
     fn lookup(url: &str) -> Option<Self> {
@@ -79,11 +76,11 @@ impl LocalPostgres {
     /// Starts it and waits until it accepts connections.
     pub fn start(&mut self) {
         assert!(self.ctl("start"), "pg_ctlcluster start failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.accepting() {
-            assert!(Instant::now() < deadline, "Postgres did not come back");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        keycast_test_support::eventually_blocking(
+            Duration::from_secs(30),
+            "Postgres accepting again",
+            || self.accepting(),
+        );
         self.down = false;
     }
 }
@@ -92,6 +89,7 @@ impl Drop for LocalPostgres {
     fn drop(&mut self) {
         if self.down {
             self.ctl("start");
+            // Best effort, bounded, and no panic: this runs while a test may be unwinding.
             let deadline = Instant::now() + Duration::from_secs(30);
             while !self.accepting() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));

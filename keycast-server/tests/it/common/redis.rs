@@ -2,9 +2,9 @@
 //! stop and restart; it keeps nothing across restarts.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::free_port;
+use keycast_test_support::{require_service, spawn_on_free_port, wait_accepting};
 
 /// A private `redis-server`, so the test can stop and restart it.
 pub struct PrivateRedis {
@@ -15,44 +15,37 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> Option<Self> {
-        let binary = match std::env::var("KEYCAST_TEST_REDIS_SERVER") {
-            Ok(b) if !b.is_empty() => b,
-            _ if std::env::var("KEYCAST_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-                panic!("KEYCAST_TEST_REDIS_SERVER must be set when KEYCAST_TEST_REQUIRE_SERVICES=1")
-            }
-            _ => {
-                eprintln!("skipped: KEYCAST_TEST_REDIS_SERVER is not set");
-                return None;
-            }
-        };
-        let mut redis = Self {
+        let binary = require_service("KEYCAST_TEST_REDIS_SERVER")?;
+        let (port, child) = spawn_on_free_port("redis-server", Duration::from_secs(10), |port| {
+            spawn(&binary, port)
+        });
+        Some(Self {
             binary,
-            port: free_port(),
-            child: None,
-        };
-        redis.up();
-        Some(redis)
+            port,
+            child: Some(child),
+        })
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts it (empty: no persistence) and waits until it accepts connections.
+    /// Starts it again (empty: no persistence) on the same port, which the servers under
+    /// test are configured with, and waits until it accepts connections.
     pub fn up(&mut self) {
-        let child = Command::new(&self.binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server");
+        let mut child = spawn(&self.binary, self.port);
+        let up = wait_accepting(
+            "redis-server",
+            self.port,
+            &mut child,
+            Duration::from_secs(10),
+        );
+        assert!(
+            up,
+            "redis-server exited: port {} was taken meanwhile",
+            self.port
+        );
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Kills it, losing everything it held.
@@ -62,6 +55,17 @@ impl PrivateRedis {
             let _ = c.wait();
         }
     }
+}
+
+/// `redis-server` on loopback `port`, keeping nothing on disk.
+fn spawn(binary: &str, port: u16) -> Child {
+    Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server")
 }
 
 impl Drop for PrivateRedis {

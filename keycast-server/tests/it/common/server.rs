@@ -1,10 +1,11 @@
 //! The real binary serving HTTP, with NIP-46 on its embedded relay, driven over HTTP:
 //! start and wait for readiness, accounts with a key, and the logs at the end.
 
-use std::io::Read;
-use std::process::{Child, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use keycast_test_support::{eventually, ServerProcess};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -18,8 +19,9 @@ pub struct Served {
     pub env: Env,
     /// Follows no redirects.
     pub http: reqwest::Client,
-    child: Child,
-    logs: Option<JoinHandle<String>>,
+    /// The separate `/metrics` listener, when `KEYCAST_METRICS_LISTEN` asked for one.
+    pub metrics: Option<SocketAddr>,
+    process: ServerProcess,
     database: Option<keycast_storage::testing::FreshDb>,
 }
 
@@ -81,53 +83,46 @@ impl Served {
     }
 
     async fn launch_command(
-        env: Env,
+        mut env: Env,
         mut command: std::process::Command,
         vars: &[(&str, String)],
     ) -> Self {
-        let mut child = command
+        command
             .env("RUST_LOG", "debug")
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve");
-        // Drained as they come, so a full pipe never blocks the server.
-        let mut stderr = child.stderr.take().expect("stderr");
-        let logs = std::thread::spawn(move || {
-            let mut all = String::new();
-            let _ = stderr.read_to_string(&mut all);
-            all
-        });
+            .stdout(Stdio::null());
+        let mut process = ServerProcess::spawn(command).expect("serve");
+        let addresses = process
+            .wait_serving(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"));
+        env.adopt(&addresses);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        let mut served = Self {
+        let served = Self {
             env,
             http,
-            child,
-            logs: Some(logs),
+            metrics: addresses.metrics,
+            process,
             database: None,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = served.child.try_wait() {
-                panic!("server exited early ({status}): {}", served.stop());
-            }
-            let ready = served
-                .http
-                .get(served.env.url("/healthz/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return served;
-            }
-            assert!(Instant::now() < deadline, "the server never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ready = served.env.url("/healthz/ready");
+        let (s, ready) = (&served, ready.as_str());
+        eventually(
+            Duration::from_secs(60),
+            "the server to become ready",
+            || async move {
+                if let Some(status) = s.process.exited() {
+                    panic!("server exited early ({status}): {}", s.process.logs());
+                }
+                let answer = s.http.get(ready).send().await;
+                answer.is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await;
+        served
     }
 
     /// `ws://127.0.0.1:<port>` of the embedded relay.
@@ -256,36 +251,33 @@ impl Served {
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Sends `signal` (a name such as `STOP` or `CONT`) to the server with `kill`.
     pub fn signal(&self, signal: &str) {
-        super::signal(self.child.id(), signal);
+        super::signal(self.process.pid(), signal);
     }
 
     /// Whether the process is still running (not exited, not killed).
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    pub fn alive(&self) -> bool {
+        self.process.alive()
     }
 
-    /// [`Served::kill`], handing back the data dir and ports for a restart on them with
-    /// [`Served::launch`]; everything it logged.
+    /// [`Served::kill`], handing back the data dir for a restart on it with
+    /// [`Served::launch`] (on fresh ports, as a released port may be taken meanwhile);
+    /// everything it logged.
     pub fn kill_keeping_env(mut self) -> (Env, String) {
         let logs = self.kill();
         // The placeholder's directory was never created; dropping it removes nothing.
-        let env = std::mem::replace(&mut self.env, Env::new());
+        let mut env = std::mem::replace(&mut self.env, Env::new());
+        (env.http_port, env.relay_port) = (0, 0);
         (env, logs)
     }
 
     /// Kills the server with SIGKILL, as a crash would; everything it logged.
     pub fn kill(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.logs
-            .take()
-            .and_then(|l| l.join().ok())
-            .unwrap_or_default()
+        self.process.kill()
     }
 
     /// Stops the server (SIGTERM, then a kill after 30 s); everything it logged.
@@ -295,33 +287,13 @@ impl Served {
 
     /// [`Served::stop`], and whether the server exited 0 on SIGTERM.
     pub fn stop_checked(&mut self) -> (bool, String) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut clean = false;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                clean = status.success();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let logs = self
-            .logs
-            .take()
-            .and_then(|l| l.join().ok())
-            .unwrap_or_default();
-        (clean, logs)
+        self.process.stop(Duration::from_secs(30))
     }
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         if let Some(db) = self.database.take() {
             super::drop_database(db);
         }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{free_port, required_bin};
+use keycast_test_support::{eventually, require_service, spawn_on_free_port};
 
 /// aiosmtpd on a free port; stopped and its mail removed on drop.
 pub struct PrivateSmtp {
@@ -17,31 +17,26 @@ pub struct PrivateSmtp {
 impl PrivateSmtp {
     /// `None` (the test prints that it was skipped) without `KEYCAST_TEST_SMTP_PYTHON`.
     pub fn start() -> Option<Self> {
-        let python = required_bin("KEYCAST_TEST_SMTP_PYTHON")?;
-        let port = free_port();
+        let python = require_service("KEYCAST_TEST_SMTP_PYTHON")?;
         let dir = std::env::temp_dir().join(format!("keycast-smtp-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("smtp dir");
-        let child = Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.join("maildir"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start aiosmtpd");
-        let mut smtp = Self { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = smtp.child.try_wait() {
-                panic!("aiosmtpd exited ({status}): is it installed for this Python?");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(smtp)
+        // aiosmtpd exits at once if it is not installed for this Python: the helper then
+        // says it exited on every port.
+        let (port, child) = spawn_on_free_port(
+            "aiosmtpd (is it installed for this Python?)",
+            Duration::from_secs(20),
+            |port| {
+                Command::new(&python)
+                    .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+                    .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                    .arg(dir.join("maildir"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start aiosmtpd")
+            },
+        );
+        Some(Self { port, dir, child })
     }
 
     /// The URL keycast-server sends through.
@@ -74,19 +69,15 @@ impl PrivateSmtp {
 
     /// Waits for the `n`th message (1-based) addressed to `to`; its text.
     pub async fn message_to(&self, to: &str, n: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mine: Vec<String> = self
+        let what = format!("message {n} to {to}");
+        eventually(Duration::from_secs(20), &what, || async {
+            let mut mine = self
                 .messages()
                 .into_iter()
-                .filter(|m| m.contains(&format!("X-RcptTo: {to}")))
-                .collect();
-            if mine.len() >= n {
-                return mine[n - 1].clone();
-            }
-            assert!(Instant::now() < deadline, "no message {n} to {to} arrived");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .filter(|m| m.contains(&format!("X-RcptTo: {to}")));
+            mine.nth(n - 1)
+        })
+        .await
     }
 }
 
