@@ -20,7 +20,6 @@ use std::time::Duration;
 use common::pages::{csrf, form, html};
 use common::server::{Account, Served, PASSWORD};
 use keycast_core::nostr::{EventBuilder, Keys, Kind, NostrSigner, PublicKey, RelayUrl};
-use keycast_test_support::eventually;
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
@@ -172,8 +171,14 @@ async fn a_raw_uri_without_perms_answers_the_waiting_client_with_full_access() {
     assert!(page.contains("<strong>Full access"), "{page}");
     let token = csrf(&page);
 
-    // nostr-connect's own client-initiated flow: it listens for the signer's "ack".
-    let signer = NostrConnect::new(client_uri, app, Duration::from_secs(30), None).expect("client");
+    // nostr-connect's own client-initiated flow: it listens for the signer's "ack". The
+    // reply is ephemeral, so the client must be subscribed before the approval, and
+    // nostr-connect keeps its relay pool private: the client reaches the relay through a
+    // proxy that shows when the relay answered its `REQ` (`EOSE`; its filter has
+    // `limit: 0`). The URI the account approves names the relay itself.
+    let (via, subscribed) = eose_watching_proxy(&served.relay()).await;
+    let proxied = NostrConnectURI::client(app.public_key(), [via], "Raw App");
+    let signer = NostrConnect::new(proxied, app, Duration::from_secs(30), None).expect("client");
     let waiting = tokio::spawn({
         let signer = signer.clone();
         async move {
@@ -182,18 +187,9 @@ async fn a_raw_uri_without_perms_answers_the_waiting_client_with_full_access() {
             user
         }
     });
-    // The reply is ephemeral: the client must be subscribed before the approval.
-    eventually(Duration::from_secs(20), "the client connected", || async {
-        signer
-            .status()
-            .await
-            .get(&relay)
-            .is_some_and(|s| s.to_string() == "Connected")
-    })
-    .await;
-    // Its subscription follows the connection, and nothing outside the client shows when
-    // the relay has it (nostr-connect keeps its pool private): the one sleep left here.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::timeout(Duration::from_secs(20), subscribed.notified())
+        .await
+        .expect("the relay answered the client's subscription");
 
     let fields = [
         ("uri", uri.as_str()),
@@ -493,4 +489,44 @@ async fn a_bunker_uri_from_every_path_is_answered_the_first_time() {
     let body: serde_json::Value = exchanged.json().await.expect("json");
     let uri = body["bunker_url"].as_str().expect("bunker_url");
     answered_at_once(uri, &ann.pubkey, "/oauth/token").await;
+}
+
+/// A TCP proxy to the relay at `relay` (`ws://host:port`) for one client: its URL, and a
+/// signal raised once the relay sent that client an `EOSE`. Relay-to-client WebSocket
+/// frames are not masked, so the text shows in the bytes as sent.
+async fn eose_watching_proxy(relay: &str) -> (RelayUrl, std::sync::Arc<tokio::sync::Notify>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = relay
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = keycast_test_support::local_tokio_listener();
+    let url = format!("ws://{}", listener.local_addr().expect("proxy address"));
+    let seen = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = seen.clone();
+    tokio::spawn(async move {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        let server = tokio::net::TcpStream::connect(&upstream)
+            .await
+            .expect("connect to the relay");
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut raised = false;
+        while let Ok(n) = server_read.read(&mut buf).await {
+            if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            if !raised && buf[..n].windows(6).any(|w| w == b"\"EOSE\"") {
+                raised = true;
+                signal.notify_one();
+            }
+        }
+    });
+    (RelayUrl::parse(&url).expect("proxy url"), seen)
 }
