@@ -47,6 +47,7 @@ pub mod protocol;
 pub mod service;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod websocket;
 
 pub use embedded::SingleUserBunker;
 pub use handler::RequestHandler;

@@ -1,4 +1,5 @@
-//! For tests and benchmarks (feature `testing`): a raw NIP-46 load client.
+//! For tests and benchmarks (feature `testing`): a raw NIP-46 load client, and
+//! [`TestRelay`], a relay on a listener it bound itself.
 //!
 //! [`LoadClient`] sends requests to bunkers over real relays and records every reply
 //! event per request id, so a test can prove that each request was answered exactly once
@@ -6,8 +7,10 @@
 //! nostr-connect keeps only the first reply, which would hide duplicates.
 
 mod load;
+mod relay;
 
 pub use load::{signed_by, Ignored, LoadClient, Reply, Tally};
+pub use relay::TestRelay;
 
 /// Why a [`LoadClient`] call failed.
 #[derive(Debug, thiserror::Error)]

@@ -197,12 +197,14 @@ async fn nostr_tools_nostrconnect_from_uri() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nostr_tools_connects_to_a_single_user_bunker() {
     let Some(dir) = interop_dir() else { return };
-    let relay = nostr_relay_builder::MockRelay::run().await.expect("relay");
+    let relay = keycast_nip46::testing::TestRelay::with_defaults()
+        .await
+        .expect("relay");
     let user = keycast_core::nostr::Keys::generate();
     let served = keycast_nip46::SingleUserBunker::start(
         user.secret_key().clone(),
         std::sync::Arc::new(keycast_core::InsecureTestKeyManager::new()),
-        vec![relay.url().await],
+        vec![relay.url()],
     )
     .await
     .expect("bunker");

@@ -7,9 +7,9 @@ use crate::common;
 use std::time::Duration;
 
 use keycast_core::nostr::{Keys, PublicKey};
+use keycast_nip46::testing::TestRelay;
 use keycast_nip46::testing::{signed_by, LoadClient, LoadError, Reply};
 use keycast_nip46::{Bunker, BunkerConfig, BunkerUri};
-use nostr_relay_builder::MockRelay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sign_request_is_answered_once_by_its_bunker() {
@@ -68,8 +68,8 @@ async fn every_sign_request_is_answered_once_by_its_bunker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bunker_nobody_serves_leaves_requests_unanswered() {
-    let relay = MockRelay::run().await.expect("relay");
-    let load = LoadClient::start(vec![relay.url().await], 1)
+    let relay = TestRelay::with_defaults().await.expect("relay");
+    let load = LoadClient::start(vec![relay.url()], 1)
         .await
         .expect("load client");
     let nobody = Keys::generate().public_key();

@@ -13,9 +13,10 @@ use keycast_core::nostr::{
     Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, RelayUrl, Tag, TagKind, Timestamp,
 };
 use keycast_nip46::testing::LoadClient;
+use keycast_nip46::testing::TestRelay;
 use keycast_nip46::BunkerUri;
 use keycast_test_support::eventually;
-use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
+use nostr_relay_builder::prelude::{RateLimit, RelayBuilder};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -226,13 +227,13 @@ async fn replies_a_relay_refuses_are_counted() {
 }
 
 /// A relay without the test relay's 60 events a minute, for floods.
-async fn flood_relay() -> LocalRelay {
-    let relay = LocalRelay::new(RelayBuilder::default().rate_limit(RateLimit {
+async fn flood_relay() -> TestRelay {
+    TestRelay::start(RelayBuilder::default().rate_limit(RateLimit {
         max_reqs: 1_000,
         notes_per_minute: u32::MAX,
-    }));
-    relay.run().await.expect("relay");
-    relay
+    }))
+    .await
+    .expect("relay")
 }
 
 /// `count` signed requests from `from` to `bunker`: one encrypted `connect` with a wrong
@@ -359,7 +360,7 @@ async fn an_unbound_flood_is_dropped_at_intake_while_a_bound_client_keeps_signin
     // Paces the bound client's signing during the flood (a load rate, not a wait).
     const SIGN_EVERY: Duration = Duration::from_millis(25);
     let relay = flood_relay().await;
-    let url = relay.url().await;
+    let url = relay.url();
     let s = setup_on(url.clone()).await;
     let unbound_bunker = s.bunker.stats();
     assert_eq!(unbound_bunker.limited(), 0);
@@ -520,7 +521,7 @@ async fn many_unbound_keys_on_one_bunker_meet_its_limit_and_its_client_is_served
     let _alone = FLOODS.write().await;
     const KEYS: usize = 300;
     let relay = flood_relay().await;
-    let url = relay.url().await;
+    let url = relay.url();
     let s = setup_on(url.clone()).await;
     let mut c = RawClient::new(&url, s.bunker_pubkey).await;
     let connect = format!(

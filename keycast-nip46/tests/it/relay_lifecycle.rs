@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::recorder::{until, Limits, Recorder};
 use keycast_core::nostr::{Keys, NostrSigner, PublicKey, RelayUrl};
+use keycast_nip46::testing::TestRelay;
 use keycast_nip46::{BunkerConfig, BunkerUri, RelayConnection};
 use keycast_test_support::eventually;
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
 use nostr_relay_builder::prelude::{LocalRelay, RelayBuilder};
-use nostr_relay_builder::MockRelay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -81,8 +81,8 @@ async fn the_service_survives_a_relay_restart_on_the_same_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_stops_answering_is_dropped_and_reconnected() {
-    let relay = MockRelay::run().await.expect("relay");
-    let target = relay.url().await;
+    let relay = TestRelay::with_defaults().await.expect("relay");
+    let target = relay.url();
     let proxy = FreezableProxy::start(&target).await;
     let s = common::setup_on_with(proxy.url.clone(), |mut c| {
         c.stall_probe_every = Duration::from_millis(500);

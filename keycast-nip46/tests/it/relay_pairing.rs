@@ -8,8 +8,8 @@ use common::raw::RawClient;
 use common::recorder::{until, Recorder};
 use keycast_core::nostr::{Keys, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{Label, NewAuthorization};
+use keycast_nip46::testing::TestRelay;
 use keycast_nip46::{Bunker, BunkerConfig, Error, NostrConnectUri, RateLimit};
-use nostr_relay_builder::MockRelay;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -34,8 +34,8 @@ async fn a_scanned_client_on_its_own_relay_is_answered_and_served() {
     })
     .await;
     // The client listens on a relay the bunker was not configured with.
-    let theirs = MockRelay::run().await.expect("client relay");
-    let their_url = theirs.url().await;
+    let theirs = TestRelay::with_defaults().await.expect("client relay");
+    let their_url = theirs.url();
     let app = Keys::generate();
     let uri = NostrConnectUri::parse(&format!(
         "nostrconnect://{}?relay={}&secret=s3cr3t&perms=sign_event:1,nip44_encrypt&name=Scanned",

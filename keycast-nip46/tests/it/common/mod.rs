@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use keycast_core::nostr::{Keys, RelayUrl};
 use keycast_core::*;
+use keycast_nip46::testing::TestRelay;
 use keycast_nip46::{Bunker, BunkerConfig, BunkerUri};
 use nostr_connect::prelude::{NostrConnect, NostrConnectURI};
-use nostr_relay_builder::MockRelay;
 
 pub struct Setup {
-    pub relay: Option<MockRelay>,
+    pub relay: Option<TestRelay>,
     pub custody: Custody,
     pub store: Arc<MemoryKeyStore>,
     pub tenant: TenantId,
@@ -36,8 +36,8 @@ pub async fn setup() -> Setup {
 }
 
 pub async fn setup_with(tune: impl FnOnce(BunkerConfig) -> BunkerConfig) -> Setup {
-    let relay = MockRelay::run().await.expect("relay");
-    let url: RelayUrl = relay.url().await;
+    let relay = TestRelay::with_defaults().await.expect("relay");
+    let url: RelayUrl = relay.url();
     build(Some(relay), url, tune, None).await
 }
 
@@ -46,8 +46,8 @@ pub async fn setup_authorized_by(
     authorizer: Arc<dyn Authorizer>,
     tune: impl FnOnce(BunkerConfig) -> BunkerConfig,
 ) -> Setup {
-    let relay = MockRelay::run().await.expect("relay");
-    let url: RelayUrl = relay.url().await;
+    let relay = TestRelay::with_defaults().await.expect("relay");
+    let url: RelayUrl = relay.url();
     build(Some(relay), url, tune, Some(authorizer)).await
 }
 
@@ -65,7 +65,7 @@ pub async fn setup_on_with(
 }
 
 async fn build(
-    relay: Option<MockRelay>,
+    relay: Option<TestRelay>,
     url: RelayUrl,
     tune: impl FnOnce(BunkerConfig) -> BunkerConfig,
     authorizer: Option<Arc<dyn Authorizer>>,

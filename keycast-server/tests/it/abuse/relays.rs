@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use keycast_core::nostr::Keys;
-use nostr_relay_builder::prelude::{LocalRelay, RelayBuilder};
+use keycast_nip46::testing::TestRelay;
 use reqwest::header::{COOKIE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 
@@ -202,14 +202,9 @@ async fn extra_relays_are_capped_per_account_and_let_go_when_revoked() {
     let ann = Approver::new(&served, "ann@example.org").await;
     let mut relays = Vec::new();
     for _ in 0..12 {
-        let relay = LocalRelay::new(RelayBuilder::default());
-        relay.run().await.expect("relay");
-        relays.push(relay);
+        relays.push(TestRelay::with_defaults().await.expect("relay"));
     }
-    let mut urls = Vec::new();
-    for r in &relays {
-        urls.push(r.url().await.to_string());
-    }
+    let urls: Vec<String> = relays.iter().map(|r| r.url().to_string()).collect();
     let u: Vec<&str> = urls.iter().map(String::as_str).collect();
     let ports: Vec<u16> = urls
         .iter()
