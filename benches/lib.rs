@@ -45,16 +45,14 @@ pub fn raw_sign_rate(threads: usize, duration: Duration) -> f64 {
     total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Accepts connections for `relay` on a loopback port with `TCP_NODELAY` set (the embedded
-/// relay's accept loop, which explains why), and returns its URL.
+/// Accepts connections for `relay` on a loopback port with `TCP_NODELAY` set
+/// (`keycast_nip46::testing::serve_relay`), and returns its URL.
 ///
 /// # Panics
 /// If no loopback port can be bound.
 pub async fn serve_relay_nodelay(relay: LocalRelay) -> RelayUrl {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(keycast_server::embedded_relay::accept_nodelay(
-        listener, relay,
-    ));
+    tokio::spawn(keycast_nip46::testing::serve_relay(listener, relay));
     RelayUrl::parse(&format!("ws://{addr}")).expect("url")
 }

@@ -184,11 +184,10 @@ async fn is_ready(http: &reqwest::Client, base: &str) -> bool {
 /// The HTTP address named by the line `serve` logs once its listeners are bound.
 fn serving_address(log: &Path) -> Option<String> {
     let all = std::fs::read_to_string(log).ok()?;
-    all.lines().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        (v["message"] == "keycast-server is serving")
-            .then(|| v["listen"].as_str().map(str::to_owned))?
-    })
+    let bound = all
+        .lines()
+        .find_map(keycast_test_support::Addresses::from_log_line)?;
+    Some(bound.http.to_string())
 }
 
 /// A process's resident memory, open file descriptors and CPU time, from `/proc`.

@@ -96,18 +96,6 @@ impl EmbeddedRelay {
     }
 }
 
-/// Accepts connections for `relay` with `TCP_NODELAY` set, until the task is aborted, with
-/// no cap of ours (the benches' relay; [`accept_limited`] is the server's).
-pub async fn accept_nodelay(listener: TcpListener, relay: LocalRelay) {
-    let limits = Limits {
-        max: None,
-        max_per_address: usize::MAX,
-        header_timeout: HANDSHAKE_TIMEOUT,
-        idle_timeout: Duration::from_secs(3600),
-    };
-    accept_limited(listener, relay, Gate::new(usize::MAX, usize::MAX), limits).await;
-}
-
 /// Accepts connections for `relay` with `TCP_NODELAY` set, under `gate` (a refused
 /// connection is closed at once), until the task is aborted. A client must finish its
 /// WebSocket upgrade within `limits.header_timeout`, and a connection that moves no byte
@@ -163,9 +151,6 @@ pub async fn accept_limited(
         });
     }
 }
-
-/// How long a client may take to send its WebSocket upgrade request.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,5 @@
-//! Dev-only helpers shared by keycast's tests (never a dependency of shipped code).
+//! Dev-only helpers shared by keycast's tests, benches and load tool (never a dependency
+//! of a published crate).
 //!
 //! - [`require_service`]: a test runs only when its service is configured, and fails
 //!   instead of skipping under `KEYCAST_TEST_REQUIRE_SERVICES=1`.

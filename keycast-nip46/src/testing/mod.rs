@@ -10,7 +10,7 @@ mod load;
 mod relay;
 
 pub use load::{signed_by, Ignored, LoadClient, Reply, Tally};
-pub use relay::TestRelay;
+pub use relay::{serve_relay, TestRelay};
 
 /// Why a [`LoadClient`] call failed.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ impl TestRelay {
         let bound = listener.local_addr()?;
         let url = RelayUrl::parse(&format!("ws://{bound}")).map_err(std::io::Error::other)?;
         let relay = LocalRelay::new(builder);
-        let accepting = tokio::spawn(accept(listener, relay.clone()));
+        let accepting = tokio::spawn(serve_relay(listener, relay.clone()));
         Ok(Self {
             relay,
             accepting,
@@ -55,8 +55,10 @@ impl Drop for TestRelay {
     }
 }
 
-/// Hands every connection that completes the WebSocket upgrade to `relay`.
-async fn accept(listener: TcpListener, relay: LocalRelay) {
+/// Hands every connection `listener` accepts that completes the WebSocket upgrade to
+/// `relay`, with `TCP_NODELAY` set, until the task is aborted; no caps (the test and
+/// bench relays; keycast-server's embedded relay has its own loop with limits).
+pub async fn serve_relay(listener: TcpListener, relay: LocalRelay) {
     while let Ok((mut tcp, peer)) = listener.accept().await {
         let relay = relay.clone();
         tokio::spawn(async move {
