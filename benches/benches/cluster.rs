@@ -127,8 +127,10 @@ struct Outcome {
     duplicated: usize,
     unanswered: usize,
     bad_signatures: usize,
-    /// `keycast_nip46_requests_total` (request events received) per instance.
+    /// `keycast_nip46_requests_total` (request events received and handled) per instance.
     received: Vec<u64>,
+    /// `keycast_nip46_standby_kept_total` (kept unparsed as a standby) per instance.
+    kept: Vec<u64>,
     /// `keycast_nip46_processed_total` (answered) per instance.
     processed: Vec<u64>,
     queue_dropped: u64,
@@ -382,9 +384,11 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
     }
     let mut processed = Vec::with_capacity(servers.len());
     let mut received = Vec::with_capacity(servers.len());
+    let mut kept = Vec::with_capacity(servers.len());
     let mut queue_dropped = 0;
     for s in &servers {
         received.push(s.metric(&http, "keycast_nip46_requests_total").await);
+        kept.push(s.metric(&http, "keycast_nip46_standby_kept_total").await);
         processed.push(s.metric(&http, "keycast_nip46_processed_total").await);
         queue_dropped += s.metric(&http, "keycast_nip46_queue_dropped_total").await;
     }
@@ -402,6 +406,7 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
         unanswered: tally.unanswered.len(),
         bad_signatures,
         received,
+        kept,
         processed,
         queue_dropped,
     }
@@ -588,16 +593,18 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
     }
     println!();
     println!(
-        "| configuration | NIP-46 requests received per instance (whole run) | answered per \
-         instance | queue drops | duplicated | unanswered | bad or erroneous replies |"
+        "| configuration | NIP-46 requests received per instance (whole run) | kept unparsed \
+         as standby | answered per instance | queue drops | duplicated | unanswered | bad or \
+         erroneous replies |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---:|---:|---:|---:|");
     let per_instance = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" / ");
     for o in outcomes {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             o.config.name,
             per_instance(&o.received),
+            per_instance(&o.kept),
             per_instance(&o.processed),
             o.queue_dropped,
             o.duplicated,

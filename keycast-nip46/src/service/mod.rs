@@ -56,10 +56,12 @@ mod limits;
 mod live;
 mod pairing;
 mod parked;
+mod pins;
 mod prefilter;
 mod relay_policy;
 mod relays;
 mod shards;
+mod standby;
 mod stats;
 mod subscribe;
 mod subscriptions;
@@ -141,7 +143,9 @@ struct Shared {
     lanes: lanes::Lanes,
     /// Bunker keys whose URI this instance handed out lately, with their authorization
     /// and until when (`subscribe.rs`, `PIN`).
-    pins: std::sync::Mutex<std::collections::HashMap<PublicKey, (AuthorizationId, Instant)>>,
+    pins: Arc<pins::Pins>,
+    /// Requests to keys this instance stands by for, kept raw by the arrival filter.
+    standby: Arc<standby::Standby>,
     /// The router's listening epoch last acted on.
     listening: AtomicU64,
     /// Wakes the flusher: a confirmation may let waiting `REQ`s go.
@@ -196,12 +200,18 @@ impl Bunker {
             config.relay_allow_list.as_deref(),
         ));
         let bound_clients = Arc::new(prefilter::BoundClients::default());
+        let pins = Arc::new(pins::Pins::default());
+        let standby = Arc::new(standby::Standby::new(
+            custody.router().clone(),
+            pins.clone(),
+        ));
         let prefilter = Arc::new(prefilter::PreFilter::new(
             bound_clients.clone(),
             limits::Keyed::new(
                 config.unbound_client_limit.quota("unbound_client_limit")?,
                 config.limiter_max_keys,
             ),
+            standby.clone(),
         ));
         let client = Client::builder()
             .websocket_transport(transport::NoDelayTransport::new(
@@ -244,7 +254,8 @@ impl Bunker {
             live: Live::default(),
             versions: AtomicU64::new(0),
             lanes: lanes::Lanes::default(),
-            pins: std::sync::Mutex::default(),
+            pins,
+            standby,
             listening: AtomicU64::new(0),
             flush_soon: tokio::sync::Notify::new(),
             subscribed: AtomicUsize::new(0),
@@ -333,8 +344,9 @@ impl Bunker {
             q.len(),
             q.capacity().unwrap_or(usize::MAX),
             s.approvals.len(),
-            s.parked.len(),
+            s.parked.len() + s.standby.len(),
         );
+        stats.standby_kept = s.standby.kept();
         stats.limiter_keys = s.limits.tracked_keys() + s.pairings.len() + s.prefilter.tracked();
         stats.limited_on_arrival = s.prefilter.dropped();
         stats.limiter_resets = s.limits.resets() + s.pairings.resets();
@@ -399,6 +411,11 @@ impl Shared {
 
     /// The cheap checks, then the queue.
     async fn accept(self: &Arc<Self>, event: Box<Event>) {
+        self.admit(event, false).await;
+    }
+
+    /// [`Shared::accept`]; `rerouted` when the request was first left to another instance.
+    async fn admit(self: &Arc<Self>, event: Box<Event>, rerouted: bool) {
         if event.kind != Kind::NostrConnect {
             return;
         }
@@ -450,7 +467,7 @@ impl Shared {
             });
             return;
         }
-        self.enqueue(event, bunker, false, pinned);
+        self.enqueue(event, bunker, rerouted, pinned);
     }
 
     /// Hands an accepted request to the workers, or answers "overloaded".
@@ -801,12 +818,33 @@ async fn reroute_parked(shared: Arc<Shared>) {
         let now = router.epoch();
         if now.is_none() {
             shared.parked.clear();
+            shared.standby.clear();
         }
         if now == epoch || now.is_none() {
             epoch = now;
             continue;
         }
         epoch = now;
+        // Requests kept raw for a standby: checked as the relay pool checks delivered
+        // events, off the runtime, then through intake (which parks them again, parsed,
+        // if another instance still owns them).
+        let frames = shared.standby.take(shared.config.max_age);
+        if !frames.is_empty() {
+            let checked = tokio::task::spawn_blocking(move || {
+                frames
+                    .iter()
+                    .map(|f| standby::verified_request(f))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for event in checked {
+                match event {
+                    Some(event) => shared.admit(event, true).await,
+                    None => bump(&shared.counters.invalid),
+                }
+            }
+        }
         for request in shared.parked.take(shared.config.max_age) {
             match router.route(&RoutingKey(request.bunker)) {
                 Route::Local => {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use keycast_core::nostr::{Event, PublicKey};
 
 /// At most this many are kept; the oldest go first.
-const CAPACITY: usize = 4096;
+pub(crate) const CAPACITY: usize = 4096;
 
 pub(crate) struct ParkedRequest {
     pub(crate) event: Box<Event>,

@@ -11,22 +11,82 @@
 //! dropped without ever reaching the pool. Frames that do not parse this way pass
 //! untouched and meet the pool's own checks; a forged author field gains nothing, since
 //! whatever passes is verified as before.
+//!
+//! It also hands requests from configured relays to keys this instance only stands by
+//! for to [`Standby`] as raw frames (see `standby.rs`), which reads a second field, the
+//! first `p` tag.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use keycast_core::nostr::PublicKey;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::limits::Keyed;
+use super::standby::Standby;
 
 /// The one field read of an event.
 #[derive(Deserialize)]
 struct Author<'a> {
     #[serde(borrow)]
     pubkey: &'a str,
+}
+
+/// What a standby needs of a request: its kind and first `p` tag.
+#[derive(Deserialize)]
+struct Addressed {
+    kind: u16,
+    tags: FirstP,
+}
+
+/// The value of the first `["p", value, ...]` tag, if any.
+struct FirstP(Option<String>);
+
+impl<'de> Deserialize<'de> for FirstP {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Tags;
+        impl<'de> Visitor<'de> for Tags {
+            type Value = FirstP;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of tags")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut tags: A) -> Result<FirstP, A::Error> {
+                let mut first = None;
+                while let Some(PTag(value)) = tags.next_element()? {
+                    first = first.or(value);
+                }
+                Ok(FirstP(first))
+            }
+        }
+        d.deserialize_seq(Tags)
+    }
+}
+
+/// A tag: its value when it is a `p` tag.
+struct PTag(Option<String>);
+
+impl<'de> Deserialize<'de> for PTag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Tag;
+        impl<'de> Visitor<'de> for Tag {
+            type Value = PTag;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a tag")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut tag: A) -> Result<PTag, A::Error> {
+                let name: Option<String> = tag.next_element()?;
+                let value = match name.as_deref() {
+                    Some("p") => tag.next_element::<String>()?,
+                    _ => None,
+                };
+                while tag.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(PTag(value))
+            }
+        }
+        d.deserialize_seq(Tag)
+    }
 }
 
 /// Client keys bound to some active authorization, as raw x-only bytes (no curve check
@@ -55,11 +115,13 @@ impl BoundClients {
     }
 }
 
-/// Drops strangers' events over their limit before the pool sees them.
+/// Drops strangers' events over their limit before the pool sees them, and keeps
+/// requests for a standby raw.
 pub(crate) struct PreFilter {
     bound: Arc<BoundClients>,
     strangers: Keyed<[u8; 32]>,
     dropped: AtomicU64,
+    standby: Arc<Standby>,
 }
 
 impl std::fmt::Debug for PreFilter {
@@ -71,16 +133,23 @@ impl std::fmt::Debug for PreFilter {
 }
 
 impl PreFilter {
-    pub(crate) fn new(bound: Arc<BoundClients>, strangers: Keyed<[u8; 32]>) -> Self {
+    pub(crate) fn new(
+        bound: Arc<BoundClients>,
+        strangers: Keyed<[u8; 32]>,
+        standby: Arc<Standby>,
+    ) -> Self {
         Self {
             bound,
             strangers,
             dropped: AtomicU64::new(0),
+            standby,
         }
     }
 
-    /// Whether a text frame from a relay goes on to the pool.
-    pub(crate) fn admit(&self, frame: &str) -> bool {
+    /// Whether a text frame from a relay goes on to the pool. Only frames from a
+    /// `configured` relay may be kept for a standby: the pool checks that what another
+    /// relay sends matches what that relay was asked for.
+    pub(crate) fn admit(&self, frame: &str, configured: bool) -> bool {
         let Ok((kind, _, event)) = serde_json::from_str::<(&str, IgnoredAny, Author)>(frame) else {
             return true;
         };
@@ -91,11 +160,23 @@ impl PreFilter {
         if hex::decode_to_slice(event.pubkey, &mut author).is_err() {
             return true;
         }
-        if self.bound.contains(&author) || self.strangers.check(&author).is_ok() {
-            return true;
+        if !self.bound.contains(&author) && self.strangers.check(&author).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        false
+        !(configured && self.kept_for_standby(frame))
+    }
+
+    /// Whether the standby park took `frame`.
+    fn kept_for_standby(&self, frame: &str) -> bool {
+        let Ok((_, _, event)) = serde_json::from_str::<(IgnoredAny, IgnoredAny, Addressed)>(frame)
+        else {
+            return false;
+        };
+        match event.tags.0 {
+            Some(bunker) if event.kind == 24133 => self.standby.keep(&bunker, frame),
+            _ => false,
+        }
     }
 
     /// Frames dropped so far.
@@ -119,33 +200,62 @@ mod tests {
     use std::num::NonZeroU32;
 
     use governor::Quota;
-    use keycast_core::nostr::{EventBuilder, JsonUtil, Keys, Kind};
+    use keycast_core::nostr::{EventBuilder, JsonUtil, Keys, Kind, Tag};
+    use keycast_core::{NodeId, RequestRouter, Route, RoutingKey};
 
     use super::*;
 
-    fn frame(keys: &Keys) -> String {
-        let event = EventBuilder::new(Kind::NostrConnect, "x")
+    /// Another instance owns every key.
+    #[derive(Debug)]
+    struct Elsewhere;
+
+    #[async_trait::async_trait]
+    impl RequestRouter for Elsewhere {
+        fn route(&self, _key: &RoutingKey) -> Route {
+            Route::Remote(NodeId("other".into()))
+        }
+    }
+
+    fn filter(bound: Arc<BoundClients>, burst: u32) -> (PreFilter, Arc<Standby>) {
+        let quota =
+            Quota::per_minute(NonZeroU32::MIN).allow_burst(NonZeroU32::new(burst).expect("burst"));
+        let standby = Arc::new(Standby::new(Arc::new(Elsewhere), Arc::default()));
+        (
+            PreFilter::new(bound, Keyed::new(quota, 100), standby.clone()),
+            standby,
+        )
+    }
+
+    fn frame_with(keys: &Keys, kind: Kind, tags: Vec<Tag>) -> String {
+        let event = EventBuilder::new(kind, "x")
+            .tags(tags)
             .sign_with_keys(keys)
             .expect("sign");
         format!(r#"["EVENT","keycast-nip46",{}]"#, event.as_json())
     }
 
+    fn frame(keys: &Keys) -> String {
+        frame_with(keys, Kind::NostrConnect, Vec::new())
+    }
+
     #[test]
     fn strangers_over_their_limit_are_dropped_and_everything_else_passes() {
         let bound = Arc::new(BoundClients::default());
-        let quota = Quota::per_minute(NonZeroU32::MIN).allow_burst(NonZeroU32::new(2).expect("2"));
-        let filter = PreFilter::new(bound.clone(), Keyed::new(quota, 100));
+        let (filter, _) = filter(bound.clone(), 2);
         let (stranger, friend) = (Keys::generate(), Keys::generate());
         bound.replace([&friend.public_key()]);
         let junk = frame(&stranger);
         assert!(
-            filter.admit(&junk) && filter.admit(&junk),
+            filter.admit(&junk, true) && filter.admit(&junk, true),
             "the burst passes"
         );
-        assert!(!filter.admit(&junk), "then the stranger is dropped");
+        assert!(!filter.admit(&junk, true), "then the stranger is dropped");
         let good = frame(&friend);
         for _ in 0..10 {
-            assert!(filter.admit(&good), "a bound client is never held here");
+            assert!(
+                filter.admit(&good, true),
+                "a bound client is never held here"
+            );
         }
         for other in [
             r#"["EOSE","keycast-nip46"]"#,
@@ -154,11 +264,63 @@ mod tests {
             r#"["EVENT","s",{"pubkey":"not hex"}]"#,
             "not json",
         ] {
-            assert!(filter.admit(other), "{other}");
+            assert!(filter.admit(other, true), "{other}");
         }
         assert_eq!(filter.dropped(), 1);
         // A connect handled here makes the stranger a client at once.
         bound.extend([&stranger.public_key()]);
-        assert!(filter.admit(&junk));
+        assert!(filter.admit(&junk, true));
+    }
+
+    #[test]
+    fn requests_for_a_standby_from_configured_relays_are_kept_raw() {
+        let bound = Arc::new(BoundClients::default());
+        let (filter, standby) = filter(bound.clone(), 100);
+        let client = Keys::generate();
+        bound.replace([&client.public_key()]);
+        let bunker = Keys::generate().public_key();
+        let other = Keys::generate().public_key();
+        let request = frame_with(
+            &client,
+            Kind::NostrConnect,
+            vec![
+                Tag::parse(["e", "quote \" and backslash \\", "x"]).expect("tag"),
+                Tag::public_key(bunker),
+                Tag::public_key(other),
+            ],
+        );
+        assert!(!filter.admit(&request, true), "kept, not passed on");
+        assert!(filter.admit(&request, false), "another relay's frames pass");
+        // Other kinds, and requests without a `p` tag, go the normal way.
+        let note = frame_with(&client, Kind::TextNote, vec![Tag::public_key(bunker)]);
+        assert!(filter.admit(&note, true));
+        assert!(filter.admit(&frame(&client), true));
+        let kept = standby.take(std::time::Duration::from_secs(60));
+        assert_eq!(kept, vec![request], "the frame as it came");
+        assert_eq!(standby.kept(), 1);
+        // A stranger over the limit is dropped before anything is kept.
+        let stranger = Keys::generate();
+        let junk = frame_with(&stranger, Kind::NostrConnect, vec![Tag::public_key(bunker)]);
+        let (filter, standby) = self::filter(Arc::default(), 1);
+        assert!(!filter.admit(&junk, true));
+        assert!(!filter.admit(&junk, true));
+        assert_eq!((filter.dropped(), standby.kept()), (1, 1));
+    }
+
+    #[test]
+    fn first_p_tag_is_read_whatever_comes_before_it() {
+        let read = |tags: &str| {
+            serde_json::from_str::<FirstP>(tags)
+                .map(|p| p.0)
+                .map_err(|_| ())
+        };
+        assert_eq!(read(r#"[]"#), Ok(None));
+        assert_eq!(read(r#"[["p"],["p","a"],["p","b"]]"#), Ok(Some("a".into())));
+        assert_eq!(
+            read(r#"[["e","x",{"y":1}],["p","\u0061"]]"#),
+            Ok(Some("a".into()))
+        );
+        assert_eq!(read(r#"[[],["P","x"]]"#), Ok(None));
+        assert!(read(r#"{"p":"a"}"#).is_err());
     }
 }

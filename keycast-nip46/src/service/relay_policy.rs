@@ -166,9 +166,13 @@ impl RelayPolicy {
 
     /// Whether `relay` is one of the configured relays (same host and port).
     pub(crate) fn is_configured(&self, relay: &RelayUrl) -> bool {
-        relay_url(relay)
-            .and_then(|u| host_port(&u))
-            .is_some_and(|hp| self.configured.contains(&hp))
+        relay_url(relay).is_some_and(|u| self.is_configured_url(&u))
+    }
+
+    /// [`Self::is_configured`] for a URL (an extra lane's included: the fragment that
+    /// marks a lane is not part of host and port).
+    pub(crate) fn is_configured_url(&self, url: &Url) -> bool {
+        host_port(url).is_some_and(|hp| self.configured.contains(&hp))
     }
 
     /// What the policy says about `url` without resolving it.

@@ -99,6 +99,9 @@ pub struct BunkerStats {
     pub rerouted: u64,
     /// Other instances' requests kept now, in case their owner changes.
     pub parked: usize,
+    /// Requests to keys this instance stands by for, kept raw as they arrived (neither
+    /// parsed nor verified, nor counted in `requests`, unless ownership moves here).
+    pub standby_kept: u64,
     /// Requests waiting now.
     pub queue_depth: usize,
     /// Queue capacity.
@@ -182,6 +185,7 @@ impl Counters {
             claims_lost: r(&self.claims_lost),
             rerouted: r(&self.rerouted),
             parked,
+            standby_kept: 0,
             queue_depth,
             queue_capacity,
             unknown_bunker: r(&self.unknown_bunker),

@@ -165,29 +165,16 @@ impl Shared {
     /// to it even if another instance owns it (the claim keeps answers single), until the
     /// owner has heard of the authorization.
     pub(super) fn pinned(&self, bunker: &PublicKey) -> bool {
-        let pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
-        !pins.is_empty() && pins.contains_key(bunker)
+        self.pins.contains(bunker)
     }
 
     fn pin(&self, bunker: PublicKey, id: AuthorizationId) {
-        self.pins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(bunker, (id, Instant::now() + PIN));
+        self.pins.pin(bunker, id, Instant::now() + PIN);
     }
 
     /// Forgets pins that ran out; their authorizations, to be checked again.
     fn unpin_due(&self, now: Instant) -> Vec<AuthorizationId> {
-        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
-        let due: Vec<(PublicKey, AuthorizationId)> = pins
-            .iter()
-            .filter(|(_, (_, until))| *until <= now)
-            .map(|(k, (id, _))| (*k, *id))
-            .collect();
-        for (k, _) in &due {
-            pins.remove(k);
-        }
-        due.into_iter().map(|(_, id)| id).collect()
+        self.pins.unpin_due(now)
     }
 
     /// Runs `f` with the rules the book applies: the relay policy and [`Shared::listens`].

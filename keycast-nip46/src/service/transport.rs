@@ -78,11 +78,13 @@ impl WebSocketTransport for NoDelayTransport {
                 })??;
             let (sink, stream) = socket.split();
             let sink: WebSocketSink = Box::new(NoDelaySink(sink));
-            // Strangers' floods end here, before the pool parses or verifies them.
+            // Strangers' floods end here, before the pool parses or verifies them, and
+            // so do a standby's requests from configured relays (kept raw).
             let prefilter = self.prefilter.clone();
+            let configured = self.policy.is_configured_url(url);
             let stream = stream.try_filter(move |message| {
                 let keep = match message {
-                    Message::Text(frame) => prefilter.admit(frame),
+                    Message::Text(frame) => prefilter.admit(frame, configured),
                     _ => true,
                 };
                 std::future::ready(keep)
@@ -247,9 +249,14 @@ mod tests {
     /// An arrival filter that lets everything through.
     fn no_filter() -> Arc<PreFilter> {
         let quota = governor::Quota::per_second(std::num::NonZeroU32::MAX);
+        let standby = super::super::standby::Standby::new(
+            Arc::new(keycast_core::LocalRouter),
+            Arc::default(),
+        );
         Arc::new(PreFilter::new(
             Arc::default(),
             super::super::limits::Keyed::new(quota, 10),
+            Arc::new(standby),
         ))
     }
 

@@ -231,6 +231,12 @@ async fn exposition(state: &AppState) -> impl IntoResponse {
             b.requests,
         );
         out.metric(
+            "keycast_nip46_standby_kept_total",
+            "counter",
+            "NIP-46 requests to keys this instance stands by for, kept unparsed in case ownership moves.",
+            b.standby_kept,
+        );
+        out.metric(
             "keycast_nip46_rejected_hashring_total",
             "counter",
             "NIP-46 requests owned by another instance.",
