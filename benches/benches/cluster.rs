@@ -358,7 +358,12 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
     } else {
         1
     };
-    wait_shares(&servers, &http, (listeners * setup.authorizations) as u64).await;
+    wait_shares(
+        &mut servers,
+        &http,
+        (listeners * setup.authorizations) as u64,
+    )
+    .await;
 
     let sequential = closed_loop(&load, &bunkers, &servers, 1, setup.sequential).await;
     let loaded = closed_loop(&load, &bunkers, &servers, IN_FLIGHT, setup.window).await;
@@ -432,22 +437,28 @@ async fn wait_members(servers: &mut [Instance], http: &reqwest::Client, n: usize
     }
 }
 
-/// Waits until the instances together listen for `expected` bunker keys.
-async fn wait_shares(servers: &[Instance], http: &reqwest::Client, expected: u64) {
+/// Waits until the instances together listen for `expected` bunker keys, no instance
+/// still answers keys it handed out (their pins, 10 s, cost a claim on two instances) and
+/// every instance trusts its routing (no Redis trouble lately): the steady state.
+async fn wait_shares(servers: &mut [Instance], http: &reqwest::Client, expected: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut listened = 0;
-        for s in servers {
+        let (mut listened, mut pinned, mut troubled) = (0, 0, false);
+        for s in servers.iter_mut() {
             listened += s
                 .metric(http, "keycast_nip46_subscribed_authorizations")
                 .await;
+            pinned += s.metric(http, "keycast_nip46_pinned").await;
+            let ready = s.ready(http).await;
+            troubled |= ready["cluster"]["redis_trouble"] == json!(true);
         }
-        if listened == expected {
+        if listened == expected && pinned == 0 && !troubled {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "the instances listen for {listened} keys, not {expected}"
+            "the instances listen for {listened} keys, not {expected}, {pinned} pinned, \
+             Redis trouble: {troubled}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -18,9 +18,11 @@
 //! periodic safety net) compares a full listing the same way, so it too re-sends only what
 //! differs. Expiry needs no listing: the book keeps the active authorizations ordered by
 //! `expires_at` ([`Book::expired`]). Relays are held once and referred to by number, so an
-//! authorization costs a few dozen bytes here.
+//! authorization costs a few dozen bytes here, and so do the sets of relays each is wanted
+//! on (held once per distinct set).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use keycast_core::nostr::{PublicKey, RelayUrl, Timestamp};
@@ -40,8 +42,9 @@ pub(crate) struct Rules<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     bunker: PublicKey,
-    /// The relays it is wanted on (numbers into `Book::urls`).
-    wanted: Box<[u32]>,
+    /// The relays it is wanted on (numbers into `Book::urls`), shared by every entry
+    /// with the same relays (`Book::sets`): most have just the configured ones.
+    wanted: Arc<[u32]>,
     /// Whether it is asked for there now.
     on: bool,
     expires_at: Option<Timestamp>,
@@ -70,6 +73,8 @@ pub(crate) struct Book {
     /// Every relay ever wanted, by number.
     urls: Vec<RelayUrl>,
     numbers: HashMap<RelayUrl, u32>,
+    /// Every distinct `Entry::wanted` in use, once.
+    sets: HashSet<Arc<[u32]>>,
     entries: HashMap<AuthorizationId, Entry>,
     /// Entries asked for now.
     on: usize,
@@ -91,6 +96,7 @@ impl Book {
             reshaped: HashMap::new(),
             urls: Vec::new(),
             numbers: HashMap::new(),
+            sets: HashSet::new(),
             entries: HashMap::new(),
             on: 0,
             expiry: BTreeSet::new(),
@@ -209,6 +215,8 @@ impl Book {
         for auth in active {
             self.set(auth.id, Some(auth), now, rules);
         }
+        // Relay sets no entry uses any more (their pairings ended).
+        self.sets.retain(|set| Arc::strong_count(set) > 1);
     }
 
     /// Asks again whether this instance listens for each key (the ring changed): keys
@@ -410,7 +418,7 @@ impl Book {
 
     /// The relays `auth` is wanted on: the configured ones and those it names that the
     /// policy allows.
-    fn wanted(&mut self, auth: &Authorization, rules: &Rules<'_>) -> Box<[u32]> {
+    fn wanted(&mut self, auth: &Authorization, rules: &Rules<'_>) -> Arc<[u32]> {
         let named: Vec<RelayUrl> = auth
             .relays
             .iter()
@@ -418,7 +426,13 @@ impl Book {
             .cloned()
             .collect();
         let urls: BTreeSet<RelayUrl> = self.configured.iter().cloned().chain(named).collect();
-        urls.into_iter().map(|u| self.number(u)).collect()
+        let numbers: Vec<u32> = urls.into_iter().map(|u| self.number(u)).collect();
+        if let Some(set) = self.sets.get(numbers.as_slice()) {
+            return set.clone();
+        }
+        let set: Arc<[u32]> = numbers.into();
+        self.sets.insert(set.clone());
+        set
     }
 
     fn number(&mut self, url: RelayUrl) -> u32 {
@@ -522,6 +536,26 @@ pub(crate) mod tests {
             b.shards(&ours).expect("ours").in_use(),
             2,
             "two keys per REQ"
+        );
+    }
+
+    #[test]
+    fn entries_with_the_same_relays_share_one_set_until_none_uses_it() {
+        let ours = relay("wss://ours.example");
+        let x = relay("wss://x.example");
+        let mut b = Book::new(std::slice::from_ref(&ours), 2, 20);
+        let (one, two, three) = (auth(&[]), auth(std::slice::from_ref(&ours)), auth(&[x]));
+        let now = Timestamp::now();
+        b.reconcile(&[one.clone(), two.clone(), three.clone()], now, &ALL);
+        let wanted = |a: &Authorization| b.entries[&a.id].wanted.clone();
+        assert!(Arc::ptr_eq(&wanted(&one), &wanted(&two)), "one copy");
+        assert_eq!(wanted(&three).len(), 2);
+        assert_eq!(b.sets.len(), 2);
+        b.reconcile(&[one], now, &ALL);
+        assert_eq!(
+            b.sets.len(),
+            1,
+            "the set only the gone ones used is dropped"
         );
     }
 

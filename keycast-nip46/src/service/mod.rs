@@ -347,6 +347,7 @@ impl Bunker {
             s.parked.len() + s.standby.len(),
         );
         stats.standby_kept = s.standby.kept();
+        stats.pinned = s.pins.len();
         stats.limiter_keys = s.limits.tracked_keys() + s.pairings.len() + s.prefilter.tracked();
         stats.limited_on_arrival = s.prefilter.dropped();
         stats.limiter_resets = s.limits.resets() + s.pairings.resets();

@@ -20,6 +20,11 @@ impl Pins {
         !pins.is_empty() && pins.contains_key(bunker)
     }
 
+    /// Keys pinned now.
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// Pins `bunker` (authorization `id`) until `until`.
     pub(crate) fn pin(&self, bunker: PublicKey, id: AuthorizationId, until: Instant) {
         self.0

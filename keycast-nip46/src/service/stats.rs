@@ -102,6 +102,9 @@ pub struct BunkerStats {
     /// Requests to keys this instance stands by for, kept raw as they arrived (neither
     /// parsed nor verified, nor counted in `requests`, unless ownership moves here).
     pub standby_kept: u64,
+    /// Bunker keys this instance answers now whoever owns them, because it handed out
+    /// their URI within the last 10 s (in a cluster, they cost a claim on both sides).
+    pub pinned: usize,
     /// Requests waiting now.
     pub queue_depth: usize,
     /// Queue capacity.
@@ -186,6 +189,7 @@ impl Counters {
             rerouted: r(&self.rerouted),
             parked,
             standby_kept: 0,
+            pinned: 0,
             queue_depth,
             queue_capacity,
             unknown_bunker: r(&self.unknown_bunker),

@@ -14,7 +14,8 @@ use keycast_core::Authorization;
 /// Active bunker keys and their bound clients, as intake sees them.
 #[derive(Debug, Default)]
 pub(crate) struct Bindings {
-    clients: RwLock<HashMap<PublicKey, Vec<PublicKey>>>,
+    /// Boxed slices, not `Vec`s: 8 bytes less per active authorization.
+    clients: RwLock<HashMap<PublicKey, Box<[PublicKey]>>>,
 }
 
 impl Bindings {
@@ -22,7 +23,7 @@ impl Bindings {
     pub(crate) fn replace(&self, active: &[Authorization]) {
         let map = active
             .iter()
-            .map(|a| (a.bunker_pubkey, a.client_pubkeys.clone()))
+            .map(|a| (a.bunker_pubkey, a.client_pubkeys.as_slice().into()))
             .collect();
         *self.clients.write().unwrap_or_else(PoisonError::into_inner) = map;
     }
@@ -38,7 +39,7 @@ impl Bindings {
         self.clients
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(auth.bunker_pubkey, auth.client_pubkeys.clone());
+            .insert(auth.bunker_pubkey, auth.client_pubkeys.as_slice().into());
     }
 
     /// Forgets `bunker` (no longer an active authorization's).
@@ -54,7 +55,7 @@ impl Bindings {
     pub(crate) fn update(&self, auth: &Authorization) {
         let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = clients.get_mut(&auth.bunker_pubkey) {
-            c.clone_from(&auth.client_pubkeys);
+            *c = auth.client_pubkeys.as_slice().into();
         }
     }
 }

@@ -391,6 +391,12 @@ async fn exposition(state: &AppState) -> impl IntoResponse {
             b.approvals_pending,
         );
         out.metric(
+            "keycast_nip46_pinned",
+            "gauge",
+            "Bunker keys answered here whoever owns them, their URI handed out here lately.",
+            b.pinned,
+        );
+        out.metric(
             "keycast_nip46_parked",
             "gauge",
             "Other instances' NIP-46 requests kept in case ownership moves.",
