@@ -133,6 +133,10 @@ struct Outcome {
     kept: Vec<u64>,
     /// `keycast_nip46_processed_total` (answered) per instance.
     processed: Vec<u64>,
+    /// Per instance: requests another instance owned that reached intake parsed
+    /// (`rejected_hashring`), claims lost, `REQ`s sent, and whether Redis trouble was
+    /// recent at the end (routing untrusted: a standby then parses what it hears).
+    routing: Vec<(u64, u64, u64, bool)>,
     queue_dropped: u64,
 }
 
@@ -390,10 +394,18 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
     let mut processed = Vec::with_capacity(servers.len());
     let mut received = Vec::with_capacity(servers.len());
     let mut kept = Vec::with_capacity(servers.len());
+    let mut routing = Vec::with_capacity(servers.len());
     let mut queue_dropped = 0;
-    for s in &servers {
+    for s in &mut servers {
         received.push(s.metric(&http, "keycast_nip46_requests_total").await);
         kept.push(s.metric(&http, "keycast_nip46_standby_kept_total").await);
+        routing.push((
+            s.metric(&http, "keycast_nip46_rejected_hashring_total")
+                .await,
+            s.metric(&http, "keycast_nip46_claims_lost_total").await,
+            s.metric(&http, "keycast_nip46_reqs_sent_total").await,
+            s.ready(&http).await["cluster"]["redis_trouble"] == json!(true),
+        ));
         processed.push(s.metric(&http, "keycast_nip46_processed_total").await);
         queue_dropped += s.metric(&http, "keycast_nip46_queue_dropped_total").await;
     }
@@ -413,6 +425,7 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
         received,
         kept,
         processed,
+        routing,
         queue_dropped,
     }
 }
@@ -621,6 +634,25 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
             o.duplicated,
             o.unanswered,
             o.bad_signatures
+        );
+    }
+    println!();
+    println!(
+        "| configuration | others' requests parsed (rejected_hashring) | claims lost | REQs \
+         sent | Redis trouble at the end |"
+    );
+    println!("|---|---|---|---|---|");
+    for o in outcomes {
+        let column = |f: fn(&(u64, u64, u64, bool)) -> String| {
+            o.routing.iter().map(f).collect::<Vec<_>>().join(" / ")
+        };
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            o.config.name,
+            column(|r| r.0.to_string()),
+            column(|r| r.1.to_string()),
+            column(|r| r.2.to_string()),
+            column(|r| r.3.to_string()),
         );
     }
 }

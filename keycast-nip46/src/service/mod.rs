@@ -347,6 +347,7 @@ impl Bunker {
             s.parked.len() + s.standby.len(),
         );
         stats.standby_kept = s.standby.kept();
+        stats.rejected_hashring += s.standby.dropped();
         stats.pinned = s.pins.len();
         stats.limiter_keys = s.limits.tracked_keys() + s.pairings.len() + s.prefilter.tracked();
         stats.limited_on_arrival = s.prefilter.dropped();

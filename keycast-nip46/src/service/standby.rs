@@ -11,10 +11,11 @@
 //! verifies them off the runtime and passes them through intake like any other request
 //! (owner's claim decides whether somebody already answered).
 //!
-//! Only what the normal path would also have kept is kept: routing trusted (the router
-//! has an epoch), the key owned elsewhere and not pinned here. Frames over
-//! [`MAX_FRAME`] bytes go the normal way; the kept frames are bounded in number and bytes,
-//! the oldest dropped first.
+//! Only what the normal path would also have kept is kept: the key owned elsewhere and
+//! not pinned here, routing trusted (the router has an epoch). While it is not (Redis
+//! failed or a claim timed out lately) intake drops such requests instead of parking them,
+//! and so does this filter, on arrival. Frames over [`MAX_FRAME`] bytes go the normal way;
+//! the kept frames are bounded in number and bytes, the oldest dropped first.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,7 @@ pub(crate) struct Standby {
     pins: Arc<Pins>,
     frames: Mutex<Frames>,
     kept: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for Standby {
@@ -63,14 +65,16 @@ impl Standby {
             pins,
             frames: Mutex::default(),
             kept: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
-    /// Keeps `frame`, a kind-24133 request whose first `p` tag is `bunker` (hex), if
-    /// another instance owns that key; returns whether it did (the frame then goes no
-    /// further).
+    /// Takes `frame`, a kind-24133 request whose first `p` tag is `bunker` (hex), if
+    /// another instance owns that key and it is not pinned here: kept while routing is
+    /// trusted, else dropped (as intake would). Returns whether it took it (the frame then
+    /// goes no further).
     pub(crate) fn keep(&self, bunker: &str, frame: &str) -> bool {
-        if frame.len() > MAX_FRAME || self.router.epoch().is_none() {
+        if frame.len() > MAX_FRAME {
             return false;
         }
         let Ok(key) = PublicKey::from_hex(bunker) else {
@@ -80,6 +84,10 @@ impl Standby {
             || self.pins.contains(&key)
         {
             return false;
+        }
+        if self.router.epoch().is_none() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return true;
         }
         let mut q = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
         while q.frames.len() >= CAPACITY || q.bytes + frame.len() > MAX_BYTES {
@@ -123,6 +131,11 @@ impl Standby {
     /// Frames kept so far.
     pub(crate) fn kept(&self) -> u64 {
         self.kept.load(Ordering::Relaxed)
+    }
+
+    /// Frames dropped so far (another instance's, while routing was not trusted).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -194,7 +207,15 @@ mod tests {
         assert!(!standby.keep("not hex", "b"));
         assert!(standby.keep(&theirs.to_hex(), "c"));
         router.troubled.store(true, Ordering::Relaxed);
-        assert!(!standby.keep(&theirs.to_hex(), "d"), "untrusted routing");
+        assert!(
+            standby.keep(&theirs.to_hex(), "d"),
+            "untrusted routing: taken"
+        );
+        assert_eq!(standby.dropped(), 1, "and dropped, as intake would");
+        assert!(
+            !standby.keep(&mine.to_hex(), "d"),
+            "owned here: normal path"
+        );
         router.troubled.store(false, Ordering::Relaxed);
         pins.pin(
             theirs,

@@ -63,7 +63,8 @@ impl Counters {
 pub struct BunkerStats {
     /// Kind-24133 events received (after the relay pool's own de-duplication).
     pub requests: u64,
-    /// Requests owned by another instance and ignored.
+    /// Requests owned by another instance and ignored (dropped at intake, or on arrival
+    /// while routing was not trusted).
     pub rejected_hashring: u64,
     /// Requests answered.
     pub processed: u64,
