@@ -320,9 +320,7 @@ impl Shared {
             .kind(Kind::NostrConnect)
             .pubkeys(update.keys.iter().copied())
             .since(since);
-        let bytes = ClientMessage::req(id.clone(), vec![filter.clone()])
-            .as_json()
-            .len();
+        let bytes = req_bytes(&id, since, update.keys.len());
         // Recorded before it is sent: the relay's answer can arrive before `send` returns.
         // Sent even while the relay is down: the pool keeps the subscription and sends it
         // on reconnect, before anything we could retry.
@@ -502,9 +500,41 @@ impl Refusal {
     }
 }
 
+/// Bytes of the `REQ` [`Shared::send`] sends for `keys` keys: the message without keys
+/// (serialized, it is short) plus `,"#p":[...]` with 64 hex digits and two quotes per
+/// key, a comma between them. Serializing the whole `REQ` only to count it cost as much as
+/// building it.
+fn req_bytes(id: &SubscriptionId, since: Timestamp, keys: usize) -> usize {
+    let bare = Filter::new().kind(Kind::NostrConnect).since(since);
+    let base = ClientMessage::req(id.clone(), vec![bare]).as_json().len();
+    match keys {
+        0 => base,
+        n => base + 7 + 67 * n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Refusal;
+    use keycast_core::nostr::{Keys, Kind, Timestamp};
+    use nostr_sdk::prelude::{ClientMessage, Filter, JsonUtil};
+
+    use super::super::live::subscription_id;
+    use super::{req_bytes, Refusal};
+
+    #[test]
+    fn req_bytes_are_the_serialized_length() {
+        let since = Timestamp::from(1_700_000_000);
+        for n in [0usize, 1, 2, 480] {
+            let id = subscription_id(7, 12_345);
+            let keys: Vec<_> = (0..n).map(|_| Keys::generate().public_key()).collect();
+            let mut filter = Filter::new().kind(Kind::NostrConnect).since(since);
+            if n > 0 {
+                filter = filter.pubkeys(keys);
+            }
+            let req = ClientMessage::req(id.clone(), vec![filter]).as_json();
+            assert_eq!(req_bytes(&id, since, n), req.len(), "{n} keys");
+        }
+    }
 
     #[test]
     fn refusals_are_read_from_what_relays_say() {
