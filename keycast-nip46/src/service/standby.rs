@@ -169,7 +169,7 @@ mod tests {
     #[async_trait::async_trait]
     impl RequestRouter for EvenRouter {
         fn route(&self, key: &RoutingKey) -> Route {
-            if key.0.to_bytes()[0] % 2 == 0 {
+            if key.0.to_bytes()[0].is_multiple_of(2) {
                 Route::Local
             } else {
                 Route::Remote(NodeId("other".into()))
@@ -184,7 +184,7 @@ mod tests {
     fn key(owned: bool) -> PublicKey {
         loop {
             let k = Keys::generate().public_key();
-            if (k.to_bytes()[0] % 2 == 0) == owned {
+            if k.to_bytes()[0].is_multiple_of(2) == owned {
                 return k;
             }
         }
