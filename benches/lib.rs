@@ -13,6 +13,26 @@ use tokio::net::TcpListener;
 
 pub mod server;
 
+/// The sizes a scaling benchmark runs at: `KEYCAST_BENCH_SCALES` (comma-separated,
+/// `_` allowed in numbers), else `default`.
+///
+/// # Panics
+/// On a value that is not a number.
+pub fn bench_scales(default: &str) -> Vec<usize> {
+    let spec = std::env::var("KEYCAST_BENCH_SCALES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned());
+    spec.split(',')
+        .map(|s| {
+            s.trim()
+                .replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("KEYCAST_BENCH_SCALES: {s:?} is not a number"))
+        })
+        .collect()
+}
+
 /// Raw secp256k1 BIP-340 signatures of a 32-byte digest per second, on `threads` threads
 /// for `duration` (no keycast code): the baseline load benchmarks are reported against.
 pub fn raw_sign_rate(threads: usize, duration: Duration) -> f64 {

@@ -73,6 +73,13 @@ async fn store_like(store: &MemoryKeyStore, a: &Authorization) -> AuthorizationI
     auth.id
 }
 
+async fn revoke(store: &MemoryKeyStore, id: AuthorizationId) {
+    store
+        .revoke_authorization(id, Timestamp::now())
+        .await
+        .expect("revoke");
+}
+
 struct Row {
     n: usize,
     ready: Duration,
@@ -107,10 +114,7 @@ async fn measure(n: usize, url: &RelayUrl, changes: usize) -> Row {
     let before = bunker.stats();
     let t0 = thread_cpu();
     for &id in change_ids {
-        store
-            .revoke_authorization(id, Timestamp::now())
-            .await
-            .expect("revoke");
+        revoke(&store, id).await;
         bunker.authorizations_changed(&[id]).await.expect("change");
     }
     let last = store_like(&store, &a.authorization).await;
@@ -120,10 +124,7 @@ async fn measure(n: usize, url: &RelayUrl, changes: usize) -> Row {
 
     let t0 = thread_cpu();
     for &id in floor_ids {
-        store
-            .revoke_authorization(id, Timestamp::now())
-            .await
-            .expect("revoke");
+        revoke(&store, id).await;
     }
     let floor = (thread_cpu() - t0) / changes as u32;
     assert_eq!(bunker.stats().subscribed_authorizations, n - changes + 1);
@@ -142,11 +143,7 @@ async fn measure(n: usize, url: &RelayUrl, changes: usize) -> Row {
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let scales: Vec<usize> = if bench {
-        std::env::var("KEYCAST_BENCH_SCALES")
-            .unwrap_or_else(|_| DEFAULT_SCALES.to_owned())
-            .split(',')
-            .map(|s| s.trim().parse().expect("KEYCAST_BENCH_SCALES: numbers"))
-            .collect()
+        keycast_benches::bench_scales(DEFAULT_SCALES)
     } else {
         vec![200]
     };

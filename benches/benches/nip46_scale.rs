@@ -827,15 +827,7 @@ async fn main() {
         std::process::exit(2);
     }
     let scales: Vec<usize> = if bench {
-        let spec = env("KEYCAST_BENCH_SCALES").unwrap_or_else(|| DEFAULT_SCALES.to_owned());
-        spec.split(',')
-            .map(|s| {
-                s.trim()
-                    .replace('_', "")
-                    .parse()
-                    .unwrap_or_else(|_| panic!("KEYCAST_BENCH_SCALES: {s:?} is not a number"))
-            })
-            .collect()
+        keycast_benches::bench_scales(DEFAULT_SCALES)
     } else {
         vec![100]
     };

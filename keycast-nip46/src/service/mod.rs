@@ -446,7 +446,7 @@ impl Shared {
         // A key whose URI this instance just handed out is answered here too while claims
         // can be trusted (the claim decides between it and the owner); without Redis the
         // ring alone decides, so only the owner answers.
-        let pinned = remote && router.epoch().is_some() && self.pinned(&bunker);
+        let pinned = remote && router.epoch().is_some() && self.pins.contains(&bunker);
         if remote && !pinned {
             bump(&self.counters.rejected_hashring);
             if router.epoch().is_some() {

@@ -14,7 +14,8 @@ use keycast_core::AuthorizationId;
 pub(crate) struct Pins(Mutex<HashMap<PublicKey, (AuthorizationId, Instant)>>);
 
 impl Pins {
-    /// Whether `bunker` is pinned now.
+    /// Whether this instance handed out `bunker`'s URI within `PIN`: it answers requests
+    /// to it even if another instance owns it, until the owner has heard of it.
     pub(crate) fn contains(&self, bunker: &PublicKey) -> bool {
         let pins = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         !pins.is_empty() && pins.contains_key(bunker)

@@ -13,8 +13,10 @@
 //! whatever passes is verified as before.
 //!
 //! It also hands requests from configured relays to keys this instance only stands by
-//! for to [`Standby`] as raw frames (see `standby.rs`), which reads a second field, the
-//! first `p` tag.
+//! for to [`Standby`] as raw frames (see `standby.rs`), for which the same read takes the
+//! kind and the first `p` tag. A frame this read rejects (a kind that is not a number, a
+//! tag that is not an array of strings) the pool's stricter parse rejects too, before any
+//! signature check.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,40 +29,23 @@ use serde::{Deserialize, Deserializer};
 use super::limits::Keyed;
 use super::standby::Standby;
 
-/// The one field read of an event.
+/// The fields read of an event: its author, kind and first `p` tag.
 #[derive(Deserialize)]
-struct Author<'a> {
+struct Request<'a> {
     #[serde(borrow)]
     pubkey: &'a str,
-}
-
-/// What a standby needs of a request: its kind and first `p` tag.
-#[derive(Deserialize)]
-struct Addressed {
     kind: u16,
     tags: FirstP,
 }
 
 /// The value of the first `["p", value, ...]` tag, if any.
+#[derive(Deserialize)]
+#[serde(from = "Vec<PTag>")]
 struct FirstP(Option<String>);
 
-impl<'de> Deserialize<'de> for FirstP {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Tags;
-        impl<'de> Visitor<'de> for Tags {
-            type Value = FirstP;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of tags")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut tags: A) -> Result<FirstP, A::Error> {
-                let mut first = None;
-                while let Some(PTag(value)) = tags.next_element()? {
-                    first = first.or(value);
-                }
-                Ok(FirstP(first))
-            }
-        }
-        d.deserialize_seq(Tags)
+impl From<Vec<PTag>> for FirstP {
+    fn from(tags: Vec<PTag>) -> Self {
+        Self(tags.into_iter().find_map(|t| t.0))
     }
 }
 
@@ -150,7 +135,8 @@ impl PreFilter {
     /// `configured` relay may be kept for a standby: the pool checks that what another
     /// relay sends matches what that relay was asked for.
     pub(crate) fn admit(&self, frame: &str, configured: bool) -> bool {
-        let Ok((kind, _, event)) = serde_json::from_str::<(&str, IgnoredAny, Author)>(frame) else {
+        let Ok((kind, _, event)) = serde_json::from_str::<(&str, IgnoredAny, Request)>(frame)
+        else {
             return true;
         };
         if kind != "EVENT" {
@@ -164,19 +150,9 @@ impl PreFilter {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        !(configured && self.kept_for_standby(frame))
-    }
-
-    /// Whether the standby park took `frame`.
-    fn kept_for_standby(&self, frame: &str) -> bool {
-        let Ok((_, _, event)) = serde_json::from_str::<(IgnoredAny, IgnoredAny, Addressed)>(frame)
-        else {
-            return false;
-        };
-        match event.tags.0 {
-            Some(bunker) if event.kind == 24133 => self.standby.keep(&bunker, frame),
-            _ => false,
-        }
+        // A request to a key this instance only stands by for is kept raw.
+        let bunker = event.tags.0.filter(|_| configured && event.kind == 24133);
+        !bunker.is_some_and(|bunker| self.standby.keep(&bunker, frame))
     }
 
     /// Frames dropped so far.

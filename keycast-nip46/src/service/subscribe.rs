@@ -125,7 +125,7 @@ impl Shared {
         let instant = Instant::now();
         let epoch = self.custody.router().listening_epoch();
         let ring_moved = self.listening.swap(epoch, Ordering::Relaxed) != epoch;
-        let unpinned = self.unpin_due(instant);
+        let unpinned = self.pins.unpin_due(instant);
         if !book.expiry_due(now)
             && !book.has_updates()
             && !book.leaving()
@@ -154,27 +154,11 @@ impl Shared {
     /// cluster, it owns or stands by for the key), or this instance handed out its URI a
     /// moment ago ([`PIN`]).
     pub(super) fn listens(&self, bunker: &PublicKey) -> bool {
-        self.pinned(bunker)
+        self.pins.contains(bunker)
             || self
                 .custody
                 .router()
                 .listens(&keycast_core::RoutingKey(*bunker))
-    }
-
-    /// Whether this instance handed out `bunker`'s URI within [`PIN`]: it answers requests
-    /// to it even if another instance owns it (the claim keeps answers single), until the
-    /// owner has heard of the authorization.
-    pub(super) fn pinned(&self, bunker: &PublicKey) -> bool {
-        self.pins.contains(bunker)
-    }
-
-    fn pin(&self, bunker: PublicKey, id: AuthorizationId) {
-        self.pins.pin(bunker, id, Instant::now() + PIN);
-    }
-
-    /// Forgets pins that ran out; their authorizations, to be checked again.
-    fn unpin_due(&self, now: Instant) -> Vec<AuthorizationId> {
-        self.pins.unpin_due(now)
     }
 
     /// Runs `f` with the rules the book applies: the relay policy and [`Shared::listens`].
@@ -193,7 +177,7 @@ impl Shared {
     pub(super) async fn cover(self: &Arc<Self>, id: AuthorizationId) -> Result<bool> {
         // Heard here at once, whoever owns it in a cluster.
         if let Ok(auth) = self.custody.store().get_authorization(id).await {
-            self.pin(auth.bunker_pubkey, id);
+            self.pins.pin(auth.bunker_pubkey, id, Instant::now() + PIN);
         }
         // A key new to the book is in no version sent before this one.
         let since = match self.book.lock().await.bunker_of(id) {
