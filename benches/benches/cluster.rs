@@ -119,6 +119,16 @@ struct Phase {
     ids: Vec<String>,
 }
 
+/// One instance's routing counters at the end of a configuration.
+struct Routing {
+    /// Requests another instance owned that reached intake parsed (`rejected_hashring`).
+    others_parsed: u64,
+    claims_lost: u64,
+    reqs_sent: u64,
+    /// Redis trouble was recent (routing untrusted: a standby then drops what it hears).
+    troubled: bool,
+}
+
 struct Outcome {
     config: Config,
     sequential: Phase,
@@ -133,10 +143,7 @@ struct Outcome {
     kept: Vec<u64>,
     /// `keycast_nip46_processed_total` (answered) per instance.
     processed: Vec<u64>,
-    /// Per instance: requests another instance owned that reached intake parsed
-    /// (`rejected_hashring`), claims lost, `REQ`s sent, and whether Redis trouble was
-    /// recent at the end (routing untrusted: a standby then parses what it hears).
-    routing: Vec<(u64, u64, u64, bool)>,
+    routing: Vec<Routing>,
     queue_dropped: u64,
 }
 
@@ -399,13 +406,14 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
     for s in &mut servers {
         received.push(s.metric(&http, "keycast_nip46_requests_total").await);
         kept.push(s.metric(&http, "keycast_nip46_standby_kept_total").await);
-        routing.push((
-            s.metric(&http, "keycast_nip46_rejected_hashring_total")
+        routing.push(Routing {
+            others_parsed: s
+                .metric(&http, "keycast_nip46_rejected_hashring_total")
                 .await,
-            s.metric(&http, "keycast_nip46_claims_lost_total").await,
-            s.metric(&http, "keycast_nip46_reqs_sent_total").await,
-            s.ready(&http).await["cluster"]["redis_trouble"] == json!(true),
-        ));
+            claims_lost: s.metric(&http, "keycast_nip46_claims_lost_total").await,
+            reqs_sent: s.metric(&http, "keycast_nip46_reqs_sent_total").await,
+            troubled: s.ready(&http).await["cluster"]["redis_trouble"] == json!(true),
+        });
         processed.push(s.metric(&http, "keycast_nip46_processed_total").await);
         queue_dropped += s.metric(&http, "keycast_nip46_queue_dropped_total").await;
     }
@@ -643,16 +651,15 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
     );
     println!("|---|---|---|---|---|");
     for o in outcomes {
-        let column = |f: fn(&(u64, u64, u64, bool)) -> String| {
-            o.routing.iter().map(f).collect::<Vec<_>>().join(" / ")
-        };
+        let column =
+            |f: fn(&Routing) -> String| o.routing.iter().map(f).collect::<Vec<_>>().join(" / ");
         println!(
             "| {} | {} | {} | {} | {} |",
             o.config.name,
-            column(|r| r.0.to_string()),
-            column(|r| r.1.to_string()),
-            column(|r| r.2.to_string()),
-            column(|r| r.3.to_string()),
+            column(|r| r.others_parsed.to_string()),
+            column(|r| r.claims_lost.to_string()),
+            column(|r| r.reqs_sent.to_string()),
+            column(|r| r.troubled.to_string()),
         );
     }
 }

@@ -450,11 +450,8 @@ impl Shared {
         if remote && !pinned {
             bump(&self.counters.rejected_hashring);
             if router.epoch().is_some() {
-                self.parked.park(ParkedRequest {
-                    event,
-                    bunker,
-                    at: Instant::now(),
-                });
+                self.parked
+                    .keep(ParkedRequest { event, bunker }, Instant::now());
             }
             return;
         }
@@ -847,13 +844,13 @@ async fn reroute_parked(shared: Arc<Shared>) {
                 }
             }
         }
-        for request in shared.parked.take(shared.config.max_age) {
+        for (request, at) in shared.parked.take(shared.config.max_age) {
             match router.route(&RoutingKey(request.bunker)) {
                 Route::Local => {
                     shared.enqueue(request.event, request.bunker, true, false);
                 }
                 Route::Remote(_) => {
-                    shared.parked.park(request);
+                    shared.parked.keep(request, at);
                 }
             }
         }

@@ -1,10 +1,13 @@
-//! Requests another instance owned when they arrived. They are kept a while, so that when
-//! ownership moves (that owner died, or this instance learned of a ring change late) the
-//! new owner can still answer the ones nobody did. The router's claim decides whether
-//! anyone already did.
+//! Requests kept a while in case ownership moves here.
+//!
+//! [`Parked`]: requests another instance owned when they reached intake (parsed). They
+//! are kept so that when ownership moves (that owner died, or this instance learned of a
+//! ring change late) the new owner can still answer the ones nobody did; the router's
+//! claim decides whether anyone already did. `standby.rs` keeps the raw frames of its
+//! share in a [`Kept`] too.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use keycast_core::nostr::{Event, PublicKey};
@@ -12,47 +15,86 @@ use keycast_core::nostr::{Event, PublicKey};
 /// At most this many are kept; the oldest go first.
 pub(crate) const CAPACITY: usize = 4096;
 
-pub(crate) struct ParkedRequest {
-    pub(crate) event: Box<Event>,
-    pub(crate) bunker: PublicKey,
-    pub(crate) at: Instant,
+/// Items with the instant each was first kept, oldest first: at most [`CAPACITY`] of them
+/// and `max_bytes` of their `size`, the oldest dropped to make room.
+pub(crate) struct Kept<T> {
+    items: Mutex<Items<T>>,
+    max_bytes: usize,
+    size: fn(&T) -> usize,
 }
 
-#[derive(Default)]
-pub(crate) struct Parked {
-    requests: Mutex<VecDeque<ParkedRequest>>,
+struct Items<T> {
+    queue: VecDeque<(T, Instant)>,
+    bytes: usize,
 }
 
-impl Parked {
-    /// Keeps a request; returns whether an older one was dropped to make room.
-    pub(crate) fn park(&self, request: ParkedRequest) -> bool {
-        let mut q = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let full = q.len() >= CAPACITY;
-        if full {
-            q.pop_front();
+impl<T> Kept<T> {
+    pub(crate) fn new(max_bytes: usize, size: fn(&T) -> usize) -> Self {
+        Self {
+            items: Mutex::new(Items {
+                queue: VecDeque::new(),
+                bytes: 0,
+            }),
+            max_bytes,
+            size,
         }
-        q.push_back(request);
-        full
     }
 
-    /// Takes every request younger than `max_age`; older ones are dropped.
-    pub(crate) fn take(&self, max_age: Duration) -> Vec<ParkedRequest> {
-        let mut q = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        q.drain(..).filter(|r| r.at.elapsed() < max_age).collect()
+    /// Keeps `item`, kept since `at` (taking and keeping again does not make it younger);
+    /// returns whether older ones were dropped to make room.
+    pub(crate) fn keep(&self, item: T, at: Instant) -> bool {
+        let size = (self.size)(&item);
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut dropped = false;
+        while items.queue.len() >= CAPACITY || items.bytes + size > self.max_bytes {
+            let Some((old, _)) = items.queue.pop_front() else {
+                break;
+            };
+            items.bytes -= (self.size)(&old);
+            dropped = true;
+        }
+        items.bytes += size;
+        items.queue.push_back((item, at));
+        dropped
+    }
+
+    /// Takes everything kept for less than `max_age`; older items are dropped.
+    pub(crate) fn take(&self, max_age: Duration) -> Vec<(T, Instant)> {
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        items.bytes = 0;
+        items
+            .queue
+            .drain(..)
+            .filter(|(_, at)| at.elapsed() < max_age)
+            .collect()
     }
 
     pub(crate) fn clear(&self) {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        items.queue.clear();
+        items.bytes = 0;
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.requests
+        self.items
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
+            .queue
             .len()
+    }
+}
+
+pub(crate) struct ParkedRequest {
+    pub(crate) event: Box<Event>,
+    pub(crate) bunker: PublicKey,
+}
+
+/// Other instances' parsed requests, bounded in number only.
+pub(crate) type Parked = Kept<ParkedRequest>;
+
+impl Default for Parked {
+    fn default() -> Self {
+        Self::new(usize::MAX, |_| 0)
     }
 }
 
@@ -75,7 +117,6 @@ mod tests {
         ParkedRequest {
             bunker: event.pubkey,
             event: Box::new(event),
-            at: Instant::now(),
         }
     }
 
@@ -83,26 +124,25 @@ mod tests {
     fn keeps_at_most_capacity_dropping_the_oldest() {
         let parked = Parked::default();
         for n in 0..CAPACITY as u64 {
-            assert!(!parked.park(request(n)));
+            assert!(!parked.keep(request(n), Instant::now()));
         }
-        assert!(parked.park(request(CAPACITY as u64)));
+        assert!(parked.keep(request(CAPACITY as u64), Instant::now()));
         let taken = parked.take(Duration::from_secs(60));
         assert_eq!(taken.len(), CAPACITY);
-        assert_eq!(taken[0].event.content, "1", "the oldest was dropped");
+        assert_eq!(taken[0].0.event.content, "1", "the oldest was dropped");
         assert_eq!(parked.len(), 0, "take empties it");
     }
 
     #[test]
     fn take_drops_requests_past_their_age() {
         let parked = Parked::default();
-        let mut old = request(0);
-        old.at = Instant::now()
+        let long_ago = Instant::now()
             .checked_sub(Duration::from_secs(10))
             .expect("uptime");
-        parked.park(old);
-        parked.park(request(1));
+        parked.keep(request(0), long_ago);
+        parked.keep(request(1), Instant::now());
         let taken = parked.take(Duration::from_secs(5));
         assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0].event.content, "1");
+        assert_eq!(taken[0].0.event.content, "1");
     }
 }

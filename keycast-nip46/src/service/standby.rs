@@ -17,16 +17,15 @@
 //! and so does this filter, on arrival. Frames over [`MAX_FRAME`] bytes go the normal way;
 //! the kept frames are bounded in number and bytes, the oldest dropped first.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keycast_core::nostr::{Event, JsonUtil, PublicKey};
 use keycast_core::{RequestRouter, Route, RoutingKey};
 use nostr_sdk::prelude::RelayMessage;
 
-use super::parked::CAPACITY;
+use super::parked::Kept;
 use super::pins::Pins;
 
 /// Bigger frames are not kept raw (the normal path parks them parsed).
@@ -34,17 +33,11 @@ pub(crate) const MAX_FRAME: usize = 64 * 1024;
 /// At most this many bytes of frames are kept.
 const MAX_BYTES: usize = 8 * 1024 * 1024;
 
-#[derive(Default)]
-struct Frames {
-    frames: VecDeque<(String, Instant)>,
-    bytes: usize,
-}
-
 /// The raw standby park; see the module docs.
 pub(crate) struct Standby {
     router: Arc<dyn RequestRouter>,
     pins: Arc<Pins>,
-    frames: Mutex<Frames>,
+    frames: Kept<String>,
     kept: AtomicU64,
     dropped: AtomicU64,
 }
@@ -63,7 +56,7 @@ impl Standby {
         Self {
             router,
             pins,
-            frames: Mutex::default(),
+            frames: Kept::new(MAX_BYTES, String::len),
             kept: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
@@ -89,43 +82,24 @@ impl Standby {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        let mut q = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
-        while q.frames.len() >= CAPACITY || q.bytes + frame.len() > MAX_BYTES {
-            match q.frames.pop_front() {
-                Some((old, _)) => q.bytes -= old.len(),
-                None => break,
-            }
-        }
-        q.bytes += frame.len();
-        q.frames.push_back((frame.to_owned(), Instant::now()));
+        self.frames.keep(frame.to_owned(), Instant::now());
         self.kept.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     /// Takes every frame kept for less than `max_age`; older ones are dropped.
     pub(crate) fn take(&self, max_age: Duration) -> Vec<String> {
-        let mut q = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
-        q.bytes = 0;
-        q.frames
-            .drain(..)
-            .filter(|(_, at)| at.elapsed() < max_age)
-            .map(|(frame, _)| frame)
-            .collect()
+        let taken = self.frames.take(max_age);
+        taken.into_iter().map(|(frame, _)| frame).collect()
     }
 
     pub(crate) fn clear(&self) {
-        let mut q = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
-        q.frames.clear();
-        q.bytes = 0;
+        self.frames.clear();
     }
 
     /// Frames kept now.
     pub(crate) fn len(&self) -> usize {
-        self.frames
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .frames
-            .len()
+        self.frames.len()
     }
 
     /// Frames kept so far.
@@ -158,6 +132,7 @@ mod tests {
     use keycast_core::nostr::Keys;
     use keycast_core::NodeId;
 
+    use super::super::parked::CAPACITY;
     use super::*;
 
     /// Owns keys whose first byte is even; routing trusted unless `troubled`.
@@ -285,12 +260,7 @@ mod tests {
         let long_ago = Instant::now()
             .checked_sub(Duration::from_secs(10))
             .expect("uptime");
-        standby
-            .frames
-            .lock()
-            .expect("lock")
-            .frames
-            .push_back(("old".into(), long_ago));
+        standby.frames.keep("old".into(), long_ago);
         assert!(standby.keep(&key(false).to_hex(), "new"));
         assert_eq!(standby.take(Duration::from_secs(5)), vec!["new".to_owned()]);
     }
