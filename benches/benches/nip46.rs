@@ -173,7 +173,7 @@ async fn keycast_apps(keycast: &SingleUserBunker, relay: &RelayUrl, n: usize) ->
     let custody = &keycast.custody;
     let first = custody
         .store()
-        .list_active_authorizations(Timestamp::now())
+        .list_active_authorizations(Timestamp::now(), None, 1)
         .await
         .expect("authorizations")
         .into_iter()

@@ -947,13 +947,18 @@ macro_rules! impl_key_store {
             async fn list_active_authorizations(
                 &self,
                 now: keycast_core::nostr::Timestamp,
+                after: Option<keycast_core::AuthorizationId>,
+                limit: u32,
             ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
                 let sql = Self::sql(
                     "SELECT * FROM authorizations WHERE revoked_at IS NULL \
-                     AND (expires_at IS NULL OR expires_at > $1) ORDER BY created_at, id",
+                     AND (expires_at IS NULL OR expires_at > $1) \
+                     AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
                 );
                 let rows = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
                     .bind($crate::rows::ts(now)?)
+                    .bind(after.map(|a| *a.as_uuid()))
+                    .bind(i64::from(limit))
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("authorization", "authorization")))?;

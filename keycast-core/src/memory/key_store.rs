@@ -617,14 +617,22 @@ impl KeyStore for MemoryKeyStore {
         Ok(sorted_by_created(it, |a| a.created_at))
     }
 
-    async fn list_active_authorizations(&self, now: Timestamp) -> Result<Vec<Authorization>> {
+    async fn list_active_authorizations(
+        &self,
+        now: Timestamp,
+        after: Option<AuthorizationId>,
+        limit: u32,
+    ) -> Result<Vec<Authorization>> {
         let g = self.lock();
-        let it = g
+        let mut active: Vec<Authorization> = g
             .authorizations
             .values()
-            .filter(|a| a.check_active(now).is_ok())
-            .cloned();
-        Ok(sorted_by_created(it, |a| a.created_at))
+            .filter(|a| a.check_active(now).is_ok() && after.is_none_or(|x| a.id > x))
+            .cloned()
+            .collect();
+        active.sort_by_key(|a| a.id);
+        active.truncate(limit as usize);
+        Ok(active)
     }
 
     async fn revoke_authorization(

@@ -884,13 +884,32 @@ pub async fn authorizations(store: &Arc<dyn KeyStore>) {
         "revoke missing",
     );
 
+    let now = Timestamp::now();
     let active: Vec<AuthorizationId> = store
-        .list_active_authorizations(Timestamp::now())
+        .list_active_authorizations(now, None, u32::MAX)
         .await
         .unwrap()
         .iter()
         .map(|x| x.id)
         .collect();
+    assert!(
+        active.windows(2).all(|w| w[0] < w[1]),
+        "active list not in ascending id order"
+    );
+    // Paged one at a time, the same list.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_active_authorizations(now, after, 1)
+            .await
+            .unwrap();
+        assert!(page.len() <= 1, "a page holds more than its limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        paged.push(last.id);
+    }
+    assert_eq!(paged, active, "paging the active list");
     assert!(
         active.contains(&a.id),
         "active list misses a live authorization"

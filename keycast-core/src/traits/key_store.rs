@@ -225,8 +225,14 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
         tenant: TenantId,
         user: Option<UserId>,
     ) -> Result<Vec<Authorization>>;
-    /// Every authorization that is neither revoked nor expired at `now` (for NIP-46 subscriptions).
-    async fn list_active_authorizations(&self, now: Timestamp) -> Result<Vec<Authorization>>;
+    /// Authorizations neither revoked nor expired at `now`, in ascending id order, starting
+    /// after `after`, at most `limit` (NIP-46 subscriptions page through every one).
+    async fn list_active_authorizations(
+        &self,
+        now: Timestamp,
+        after: Option<AuthorizationId>,
+        limit: u32,
+    ) -> Result<Vec<Authorization>>;
     /// Marks revoked at `at` and bumps the version. Revoking twice keeps the first time.
     async fn revoke_authorization(
         &self,

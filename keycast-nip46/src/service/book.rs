@@ -14,8 +14,8 @@
 //! stops hearing them.
 //!
 //! A change costs the work of that one authorization: [`Book::set`] compares it with what
-//! the book holds and touches only the shards of its key. [`Book::reconcile`] (start, and a
-//! periodic safety net) compares a full listing the same way, so it too re-sends only what
+//! the book holds and touches only the shards of its key. [`Book::listed`] (start, and a
+//! periodic safety net) compares a full listing, page by page, the same way, so it too re-sends only what
 //! differs. Expiry needs no listing: the book keeps the active authorizations ordered by
 //! `expires_at` ([`Book::expired`]). Relays are held once and referred to by number, so an
 //! authorization costs a few dozen bytes here, and so do the sets of relays each is wanted
@@ -36,6 +36,15 @@ pub(crate) struct Rules<'a> {
     pub(crate) allowed: &'a dyn Fn(&RelayUrl) -> bool,
     /// Whether this instance listens for a bunker key (see the module docs).
     pub(crate) listens: &'a dyn Fn(&PublicKey) -> bool,
+}
+
+/// A full comparison with the store in progress (see [`Book::listed`]).
+#[derive(Debug)]
+pub(crate) struct Listing {
+    /// The ids the book held when it started, ascending.
+    held: Vec<AuthorizationId>,
+    /// How many of them the pages so far covered.
+    next: usize,
 }
 
 /// One active authorization as the subscriptions see it.
@@ -194,29 +203,62 @@ impl Book {
         }
     }
 
-    /// Makes the book match `active` (a full listing at `now`): authorizations not in it
-    /// are removed, the others applied with [`Book::set`].
+    /// Starts a full comparison with the store: the ids held now, in order, for
+    /// [`Book::listed`] to merge the listing's pages with.
+    pub(crate) fn start_listing(&self) -> Listing {
+        let mut held: Vec<AuthorizationId> = self.entries.keys().copied().collect();
+        held.sort_unstable();
+        Listing { held, next: 0 }
+    }
+
+    /// Applies one page of a full listing at `now` (active authorizations in ascending id
+    /// order, after the previous page's): held ones in its id range that it does not
+    /// list are removed, then it is applied with [`Book::set`]. The `last` page's range
+    /// runs to the end. So a listing is never held whole, and only what differs is sent.
+    pub(crate) fn listed(
+        &mut self,
+        listing: &mut Listing,
+        page: &[Authorization],
+        last: bool,
+        now: Timestamp,
+        rules: &Rules<'_>,
+    ) {
+        let upto = match (last, page.last()) {
+            (true, _) => None,
+            (false, Some(a)) => Some(a.id),
+            // An empty page that is not the last says nothing about any range.
+            (false, None) => return,
+        };
+        while let Some(&id) = listing.held.get(listing.next) {
+            if upto.is_some_and(|upto| id > upto) {
+                break;
+            }
+            listing.next += 1;
+            if page.binary_search_by_key(&id, |a| a.id).is_err() {
+                self.set(id, None, now, rules);
+            }
+        }
+        for auth in page {
+            self.set(auth.id, Some(auth), now, rules);
+        }
+        if last {
+            // Relay sets no entry uses any more (their pairings ended).
+            self.sets.retain(|set| Arc::strong_count(set) > 1);
+        }
+    }
+
+    /// Makes the book match `active` (a whole listing, any order), as one page.
+    #[cfg(test)]
     pub(crate) fn reconcile(
         &mut self,
         active: &[Authorization],
         now: Timestamp,
         rules: &Rules<'_>,
     ) {
-        let listed: BTreeSet<AuthorizationId> = active.iter().map(|a| a.id).collect();
-        let gone: Vec<AuthorizationId> = self
-            .entries
-            .keys()
-            .filter(|id| !listed.contains(id))
-            .copied()
-            .collect();
-        for id in gone {
-            self.set(id, None, now, rules);
-        }
-        for auth in active {
-            self.set(auth.id, Some(auth), now, rules);
-        }
-        // Relay sets no entry uses any more (their pairings ended).
-        self.sets.retain(|set| Arc::strong_count(set) > 1);
+        let mut page = active.to_vec();
+        page.sort_by_key(|a| a.id);
+        let mut listing = self.start_listing();
+        self.listed(&mut listing, &page, true, now, rules);
     }
 
     /// Asks again whether this instance listens for each key (the ring changed): keys
@@ -540,6 +582,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_paged_listing_removes_what_it_no_longer_lists_and_keeps_the_rest() {
+        let ours = relay("wss://ours.example");
+        let mut b = Book::new(std::slice::from_ref(&ours), 2, 20);
+        let now = Timestamp::now();
+        let mut all: Vec<Authorization> = (0..7).map(|_| auth(&[])).collect();
+        all.sort_by_key(|a| a.id);
+        b.reconcile(&all, now, &ALL);
+        // Gone since: the first, one in the middle and the last; one new.
+        let mut active: Vec<Authorization> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, 3, 6].contains(i))
+            .map(|(_, a)| a.clone())
+            .chain([auth(&[])])
+            .collect();
+        active.sort_by_key(|a| a.id);
+        // Read as the store pages it: two at a time, a short (here empty) page last.
+        let mut listing = b.start_listing();
+        let mut rest = active.as_slice();
+        loop {
+            let page = &rest[..rest.len().min(2)];
+            rest = &rest[page.len()..];
+            let last = page.len() < 2;
+            b.listed(&mut listing, page, last, now, &ALL);
+            if last {
+                break;
+            }
+        }
+        let keys: BTreeSet<PublicKey> = active.iter().map(|a| a.bunker_pubkey).collect();
+        assert_eq!(keys_on(&b, &ours), keys);
+        assert_eq!(b.len(), 5);
+        // A page that is not the last and lists nothing removes nothing.
+        let mut listing = b.start_listing();
+        b.listed(&mut listing, &[], false, now, &ALL);
+        assert_eq!(b.len(), 5);
+    }
+
+    #[test]
     fn entries_with_the_same_relays_share_one_set_until_none_uses_it() {
         let ours = relay("wss://ours.example");
         let x = relay("wss://x.example");
@@ -577,11 +657,14 @@ pub(crate) mod tests {
         assert!(updates[0].keys.contains(&fresh.bunker_pubkey));
         assert_eq!(b.placement(&fresh.bunker_pubkey), vec![(ours.clone(), 9)]);
         let mut revoked = active[3].clone();
+        let [(_, shard)] = b.placement(&revoked.bunker_pubkey)[..] else {
+            panic!("one relay, one shard");
+        };
         revoked.revoked_at = Some(now);
         b.set(revoked.id, Some(&revoked), now, &ALL);
         let updates = b.take_updates();
         assert_eq!(updates.len(), 1);
-        assert_eq!(updates[0].shard, 0);
+        assert_eq!(updates[0].shard, shard);
         assert!(!updates[0].keys.contains(&revoked.bunker_pubkey));
         assert_eq!(b.len(), 95);
     }

@@ -80,10 +80,9 @@ impl<'de> Deserialize<'de> for PTag {
 pub(crate) struct BoundClients(RwLock<HashSet<[u8; 32]>>);
 
 impl BoundClients {
-    /// Replaces the set.
-    pub(crate) fn replace<'a>(&self, clients: impl IntoIterator<Item = &'a PublicKey>) {
-        let set = clients.into_iter().map(|k| k.to_bytes()).collect();
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = set;
+    /// Replaces the set with `clients` (a full listing's, as bytes).
+    pub(crate) fn replace(&self, clients: HashSet<[u8; 32]>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = clients;
     }
 
     /// Adds clients (a connect handled here) until the next [`BoundClients::replace`].
@@ -219,7 +218,7 @@ mod tests {
         let bound = Arc::new(BoundClients::default());
         let (filter, _) = filter(bound.clone(), 2);
         let (stranger, friend) = (Keys::generate(), Keys::generate());
-        bound.replace([&friend.public_key()]);
+        bound.replace(HashSet::from([friend.public_key().to_bytes()]));
         let junk = frame(&stranger);
         assert!(
             filter.admit(&junk, true) && filter.admit(&junk, true),
@@ -253,7 +252,7 @@ mod tests {
         let bound = Arc::new(BoundClients::default());
         let (filter, standby) = filter(bound.clone(), 100);
         let client = Keys::generate();
-        bound.replace([&client.public_key()]);
+        bound.replace(HashSet::from([client.public_key().to_bytes()]));
         let bunker = Keys::generate().public_key();
         let other = Keys::generate().public_key();
         let request = frame_with(

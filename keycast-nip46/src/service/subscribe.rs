@@ -12,7 +12,7 @@
 //! Past a floor the refusal is logged and counted and nothing is re-sent until the next
 //! full comparison, so a refusing relay is never sent the same `REQ` in a loop.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,9 +27,12 @@ use super::book::{is_active, Book, Rules, Update};
 use super::live::{number_of, subscription_id, Outcome};
 use super::relay_policy::Verdict;
 use super::stats::bump;
+use super::subscriptions::NextBindings;
 use super::Shared;
 use crate::{Error, Result};
 
+/// Authorizations read per store call when comparing with a full listing.
+const LISTING_PAGE: u32 = 1_000;
 /// Fewest keys per `REQ` a refusal shrinks a relay's split to.
 pub(crate) const MIN_KEYS_PER_REQ: usize = 8;
 /// After a ring change, how long an instance keeps hearing keys it no longer listens
@@ -47,11 +50,31 @@ impl Shared {
         // taken before a pairing cannot drop the pairing's relays.
         let mut book = self.book.lock().await;
         let now = Timestamp::now();
-        let active = self.custody.store().list_active_authorizations(now).await?;
-        self.bindings.replace(&active);
-        self.bound_clients
-            .replace(active.iter().flat_map(|a| a.client_pubkeys.iter()));
-        self.with_rules(|rules| book.reconcile(&active, now, rules));
+        // Paged, so the listing is never held whole (nor its allocations left behind).
+        let mut listing = book.start_listing();
+        let mut bindings = NextBindings::default();
+        let mut bound = HashSet::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .custody
+                .store()
+                .list_active_authorizations(now, after, LISTING_PAGE)
+                .await?;
+            let last = page.len() < LISTING_PAGE as usize;
+            bindings.extend(&page);
+            bound.extend(
+                page.iter()
+                    .flat_map(|a| a.client_pubkeys.iter().map(|k| k.to_bytes())),
+            );
+            self.with_rules(|rules| book.listed(&mut listing, &page, last, now, rules));
+            match page.last() {
+                Some(a) if !last => after = Some(a.id),
+                _ => break,
+            }
+        }
+        self.bindings.replace(bindings);
+        self.bound_clients.replace(bound);
         // Shards a relay refused are tried again now, once per comparison.
         for relay in book.relays().cloned().collect::<Vec<_>>() {
             for shard in self.live.unconfirmed(&relay) {

@@ -18,14 +18,25 @@ pub(crate) struct Bindings {
     clients: RwLock<HashMap<PublicKey, Box<[PublicKey]>>>,
 }
 
+/// A view being built from a full listing's pages, for [`Bindings::replace`].
+#[derive(Debug, Default)]
+pub(crate) struct NextBindings(HashMap<PublicKey, Box<[PublicKey]>>);
+
+impl NextBindings {
+    /// Adds the active authorizations of one page.
+    pub(crate) fn extend(&mut self, active: &[Authorization]) {
+        self.0.extend(
+            active
+                .iter()
+                .map(|a| (a.bunker_pubkey, a.client_pubkeys.as_slice().into())),
+        );
+    }
+}
+
 impl Bindings {
-    /// Replaces the view with the `active` authorizations.
-    pub(crate) fn replace(&self, active: &[Authorization]) {
-        let map = active
-            .iter()
-            .map(|a| (a.bunker_pubkey, a.client_pubkeys.as_slice().into()))
-            .collect();
-        *self.clients.write().unwrap_or_else(PoisonError::into_inner) = map;
+    /// Replaces the view with `next`, built from a full listing.
+    pub(crate) fn replace(&self, next: NextBindings) {
+        *self.clients.write().unwrap_or_else(PoisonError::into_inner) = next.0;
     }
 
     /// `None` when `bunker` is no active authorization's; else whether `client` is bound.
@@ -70,7 +81,9 @@ mod tests {
     fn bindings_know_active_bunkers_and_their_clients() {
         let a = auth(&[]);
         let b = Bindings::default();
-        b.replace(std::slice::from_ref(&a));
+        let mut next = NextBindings::default();
+        next.extend(std::slice::from_ref(&a));
+        b.replace(next);
         let stranger = Keys::generate().public_key();
         assert_eq!(
             b.is_bound(&a.bunker_pubkey, &a.client_pubkeys[0]),
@@ -86,7 +99,7 @@ mod tests {
         assert_eq!(b.is_bound(&a.bunker_pubkey, &stranger), None);
         b.set(&connected);
         assert_eq!(b.is_bound(&a.bunker_pubkey, &stranger), Some(true));
-        b.replace(&[]);
+        b.replace(NextBindings::default());
         b.update(&connected);
         assert_eq!(
             b.is_bound(&a.bunker_pubkey, &stranger),

@@ -130,7 +130,7 @@ async fn pairing_with_a_key_that_is_not_ours_changes_nothing() {
     let before = s
         .custody
         .store()
-        .list_active_authorizations(Timestamp::now())
+        .list_active_authorizations(Timestamp::now(), None, u32::MAX)
         .await
         .expect("list")
         .len();
@@ -138,7 +138,7 @@ async fn pairing_with_a_key_that_is_not_ours_changes_nothing() {
     let after = s
         .custody
         .store()
-        .list_active_authorizations(Timestamp::now())
+        .list_active_authorizations(Timestamp::now(), None, u32::MAX)
         .await
         .expect("list")
         .len();
@@ -159,7 +159,7 @@ fn uri_on(relays: &[&str], secret: &str) -> NostrConnectUri {
 async fn active_count(s: &common::Setup) -> usize {
     s.custody
         .store()
-        .list_active_authorizations(Timestamp::now())
+        .list_active_authorizations(Timestamp::now(), None, u32::MAX)
         .await
         .expect("list")
         .len()

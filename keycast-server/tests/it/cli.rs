@@ -461,7 +461,7 @@ async fn active_authorizations(env: &Env) -> usize {
     let db = keycast_storage::Database::open(&url).await.expect("open");
     let store = db.into_key_store();
     store
-        .list_active_authorizations(keycast_core::nostr::Timestamp::now())
+        .list_active_authorizations(keycast_core::nostr::Timestamp::now(), None, u32::MAX)
         .await
         .expect("list")
         .len()
