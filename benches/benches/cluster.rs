@@ -47,7 +47,7 @@ const IN_FLIGHT: usize = 64;
 /// Length of the throughput loop; `KEYCAST_BENCH_SECONDS` overrides it.
 const DEFAULT_SECONDS: u64 = 10;
 /// Length of the one-at-a-time loop.
-const SEQUENTIAL_SECONDS: u64 = 3;
+const SEQUENTIAL_SECONDS: u64 = 5;
 /// How long the raw sign rate is measured, before and after.
 const BASELINE: Duration = Duration::from_secs(2);
 /// A request without a reply by then counts as unanswered.
@@ -594,6 +594,33 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
             l.bench_cpu.as_micros(),
             l.busy * 100.0,
             l.steal * 100.0,
+        );
+    }
+    // CPU per reply under load and with one request at a time (the machine mostly idle:
+    // the work itself, without two cores' worth of contention), each against the single
+    // instance in the same phase.
+    let single_cpu = outcomes.iter().find(|o| !o.config.cluster).map(|o| {
+        (
+            o.loaded.server_cpu.as_secs_f64(),
+            o.sequential.server_cpu.as_secs_f64(),
+        )
+    });
+    println!();
+    println!(
+        "| configuration | servers CPU µs/reply at {IN_FLIGHT} in flight | ÷ single | servers \
+         CPU µs/reply at 1 in flight | ÷ single |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for o in outcomes {
+        let (l, s) = (&o.loaded, &o.sequential);
+        let (ls, ss) = single_cpu.unwrap_or((f64::NAN, f64::NAN));
+        println!(
+            "| {} | {} | {:.2} | {} | {:.2} |",
+            o.config.name,
+            l.server_cpu.as_micros(),
+            l.server_cpu.as_secs_f64() / ls,
+            s.server_cpu.as_micros(),
+            s.server_cpu.as_secs_f64() / ss,
         );
     }
     let find = |cluster: bool, n: usize| {

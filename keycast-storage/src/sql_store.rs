@@ -950,14 +950,26 @@ macro_rules! impl_key_store {
                 after: Option<keycast_core::AuthorizationId>,
                 limit: u32,
             ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
-                let sql = Self::sql(
-                    "SELECT * FROM authorizations WHERE revoked_at IS NULL \
-                     AND (expires_at IS NULL OR expires_at > $1) \
-                     AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
-                );
-                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
-                    .bind($crate::rows::ts(now)?)
-                    .bind(after.map(|a| *a.as_uuid()))
+                // Pages walk the primary key in order. `+revoked_at` keeps SQLite off the
+                // (revoked_at, expires_at) index, which would sort every active row again
+                // for each page; an `OR` on the cursor would do the same.
+                let sql = match after {
+                    None => Self::sql(
+                        "SELECT * FROM authorizations WHERE +revoked_at IS NULL \
+                         AND (expires_at IS NULL OR expires_at > $1) ORDER BY id LIMIT $2",
+                    ),
+                    Some(_) => Self::sql(
+                        "SELECT * FROM authorizations WHERE +revoked_at IS NULL \
+                         AND (expires_at IS NULL OR expires_at > $1) AND id > $2 \
+                         ORDER BY id LIMIT $3",
+                    ),
+                };
+                let mut query = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
+                    .bind($crate::rows::ts(now)?);
+                if let Some(after) = after {
+                    query = query.bind(*after.as_uuid());
+                }
+                let rows = query
                     .bind(i64::from(limit))
                     .fetch_all(self.reader())
                     .await
