@@ -1,7 +1,11 @@
 //! Cluster membership in Redis: each instance keeps a key `<prefix>:member:<id>` alive
-//! with a TTL (Redis's clock decides expiry, so instance clocks need not agree), announces
-//! joins and leaves on the channel `<prefix>:membership`, and re-reads the whole member set
-//! on every announcement and every TTL/4, which repairs missed messages. A killed member's
+//! with a TTL (Redis's clock decides expiry, so instance clocks need not agree) and its id
+//! in the set `<prefix>:members`, announces joins and leaves on the channel
+//! `<prefix>:membership`, and re-reads the whole member set on every announcement and every
+//! TTL/4, which repairs missed messages. A read is one script that returns the ids in the
+//! set whose keys are alive and drops the others, so it costs the members, not the
+//! keyspace (a `SCAN` walked every claim key too: one per NIP-46 request for the replay
+//! window, thousands of round trips a read under load). A killed member's
 //! share therefore moves within 1.25 × TTL: its key expires at most one TTL after its last
 //! heartbeat, and every survivor re-reads within TTL/4 of that.
 //!
@@ -51,7 +55,7 @@ pub struct Membership {
     view: Arc<ClusterView>,
     client: redis::Client,
     redis: ConnectionManager,
-    member_key: String,
+    names: Names,
     channel: String,
     ttl_ms: u64,
     reread: Arc<Notify>,
@@ -82,38 +86,76 @@ pub(crate) async fn connect(url: &str) -> Result<(redis::Client, ConnectionManag
     Ok((client, redis))
 }
 
+/// Where a cluster's membership lives in Redis.
+#[derive(Debug, Clone)]
+struct Names {
+    /// `<prefix>:members`: the ids of members that registered and did not expire yet.
+    index: String,
+    /// `<prefix>:member:`, the start of each member's key.
+    member_prefix: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Self {
+        Self {
+            index: format!("{prefix}:members"),
+            member_prefix: format!("{prefix}:member:"),
+        }
+    }
+
+    fn member(&self, node: &NodeId) -> String {
+        format!("{}{}", self.member_prefix, node.0)
+    }
+}
+
+/// Returns the ids in the index whose member keys are alive, and removes the others from
+/// it, atomically: a member that heartbeats again adds itself back.
+const READ_MEMBERS: &str = r"
+local alive = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if redis.call('EXISTS', ARGV[1] .. id) == 1 then
+        alive[#alive + 1] = id
+    else
+        redis.call('SREM', KEYS[1], id)
+    end
+end
+return alive
+";
+
 /// The ids of the members whose keys are alive now.
 async fn read_members(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    names: &Names,
 ) -> redis::RedisResult<Vec<NodeId>> {
-    let pattern = format!("{prefix}:member:*");
-    let strip = format!("{prefix}:member:");
-    let mut keys: Vec<String> = Vec::new();
-    let mut iter: redis::AsyncIter<'_, String> = redis.scan_match(&pattern).await?;
-    while let Some(key) = iter.next_item().await {
-        keys.push(key?);
-    }
-    Ok(keys
-        .into_iter()
-        .filter_map(|k| k.strip_prefix(&strip).map(|id| NodeId(id.to_owned())))
-        .collect())
+    let ids: Vec<String> = redis::cmd("EVAL")
+        .arg(READ_MEMBERS)
+        .arg(1)
+        .arg(&names.index)
+        .arg(&names.member_prefix)
+        .query_async(redis)
+        .await?;
+    Ok(ids.into_iter().map(NodeId).collect())
 }
 
-/// Refreshes this instance's key; returns whether it was still there.
+/// Refreshes this instance's key and its place in the index; returns whether the key was
+/// still there.
 async fn heartbeat(
     redis: &mut ConnectionManager,
-    key: &str,
+    names: &Names,
+    node: &NodeId,
     ttl_ms: u64,
 ) -> redis::RedisResult<bool> {
-    let previous: Option<String> = redis
+    let (previous, _added): (Option<String>, i64) = redis::pipe()
+        .atomic()
         .set_options(
-            key,
+            names.member(node),
             1,
             redis::SetOptions::default()
                 .with_expiration(redis::SetExpiry::PX(ttl_ms))
                 .get(true),
         )
+        .sadd(&names.index, &node.0)
+        .query_async(redis)
         .await?;
     Ok(previous.is_some())
 }
@@ -134,14 +176,14 @@ impl Membership {
     pub async fn connect(config: MembershipConfig) -> Result<Self> {
         let url = config.redis_url.clone();
         let (client, mut redis) = connect(&url).await?;
-        let members = read_members(&mut redis, &config.prefix)
+        let names = Names::new(&config.prefix);
+        let members = read_members(&mut redis, &names)
             .await
             .map_err(|e| cluster_error(&url, "cannot read members", e))?;
         // Trouble withholds the routing epoch for two TTLs: long enough for every member to
         // re-register and every ring to settle after a Redis restart.
         let view = ClusterView::new(config.node.clone(), config.ttl * 2);
         view.set_ring(HashRing::new(members));
-        let member_key = format!("{}:member:{}", config.prefix, config.node.0);
         let channel = format!("{}:membership", config.prefix);
         let ttl_ms = u64::try_from(config.ttl.as_millis())
             .unwrap_or(u64::MAX)
@@ -160,7 +202,7 @@ impl Membership {
             tokio::spawn(maintain(
                 redis.clone(),
                 config.clone(),
-                member_key.clone(),
+                names.clone(),
                 ttl_ms,
                 reread.clone(),
                 view.clone(),
@@ -170,7 +212,7 @@ impl Membership {
             view,
             client,
             redis,
-            member_key,
+            names,
             channel,
             ttl_ms,
             reread,
@@ -181,7 +223,7 @@ impl Membership {
     /// Registers this instance and announces it; the others give it its share at once.
     pub async fn register(&self) -> Result<()> {
         let mut redis = self.redis.clone();
-        heartbeat(&mut redis, &self.member_key, self.ttl_ms)
+        heartbeat(&mut redis, &self.names, self.view.me(), self.ttl_ms)
             .await
             .map_err(|e| ServerError::Cluster(format!("cannot register: {e}")))?;
         // Until the next read, route as a member: the others count us from now on.
@@ -238,7 +280,12 @@ impl Membership {
         self.view.set_registered(false);
         let mut redis = self.redis.clone();
         let gone = async {
-            let _: () = redis.del(&self.member_key).await?;
+            let _: () = redis::pipe()
+                .atomic()
+                .del(self.names.member(self.view.me()))
+                .srem(&self.names.index, &self.view.me().0)
+                .query_async(&mut redis)
+                .await?;
             redis
                 .publish::<_, _, ()>(&self.channel, format!("leave {}", self.view.me().0))
                 .await
@@ -275,7 +322,7 @@ impl Drop for Membership {
 async fn maintain(
     mut redis: ConnectionManager,
     config: MembershipConfig,
-    member_key: String,
+    names: Names,
     ttl_ms: u64,
     reread: Arc<Notify>,
     view: Arc<ClusterView>,
@@ -292,11 +339,11 @@ async fn maintain(
         // the trouble must show at once.
         let result = tokio::time::timeout(REDIS_TIMEOUT, async {
             let kept = if registered {
-                heartbeat(&mut redis, &member_key, ttl_ms).await?
+                heartbeat(&mut redis, &names, view.me(), ttl_ms).await?
             } else {
                 true
             };
-            Ok::<_, redis::RedisError>((kept, read_members(&mut redis, &config.prefix).await?))
+            Ok::<_, redis::RedisError>((kept, read_members(&mut redis, &names).await?))
         })
         .await
         .unwrap_or_else(|_| {

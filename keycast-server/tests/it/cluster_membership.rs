@@ -90,6 +90,48 @@ async fn a_member_that_stops_heartbeating_expires_after_its_ttl() {
     a.leave().await.expect("leave");
 }
 
+/// Claims fill a busy cluster's Redis (a key per NIP-46 request for the replay window):
+/// reading the members must not walk them. Before the member index, each read `SCAN`ned
+/// the whole keyspace; with this many keys a read overran its second, the view stayed
+/// troubled and, troubled, never dropped the crashed member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyspace_full_of_claims_does_not_slow_reading_the_members() {
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let p = prefix();
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for chunk in 0..30 {
+        let mut pipe = redis::pipe();
+        for n in 0..10_000 {
+            pipe.cmd("SET")
+                .arg(format!("{p}:claim:{chunk}-{n}"))
+                .arg("node")
+                .arg("PX")
+                .arg(120_000)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut raw).await.expect("fill");
+    }
+    let ttl = Duration::from_secs(1);
+    let a = Membership::join(config(&url, &p, "a", ttl))
+        .await
+        .expect("a");
+    let crashed = Membership::join(config(&url, &p, "crashed", ttl))
+        .await
+        .expect("crashed");
+    sees(&a, &["a", "crashed"], Duration::from_secs(1)).await;
+    drop(crashed);
+    sees(&a, &["a"], Duration::from_secs(3)).await;
+    assert!(!a.view().troubled(), "reading the members overran");
+    a.leave().await.expect("leave");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_cluster_mode_does_not_start() {
     let port = closed_port();
