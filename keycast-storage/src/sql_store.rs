@@ -599,13 +599,14 @@ macro_rules! impl_key_store {
                 tenant: keycast_core::TenantId,
                 owner: Option<keycast_core::UserId>,
             ) -> keycast_core::Result<Vec<keycast_core::StoredKey>> {
-                let sql = Self::sql(
-                    "SELECT * FROM keys WHERE tenant_id = $1 AND ($2 IS NULL OR owner_id = $2) \
-                     ORDER BY created_at, id",
-                );
-                sqlx::query_as::<_, $crate::rows::KeyRow>(&sql)
-                    .bind(tenant.as_uuid())
-                    .bind(owner.map(|o| *o.as_uuid()))
+                // Only the filters given (see `list_audit`).
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT * FROM keys WHERE tenant_id = ");
+                qb.push_bind(*tenant.as_uuid());
+                if let Some(owner) = owner {
+                    qb.push(" AND owner_id = ").push_bind(*owner.as_uuid());
+                }
+                qb.push(" ORDER BY created_at, id");
+                qb.build_query_as::<$crate::rows::KeyRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("key", "key")))?
@@ -620,15 +621,26 @@ macro_rules! impl_key_store {
                 after: Option<keycast_core::KeyId>,
                 limit: u32,
             ) -> keycast_core::Result<Vec<keycast_core::StoredKey>> {
-                let sql = Self::sql(
-                    "SELECT * FROM keys WHERE NOT (kek_provider = $1 AND kek_key_id = $2 AND kek_version = $3) \
-                     AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
-                );
-                sqlx::query_as::<_, $crate::rows::KeyRow>(&sql)
+                // No `OR` on the cursor: with one, SQLite walks the primary key from the
+                // start for every page (a rotation then costs O(N²) rows).
+                let sql = match after {
+                    None => Self::sql(
+                        "SELECT * FROM keys WHERE NOT (kek_provider = $1 AND kek_key_id = $2 \
+                         AND kek_version = $3) ORDER BY id LIMIT $4",
+                    ),
+                    Some(_) => Self::sql(
+                        "SELECT * FROM keys WHERE NOT (kek_provider = $1 AND kek_key_id = $2 \
+                         AND kek_version = $3) AND id > $4 ORDER BY id LIMIT $5",
+                    ),
+                };
+                let mut query = sqlx::query_as::<_, $crate::rows::KeyRow>(&sql)
                     .bind(current.provider.as_str())
                     .bind(current.key_id.as_str())
-                    .bind(i64::from(current.version))
-                    .bind(after.map(|a| *a.as_uuid()))
+                    .bind(i64::from(current.version));
+                if let Some(after) = after {
+                    query = query.bind(*after.as_uuid());
+                }
+                query
                     .bind(i64::from(limit))
                     .fetch_all(self.reader())
                     .await
@@ -788,12 +800,15 @@ macro_rules! impl_key_store {
                 tenant: keycast_core::TenantId,
                 owner: Option<keycast_core::UserId>,
             ) -> keycast_core::Result<Vec<keycast_core::Policy>> {
-                let sql = Self::sql(
-                    "SELECT * FROM policies WHERE tenant_id = $1 AND ($2 IS NULL OR owner_id = $2) ORDER BY id",
-                );
-                sqlx::query_as::<_, $crate::rows::PolicyRow>(&sql)
-                    .bind(tenant.as_uuid())
-                    .bind(owner.map(|o| *o.as_uuid()))
+                // Only the filters given (see `list_audit`).
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("SELECT * FROM policies WHERE tenant_id = ");
+                qb.push_bind(*tenant.as_uuid());
+                if let Some(owner) = owner {
+                    qb.push(" AND owner_id = ").push_bind(*owner.as_uuid());
+                }
+                qb.push(" ORDER BY id");
+                qb.build_query_as::<$crate::rows::PolicyRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("policy", "policy")))?
@@ -931,13 +946,17 @@ macro_rules! impl_key_store {
                 tenant: keycast_core::TenantId,
                 user: Option<keycast_core::UserId>,
             ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
-                let sql = Self::sql(
-                    "SELECT * FROM authorizations WHERE tenant_id = $1 AND ($2 IS NULL OR user_id = $2) \
-                     ORDER BY created_at, id",
+                // Only the filters given (see `list_audit`).
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT * FROM authorizations WHERE tenant_id = ",
                 );
-                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
-                    .bind(tenant.as_uuid())
-                    .bind(user.map(|u| *u.as_uuid()))
+                qb.push_bind(*tenant.as_uuid());
+                if let Some(user) = user {
+                    qb.push(" AND user_id = ").push_bind(*user.as_uuid());
+                }
+                qb.push(" ORDER BY created_at, id");
+                let rows = qb
+                    .build_query_as::<$crate::rows::AuthorizationRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("authorization", "authorization")))?;
@@ -1254,15 +1273,21 @@ macro_rules! impl_key_store {
                 &self,
                 f: &keycast_core::AuditFilter,
             ) -> keycast_core::Result<Vec<keycast_core::AuditRecord>> {
-                let sql = Self::sql(
-                    "SELECT * FROM audit_log WHERE tenant_id = $1 AND ($2 IS NULL OR key_id = $2) \
-                     AND ($3 IS NULL OR authorization_id = $3) ORDER BY seq DESC LIMIT $4",
-                );
-                sqlx::query_as::<_, $crate::rows::AuditRow>(&sql)
-                    .bind(f.tenant_id.as_uuid())
-                    .bind(f.key_id.map(|k| *k.as_uuid()))
-                    .bind(f.authorization_id.map(|a| *a.as_uuid()))
-                    .bind(i64::from(f.limit))
+                // Only the filters given: `($2 IS NULL OR key_id = $2)` keeps SQLite off
+                // the key and authorization indexes, so one user's list read every row of
+                // the tenant (all of them, with one tenant).
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("SELECT * FROM audit_log WHERE tenant_id = ");
+                qb.push_bind(*f.tenant_id.as_uuid());
+                if let Some(key) = f.key_id {
+                    qb.push(" AND key_id = ").push_bind(*key.as_uuid());
+                }
+                if let Some(authorization) = f.authorization_id {
+                    qb.push(" AND authorization_id = ")
+                        .push_bind(*authorization.as_uuid());
+                }
+                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(f.limit));
+                qb.build_query_as::<$crate::rows::AuditRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("audit record", "audit record")))?

@@ -15,11 +15,11 @@
 //!
 //! A change costs the work of that one authorization: [`Book::set`] compares it with what
 //! the book holds and touches only the shards of its key. [`Book::listed`] (start, and a
-//! periodic safety net) compares a full listing, page by page, the same way, so it too re-sends only what
-//! differs. Expiry needs no listing: the book keeps the active authorizations ordered by
-//! `expires_at` ([`Book::expired`]). Relays are held once and referred to by number, so an
-//! authorization costs a few dozen bytes here, and so do the sets of relays each is wanted
-//! on (held once per distinct set).
+//! periodic safety net) compares a full listing, page by page, the same way, so it too
+//! re-sends only what differs. Expiry needs no listing: the book keeps the active
+//! authorizations ordered by `expires_at` ([`Book::expired`]). Relays are held once and
+//! referred to by number, so an authorization costs a few dozen bytes here, and so do the
+//! sets of relays each is wanted on (held once per distinct set).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
