@@ -54,7 +54,13 @@ struct Population {
     tokens: Vec<SecretDigest>,
     tenant: TenantId,
     key: KeyId,
+    /// A second user of the tenant with [`FEW`] authorizations of its own.
+    other: UserId,
+    others: Vec<AuthorizationId>,
 }
+
+/// The second user's authorizations: a user whose lists are short in a busy tenant.
+const FEW: usize = 10;
 
 async fn populate(store: &Arc<dyn KeyStore>) -> Population {
     let w = keycast_core::testing::key_store::world(store).await;
@@ -76,11 +82,23 @@ async fn populate(store: &Arc<dyn KeyStore>) -> Population {
         bunkers.push(a.bunker_pubkey);
         tokens.push(digest);
     }
+    let other = keycast_core::testing::fixtures::user(w.tenant.id);
+    store.create_user(&other).await.expect("user");
+    let few = keycast_core::testing::key_store::World {
+        user: other.clone(),
+        ..w
+    };
+    let mut others = Vec::with_capacity(FEW);
+    for _ in 0..FEW {
+        others.push(few.authorization(store, None).await.id);
+    }
     Population {
         bunkers,
         tokens,
-        tenant: w.tenant.id,
-        key: w.key.id,
+        tenant: few.tenant.id,
+        key: few.key.id,
+        other: other.id,
+        others,
     }
 }
 
@@ -174,6 +192,50 @@ async fn measure(backend: &str, store: Arc<dyn KeyStore>, plan: &Plan) -> f64 {
         &format!("audit append, {BATCH} records per call"),
         &b,
         "records",
+    );
+
+    // One user's lists in a tenant of POPULATION + FEW authorizations and the audit rows
+    // above: their cost should follow what they return, not the tenant's size.
+    let mut mine = Vec::with_capacity(plan.iterations);
+    for _ in 0..plan.iterations {
+        let start = Instant::now();
+        let list = store
+            .list_authorizations(p.tenant, Some(p.other))
+            .await
+            .expect("list");
+        mine.push(start.elapsed());
+        assert_eq!(list.len(), FEW);
+    }
+    row(
+        backend,
+        &format!(
+            "one user's authorizations ({FEW} of {} in the tenant)",
+            POPULATION + FEW
+        ),
+        &stats(mine, 1),
+        "lists",
+    );
+    let mut audit = Vec::with_capacity(plan.iterations);
+    for i in 0..plan.iterations {
+        let filter = AuditFilter {
+            tenant_id: p.tenant,
+            key_id: None,
+            authorization_id: Some(p.others[i % FEW]),
+            limit: 50,
+        };
+        let start = Instant::now();
+        let list = store.list_audit(&filter).await.expect("audit");
+        audit.push(start.elapsed());
+        assert!(list.is_empty());
+    }
+    row(
+        backend,
+        &format!(
+            "one authorization's audit (none of the tenant's {} rows)",
+            plan.iterations + plan.batch_iterations * BATCH
+        ),
+        &stats(audit, 1),
+        "lists",
     );
     b.per_sec
 }
