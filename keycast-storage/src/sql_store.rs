@@ -621,27 +621,22 @@ macro_rules! impl_key_store {
                 after: Option<keycast_core::KeyId>,
                 limit: u32,
             ) -> keycast_core::Result<Vec<keycast_core::StoredKey>> {
-                // No `OR` on the cursor: with one, SQLite walks the primary key from the
-                // start for every page (a rotation then costs O(N²) rows).
-                let sql = match after {
-                    None => Self::sql(
-                        "SELECT * FROM keys WHERE NOT (kek_provider = $1 AND kek_key_id = $2 \
-                         AND kek_version = $3) ORDER BY id LIMIT $4",
-                    ),
-                    Some(_) => Self::sql(
-                        "SELECT * FROM keys WHERE NOT (kek_provider = $1 AND kek_key_id = $2 \
-                         AND kek_version = $3) AND id > $4 ORDER BY id LIMIT $5",
-                    ),
-                };
-                let mut query = sqlx::query_as::<_, $crate::rows::KeyRow>(&sql)
-                    .bind(current.provider.as_str())
-                    .bind(current.key_id.as_str())
-                    .bind(i64::from(current.version));
+                // The cursor only when given (see `list_audit`): with `($4 IS NULL OR id >
+                // $4)` SQLite walks the primary key from the start for every page.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT * FROM keys WHERE NOT (kek_provider = ",
+                );
+                qb.push_bind(current.provider.as_str())
+                    .push(" AND kek_key_id = ")
+                    .push_bind(current.key_id.as_str())
+                    .push(" AND kek_version = ")
+                    .push_bind(i64::from(current.version))
+                    .push(")");
                 if let Some(after) = after {
-                    query = query.bind(*after.as_uuid());
+                    qb.push(" AND id > ").push_bind(*after.as_uuid());
                 }
-                query
-                    .bind(i64::from(limit))
+                qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<$crate::rows::KeyRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("key", "key")))?
@@ -972,24 +967,17 @@ macro_rules! impl_key_store {
                 // Pages walk the primary key in order. `+revoked_at` keeps SQLite off the
                 // (revoked_at, expires_at) index, which would sort every active row again
                 // for each page; an `OR` on the cursor would do the same.
-                let sql = match after {
-                    None => Self::sql(
-                        "SELECT * FROM authorizations WHERE +revoked_at IS NULL \
-                         AND (expires_at IS NULL OR expires_at > $1) ORDER BY id LIMIT $2",
-                    ),
-                    Some(_) => Self::sql(
-                        "SELECT * FROM authorizations WHERE +revoked_at IS NULL \
-                         AND (expires_at IS NULL OR expires_at > $1) AND id > $2 \
-                         ORDER BY id LIMIT $3",
-                    ),
-                };
-                let mut query = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
-                    .bind($crate::rows::ts(now)?);
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT * FROM authorizations WHERE +revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > ",
+                );
+                qb.push_bind($crate::rows::ts(now)?).push(")");
                 if let Some(after) = after {
-                    query = query.bind(*after.as_uuid());
+                    qb.push(" AND id > ").push_bind(*after.as_uuid());
                 }
-                let rows = query
-                    .bind(i64::from(limit))
+                qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                let rows = qb
+                    .build_query_as::<$crate::rows::AuthorizationRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("authorization", "authorization")))?;

@@ -38,6 +38,21 @@ async fn sees(m: &Membership, want: &[&str], limit: Duration) -> Duration {
     start.elapsed()
 }
 
+/// Members "a" and "crashed" join with a TTL of 1 s, then "crashed" is dropped without
+/// leaving (no announcement; its key simply stops being renewed). Returns "a" once it sees
+/// itself alone (at most 3 s), and how long that took.
+async fn one_crashes(url: &str, p: &str) -> (Membership, Duration) {
+    let ttl = Duration::from_secs(1);
+    let a = Membership::join(config(url, p, "a", ttl)).await.expect("a");
+    let crashed = Membership::join(config(url, p, "crashed", ttl))
+        .await
+        .expect("crashed");
+    sees(&a, &["a", "crashed"], Duration::from_secs(1)).await;
+    drop(crashed);
+    let took = sees(&a, &["a"], Duration::from_secs(3)).await;
+    (a, took)
+}
+
 fn prefix() -> String {
     format!("keycast-test-{}", uuid::Uuid::new_v4().simple())
 }
@@ -68,17 +83,7 @@ async fn joins_and_leaves_reach_the_others_at_once() {
 async fn a_member_that_stops_heartbeating_expires_after_its_ttl() {
     let Some(url) = redis_url() else { return };
     let p = prefix();
-    let ttl = Duration::from_secs(1);
-    let a = Membership::join(config(&url, &p, "a", ttl))
-        .await
-        .expect("a");
-    let crashed = Membership::join(config(&url, &p, "crashed", ttl))
-        .await
-        .expect("crashed");
-    sees(&a, &["a", "crashed"], Duration::from_secs(1)).await;
-    // Dropped without leaving: no announcement, its key simply stops being renewed.
-    drop(crashed);
-    let took = sees(&a, &["a"], Duration::from_secs(3)).await;
+    let (a, took) = one_crashes(&url, &p).await;
     assert!(
         took >= Duration::from_millis(300),
         "gone too early: {took:?}"
@@ -118,16 +123,7 @@ async fn a_keyspace_full_of_claims_does_not_slow_reading_the_members() {
         }
         let _: () = pipe.query_async(&mut raw).await.expect("fill");
     }
-    let ttl = Duration::from_secs(1);
-    let a = Membership::join(config(&url, &p, "a", ttl))
-        .await
-        .expect("a");
-    let crashed = Membership::join(config(&url, &p, "crashed", ttl))
-        .await
-        .expect("crashed");
-    sees(&a, &["a", "crashed"], Duration::from_secs(1)).await;
-    drop(crashed);
-    sees(&a, &["a"], Duration::from_secs(3)).await;
+    let (a, _) = one_crashes(&url, &p).await;
     assert!(!a.view().troubled(), "reading the members overran");
     a.leave().await.expect("leave");
 }
