@@ -323,11 +323,6 @@ pub(crate) async fn reset(
     for id in &replaced.revoked {
         state.services.custody.invalidate_authorization(*id);
     }
-    if let (false, Some(bunker)) = (replaced.revoked.is_empty(), &state.bunker) {
-        if let Err(e) = bunker.authorizations_changed(&replaced.revoked).await {
-            tracing::warn!(error = %e, "cannot update the NIP-46 subscription now; the change feed will");
-        }
-    }
     // The code proves the mailbox: the login limits know the account at this address now.
     let user = state.services.store.get_user(token.user_id).await?;
     if let Some(email) = &user.email {

@@ -108,7 +108,7 @@ pub(crate) async fn approve(
         }
         Err(e) => {
             tracing::warn!(client = %uri.client, error = %e, "nostrconnect pairing failed");
-            undo(state, bunker, user, policy.id).await;
+            undo(state, user, policy.id).await;
             Err(pair_error(e))
         }
     }
@@ -152,7 +152,7 @@ fn pair_error(e: keycast_nip46::Error) -> Refusal {
 /// Pairing can fail after the authorization was made (binding, relays, subscription).
 /// There is no deleting an authorization, so any made under the fresh policy is revoked;
 /// the policy goes when nothing refers to it.
-async fn undo(state: &AppState, bunker: &Bunker, user: &CurrentUser, policy: PolicyId) {
+async fn undo(state: &AppState, user: &CurrentUser, policy: PolicyId) {
     let s = &state.services;
     match s
         .store
@@ -170,7 +170,8 @@ async fn undo(state: &AppState, bunker: &Bunker, user: &CurrentUser, policy: Pol
                     tracing::warn!(authorization = %id, error = %e, "cannot revoke a half-made nostrconnect authorization");
                 }
             }
-            let _ = bunker.authorizations_changed(&half_made).await;
+            // The pairing failed, so no successful write nudges the change feed: do it.
+            s.changes.local.notify_one();
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot look for a half-made nostrconnect authorization")

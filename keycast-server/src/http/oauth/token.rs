@@ -148,11 +148,8 @@ pub(crate) async fn token(
             {
                 tracing::warn!(authorization = %stored.authorization_id, error = %revoke, "cannot revoke the authorization of a refused code");
             }
-            if let Some(bunker) = &state.bunker {
-                let _ = bunker
-                    .authorizations_changed(&[stored.authorization_id])
-                    .await;
-            }
+            // A refusal is not a successful write: nudge the change feed here.
+            state.services.changes.local.notify_one();
             tracing::info!(authorization = %stored.authorization_id, client = %stored.client_id, error = e.error, "oauth code refused; authorization revoked");
             Err(e)
         }
@@ -175,9 +172,7 @@ async fn replayed(state: &AppState, authorization: keycast_core::AuthorizationId
             return e.into();
         }
     }
-    if let Some(bunker) = &state.bunker {
-        let _ = bunker.authorizations_changed(&[authorization]).await;
-    }
+    state.services.changes.local.notify_one();
     tracing::warn!(%authorization, "oauth code used twice; its authorization is revoked");
     TokenError::new(
         "invalid_grant",

@@ -142,14 +142,10 @@ pub(crate) async fn remove(
         Err(keycast_core::Error::NotFound { .. }) => return Err(no_member()),
         other => other.map_err(last_admin)?,
     };
-    // Refused here at once; other instances follow the change feed.
+    // Refused here at once; the NIP-46 subscription and other instances follow the change
+    // feed (nudged after the response).
     for id in &revoked {
         state.services.custody.invalidate_authorization(*id);
-    }
-    if !revoked.is_empty() {
-        if let Some(bunker) = &state.bunker {
-            let _ = bunker.authorizations_changed(&revoked).await;
-        }
     }
     let revoked = revoked.len() as u64;
     tracing::info!(team = %m.team.id, user = %user, revoked, "team member removed");

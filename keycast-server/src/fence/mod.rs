@@ -18,6 +18,9 @@ use tokio::sync::Notify;
 
 use crate::cluster::invalidation::Announcer;
 
+mod window;
+use window::FeedWindow;
+
 /// The default poll period.
 pub const POLL: Duration = Duration::from_millis(250);
 
@@ -31,9 +34,7 @@ pub struct FenceSignals {
     /// The highest feed position applied.
     pub cursor: Arc<AtomicU64>,
 }
-/// How far behind the cursor each read starts: a concurrent writer can commit a lower
-/// `seq` a moment after a higher one (Postgres sequences), and must not be missed.
-const LOOKBACK: u64 = 256;
+/// The most changes one read applies.
 const BATCH: u32 = 1000;
 
 /// Where the fence reads and whom it tells.
@@ -64,7 +65,7 @@ pub async fn follow(fence: Fence, mut cursor: u64) {
         announcer,
     } = fence;
     signals.cursor.store(cursor, Ordering::Relaxed);
-    let mut applied = BTreeSet::new();
+    let mut window = FeedWindow::new(cursor);
     let mut failing = false;
     loop {
         // Changes found because another instance announced them need no announcement.
@@ -74,7 +75,7 @@ pub async fn follow(fence: Fence, mut cursor: u64) {
             () = signals.remote.notified() => false,
         };
         let changes = match store
-            .changes_since(cursor.saturating_sub(LOOKBACK), BATCH)
+            .changes_since(window.read_after(), BATCH)
             .await
         {
             Ok(c) => {
@@ -94,19 +95,18 @@ pub async fn follow(fence: Fence, mut cursor: u64) {
         };
         let fresh: Vec<_> = changes
             .into_iter()
-            .filter(|c| applied.insert(c.seq))
+            .filter(|c| window.admit(c.seq))
             .collect();
+        window.settle();
         if fresh.is_empty() {
             continue;
         }
         custody.apply_changes(&fresh);
-        cursor = cursor.max(fresh.iter().map(|c| c.seq).max().unwrap_or(cursor));
+        cursor = window.top();
         signals.cursor.store(cursor, Ordering::Relaxed);
         if let (true, Some(announcer)) = (ours, &announcer) {
             announcer.announce(cursor).await;
         }
-        let floor = cursor.saturating_sub(LOOKBACK);
-        applied = applied.split_off(&floor);
         // Only the named authorizations are read again, and only their REQs re-sent.
         let authorizations: Vec<_> = fresh
             .iter()
