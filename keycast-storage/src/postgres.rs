@@ -12,6 +12,9 @@ use crate::audit_spool::{AuditSpool, DrainSignals};
 use crate::error::{about, db_error, redact_url, StorageError};
 use crate::sql_store::impl_key_store;
 
+/// A pooled connection idle this long is pinged before it is used again.
+const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
+
 /// Connection settings for [`PostgresStore::connect`].
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -48,9 +51,21 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: &PostgresOptions) -> Result<Self, StorageError> {
         let connect_options = PgConnectOptions::from_str(url)
             .map_err(|e| StorageError::Config(format!("bad postgres URL: {e}")))?;
+        // sqlx pings every connection when it is given back; pinging again on each acquire
+        // is a second network round trip per query. Only a connection idle for a while
+        // (the server may have restarted meanwhile) is pinged before use.
         let pool_options = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout);
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            });
         // Probe with single connections so each attempt fails fast (the pool itself would
         // keep retrying until its acquire timeout).
         let mut waits = options.connect_retries.iter();

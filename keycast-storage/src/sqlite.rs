@@ -42,10 +42,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // No ping before each acquire: a SQLite connection is a thread beside an open file,
+        // and sqlx's ping is one more round trip to that thread per query (it already pings
+        // each connection when it is given back).
         let connect = |max: u32| {
             SqlitePoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(30))
+                .test_before_acquire(false)
                 .connect_with(options.clone())
         };
         let url = format!("sqlite://{}", path.display());

@@ -22,8 +22,8 @@ pub enum Changed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
     /// Position in the feed, assigned when the write happens. With concurrent writers a
-    /// lower `seq` can commit a moment after a higher one, so readers re-read a window
-    /// behind their cursor; applying a change twice is harmless.
+    /// lower `seq` can commit a moment after a higher one, so readers read again from the
+    /// first position missing below their cursor; applying a change twice is harmless.
     pub seq: u64,
     /// What changed.
     pub what: Changed,
