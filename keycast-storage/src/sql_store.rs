@@ -989,17 +989,26 @@ macro_rules! impl_key_store {
                 id: keycast_core::AuthorizationId,
                 at: keycast_core::nostr::Timestamp,
             ) -> keycast_core::Result<keycast_core::Authorization> {
+                // The row comes back from the write itself; only one already revoked (or
+                // missing) is read again.
                 let sql = Self::sql(
                     "UPDATE authorizations SET revoked_at = $1, version = version + 1 \
-                     WHERE id = $2 AND revoked_at IS NULL",
+                     WHERE id = $2 AND revoked_at IS NULL RETURNING *",
                 );
-                sqlx::query(&sql)
+                let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
                     .bind($crate::rows::ts(at)?)
                     .bind(id.as_uuid())
-                    .execute(self.writer())
+                    .fetch_optional(self.writer())
                     .await
                     .map_err(|e| db_error(e, about("authorization", "authorization")))?;
-                self.get_authorization(id).await
+                match row {
+                    Some(row) => self.with_clients(vec![row]).await?.pop().ok_or(
+                        keycast_core::Error::NotFound {
+                            what: "authorization",
+                        },
+                    ),
+                    None => self.get_authorization(id).await,
+                }
             }
 
             async fn redeem_connect_secret(

@@ -868,6 +868,11 @@ pub async fn authorizations(store: &Arc<dyn KeyStore>) {
         .unwrap();
     assert_eq!(revoked.revoked_at, Some(Timestamp::from(1_800_000_000)));
     assert!(revoked.version > b.version, "revocation bumps the version");
+    assert_eq!(
+        store.get_authorization(b.id).await.unwrap(),
+        revoked,
+        "a revocation returns the authorization as stored"
+    );
     let again = store
         .revoke_authorization(b.id, Timestamp::from(1_900_000_000))
         .await

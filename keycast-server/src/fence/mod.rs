@@ -74,10 +74,7 @@ pub async fn follow(fence: Fence, mut cursor: u64) {
             () = signals.local.notified() => true,
             () = signals.remote.notified() => false,
         };
-        let changes = match store
-            .changes_since(window.read_after(), BATCH)
-            .await
-        {
+        let changes = match store.changes_since(window.read_after(), BATCH).await {
             Ok(c) => {
                 if failing {
                     tracing::info!("change feed readable again");
