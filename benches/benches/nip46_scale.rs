@@ -31,8 +31,10 @@
 //!    [`REVOKES`] bulk authorizations (spread over the list) revoked one after another
 //!    over HTTP as the account (`DELETE /api/authorizations/{id}`), plus [`SETTLE`] for
 //!    the change feed to pass; the server's CPU (utime + stime of `/proc/<pid>/stat`)
-//!    over that window less the idle rate times its length, per change; and the `REQ`s
-//!    and bytes the changes sent (metrics delta). The gauge must then read N − changes.
+//!    over that window less the idle rate times its length, per change; the same for the
+//!    server threads' context switches (`/proc/<pid>/task/*/status`), a count the box's
+//!    noise barely moves; and the `REQ`s and bytes the changes sent (metrics delta). The
+//!    gauge must then read N − changes.
 //!
 //! Everything shares the machine: this process hosts the relay (nostr-relay-builder with
 //! `TCP_NODELAY`, see `keycast_benches::serve_relay_nodelay`, which also does the relay's
@@ -128,6 +130,8 @@ struct Outcome {
     cpu_per_change: f64,
     /// Server CPU per second when idle (seconds).
     idle_cpu_per_sec: f64,
+    /// Server threads' context switches per change, idle rate subtracted.
+    switches_per_change: f64,
     reqs_per_change: f64,
     bytes_per_change: f64,
     sign: Signs,
@@ -176,6 +180,26 @@ fn cpu_ticks(pid: u32) -> u64 {
         .map(|f| f.parse().unwrap_or(0))
         .collect();
     fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)
+}
+
+/// Context switches of every thread of `pid` so far (voluntary and not): each is a
+/// hand-off between threads or a wait, which on this VM costs more than most of the work
+/// around it, and which the box's noise does not move.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in KiB.
@@ -614,10 +638,12 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     }
     drop(probe);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_start = (Instant::now(), cpu_ticks(pid));
+    let idle_start = (Instant::now(), cpu_ticks(pid), context_switches(pid));
     tokio::time::sleep(setup.idle).await;
-    let idle_cpu_per_sec =
-        (cpu_ticks(pid) - idle_start.1) as f64 * setup.tick / idle_start.0.elapsed().as_secs_f64();
+    let idle_secs = idle_start.0.elapsed().as_secs_f64();
+    let idle_cpu_per_sec = (cpu_ticks(pid) - idle_start.1) as f64 * setup.tick / idle_secs;
+    let idle_switches_per_sec =
+        context_switches(pid).saturating_sub(idle_start.2) as f64 / idle_secs;
 
     let before = Metrics::of(&node, &http).await;
     let step = (bulk.len() / setup.revokes).max(1);
@@ -627,7 +653,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         .take(setup.revokes)
         .copied()
         .collect();
-    let window = (Instant::now(), cpu_ticks(pid));
+    let window = (Instant::now(), cpu_ticks(pid), context_switches(pid));
     for id in &chosen {
         let r = http
             .delete(node.url(&format!("/api/authorizations/{id}")))
@@ -649,6 +675,8 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     let after = Metrics::of(&node, &http).await;
     let changes = chosen.len() as f64;
     let cpu_per_change = (cpu - idle_cpu_per_sec * wall) / changes;
+    let switches = context_switches(pid).saturating_sub(window.2) as f64;
+    let switches_per_change = (switches - idle_switches_per_sec * wall) / changes;
     let reqs_per_change = (after.get("keycast_nip46_reqs_sent_total")
         - before.get("keycast_nip46_reqs_sent_total")) as f64
         / changes;
@@ -677,6 +705,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         bytes_to_ready,
         cpu_per_change,
         idle_cpu_per_sec,
+        switches_per_change,
         reqs_per_change,
         bytes_per_change,
         sign,
@@ -721,12 +750,13 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
     println!();
     println!(
         "| backend | N | ready s | RSS MiB | REQs open | extra connections | REQ bytes to ready \
-         | CPU ms per change | REQs per change | sign p50 ms | sign p99 ms |"
+         | CPU ms per change | thread switches per change | REQs per change | sign p50 ms \
+         | sign p99 ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for o in outcomes {
         println!(
-            "| {} | {} | {:.2} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {:.2} | {:.1} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
             o.backend.name(),
             thousands(o.n as u64),
             o.ready.as_secs_f64(),
@@ -735,6 +765,7 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
             o.extra_connections,
             thousands(o.bytes_to_ready),
             o.cpu_per_change * 1e3,
+            o.switches_per_change,
             o.reqs_per_change,
             ms(o.sign.p50),
             ms(o.sign.p99),

@@ -910,30 +910,38 @@ macro_rules! impl_key_store {
                 &self,
                 id: keycast_core::AuthorizationId,
             ) -> keycast_core::Result<keycast_core::Authorization> {
+                let subject = about("authorization", "authorization");
                 let sql = Self::sql("SELECT * FROM authorizations WHERE id = $1");
+                let mut conn = self.reader().acquire().await.map_err(|e| db_error(e, subject))?;
                 let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
                     .bind(id.as_uuid())
-                    .fetch_one(self.reader())
+                    .fetch_one(&mut *conn)
                     .await
-                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
-                self.with_clients(vec![row]).await?.pop().ok_or(keycast_core::Error::NotFound {
-                    what: "authorization",
-                })
+                    .map_err(|e| db_error(e, subject))?;
+                Self::clients_on(&mut conn, vec![row]).await?.pop().ok_or(
+                    keycast_core::Error::NotFound {
+                        what: "authorization",
+                    },
+                )
             }
 
             async fn find_authorization_by_bunker(
                 &self,
                 bunker: &keycast_core::nostr::PublicKey,
             ) -> keycast_core::Result<keycast_core::Authorization> {
+                let subject = about("authorization", "authorization");
                 let sql = Self::sql("SELECT * FROM authorizations WHERE bunker_pubkey = $1");
+                let mut conn = self.reader().acquire().await.map_err(|e| db_error(e, subject))?;
                 let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
                     .bind(bunker.to_bytes().to_vec())
-                    .fetch_one(self.reader())
+                    .fetch_one(&mut *conn)
                     .await
-                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
-                self.with_clients(vec![row]).await?.pop().ok_or(keycast_core::Error::NotFound {
-                    what: "authorization",
-                })
+                    .map_err(|e| db_error(e, subject))?;
+                Self::clients_on(&mut conn, vec![row]).await?.pop().ok_or(
+                    keycast_core::Error::NotFound {
+                        what: "authorization",
+                    },
+                )
             }
 
             async fn list_authorizations(
@@ -1303,6 +1311,24 @@ macro_rules! impl_key_store {
                 if rows.is_empty() {
                     return Ok(Vec::new());
                 }
+                let mut conn = self
+                    .reader()
+                    .acquire()
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                Self::clients_on(&mut conn, rows).await
+            }
+
+            /// [`Self::with_clients`] on a connection the caller holds: one that read the
+            /// rows serves the clients too (sqlx pings each connection given back, so every
+            /// acquire costs another round trip to it).
+            async fn clients_on(
+                conn: &mut sqlx::pool::PoolConnection<$db>,
+                rows: Vec<$crate::rows::AuthorizationRow>,
+            ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
                 // Chunked so the bind count stays far below every driver's limit.
                 let mut clients: Vec<$crate::rows::ClientRow> = Vec::new();
                 for chunk in rows.chunks(500) {
@@ -1317,7 +1343,7 @@ macro_rules! impl_key_store {
                     qb.push(") ORDER BY seq");
                     clients.extend(
                         qb.build_query_as::<$crate::rows::ClientRow>()
-                            .fetch_all(self.reader())
+                            .fetch_all(&mut **conn)
                             .await
                             .map_err(|e| db_error(e, about("authorization", "authorization")))?,
                     );
