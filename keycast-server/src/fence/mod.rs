@@ -54,7 +54,8 @@ pub struct Fence {
     pub announcer: Option<Announcer>,
 }
 
-/// Reads the feed until the task is aborted, starting after `cursor`.
+/// Reads the feed until the task is aborted, from the caches' state at `cursor` (the
+/// first read looks 256 positions back, for writes still committing then).
 pub async fn follow(fence: Fence, mut cursor: u64) {
     let Fence {
         store,

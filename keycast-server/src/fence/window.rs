@@ -23,10 +23,12 @@ pub struct FeedWindow {
 }
 
 impl FeedWindow {
-    /// A window whose positions up to `start` were applied (the reader starts there).
+    /// A window for a reader whose state reflects the feed up to `start`: the positions
+    /// within [`LOOKBACK`] below it are read (and applied) once more, since a write with a
+    /// lower position may still have been committing when `start` was read.
     pub fn new(start: u64) -> Self {
         Self {
-            settled: start,
+            settled: start.saturating_sub(LOOKBACK),
             above: BTreeSet::new(),
         }
     }
@@ -75,14 +77,28 @@ mod tests {
     #[test]
     fn without_holes_each_read_starts_at_the_top() {
         let mut w = FeedWindow::new(10);
-        assert_eq!(w.read_after(), 10);
-        assert_eq!(read(&mut w, &[11, 12, 13]), [11, 12, 13]);
+        assert_eq!(w.read_after(), 0, "the first read looks back");
+        assert_eq!(read(&mut w, &(1..=13).collect::<Vec<_>>()).len(), 13);
         assert_eq!((w.read_after(), w.top()), (13, 13));
+        assert_eq!(read(&mut w, &[14]), [14]);
+        assert_eq!((w.read_after(), w.top()), (14, 14));
+    }
+
+    #[test]
+    fn a_write_still_committing_at_the_start_is_applied() {
+        let mut w = FeedWindow::new(1000);
+        assert_eq!(w.read_after(), 1000 - LOOKBACK);
+        let seen: Vec<u64> = (1000 - LOOKBACK + 1..=1000).filter(|s| *s != 990).collect();
+        read(&mut w, &seen);
+        assert_eq!(w.read_after(), 989, "990 was not yet committed");
+        assert_eq!(read(&mut w, &[990, 991]), [990]);
+        assert_eq!(w.read_after(), 1000);
     }
 
     #[test]
     fn a_hole_keeps_reads_below_it_until_it_fills() {
-        let mut w = FeedWindow::new(10);
+        let mut w = FeedWindow::new(0);
+        assert_eq!(read(&mut w, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).len(), 10);
         assert_eq!(read(&mut w, &[11, 13, 14]), [11, 13, 14]);
         assert_eq!((w.read_after(), w.top()), (11, 14));
         // The next read (from 11) sees 13 and 14 again: not applied twice.
@@ -104,8 +120,8 @@ mod tests {
     }
 
     #[test]
-    fn positions_at_or_below_the_start_are_not_applied() {
-        let mut w = FeedWindow::new(50);
+    fn positions_more_than_the_lookback_below_the_start_are_not_applied() {
+        let mut w = FeedWindow::new(LOOKBACK + 50);
         assert_eq!(read(&mut w, &[49, 50, 51]), [51]);
     }
 }
