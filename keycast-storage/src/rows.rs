@@ -337,6 +337,34 @@ pub(crate) struct AuthorizationRow {
     created_at: i64,
 }
 
+/// One row of an authorization left-joined with its clients: the authorization's columns
+/// and one client (none when it has no clients).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuthorizationClientRow {
+    #[sqlx(flatten)]
+    pub(crate) authorization: AuthorizationRow,
+    pub(crate) client_pubkey: Option<Vec<u8>>,
+}
+
+impl AuthorizationClientRow {
+    /// The authorization of `rows` (all of one authorization, in connect order); `None`
+    /// when there are none.
+    pub(crate) fn collect(rows: Vec<Self>) -> Result<Option<Authorization>> {
+        let mut clients = Vec::with_capacity(rows.len());
+        let mut authorization = None;
+        for row in rows {
+            if let Some(client_pubkey) = row.client_pubkey {
+                clients.push(ClientRow {
+                    authorization_id: row.authorization.id,
+                    client_pubkey,
+                });
+            }
+            authorization.get_or_insert(row.authorization);
+        }
+        authorization.map(|a| a.into_domain(&clients)).transpose()
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
     pub(crate) authorization_id: Uuid,

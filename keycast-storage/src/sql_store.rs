@@ -910,15 +910,18 @@ macro_rules! impl_key_store {
                 &self,
                 id: keycast_core::AuthorizationId,
             ) -> keycast_core::Result<keycast_core::Authorization> {
-                let subject = about("authorization", "authorization");
-                let sql = Self::sql("SELECT * FROM authorizations WHERE id = $1");
-                let mut conn = self.reader().acquire().await.map_err(|e| db_error(e, subject))?;
-                let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
+                // One query: the clients come left-joined, one row each, in connect order.
+                let sql = Self::sql(
+                    "SELECT a.*, c.client_pubkey FROM authorizations a \
+                     LEFT JOIN authorization_clients c ON c.authorization_id = a.id \
+                     WHERE a.id = $1 ORDER BY c.seq",
+                );
+                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationClientRow>(&sql)
                     .bind(id.as_uuid())
-                    .fetch_one(&mut *conn)
+                    .fetch_all(self.reader())
                     .await
-                    .map_err(|e| db_error(e, subject))?;
-                Self::clients_on(&mut conn, vec![row]).await?.pop().ok_or(
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                $crate::rows::AuthorizationClientRow::collect(rows)?.ok_or(
                     keycast_core::Error::NotFound {
                         what: "authorization",
                     },
@@ -929,15 +932,17 @@ macro_rules! impl_key_store {
                 &self,
                 bunker: &keycast_core::nostr::PublicKey,
             ) -> keycast_core::Result<keycast_core::Authorization> {
-                let subject = about("authorization", "authorization");
-                let sql = Self::sql("SELECT * FROM authorizations WHERE bunker_pubkey = $1");
-                let mut conn = self.reader().acquire().await.map_err(|e| db_error(e, subject))?;
-                let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
+                let sql = Self::sql(
+                    "SELECT a.*, c.client_pubkey FROM authorizations a \
+                     LEFT JOIN authorization_clients c ON c.authorization_id = a.id \
+                     WHERE a.bunker_pubkey = $1 ORDER BY c.seq",
+                );
+                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationClientRow>(&sql)
                     .bind(bunker.to_bytes().to_vec())
-                    .fetch_one(&mut *conn)
+                    .fetch_all(self.reader())
                     .await
-                    .map_err(|e| db_error(e, subject))?;
-                Self::clients_on(&mut conn, vec![row]).await?.pop().ok_or(
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                $crate::rows::AuthorizationClientRow::collect(rows)?.ok_or(
                     keycast_core::Error::NotFound {
                         what: "authorization",
                     },
@@ -1319,9 +1324,9 @@ macro_rules! impl_key_store {
                 Self::clients_on(&mut conn, rows).await
             }
 
-            /// [`Self::with_clients`] on a connection the caller holds: one that read the
-            /// rows serves the clients too (sqlx pings each connection given back, so every
-            /// acquire costs another round trip to it).
+            /// [`Self::with_clients`] on a connection the caller holds, so every chunk's
+            /// query shares one (sqlx pings each connection given back: every acquire
+            /// costs another round trip to it).
             async fn clients_on(
                 conn: &mut sqlx::pool::PoolConnection<$db>,
                 rows: Vec<$crate::rows::AuthorizationRow>,

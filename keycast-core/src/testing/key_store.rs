@@ -820,6 +820,33 @@ pub async fn authorizations(store: &Arc<dyn KeyStore>) {
         "unknown bunker",
     );
 
+    // Several clients come back in the order they connected, by id and by bunker.
+    let clients_bunker = key(w.tenant.id, Some(w.user.id), KeyKind::Bunker);
+    store.insert_key(&clients_bunker).await.unwrap();
+    let mut with_clients = authorization(
+        w.tenant.id,
+        w.user.id,
+        w.key.id,
+        &clients_bunker,
+        w.policy_id,
+        None,
+    );
+    with_clients.client_pubkeys = vec![pubkey(), pubkey(), pubkey()];
+    store.insert_authorization(&with_clients).await.unwrap();
+    assert_eq!(
+        store.get_authorization(with_clients.id).await.unwrap(),
+        with_clients,
+        "clients by id"
+    );
+    assert_eq!(
+        store
+            .find_authorization_by_bunker(&with_clients.bunker_pubkey)
+            .await
+            .unwrap(),
+        with_clients,
+        "clients by bunker"
+    );
+
     let mut same_bunker = a.clone();
     same_bunker.id = AuthorizationId::random();
     assert_exists(
