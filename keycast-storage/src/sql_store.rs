@@ -1316,24 +1316,12 @@ macro_rules! impl_key_store {
                 if rows.is_empty() {
                     return Ok(Vec::new());
                 }
+                // One connection for every chunk: sqlx pings each connection given back.
                 let mut conn = self
                     .reader()
                     .acquire()
                     .await
                     .map_err(|e| db_error(e, about("authorization", "authorization")))?;
-                Self::clients_on(&mut conn, rows).await
-            }
-
-            /// [`Self::with_clients`] on a connection the caller holds, so every chunk's
-            /// query shares one (sqlx pings each connection given back: every acquire
-            /// costs another round trip to it).
-            async fn clients_on(
-                conn: &mut sqlx::pool::PoolConnection<$db>,
-                rows: Vec<$crate::rows::AuthorizationRow>,
-            ) -> keycast_core::Result<Vec<keycast_core::Authorization>> {
-                if rows.is_empty() {
-                    return Ok(Vec::new());
-                }
                 // Chunked so the bind count stays far below every driver's limit.
                 let mut clients: Vec<$crate::rows::ClientRow> = Vec::new();
                 for chunk in rows.chunks(500) {
@@ -1348,7 +1336,7 @@ macro_rules! impl_key_store {
                     qb.push(") ORDER BY seq");
                     clients.extend(
                         qb.build_query_as::<$crate::rows::ClientRow>()
-                            .fetch_all(&mut **conn)
+                            .fetch_all(&mut *conn)
                             .await
                             .map_err(|e| db_error(e, about("authorization", "authorization")))?,
                     );

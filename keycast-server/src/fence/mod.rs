@@ -56,7 +56,7 @@ pub struct Fence {
 
 /// Reads the feed until the task is aborted, from the caches' state at `cursor` (the
 /// first read looks 256 positions back, for writes still committing then).
-pub async fn follow(fence: Fence, mut cursor: u64) {
+pub async fn follow(fence: Fence, cursor: u64) {
     let Fence {
         store,
         custody,
@@ -100,7 +100,7 @@ pub async fn follow(fence: Fence, mut cursor: u64) {
             continue;
         }
         custody.apply_changes(&fresh);
-        cursor = window.top();
+        let cursor = window.top();
         signals.cursor.store(cursor, Ordering::Relaxed);
         if let (true, Some(announcer)) = (ours, &announcer) {
             announcer.announce(cursor).await;
