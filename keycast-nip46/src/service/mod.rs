@@ -60,6 +60,7 @@ mod pins;
 mod prefilter;
 mod relay_policy;
 mod relays;
+mod revoked;
 mod shards;
 mod standby;
 mod stats;
@@ -146,6 +147,8 @@ struct Shared {
     pins: Arc<pins::Pins>,
     /// Requests to keys this instance stands by for, kept raw by the arrival filter.
     standby: Arc<standby::Standby>,
+    /// Authorizations this process revoked, applied without reading them again.
+    revoked: revoked::Revoked,
     /// The router's listening epoch last acted on.
     listening: AtomicU64,
     /// Wakes the flusher: a confirmation may let waiting `REQ`s go.
@@ -256,6 +259,7 @@ impl Bunker {
             lanes: lanes::Lanes::default(),
             pins,
             standby,
+            revoked: revoked::Revoked::default(),
             listening: AtomicU64::new(0),
             flush_soon: tokio::sync::Notify::new(),
             subscribed: AtomicUsize::new(0),
@@ -319,6 +323,15 @@ impl Bunker {
     /// holding their bunker keys.
     pub async fn authorizations_changed(&self, ids: &[AuthorizationId]) -> Result<()> {
         self.shared.apply(ids).await
+    }
+
+    /// Tells the service that this process revoked authorization `id` (the store write
+    /// succeeded). When the change reaches [`Bunker::authorizations_changed`] (through the
+    /// change feed), its key is let go without reading the record again: revocation is
+    /// final, so that read could only say "revoked". Call it before the change can be
+    /// applied, or the read simply happens as before.
+    pub fn authorization_revoked(&self, id: AuthorizationId) {
+        self.shared.revoked.note(id);
     }
 
     /// [`Bunker::authorizations_changed`] for one new authorization, then waits until

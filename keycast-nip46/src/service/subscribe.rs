@@ -90,10 +90,15 @@ impl Shared {
         let mut book = self.book.lock().await;
         let now = Timestamp::now();
         for &id in ids {
-            let auth = match self.custody.store().get_authorization(id).await {
-                Ok(a) => Some(a),
-                Err(keycast_core::Error::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
+            // Revoked here: a read could only say so (`revoked.rs`).
+            let auth = if self.revoked.take(id) {
+                None
+            } else {
+                match self.custody.store().get_authorization(id).await {
+                    Ok(a) => Some(a),
+                    Err(keycast_core::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
             };
             let auth = auth.filter(|a| is_active(a, now));
             if let Some(bunker) = book.bunker_of(id) {

@@ -284,6 +284,34 @@ async fn many_authorizations_are_split_over_small_reqs_and_connections_and_a_cha
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_here_is_applied_without_reading_it_again() {
+    let relay = Recorder::start().await;
+    let s = common::setup_on(relay.url.clone()).await;
+    let extra = common::add_authorization(&s).await;
+    assert!(s.bunker.cover(extra.id).await.expect("cover"), "confirmed");
+    let key = BunkerUri::parse(&extra.uri).expect("uri").signer;
+    assert!(relay.live_keys().contains(&key));
+    // Told it was revoked here (falsely: the store still holds it active), applying the
+    // change lets its key go without asking the store.
+    s.bunker.authorization_revoked(extra.id);
+    s.bunker
+        .authorizations_changed(&[extra.id])
+        .await
+        .expect("changed");
+    until(WAIT, "the key let go", || !relay.live_keys().contains(&key)).await;
+    // The note serves once: the next change reads the store, which holds it active.
+    s.bunker
+        .authorizations_changed(&[extra.id])
+        .await
+        .expect("changed");
+    until(WAIT, "the key asked for again", || {
+        relay.live_keys().contains(&key)
+    })
+    .await;
+    s.bunker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_refuses_big_or_many_reqs_gets_smaller_ones_and_fewer_per_connection() {
     // Refuses REQs over 2,000 bytes with CLOSED, and a fifth subscription on one
     // connection with a NOTICE.

@@ -414,13 +414,16 @@ pub(crate) async fn owned(
 
 /// Revokes `id` (the caller checked who may). Refused here at once (the engine's cache
 /// forgets it); the NIP-46 subscription lets go of its bunker key when the change feed,
-/// nudged after every successful write, is read a moment later (one store read per
-/// change instead of two).
+/// nudged after every successful write, is read a moment later; told of the revocation
+/// here, it does not read the authorization again.
 pub(crate) async fn revoke_now(
     state: &AppState,
     id: AuthorizationId,
 ) -> Result<Authorization, ApiError> {
     let revoked = state.services.custody.revoke_authorization(id).await?;
+    if let Some(bunker) = &state.bunker {
+        bunker.authorization_revoked(id);
+    }
     tracing::info!(authorization = %id, "authorization revoked");
     Ok(revoked)
 }
