@@ -6,11 +6,20 @@
 # machine's cores, the load generator included.
 #
 #   benches/http_rpc.sh [seconds]     (default 20; needs wrk: apt-get install wrk)
+#
+# KEYCAST_BENCH_SERVER_BIN names another server binary (kept from an earlier commit, say),
+# so a before and an after can run back to back on one day's machine; without it the
+# release build of this tree runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-20}"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
-cargo build --quiet --release -p keycast-server
+server_bin="${KEYCAST_BENCH_SERVER_BIN:-}"
+if [ -z "$server_bin" ]; then
+    cargo build --quiet --release -p keycast-server
+    server_bin=target/release/keycast-server
+fi
+[ -x "$server_bin" ] || { echo "KEYCAST_BENCH_SERVER_BIN=$server_bin is not an executable" >&2; exit 1; }
 cargo bench --quiet -p keycast-benches --bench raw_sign_rate --no-run
 
 dir=$(mktemp -d)
@@ -18,7 +27,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 port=$(free_port)
 export KEYCAST_DATA_DIR="$dir" KEYCAST_LISTEN="127.0.0.1:$port" \
     KEYCAST_EMBEDDED_RELAY_LISTEN="127.0.0.1:$(free_port)" KEYCAST_LOG_FORMAT=json RUST_LOG=warn
-target/release/keycast-server >"$dir/server.log" 2>&1 &
+env -u KEYCAST_BENCH_SERVER_BIN "$server_bin" >"$dir/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
 base="http://127.0.0.1:$port"
