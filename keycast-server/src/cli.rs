@@ -185,13 +185,38 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let threads = runtime_threads(std::env::var("TOKIO_WORKER_THREADS"))?;
     let config = Config::from_env(cli.config.as_deref()).context("loading settings")?;
     crate::logging::init(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(dispatch(config, cli.command.unwrap_or(Command::Serve)))
+}
+
+/// Most async runtime threads `TOKIO_WORKER_THREADS` may ask for.
+const MAX_RUNTIME_THREADS: usize = 1_024;
+
+/// The async runtime's thread count from tokio's own `TOKIO_WORKER_THREADS` (unset: one
+/// per core), checked here because tokio panics on a bad value.
+fn runtime_threads(value: Result<String, std::env::VarError>) -> anyhow::Result<Option<usize>> {
+    let value = match value {
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => v.to_string_lossy().into_owned(),
+        Ok(v) => v,
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_RUNTIME_THREADS).contains(&n) => Ok(Some(n)),
+        _ => anyhow::bail!(
+            "TOKIO_WORKER_THREADS={value:?}: use a whole number of async runtime threads from 1 \
+             to {MAX_RUNTIME_THREADS}, or leave it unset for one per core"
+        ),
+    }
 }
 
 async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> {

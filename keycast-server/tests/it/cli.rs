@@ -222,6 +222,21 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("KEYCAST_KMS"));
     let out = env.command(&["teleport"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
+    // tokio's own thread-count variable is checked before tokio would panic on it.
+    for bad in ["0", "two", "-1", "100000"] {
+        let mut c = env.command(&["key", "list"]);
+        let out = c.env("TOKIO_WORKER_THREADS", bad).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("TOKIO_WORKER_THREADS") && !stderr.contains("panicked"),
+            "{bad}: {stderr}"
+        );
+    }
+    let mut c = env.command(&["key", "list"]);
+    let out = c.env("TOKIO_WORKER_THREADS", "1").output().expect("run");
+    assert!(out.status.success(), "one runtime thread works");
+    assert_eq!(key_lines(&env), before, "nothing changed");
 }
 
 #[test]
