@@ -347,9 +347,9 @@ pub(crate) struct AuthorizationClientRow {
 }
 
 impl AuthorizationClientRow {
-    /// The authorization of `rows` (all of one authorization, in connect order); `None`
-    /// when there are none.
-    pub(crate) fn collect(rows: Vec<Self>) -> Result<Option<Authorization>> {
+    /// The authorization of `rows` (all of one authorization, in connect order);
+    /// `NotFound` when there are none.
+    pub(crate) fn collect(rows: Vec<Self>) -> Result<Authorization> {
         let mut clients = Vec::with_capacity(rows.len());
         let mut authorization = None;
         for row in rows {
@@ -361,7 +361,11 @@ impl AuthorizationClientRow {
             }
             authorization.get_or_insert(row.authorization);
         }
-        authorization.map(|a| a.into_domain(&clients)).transpose()
+        authorization
+            .ok_or(keycast_core::Error::NotFound {
+                what: "authorization",
+            })?
+            .into_domain(&clients)
     }
 }
 

@@ -911,42 +911,36 @@ macro_rules! impl_key_store {
                 id: keycast_core::AuthorizationId,
             ) -> keycast_core::Result<keycast_core::Authorization> {
                 // One query: the clients come left-joined, one row each, in connect order.
+                use $crate::rows::AuthorizationClientRow as Row;
                 let sql = Self::sql(
                     "SELECT a.*, c.client_pubkey FROM authorizations a \
                      LEFT JOIN authorization_clients c ON c.authorization_id = a.id \
                      WHERE a.id = $1 ORDER BY c.seq",
                 );
-                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationClientRow>(&sql)
+                let rows = sqlx::query_as::<_, Row>(&sql)
                     .bind(id.as_uuid())
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("authorization", "authorization")))?;
-                $crate::rows::AuthorizationClientRow::collect(rows)?.ok_or(
-                    keycast_core::Error::NotFound {
-                        what: "authorization",
-                    },
-                )
+                Row::collect(rows)
             }
 
             async fn find_authorization_by_bunker(
                 &self,
                 bunker: &keycast_core::nostr::PublicKey,
             ) -> keycast_core::Result<keycast_core::Authorization> {
+                use $crate::rows::AuthorizationClientRow as Row;
                 let sql = Self::sql(
                     "SELECT a.*, c.client_pubkey FROM authorizations a \
                      LEFT JOIN authorization_clients c ON c.authorization_id = a.id \
                      WHERE a.bunker_pubkey = $1 ORDER BY c.seq",
                 );
-                let rows = sqlx::query_as::<_, $crate::rows::AuthorizationClientRow>(&sql)
+                let rows = sqlx::query_as::<_, Row>(&sql)
                     .bind(bunker.to_bytes().to_vec())
                     .fetch_all(self.reader())
                     .await
                     .map_err(|e| db_error(e, about("authorization", "authorization")))?;
-                $crate::rows::AuthorizationClientRow::collect(rows)?.ok_or(
-                    keycast_core::Error::NotFound {
-                        what: "authorization",
-                    },
-                )
+                Row::collect(rows)
             }
 
             async fn list_authorizations(
