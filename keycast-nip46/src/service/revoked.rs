@@ -6,8 +6,8 @@
 //! few store round trips a revocation costs). Revocation is final — nothing clears
 //! `revoked_at` — so "revoked" is what any later read would return too: whenever the
 //! change is applied, and in whatever order, its key can be let go without the read.
-//! Bounded: an id noted but never applied (the feed was read before it was noted) is
-//! dropped with the oldest.
+//! Bounded (moka evicts once it holds `CAPACITY`): an id noted but never applied (the
+//! feed was read before it was noted) does not stay forever.
 
 use keycast_core::AuthorizationId;
 
