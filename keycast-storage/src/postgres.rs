@@ -134,6 +134,11 @@ impl PostgresStore {
     pub(crate) fn sql(q: &'static str) -> Cow<'static, str> {
         Cow::Borrowed(q)
     }
+
+    const REVOKE_AUTHORIZATION: &'static str = crate::sql_store::revoke_authorization_sql!(
+        "(SELECT string_agg(encode(c.client_pubkey, 'hex'), ',' ORDER BY c.seq) \
+         FROM authorization_clients c WHERE c.authorization_id = authorizations.id)"
+    );
 }
 
 impl_key_store!(PostgresStore, sqlx::Postgres);

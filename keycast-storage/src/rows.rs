@@ -369,6 +369,35 @@ impl AuthorizationClientRow {
     }
 }
 
+/// An authorization row with its clients aggregated into one column (comma-separated
+/// hex public keys in connect order; `NULL` when it has none).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuthorizationClientsRow {
+    #[sqlx(flatten)]
+    authorization: AuthorizationRow,
+    clients_hex: Option<String>,
+}
+
+impl AuthorizationClientsRow {
+    pub(crate) fn into_domain(self) -> Result<Authorization> {
+        let clients = self
+            .clients_hex
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let pk = PublicKey::from_hex(h).map_err(|_| corrupt("pubkey"))?;
+                Ok(ClientRow {
+                    authorization_id: self.authorization.id,
+                    client_pubkey: pk.to_bytes().to_vec(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.authorization.into_domain(&clients)
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
     pub(crate) authorization_id: Uuid,

@@ -4,6 +4,23 @@
 //! for its dialect. Writes go to `writer()` and reads to `reader()` (the same pool on
 //! Postgres; a single-connection writer pool and a read pool on SQLite).
 
+/// The revoking `UPDATE` (`$3`, `$4`: the owner's tenant and user, or both `NULL` for
+/// any), returning the row and, as `clients_hex`, its clients in connect order as
+/// comma-separated hex (`$clients`: the dialect's aggregate over `authorization_clients`
+/// of `authorizations.id`), so a revocation is one round trip.
+macro_rules! revoke_authorization_sql {
+    ($clients:literal) => {
+        concat!(
+            "UPDATE authorizations SET revoked_at = $1, version = version + 1 ",
+            "WHERE id = $2 AND revoked_at IS NULL ",
+            "AND ($3 IS NULL OR (tenant_id = $3 AND user_id = $4)) RETURNING *, ",
+            $clients,
+            " AS clients_hex"
+        )
+    };
+}
+pub(crate) use revoke_authorization_sql;
+
 macro_rules! impl_key_store {
     ($store:ty, $db:ty) => {
         $crate::sql_teams::impl_team_queries!($store, $db);
@@ -996,26 +1013,17 @@ macro_rules! impl_key_store {
                 id: keycast_core::AuthorizationId,
                 at: keycast_core::nostr::Timestamp,
             ) -> keycast_core::Result<keycast_core::Authorization> {
-                // The row comes back from the write itself; only one already revoked (or
-                // missing) is read again.
-                let sql = Self::sql(
-                    "UPDATE authorizations SET revoked_at = $1, version = version + 1 \
-                     WHERE id = $2 AND revoked_at IS NULL RETURNING *",
-                );
-                let row = sqlx::query_as::<_, $crate::rows::AuthorizationRow>(&sql)
-                    .bind($crate::rows::ts(at)?)
-                    .bind(id.as_uuid())
-                    .fetch_optional(self.writer())
-                    .await
-                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
-                match row {
-                    Some(row) => self.with_clients(vec![row]).await?.pop().ok_or(
-                        keycast_core::Error::NotFound {
-                            what: "authorization",
-                        },
-                    ),
-                    None => self.get_authorization(id).await,
-                }
+                self.revoke(id, at, None).await
+            }
+
+            async fn revoke_authorization_of(
+                &self,
+                tenant: keycast_core::TenantId,
+                user: keycast_core::UserId,
+                id: keycast_core::AuthorizationId,
+                at: keycast_core::nostr::Timestamp,
+            ) -> keycast_core::Result<keycast_core::Authorization> {
+                self.revoke(id, at, Some((tenant, user))).await
             }
 
             async fn redeem_connect_secret(
@@ -1302,6 +1310,39 @@ macro_rules! impl_key_store {
         }
 
         impl $store {
+            /// Revokes `id` (only if it is `owner`'s, when given) in one statement: the row
+            /// and its clients come back from the write (each store's
+            /// `REVOKE_AUTHORIZATION`). Only one already revoked, another's or missing is
+            /// read again.
+            async fn revoke(
+                &self,
+                id: keycast_core::AuthorizationId,
+                at: keycast_core::nostr::Timestamp,
+                owner: Option<(keycast_core::TenantId, keycast_core::UserId)>,
+            ) -> keycast_core::Result<keycast_core::Authorization> {
+                let sql = Self::sql(Self::REVOKE_AUTHORIZATION);
+                let row = sqlx::query_as::<_, $crate::rows::AuthorizationClientsRow>(&sql)
+                    .bind($crate::rows::ts(at)?)
+                    .bind(id.as_uuid())
+                    .bind(owner.map(|(t, _)| *t.as_uuid()))
+                    .bind(owner.map(|(_, u)| *u.as_uuid()))
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err(|e| db_error(e, about("authorization", "authorization")))?;
+                if let Some(row) = row {
+                    return row.into_domain();
+                }
+                let a = keycast_core::KeyStore::get_authorization(self, id).await?;
+                match owner {
+                    Some((t, u)) if a.tenant_id != t || a.user_id != u => {
+                        Err(keycast_core::Error::NotFound {
+                            what: "authorization",
+                        })
+                    }
+                    _ => Ok(a),
+                }
+            }
+
             /// Attaches connected clients to authorization rows with one extra query.
             async fn with_clients(
                 &self,

@@ -159,6 +159,12 @@ impl SqliteStore {
     pub(crate) fn sql(q: &'static str) -> Cow<'static, str> {
         Cow::Owned(q.replace('$', "?"))
     }
+
+    // An aggregate's own ORDER BY needs SQLite 3.44; sqlx bundles a newer one.
+    const REVOKE_AUTHORIZATION: &'static str = crate::sql_store::revoke_authorization_sql!(
+        "(SELECT group_concat(hex(c.client_pubkey), ',' ORDER BY c.seq) \
+         FROM authorization_clients c WHERE c.authorization_id = authorizations.id)"
+    );
 }
 
 /// Creates the file readable and writable by its owner only, before SQLite opens it.

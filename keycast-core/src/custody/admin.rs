@@ -284,6 +284,24 @@ impl Custody {
         Ok(revoked)
     }
 
+    /// [`Self::revoke_authorization`] only if `id` is `user`'s in `tenant` (else
+    /// [`crate::Error::NotFound`], nothing changed): the ownership check and the write in
+    /// one store call.
+    pub async fn revoke_authorization_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        id: AuthorizationId,
+    ) -> Result<Authorization> {
+        let revoked = self
+            .inner
+            .store
+            .revoke_authorization_of(tenant, user, id, Timestamp::now())
+            .await?;
+        self.invalidate_authorization(id);
+        Ok(revoked)
+    }
+
     /// **Danger:** the key's secret, leaving custody as a NIP-49 `ncryptsec` encrypted
     /// under `password` (scrypt cost `log_n`, 16 or more recommended). For owners taking
     /// their key elsewhere; the caller must have authenticated the owner. User keys only.

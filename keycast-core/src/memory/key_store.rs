@@ -623,16 +623,21 @@ impl KeyStore for MemoryKeyStore {
         after: Option<AuthorizationId>,
         limit: u32,
     ) -> Result<Vec<Authorization>> {
+        // Only the page is cloned: cloning every remaining row per page made paging
+        // through N authorizations quadratic (8 s to start a bunker on 100k).
         let g = self.lock();
-        let mut active: Vec<Authorization> = g
+        let mut active: Vec<&Authorization> = g
             .authorizations
             .values()
             .filter(|a| a.check_active(now).is_ok() && after.is_none_or(|x| a.id > x))
-            .cloned()
             .collect();
-        active.sort_by_key(|a| a.id);
-        active.truncate(limit as usize);
-        Ok(active)
+        let limit = (limit as usize).min(active.len());
+        if limit < active.len() {
+            active.select_nth_unstable_by_key(limit, |a| a.id);
+            active.truncate(limit);
+        }
+        active.sort_unstable_by_key(|a| a.id);
+        Ok(active.into_iter().cloned().collect())
     }
 
     async fn revoke_authorization(

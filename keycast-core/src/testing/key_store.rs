@@ -916,6 +916,59 @@ pub async fn authorizations(store: &Arc<dyn KeyStore>) {
         "revoke missing",
     );
 
+    // Revoking as the owner: another user's, another tenant's or a missing one is
+    // NotFound and changes nothing; the owner's comes back with its clients in order.
+    let stranger = user(w.tenant.id);
+    store.create_user(&stranger).await.unwrap();
+    let at = Timestamp::from(1_800_000_000);
+    for (tenant, owner, id, ctx) in [
+        (w.tenant.id, stranger.id, with_clients.id, "another user's"),
+        (
+            TenantId::random(),
+            w.user.id,
+            with_clients.id,
+            "another tenant's",
+        ),
+        (w.tenant.id, w.user.id, AuthorizationId::random(), "missing"),
+    ] {
+        assert_not_found(
+            store.revoke_authorization_of(tenant, owner, id, at).await,
+            ctx,
+        );
+    }
+    assert_eq!(
+        store.get_authorization(with_clients.id).await.unwrap(),
+        with_clients,
+        "a refused revocation changes nothing"
+    );
+    let owned = store
+        .revoke_authorization_of(w.tenant.id, w.user.id, with_clients.id, at)
+        .await
+        .unwrap();
+    assert_eq!(owned.revoked_at, Some(at));
+    assert_eq!(
+        owned.client_pubkeys, with_clients.client_pubkeys,
+        "a revocation returns the clients in connect order"
+    );
+    assert_eq!(
+        store.get_authorization(with_clients.id).await.unwrap(),
+        owned
+    );
+    assert_not_found(
+        store
+            .revoke_authorization_of(w.tenant.id, stranger.id, with_clients.id, at)
+            .await,
+        "another user's, already revoked",
+    );
+    let again = store
+        .revoke_authorization_of(w.tenant.id, w.user.id, with_clients.id, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        again, owned,
+        "revoking twice as the owner keeps the first time"
+    );
+
     let now = Timestamp::now();
     let active: Vec<AuthorizationId> = store
         .list_active_authorizations(now, None, u32::MAX)

@@ -239,6 +239,24 @@ pub trait KeyStore: Send + Sync + Debug + 'static {
         id: AuthorizationId,
         at: Timestamp,
     ) -> Result<Authorization>;
+    /// [`Self::revoke_authorization`] only if `id` is `user`'s in `tenant`; any other
+    /// authorization is [`crate::Error::NotFound`] and nothing changes. Ownership never
+    /// changes, so reading it first is safe; a store may check it in the write itself.
+    async fn revoke_authorization_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        id: AuthorizationId,
+        at: Timestamp,
+    ) -> Result<Authorization> {
+        let a = self.get_authorization(id).await?;
+        if a.tenant_id != tenant || a.user_id != user {
+            return Err(crate::Error::NotFound {
+                what: "authorization",
+            });
+        }
+        self.revoke_authorization(id, at).await
+    }
     /// Connects `client`. If `client` is already connected this succeeds and changes nothing
     /// (reconnects are idempotent). Otherwise `secret` must match the unredeemed connect
     /// secret, which is then cleared (single use); a mismatch or used secret is

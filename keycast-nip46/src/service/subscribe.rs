@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use keycast_core::nostr::{Kind, PublicKey, RelayUrl, Timestamp};
+use keycast_core::nostr::{Alphabet, Kind, PublicKey, RelayUrl, SingleLetterTag, Timestamp};
 use keycast_core::AuthorizationId;
 use nostr_sdk::prelude::{
     ClientMessage, Filter, JsonUtil, RelayStatus, SubscribeOptions, SubscriptionId,
@@ -328,10 +328,7 @@ impl Shared {
                 .as_secs()
                 .saturating_sub(self.config.max_age.as_secs()),
         );
-        let filter = Filter::new()
-            .kind(Kind::NostrConnect)
-            .pubkeys(update.keys.iter().copied())
-            .since(since);
+        let filter = shard_filter(&update.keys, since);
         let bytes = req_bytes(&id, since, update.keys.len());
         // Recorded before it is sent: the relay's answer can arrive before `send` returns.
         // Sent even while the relay is down: the pool keeps the subscription and sends it
@@ -512,6 +509,28 @@ impl Refusal {
     }
 }
 
+/// A shard's filter: requests to any of `keys` since `since`. The same as
+/// `Filter::pubkeys`, built in a third of its time: each key's hex is written from a table
+/// (nostr's `PublicKey::to_hex` goes a character at a time) and the `#p` set is loaded in
+/// one pass instead of inserted into twice. A flush pays this per changed shard.
+fn shard_filter(keys: &[PublicKey], since: Timestamp) -> Filter {
+    let p: BTreeSet<String> = keys
+        .iter()
+        .map(|k| {
+            let mut digits = [0u8; 64];
+            hex::encode_to_slice(k.as_bytes(), &mut digits).expect("32 bytes are 64 digits");
+            String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
+        })
+        .collect();
+    let mut filter = Filter::new().kind(Kind::NostrConnect).since(since);
+    if !p.is_empty() {
+        filter
+            .generic_tags
+            .insert(SingleLetterTag::lowercase(Alphabet::P), p);
+    }
+    filter
+}
+
 /// Bytes of the `REQ` [`Shared::send`] sends for `keys` keys: the message without keys
 /// (serialized, it is short) plus `,"#p":[...]` with 64 hex digits and two quotes per
 /// key, a comma between them. Serializing the whole `REQ` only to count it cost as much as
@@ -531,7 +550,21 @@ mod tests {
     use nostr_sdk::prelude::{ClientMessage, Filter, JsonUtil};
 
     use super::super::live::subscription_id;
-    use super::{req_bytes, Refusal};
+    use super::{req_bytes, shard_filter, Refusal};
+
+    #[test]
+    fn a_shard_filter_is_what_nostr_builds() {
+        let since = Timestamp::from(1_700_000_000);
+        for n in [0usize, 1, 480] {
+            let keys: Vec<_> = (0..n).map(|_| Keys::generate().public_key()).collect();
+            let mut theirs = Filter::new().kind(Kind::NostrConnect).since(since);
+            if n > 0 {
+                theirs = theirs.pubkeys(keys.iter().copied());
+            }
+            let ours = shard_filter(&keys, since);
+            assert_eq!(ours.as_json(), theirs.as_json(), "{n} keys");
+        }
+    }
 
     #[test]
     fn req_bytes_are_the_serialized_length() {

@@ -387,15 +387,27 @@ pub(crate) async fn revoke(
     Ok(Json(authorization_json(&revoked)))
 }
 
-/// Revokes the account's authorization `id` (as sent); another account's is 404.
+/// Revokes the account's authorization `id` (as sent); another account's is 404 and
+/// nothing changes. The ownership check is part of the store's write.
 /// Shared by the JSON API and the web UI.
 pub(crate) async fn revoke_owned(
     state: &AppState,
     current: &CurrentUser,
     id: &str,
 ) -> Result<Authorization, ApiError> {
-    let id = owned(state, current, id).await?.id;
-    revoke_now(state, id).await
+    let id: AuthorizationId = id.parse().map_err(|_| not_found("authorization"))?;
+    let revoked = match state
+        .services
+        .custody
+        .revoke_authorization_of(current.tenant_id, current.user_id, id)
+        .await
+    {
+        Ok(a) => a,
+        Err(keycast_core::Error::NotFound { .. }) => return Err(not_found("authorization")),
+        Err(e) => return Err(e.into()),
+    };
+    revoked_here(state, id);
+    Ok(revoked)
 }
 
 /// The current account's authorization `id` (as sent); 404 for anything else.
@@ -421,9 +433,15 @@ pub(crate) async fn revoke_now(
     id: AuthorizationId,
 ) -> Result<Authorization, ApiError> {
     let revoked = state.services.custody.revoke_authorization(id).await?;
+    revoked_here(state, id);
+    Ok(revoked)
+}
+
+/// Tells this instance's NIP-46 service of a revocation it made, so the change feed's
+/// copy of it needs no second read.
+fn revoked_here(state: &AppState, id: AuthorizationId) {
     if let Some(bunker) = &state.bunker {
         bunker.authorization_revoked(id);
     }
     tracing::info!(authorization = %id, "authorization revoked");
-    Ok(revoked)
 }
