@@ -510,7 +510,7 @@ impl Refusal {
 }
 
 /// A shard's filter: requests to any of `keys` since `since`. The same as
-/// `Filter::pubkeys`, built in a third of its time: each key's hex is written from a table
+/// `Filter::pubkeys`, built in a quarter of its time: each key's hex is written from a table
 /// (nostr's `PublicKey::to_hex` goes a character at a time) and the `#p` set is loaded in
 /// one pass instead of inserted into twice. A flush pays this per changed shard.
 fn shard_filter(keys: &[PublicKey], since: Timestamp) -> Filter {
