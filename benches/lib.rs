@@ -33,6 +33,26 @@ pub fn bench_scales(default: &str) -> Vec<usize> {
         .collect()
 }
 
+/// Context switches of every thread of `pid` so far (voluntary and not): each is a
+/// hand-off between threads or a wait, which on this VM costs more than most of the work
+/// around it, and which the box's noise does not move.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// Raw secp256k1 BIP-340 signatures of a 32-byte digest per second, on `threads` threads
 /// for `duration` (no keycast code): the baseline load benchmarks are reported against.
 pub fn raw_sign_rate(threads: usize, duration: Duration) -> f64 {

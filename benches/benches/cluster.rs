@@ -23,7 +23,9 @@
 //! Everything shares the machine: this process hosts the relay (nostr-relay-builder, with
 //! `TCP_NODELAY` on its sockets, see `keycast_benches::serve_relay_nodelay`) and the
 //! clients; Postgres and Redis run locally. The baseline, single-thread raw Schnorr signs
-//! per second, is measured before and after the configurations.
+//! per second, is measured before and after the configurations. Besides the servers' CPU
+//! time per reply, their threads' context switches per reply are reported: a count that
+//! the box's speed on the day does not move.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -113,6 +115,9 @@ struct Phase {
     /// CPU time of the servers and of this process (relay and clients), per reply.
     server_cpu: Duration,
     bench_cpu: Duration,
+    /// The servers' threads' context switches per reply: a count the box's speed does not
+    /// move, unlike CPU time.
+    server_switches: f64,
     /// Share of the machine's CPU time busy, and stolen by the hypervisor.
     busy: f64,
     steal: f64,
@@ -186,6 +191,7 @@ fn machine_ticks() -> (u64, u64, u64) {
 struct CpuMeter {
     servers: Vec<String>,
     server: Duration,
+    switches: u64,
     bench: Duration,
     machine: (u64, u64, u64),
 }
@@ -195,14 +201,16 @@ impl CpuMeter {
         let servers: Vec<String> = servers.iter().map(|i| i.pid().to_string()).collect();
         Self {
             server: servers.iter().map(|p| cpu_time(p)).sum(),
+            switches: switches(&servers),
             bench: cpu_time("self"),
             machine: machine_ticks(),
             servers,
         }
     }
 
-    /// `(server cpu, bench cpu, busy share, steal share)` since `start`.
-    fn stop(self) -> (Duration, Duration, f64, f64) {
+    /// `(server cpu, bench cpu, busy share, steal share, server context switches)` since
+    /// `start`.
+    fn stop(self) -> (Duration, Duration, f64, f64, u64) {
         let server: Duration = self.servers.iter().map(|p| cpu_time(p)).sum();
         let bench = cpu_time("self");
         let (total, busy, steal) = machine_ticks();
@@ -212,8 +220,17 @@ impl CpuMeter {
             bench.saturating_sub(self.bench),
             busy.saturating_sub(self.machine.1) as f64 / dt,
             steal.saturating_sub(self.machine.2) as f64 / dt,
+            switches(&self.servers).saturating_sub(self.switches),
         )
     }
+}
+
+/// Context switches so far of every thread of the servers `pids`.
+fn switches(pids: &[String]) -> u64 {
+    pids.iter()
+        .filter_map(|p| p.parse().ok())
+        .map(keycast_benches::context_switches)
+        .sum()
 }
 
 /// `in_flight` tasks, each sending `sign_event` to the next bunker in turn and waiting for
@@ -262,7 +279,7 @@ async fn closed_loop(
         })
         .collect();
     tokio::time::sleep_until(end.into()).await;
-    let (server_cpu, bench_cpu, busy, steal) = meter.stop();
+    let (server_cpu, bench_cpu, busy, steal, server_switches) = meter.stop();
     let mut total = Phase::default();
     let mut latencies = Vec::new();
     for task in tasks {
@@ -288,6 +305,7 @@ async fn closed_loop(
         p99: pick(0.99),
         server_cpu: server_cpu / replies,
         bench_cpu: bench_cpu / replies,
+        server_switches: server_switches as f64 / f64::from(replies),
         busy,
         steal,
         ..total
@@ -608,19 +626,22 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
     println!();
     println!(
         "| configuration | servers CPU µs/reply at {IN_FLIGHT} in flight | ÷ single | servers \
-         CPU µs/reply at 1 in flight | ÷ single |"
+         CPU µs/reply at 1 in flight | ÷ single | servers' thread switches per reply at \
+         {IN_FLIGHT} in flight | at 1 in flight |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for o in outcomes {
         let (l, s) = (&o.loaded, &o.sequential);
         let (ls, ss) = single_cpu.unwrap_or((f64::NAN, f64::NAN));
         println!(
-            "| {} | {} | {:.2} | {} | {:.2} |",
+            "| {} | {} | {:.2} | {} | {:.2} | {:.1} | {:.1} |",
             o.config.name,
             l.server_cpu.as_micros(),
             l.server_cpu.as_secs_f64() / ls,
             s.server_cpu.as_micros(),
             s.server_cpu.as_secs_f64() / ss,
+            l.server_switches,
+            s.server_switches,
         );
     }
     let find = |cluster: bool, n: usize| {

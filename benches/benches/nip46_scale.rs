@@ -182,26 +182,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)
 }
 
-/// Context switches of every thread of `pid` so far (voluntary and not): each is a
-/// hand-off between threads or a wait, which on this VM costs more than most of the work
-/// around it, and which the box's noise does not move.
-fn context_switches(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -638,12 +618,16 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     }
     drop(probe);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_start = (Instant::now(), cpu_ticks(pid), context_switches(pid));
+    let idle_start = (
+        Instant::now(),
+        cpu_ticks(pid),
+        keycast_benches::context_switches(pid),
+    );
     tokio::time::sleep(setup.idle).await;
     let idle_secs = idle_start.0.elapsed().as_secs_f64();
     let idle_cpu_per_sec = (cpu_ticks(pid) - idle_start.1) as f64 * setup.tick / idle_secs;
     let idle_switches_per_sec =
-        context_switches(pid).saturating_sub(idle_start.2) as f64 / idle_secs;
+        keycast_benches::context_switches(pid).saturating_sub(idle_start.2) as f64 / idle_secs;
 
     let before = Metrics::of(&node, &http).await;
     let step = (bulk.len() / setup.revokes).max(1);
@@ -653,7 +637,11 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         .take(setup.revokes)
         .copied()
         .collect();
-    let window = (Instant::now(), cpu_ticks(pid), context_switches(pid));
+    let window = (
+        Instant::now(),
+        cpu_ticks(pid),
+        keycast_benches::context_switches(pid),
+    );
     for id in &chosen {
         let r = http
             .delete(node.url(&format!("/api/authorizations/{id}")))
@@ -675,7 +663,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     let after = Metrics::of(&node, &http).await;
     let changes = chosen.len() as f64;
     let cpu_per_change = (cpu - idle_cpu_per_sec * wall) / changes;
-    let switches = context_switches(pid).saturating_sub(window.2) as f64;
+    let switches = keycast_benches::context_switches(pid).saturating_sub(window.2) as f64;
     let switches_per_change = (switches - idle_switches_per_sec * wall) / changes;
     let reqs_per_change = (after.get("keycast_nip46_reqs_sent_total")
         - before.get("keycast_nip46_reqs_sent_total")) as f64
