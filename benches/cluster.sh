@@ -5,6 +5,8 @@
 # Schnorr sign rate and the single instance, both measured in the same run.
 #
 #   benches/cluster.sh            (KEYCAST_BENCH_SECONDS=10 by default: the loaded window)
+#   KEYCAST_BENCH_ROUNDS=3 benches/cluster.sh   (every configuration three times, alternating
+#                                 order; ends with the median ratios against the single instance)
 #
 # Postgres and Redis default to the local ones scripts/test uses.
 set -euo pipefail

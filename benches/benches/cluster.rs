@@ -26,6 +26,10 @@
 //! per second, is measured before and after the configurations. Besides the servers' CPU
 //! time per reply, their threads' context switches per reply are reported: a count that
 //! the box's speed on the day does not move.
+//!
+//! `KEYCAST_BENCH_ROUNDS=n` (1 to 20, default 1) runs every configuration n times, every
+//! other round in reverse order, and ends with each configuration's CPU per reply against
+//! the same round's single instance, per round and as the median over rounds.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,6 +69,8 @@ struct Setup {
     authorizations: usize,
     window: Duration,
     sequential: Duration,
+    /// Times every configuration runs (`KEYCAST_BENCH_ROUNDS`, default 1).
+    rounds: usize,
 }
 
 /// One configuration: `instances` servers, with or without Redis.
@@ -712,6 +718,75 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
     }
 }
 
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Over several rounds: each configuration's servers' CPU per reply against the single
+/// instance of the same round, every round's figure and their median. One run of this box
+/// moves the single instance's own figure by a third; a ratio taken within a round and the
+/// median over rounds is what the issue-19 goal is judged by.
+fn print_rounds(rounds: &[Vec<Outcome>]) {
+    println!();
+    println!(
+        "## {} rounds: servers' CPU per reply ÷ the same round's single instance",
+        rounds.len()
+    );
+    println!();
+    println!(
+        "| configuration | at {IN_FLIGHT} in flight, per round | median | at 1 in flight, per round \
+         | median | switches per reply at {IN_FLIGHT} in flight, median | at 1 in flight, median |"
+    );
+    println!("|---|---|---:|---|---:|---:|---:|");
+    for (i, config) in CONFIGS.iter().enumerate() {
+        let ratios = |phase: fn(&Outcome) -> &Phase| -> Vec<f64> {
+            rounds
+                .iter()
+                .filter_map(|r| {
+                    let single = r.iter().find(|o| !o.config.cluster)?;
+                    let this = r.get(i)?;
+                    Some(
+                        phase(this).server_cpu.as_secs_f64()
+                            / phase(single).server_cpu.as_secs_f64(),
+                    )
+                })
+                .collect()
+        };
+        let switches = |phase: fn(&Outcome) -> &Phase| {
+            median(
+                rounds
+                    .iter()
+                    .filter_map(|r| Some(phase(r.get(i)?).server_switches))
+                    .collect(),
+            )
+        };
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let (loaded, sequential) = (ratios(|o| &o.loaded), ratios(|o| &o.sequential));
+        println!(
+            "| {} | {} | **{:.2}** | {} | **{:.2}** | {:.1} | {:.1} |",
+            config.name,
+            list(&loaded),
+            median(loaded.clone()),
+            list(&sequential),
+            median(sequential.clone()),
+            switches(|o| &o.loaded),
+            switches(|o| &o.sequential),
+        );
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -754,6 +829,14 @@ async fn main() {
     let seconds = env("KEYCAST_BENCH_SECONDS")
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SECONDS);
+    let rounds = match env("KEYCAST_BENCH_ROUNDS").map(|r| r.parse::<usize>()) {
+        None => 1,
+        Some(Ok(r)) if (1..=20).contains(&r) => r,
+        Some(_) => {
+            eprintln!("error: KEYCAST_BENCH_ROUNDS must be a whole number from 1 to 20");
+            std::process::exit(2);
+        }
+    };
 
     // The server's embedded relay lifts the same limit (60 events a minute per connection
     // by default, and each bunker replies over one connection).
@@ -769,6 +852,7 @@ async fn main() {
         authorizations: if bench { AUTHORIZATIONS } else { 24 },
         window: Duration::from_secs(if bench { seconds } else { 1 }),
         sequential: Duration::from_secs(if bench { SEQUENTIAL_SECONDS } else { 1 }),
+        rounds: if bench { rounds } else { 1 },
     };
     let baseline = if bench {
         BASELINE
@@ -780,27 +864,49 @@ async fn main() {
         .await
         .expect("baseline");
     eprintln!("raw sign rate before: {before:.0}/s");
-    let mut outcomes = Vec::with_capacity(CONFIGS.len());
-    for config in CONFIGS {
-        eprintln!("{}: running", config.name);
-        let o = run(&setup, config).await;
-        eprintln!(
-            "{}: {:.0} req/s, p50 {:.2} ms (1 in flight: {:.2} ms)",
-            config.name,
-            o.loaded.per_sec,
-            ms(o.loaded.p50),
-            ms(o.sequential.p50)
-        );
-        outcomes.push(o);
+    let mut rounds: Vec<Vec<Outcome>> = Vec::with_capacity(setup.rounds);
+    for round in 0..setup.rounds {
+        // Every other round runs the configurations backwards, so a drift of the box's
+        // speed during a round does not always favour the same end of the list.
+        let mut order: Vec<usize> = (0..CONFIGS.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(CONFIGS.len());
+        for i in order {
+            let config = CONFIGS[i];
+            eprintln!("round {}: {}: running", round + 1, config.name);
+            let o = run(&setup, config).await;
+            eprintln!(
+                "{}: {:.0} req/s, p50 {:.2} ms (1 in flight: {:.2} ms)",
+                config.name,
+                o.loaded.per_sec,
+                ms(o.loaded.p50),
+                ms(o.sequential.p50)
+            );
+            outcomes.push(o);
+        }
+        outcomes.sort_by_key(|o| CONFIGS.iter().position(|c| c.name == o.config.name));
+        rounds.push(outcomes);
     }
     let after = tokio::task::spawn_blocking(move || keycast_benches::raw_sign_rate(1, baseline))
         .await
         .expect("baseline");
     relay.shutdown();
-    print_report(&setup, (before, after), &outcomes);
+    for (i, outcomes) in rounds.iter().enumerate() {
+        if setup.rounds > 1 {
+            println!();
+            println!("## round {} of {}", i + 1, setup.rounds);
+        }
+        print_report(&setup, (before, after), outcomes);
+    }
+    if setup.rounds > 1 {
+        print_rounds(&rounds);
+    }
 
-    let failed = outcomes
+    let failed = rounds
         .iter()
+        .flatten()
         .any(|o| o.duplicated > 0 || o.bad_signatures > 0);
     if failed {
         eprintln!("error: duplicated or bad replies (see the table)");

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::CurrentUser;
 use super::error::{json_body, ErrorBody};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, AppliedHere};
 
 /// An app authorization to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -382,9 +382,15 @@ pub(crate) async fn revoke(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<AuthorizationView>, ApiError> {
+) -> Result<
+    (
+        Option<axum::Extension<AppliedHere>>,
+        Json<AuthorizationView>,
+    ),
+    ApiError,
+> {
     let revoked = revoke_owned(&state, &current, &id).await?;
-    Ok(Json(authorization_json(&revoked)))
+    Ok((state.applied_here(), Json(authorization_json(&revoked))))
 }
 
 /// Revokes the account's authorization `id` (as sent); another account's is 404 and
@@ -425,9 +431,9 @@ pub(crate) async fn owned(
 }
 
 /// Revokes `id` (the caller checked who may). Refused here at once (the engine's cache
-/// forgets it); the NIP-46 subscription lets go of its bunker key when the change feed,
-/// nudged after every successful write, is read a moment later; told of the revocation
-/// here, it does not read the authorization again.
+/// forgets it); the NIP-46 subscription lets go of its bunker key when the change feed is
+/// next read (at once in a cluster, else at the next poll: the response is
+/// [`AppliedHere`]); told of the revocation here, it does not read the authorization again.
 pub(crate) async fn revoke_now(
     state: &AppState,
     id: AuthorizationId,

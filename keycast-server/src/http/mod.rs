@@ -310,9 +310,28 @@ pub fn operations_app(state: AppState) -> Router {
         .layer(axum::Extension(metrics::OperationsPort))
 }
 
+/// Marks the response of a write whose effects this instance has already applied in full
+/// (a revocation: the engine's cache forgot it, the NIP-46 service was told), so the change
+/// feed need not be read at once for it. Only outside a cluster: there the read is what
+/// announces the change to the other instances. See [`AppState::applied_here`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppliedHere;
+
+impl AppState {
+    /// [`AppliedHere`] for a response, unless this instance is part of a cluster. The
+    /// regular poll (every 250 ms) still reads the change: an extra row in a read made
+    /// anyway, instead of a read of its own.
+    pub(crate) fn applied_here(&self) -> Option<axum::Extension<AppliedHere>> {
+        self.cluster
+            .is_none()
+            .then_some(axum::Extension(AppliedHere))
+    }
+}
+
 /// After a successful write, wakes the change-feed reader, so this instance's caches and
 /// (in a cluster, through it) the others' reflect the write at once rather than at the next
-/// poll. RPC calls change no authorization or policy and are left out: they are the hot path.
+/// poll. RPC calls change no authorization or policy and are left out: they are the hot path;
+/// so are writes marked [`AppliedHere`].
 async fn read_changes_after_writes(
     axum::extract::State(written): axum::extract::State<Arc<tokio::sync::Notify>>,
     request: Request<axum::body::Body>,
@@ -324,7 +343,8 @@ async fn read_changes_after_writes(
     ) && request.uri().path() != "/api/nostr";
     let response = next.run(request).await;
     // Form posts that did something answer with a redirect (web UI, OAuth approval).
-    if write && (response.status().is_success() || response.status().is_redirection()) {
+    let done = response.status().is_success() || response.status().is_redirection();
+    if write && done && response.extensions().get::<AppliedHere>().is_none() {
         written.notify_one();
     }
     response
@@ -344,4 +364,58 @@ async fn drop_unusable_trace_id<B>(mut request: Request<B>) -> Request<B> {
         request.headers_mut().remove(TRACE_ID);
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use axum::{Extension, Router};
+    use tokio::sync::Notify;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Whether `written` holds a wake-up (taking it).
+    async fn woken(written: &Notify) -> bool {
+        tokio::time::timeout(Duration::ZERO, written.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn successful_writes_wake_the_feed_reader_unless_applied_here() {
+        let written = Arc::new(Notify::new());
+        let app = Router::new()
+            .route("/write", post(|| async { "ok" }))
+            .route(
+                "/applied",
+                post(|| async { (Some(Extension(AppliedHere)), "ok") }),
+            )
+            .route("/refused", post(|| async { StatusCode::BAD_REQUEST }))
+            .route("/read", get(|| async { "ok" }))
+            .route("/api/nostr", post(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                written.clone(),
+                read_changes_after_writes,
+            ));
+        for (method, path, wakes) in [
+            (Method::POST, "/write", true),
+            (Method::POST, "/applied", false),
+            (Method::POST, "/refused", false),
+            (Method::GET, "/read", false),
+            (Method::POST, "/api/nostr", false),
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .body(Body::empty())
+                .expect("request");
+            app.clone().oneshot(request).await.expect("response");
+            assert_eq!(woken(&written).await, wakes, "{method} {path}");
+        }
+    }
 }

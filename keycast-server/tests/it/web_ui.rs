@@ -4,6 +4,8 @@
 //! Chromium with screenshots, decoding the QR code from the screenshot (needs Chromium
 //! and the npm packages of `tests/browser`, see `common::browser`).
 
+use std::time::Duration;
+
 use crate::common;
 
 use common::browser::{self, browser, screenshot_dir};
@@ -219,6 +221,19 @@ async fn a_session_is_revoked_from_the_list() {
     assert_eq!(location.as_deref(), Some("/ui"));
     assert!(revoked(&served.authorizations(&ann).await, &id));
     assert_eq!(served.sign(&token, 1).await, 401, "refused at once");
+    // The subscription lets go of the key when the change feed is next read (alone: the
+    // next poll, 250 ms; the revocation was applied here, so nothing reads it at once).
+    keycast_test_support::eventually(
+        Duration::from_secs(5),
+        "the revoked key out of the NIP-46 subscription",
+        || async {
+            served
+                .metric("keycast_nip46_subscribed_authorizations")
+                .await
+                == 1
+        },
+    )
+    .await;
     let page = get(&served, "/ui", &cookie, 200).await;
     assert!(page.contains("Revoked "), "{page}");
     assert!(!page.contains(&action), "no button once revoked: {page}");

@@ -19,7 +19,7 @@ use crate::http::authorizations::{
     revoke_now, AuthorizationActivity, AuthorizationView, CreatedAuthorization, Granted, Issued,
 };
 use crate::http::error::{json_body, ErrorBody};
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, AppliedHere};
 
 /// An authorization on a team key to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -214,7 +214,13 @@ pub(crate) async fn revoke_authorization(
     State(state): State<AppState>,
     current: CurrentUser,
     Path((id, authorization_id)): Path<(String, String)>,
-) -> Result<Json<AuthorizationView>, ApiError> {
+) -> Result<
+    (
+        Option<axum::Extension<AppliedHere>>,
+        Json<AuthorizationView>,
+    ),
+    ApiError,
+> {
     let revoked = revoke_grant(&state, &current, &id, &authorization_id).await?;
-    Ok(Json(authorization_json(&revoked)))
+    Ok((state.applied_here(), Json(authorization_json(&revoked))))
 }

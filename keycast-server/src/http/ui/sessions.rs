@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use keycast_core::nostr::Timestamp;
 use keycast_core::{Activity, Authorization, KeyId, StoredKey};
@@ -148,7 +148,7 @@ pub(super) async fn revoke(
         return refused;
     }
     match revoke_owned(&state, &signed.user, &id).await {
-        Ok(_) => params::see_other(HOME),
+        Ok(_) => (state.applied_here(), params::see_other(HOME)).into_response(),
         Err(e) if e.status == StatusCode::NOT_FOUND => layout::error(
             StatusCode::NOT_FOUND,
             "There is no such app session of yours. Nothing was changed.",

@@ -5,7 +5,7 @@
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use keycast_core::Permission;
 use serde::Deserialize;
@@ -112,7 +112,7 @@ pub(super) async fn revoke(
         return refused;
     }
     match revoke_grant(&state, &signed.user, &id, &authorization).await {
-        Ok(_) => params::see_other(&team_path(&id)),
+        Ok(_) => (state.applied_here(), params::see_other(&team_path(&id))).into_response(),
         Err(e) => refused(e),
     }
 }
