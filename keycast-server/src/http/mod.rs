@@ -61,9 +61,23 @@ use crate::services::Services;
 /// The header a request's trace id travels in.
 pub const TRACE_ID: &str = "x-trace-id";
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`AppStateInner`] behind an `Arc`, so the clone
+/// axum makes for each extractor and layer of every request is one counter increment
+/// (cloning the fields one by one showed as ~4 % of a `sign_event`'s server CPU).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Debug, Clone)]
+pub struct AppStateInner {
     /// Store, key managers, engine.
     pub services: Arc<Services>,
     /// The NIP-46 service, when it runs.
@@ -107,7 +121,7 @@ impl AppState {
     /// State over `services`, with `bunker` if NIP-46 runs.
     pub fn new(services: Services, bunker: Option<Arc<Bunker>>) -> Self {
         let limits = &services.config.accounts;
-        Self {
+        Self(Arc::new(AppStateInner {
             login_guard: Arc::new(LoginGuard::new(limits, None)),
             mail_limits: Arc::new(MailLimits::new(limits, None)),
             passwords: crate::passwords::PasswordHashing::new(
@@ -123,7 +137,12 @@ impl AppState {
             scrypt_slots: Arc::new(tokio::sync::Semaphore::new(SCRYPT_SLOTS)),
             cluster: None,
             gates: Gates::default(),
-        }
+        }))
+    }
+
+    /// The fields, to change while building (cloned if already shared).
+    fn fields(&mut self) -> &mut AppStateInner {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The same state, reporting the connection gates in metrics.
@@ -132,7 +151,7 @@ impl AppState {
         http: Arc<crate::connections::Gate>,
         relay: Option<Arc<crate::connections::Gate>>,
     ) -> Self {
-        self.gates = Gates {
+        self.fields().gates = Gates {
             http: Some(http),
             relay,
         };
@@ -142,12 +161,13 @@ impl AppState {
     /// The same state, reporting `cluster` in readiness and sharing login and mail limits
     /// through it.
     pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        let fields = self.fields();
         if let Some(c) = &cluster {
-            let limits = &self.services.config.accounts;
-            self.login_guard = Arc::new(LoginGuard::new(limits, Some(c.login_limits())));
-            self.mail_limits = Arc::new(MailLimits::new(limits, Some(c.login_limits())));
+            let limits = &fields.services.config.accounts;
+            fields.login_guard = Arc::new(LoginGuard::new(limits, Some(c.login_limits())));
+            fields.mail_limits = Arc::new(MailLimits::new(limits, Some(c.login_limits())));
         }
-        self.cluster = cluster;
+        fields.cluster = cluster;
         self
     }
 }
