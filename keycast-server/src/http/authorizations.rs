@@ -382,16 +382,17 @@ pub(crate) async fn revoke(
     State(state): State<AppState>,
     current: CurrentUser,
     Path(id): Path<String>,
-) -> Result<
-    (
-        Option<axum::Extension<AppliedHere>>,
-        Json<AuthorizationView>,
-    ),
-    ApiError,
-> {
+) -> Result<RevokedView, ApiError> {
     let revoked = revoke_owned(&state, &current, &id).await?;
     Ok((state.applied_here(), Json(authorization_json(&revoked))))
 }
+
+/// A revocation's answer: the authorization as it is now, marked [`AppliedHere`] outside a
+/// cluster.
+pub(crate) type RevokedView = (
+    Option<axum::Extension<AppliedHere>>,
+    Json<AuthorizationView>,
+);
 
 /// Revokes the account's authorization `id` (as sent); another account's is 404 and
 /// nothing changes. The ownership check is part of the store's write.

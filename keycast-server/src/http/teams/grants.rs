@@ -17,9 +17,10 @@ use crate::http::accounts::CurrentUser;
 use crate::http::authorizations::{
     activity_json, activity_of, authorization_json, created_json, future_expiry, issue, not_found,
     revoke_now, AuthorizationActivity, AuthorizationView, CreatedAuthorization, Granted, Issued,
+    RevokedView,
 };
 use crate::http::error::{json_body, ErrorBody};
-use crate::http::{ApiError, AppState, AppliedHere};
+use crate::http::{ApiError, AppState};
 
 /// An authorization on a team key to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -214,13 +215,7 @@ pub(crate) async fn revoke_authorization(
     State(state): State<AppState>,
     current: CurrentUser,
     Path((id, authorization_id)): Path<(String, String)>,
-) -> Result<
-    (
-        Option<axum::Extension<AppliedHere>>,
-        Json<AuthorizationView>,
-    ),
-    ApiError,
-> {
+) -> Result<RevokedView, ApiError> {
     let revoked = revoke_grant(&state, &current, &id, &authorization_id).await?;
     Ok((state.applied_here(), Json(authorization_json(&revoked))))
 }
