@@ -57,8 +57,8 @@ pub use authz::policy::PolicyAuthorizer;
 pub use crypto::envelope::{Envelope, EnvelopeBinding};
 pub use crypto::secret::{BearerSecret, Secret32, SecretDigest};
 pub use custody::{
-    Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization, ReplacedKey,
-    TransportScheme,
+    BuildReply, Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization,
+    ReplacedKey, ReplySeal, TransportScheme,
 };
 pub use error::{Error, Result};
 pub use ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};

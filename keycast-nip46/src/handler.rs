@@ -9,11 +9,23 @@
 //! - every other method, `get_public_key` and `ping` included, needs a bound client;
 //! - `logout` unbinds the client.
 
-use keycast_core::nostr::PublicKey;
-use keycast_core::{Authorization, AuthorizationId, BearerSecret, Caller, Custody, Error};
+use keycast_core::nostr::{Event, PublicKey};
+use keycast_core::{
+    Authorization, AuthorizationId, BearerSecret, Caller, Custody, Error, KeyId, ReplySeal,
+    TransportScheme,
+};
 
 use crate::protocol::message::{connect_target_ok, Command, Nip46Request};
 use crate::protocol::response::{result_text, Nip46Response};
+
+/// What [`RequestHandler::handle_sealed`] answers.
+#[derive(Debug)]
+pub enum Answer {
+    /// A reply for the caller to encrypt and sign.
+    Reply(Nip46Response),
+    /// The reply event, encrypted and signed.
+    Sealed(Event),
+}
 
 /// What a bound client's requests run as, and how connects are checked.
 #[derive(Debug, Clone)]
@@ -36,10 +48,36 @@ impl RequestHandler {
         request: Nip46Request,
     ) -> Nip46Response {
         let id = request.id.clone();
-        match self.answer(authorization, client, request).await {
-            Ok(reply) => reply,
+        match self.answer(authorization, client, request, None).await {
+            Ok(Answer::Reply(reply)) => reply,
+            // Only asked for with a seal.
+            Ok(Answer::Sealed(_)) => Nip46Response::error(id, "internal error"),
             Err(Error::NeedsApproval(url)) => Nip46Response::auth_url(id, url),
             Err(e) => Nip46Response::error(id, e.to_string()),
+        }
+    }
+
+    /// [`RequestHandler::handle`], except that a custody operation that succeeds comes back
+    /// as its reply event, already encrypted to `client` in `scheme` and signed with the
+    /// `bunker` key, sealed in the operation's own crypto-pool job
+    /// ([`Custody::handle_sealed`]). Everything else (session methods, refusals, failures)
+    /// is a [`Nip46Response`] for the caller to seal.
+    pub async fn handle_sealed(
+        &self,
+        authorization: AuthorizationId,
+        client: PublicKey,
+        request: Nip46Request,
+        bunker: KeyId,
+        scheme: TransportScheme,
+    ) -> Answer {
+        let id = request.id.clone();
+        match self
+            .answer(authorization, client, request, Some((bunker, scheme)))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(Error::NeedsApproval(url)) => Answer::Reply(Nip46Response::auth_url(id, url)),
+            Err(e) => Answer::Reply(Nip46Response::error(id, e.to_string())),
         }
     }
 
@@ -48,31 +86,46 @@ impl RequestHandler {
         authorization: AuthorizationId,
         client: PublicKey,
         request: Nip46Request,
-    ) -> keycast_core::Result<Nip46Response> {
+        seal: Option<(KeyId, TransportScheme)>,
+    ) -> keycast_core::Result<Answer> {
         let id = request.id;
         let auth = self.custody.authorization(authorization).await?;
         auth.check_active(keycast_core::nostr::Timestamp::now())?;
         if let Command::Connect { remote, secret, .. } = request.command {
             return self
                 .connect(&auth, client, &remote, secret.as_deref(), id)
-                .await;
+                .await
+                .map(Answer::Reply);
         }
         if let Command::Unknown(method) = &request.command {
-            return Ok(Nip46Response::error(
+            return Ok(Answer::Reply(Nip46Response::error(
                 id,
                 format!("unknown method: {method}"),
-            ));
+            )));
         }
         self.require_bound(&auth, client).await?;
         let c = &self.custody;
+        let caller = Caller::Authorization(auth.id);
         let command = match request.command.into_request() {
             Ok(op) => {
-                let response = c.handle(Caller::Authorization(auth.id), op).await?;
-                return Ok(Nip46Response::ok(id, result_text(response)?));
+                let Some((bunker, scheme)) = seal else {
+                    let response = c.handle(caller, op).await?;
+                    return Ok(Answer::Reply(Nip46Response::ok(id, result_text(response)?)));
+                };
+                let seal = ReplySeal {
+                    bunker,
+                    peer: client,
+                    scheme,
+                    build: Box::new(move |response| {
+                        Ok(Nip46Response::ok(id, result_text(response.clone())?).to_json())
+                    }),
+                };
+                let (_, sealed) = c.handle_sealed(caller, op, seal).await?;
+                return sealed.map(Answer::Sealed);
             }
             Err(session) => *session,
         };
-        Ok(match command {
+        Ok(Answer::Reply(match command {
             Command::Ping => Nip46Response::ok(id, "pong"),
             Command::SwitchRelays => {
                 let relays = (!auth.relays.is_empty()).then_some(auth.relays.as_slice());
@@ -85,7 +138,7 @@ impl RequestHandler {
             }
             // Handled above; listed so a new method cannot be forgotten silently.
             _ => Nip46Response::error(id, "unexpected method"),
-        })
+        }))
     }
 
     async fn connect(

@@ -21,7 +21,7 @@ pub use config::CustodyConfig;
 pub use ops::{NIP44_MAX_B64, NIP44_MAX_PLAINTEXT};
 pub use pool::CryptoPool;
 pub use replace_key::ReplacedKey;
-pub use transport::TransportScheme;
+pub use transport::{BuildReply, ReplySeal, TransportScheme};
 // The production code paths `crate::fuzzing` drives.
 pub(crate) use ops::open_key;
 pub(crate) use transport::open_payload;
@@ -359,6 +359,35 @@ impl Custody {
 
     /// Runs any operation. The typed methods above are thin wrappers around this.
     pub async fn handle(&self, caller: Caller, request: Request) -> Result<Response> {
+        self.handle_with(caller, request, None)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// [`Custody::handle`] for a NIP-46 request: when the operation succeeds, its reply is
+    /// built and sealed in the operation's own pool job ([`ReplySeal`]) and comes back with
+    /// the response, both released only once the audit record is stored. A refusal or a
+    /// failed operation is the outer `Err`, as from `handle` (sealing its error reply is the
+    /// caller's, with [`Custody::transport_reply`]); a reply that could not be built or
+    /// sealed is the inner one.
+    pub async fn handle_sealed(
+        &self,
+        caller: Caller,
+        request: Request,
+        seal: ReplySeal,
+    ) -> Result<(Response, Result<Event>)> {
+        let (response, sealed) = self.handle_with(caller, request, Some(seal)).await?;
+        let sealed =
+            sealed.unwrap_or_else(|| Err(Error::Internal("the reply was not sealed".into())));
+        Ok((response, sealed))
+    }
+
+    async fn handle_with(
+        &self,
+        caller: Caller,
+        request: Request,
+        seal: Option<ReplySeal>,
+    ) -> Result<(Response, Option<Result<Event>>)> {
         validate::check_limits(&self.inner.cfg, &request)?;
         let now = Timestamp::now();
         let (authorization, key_id) = match caller {
@@ -370,6 +399,10 @@ impl Custody {
             }
         };
         let key = self.signing_key(key_id).await?;
+        let seal = match seal {
+            Some(s) => Some((self.bunker_key(s.bunker).await?, s)),
+            None => None,
+        };
         let mut record = AuditRecord {
             at: now,
             tenant_id: key.tenant_id,
@@ -398,15 +431,16 @@ impl Custody {
             self.inner.audit.record(record).await?;
             return Err(refusal);
         }
-        let result = self.perform(key_id, &key, request, now).await;
+        let (result, sealed) = self.perform(key_id, &key, request, now, seal).await;
         match &result {
             Ok(Response::Event(e)) => record.event_id = Some(e.id),
             Ok(_) => {}
             Err(e) => record.outcome = Outcome::Failed(e.code().into()),
         }
-        // The result is released only once its audit record is stored.
+        // The result (and its sealed reply) is released only once its audit record is
+        // stored.
         self.inner.audit.record(record).await?;
-        result
+        result.map(|response| (response, sealed))
     }
 
     /// Revocation, expiry, tenant and pubkey checks, then the authorizer.
@@ -459,48 +493,65 @@ impl Custody {
         }
     }
 
+    /// Runs `request` on the crypto pool (one job), then, if it succeeded and `seal` is
+    /// given, builds and seals its reply in the same job.
     async fn perform(
         &self,
         key_id: KeyId,
         key: &Arc<LoadedKey>,
         request: Request,
         now: Timestamp,
-    ) -> Result<Response> {
+        seal: Option<(Arc<LoadedKey>, ReplySeal)>,
+    ) -> (Result<Response>, Option<Result<Event>>) {
         let k = key.clone();
-        let convs = || self.inner.conversations.clone();
-        let pool = &self.inner.pool;
-        match request {
-            Request::GetPublicKey => Ok(Response::PublicKey(key.keys.public_key())),
-            Request::SignEvent(t) => pool
-                .run(move || ops::sign(&k.keys, t, now))
-                .await?
-                .map(|e| Response::Event(Box::new(e))),
-            Request::Nip44Encrypt { peer, plaintext } => {
-                let convs = convs();
-                pool.run(move || {
-                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
-                    ops::nip44_encrypt(&ck, &plaintext)
-                })
-                .await?
-                .map(Response::Text)
+        let convs = self.inner.conversations.clone();
+        let op_convs = convs.clone();
+        let op: Box<dyn FnOnce() -> Result<Response> + Send> = match request {
+            Request::GetPublicKey => {
+                let pk = key.keys.public_key();
+                if seal.is_none() {
+                    return (Ok(Response::PublicKey(pk)), None);
+                }
+                Box::new(move || Ok(Response::PublicKey(pk)))
             }
-            Request::Nip44Decrypt { peer, ciphertext } => {
-                let convs = convs();
-                pool.run(move || {
-                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
-                    ops::nip44_decrypt(&ck, &ciphertext)
-                })
-                .await?
-                .map(Response::Text)
+            Request::SignEvent(t) => {
+                Box::new(move || ops::sign(&k.keys, t, now).map(|e| Response::Event(Box::new(e))))
             }
-            Request::Nip04Encrypt { peer, plaintext } => pool
-                .run(move || ops::nip04_encrypt(&k.keys, &peer, &plaintext))
-                .await?
-                .map(Response::Text),
-            Request::Nip04Decrypt { peer, ciphertext } => pool
-                .run(move || ops::nip04_decrypt(&k.keys, &peer, &ciphertext))
-                .await?
-                .map(Response::Text),
+            Request::Nip44Encrypt { peer, plaintext } => Box::new(move || {
+                let ck = ops::conversation_key(op_convs.as_ref(), key_id, &k.keys, &peer)?;
+                ops::nip44_encrypt(&ck, &plaintext).map(Response::Text)
+            }),
+            Request::Nip44Decrypt { peer, ciphertext } => Box::new(move || {
+                let ck = ops::conversation_key(op_convs.as_ref(), key_id, &k.keys, &peer)?;
+                ops::nip44_decrypt(&ck, &ciphertext).map(Response::Text)
+            }),
+            Request::Nip04Encrypt { peer, plaintext } => {
+                Box::new(move || ops::nip04_encrypt(&k.keys, &peer, &plaintext).map(Response::Text))
+            }
+            Request::Nip04Decrypt { peer, ciphertext } => Box::new(move || {
+                ops::nip04_decrypt(&k.keys, &peer, &ciphertext).map(Response::Text)
+            }),
+        };
+        let job = move || {
+            let result = op();
+            let sealed = match (&result, seal) {
+                (Ok(response), Some((bunker, s))) => Some((s.build)(response).and_then(|reply| {
+                    transport::seal(
+                        convs.as_ref(),
+                        s.bunker,
+                        &bunker.keys,
+                        s.peer,
+                        s.scheme,
+                        &reply,
+                    )
+                })),
+                _ => None,
+            };
+            (result, sealed)
+        };
+        match self.inner.pool.run(job).await {
+            Ok(done) => done,
+            Err(e) => (Err(e), None),
         }
     }
 

@@ -50,8 +50,61 @@ pub(crate) fn open_payload(
     Ok((scheme, plain))
 }
 
+/// How to answer a NIP-46 request whose operation succeeds, in the operation's own pool
+/// job ([`Custody::handle_sealed`]): the reply's plaintext is built from the operation's
+/// response, encrypted to `peer` in `scheme` and signed with the bunker key `bunker`, so the
+/// request costs one hop to the crypto pool and back instead of two.
+pub struct ReplySeal {
+    /// The bunker key (the authorization's) that signs the reply.
+    pub bunker: KeyId,
+    /// The client the reply is encrypted to.
+    pub peer: PublicKey,
+    /// The encryption the request used.
+    pub scheme: TransportScheme,
+    /// The reply's plaintext for the operation's response (runs on the crypto pool).
+    pub build: BuildReply,
+}
+
+/// Builds a reply's plaintext from an operation's response ([`ReplySeal::build`]).
+pub type BuildReply = Box<dyn FnOnce(&crate::model::request::Response) -> Result<String> + Send>;
+
+impl std::fmt::Debug for ReplySeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplySeal")
+            .field("bunker", &self.bunker)
+            .field("peer", &self.peer)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pool job's sealing of `reply`: encrypted to `peer` in `scheme`, in a kind-24133 event
+/// signed with the bunker's `keys`.
+pub(crate) fn seal(
+    convs: Option<&ops::ConvCache>,
+    bunker: KeyId,
+    keys: &Keys,
+    peer: PublicKey,
+    scheme: TransportScheme,
+    reply: &str,
+) -> Result<Event> {
+    let content = match scheme {
+        TransportScheme::Nip04 => nip04::encrypt(keys.secret_key(), &peer, reply)
+            .map_err(|e| Error::invalid("pubkey", e.to_string()))?,
+        TransportScheme::Nip44 => {
+            let ck = ops::conversation_key(convs, bunker, keys, &peer)?;
+            ops::nip44_encrypt(&ck, reply)?
+        }
+    };
+    EventBuilder::new(Kind::NostrConnect, content)
+        .tag(Tag::public_key(peer))
+        .custom_created_at(Timestamp::now())
+        .sign_with_keys(keys)
+        .map_err(|e| Error::Internal(format!("signing reply failed: {e}")))
+}
+
 impl Custody {
-    async fn bunker_key(&self, bunker: KeyId) -> Result<std::sync::Arc<LoadedKey>> {
+    pub(super) async fn bunker_key(&self, bunker: KeyId) -> Result<std::sync::Arc<LoadedKey>> {
         let key = self.signing_key(bunker).await?;
         if key.kind != KeyKind::Bunker {
             return Err(Error::Denied("transport crypto needs a bunker key".into()));
@@ -96,21 +149,7 @@ impl Custody {
         let convs = self.inner.conversations.clone();
         self.inner
             .pool
-            .run(move || {
-                let content = match scheme {
-                    TransportScheme::Nip04 => nip04::encrypt(key.keys.secret_key(), &peer, &reply)
-                        .map_err(|e| Error::invalid("pubkey", e.to_string()))?,
-                    TransportScheme::Nip44 => {
-                        let ck = ops::conversation_key(convs.as_ref(), bunker, &key.keys, &peer)?;
-                        ops::nip44_encrypt(&ck, &reply)?
-                    }
-                };
-                EventBuilder::new(Kind::NostrConnect, content)
-                    .tag(Tag::public_key(peer))
-                    .custom_created_at(Timestamp::now())
-                    .sign_with_keys(&key.keys)
-                    .map_err(|e| Error::Internal(format!("signing reply failed: {e}")))
-            })
+            .run(move || seal(convs.as_ref(), bunker, &key.keys, peer, scheme, &reply))
             .await?
     }
 }

@@ -669,6 +669,87 @@ async fn authorizations_enforce_policy_revocation_and_expiry() {
 }
 
 #[tokio::test]
+async fn a_sealed_reply_is_the_operations_answer_encrypted_and_signed_by_the_bunker() {
+    let f = fixture().await;
+    let auth = f
+        .authorize(vec![Permission::AllowedKinds { kinds: [1].into() }])
+        .await;
+    let app = Caller::Authorization(auth.id);
+    let client = Keys::generate();
+    let seal = |scheme| ReplySeal {
+        bunker: auth.bunker_key_id,
+        peer: client.public_key(),
+        scheme,
+        build: Box::new(|response: &Response| match response {
+            Response::Event(e) => Ok(format!("signed {}", e.id)),
+            _ => Err(Error::Internal("not an event".into())),
+        }),
+    };
+    for scheme in [TransportScheme::Nip44, TransportScheme::Nip04] {
+        let request = Request::SignEvent(EventTemplate::new(Kind::TextNote, "sealed"));
+        let (response, sealed) = f
+            .custody
+            .handle_sealed(app, request, seal(scheme))
+            .await
+            .expect("allowed");
+        let Response::Event(signed) = response else {
+            panic!("not an event: {response:?}");
+        };
+        assert_eq!(signed.pubkey, f.secret.public_key());
+        let reply = sealed.expect("sealed");
+        reply.verify().expect("the reply's signature");
+        assert_eq!(
+            reply.pubkey, auth.bunker_pubkey,
+            "signed with the bunker key"
+        );
+        assert_eq!(reply.kind, Kind::NostrConnect);
+        assert_eq!(reply.tags.public_keys().next(), Some(&client.public_key()));
+        let plain = match scheme {
+            TransportScheme::Nip44 => {
+                nip44::decrypt(client.secret_key(), &auth.bunker_pubkey, &reply.content)
+                    .expect("NIP-44 for the client")
+            }
+            TransportScheme::Nip04 => {
+                nip04::decrypt(client.secret_key(), &auth.bunker_pubkey, &reply.content)
+                    .expect("NIP-04 for the client")
+            }
+        };
+        assert_eq!(plain, format!("signed {}", signed.id));
+    }
+
+    // A refusal is the outer error, audited, and nothing is sealed.
+    let request = Request::SignEvent(EventTemplate::new(Kind::Metadata, "{}"));
+    let refused = f
+        .custody
+        .handle_sealed(app, request, seal(TransportScheme::Nip44))
+        .await;
+    assert!(matches!(refused, Err(Error::Denied(_))), "{refused:?}");
+    // A reply that cannot be built is the inner error; the operation still ran and is
+    // audited as allowed.
+    let request = Request::GetPublicKey;
+    let (response, sealed) = f
+        .custody
+        .handle_sealed(app, request, seal(TransportScheme::Nip44))
+        .await
+        .expect("allowed");
+    assert_eq!(response, Response::PublicKey(f.secret.public_key()));
+    assert!(matches!(sealed, Err(Error::Internal(_))), "{sealed:?}");
+    let audit = f.audit().await;
+    assert_eq!(audit.len(), 4, "{audit:?}");
+    assert!(matches!(audit[0].outcome, Outcome::Allowed));
+    assert!(matches!(audit[1].outcome, Outcome::Denied(_)));
+
+    // The seal signs only with a bunker key: the user's own key is refused before anything
+    // runs.
+    let mut with_user_key = seal(TransportScheme::Nip44);
+    with_user_key.bunker = f.key.id;
+    let request = Request::SignEvent(EventTemplate::new(Kind::TextNote, "no"));
+    let r = f.custody.handle_sealed(app, request, with_user_key).await;
+    assert!(matches!(r, Err(Error::Denied(_))), "{r:?}");
+    assert_eq!(f.audit().await.len(), 4, "nothing ran");
+}
+
+#[tokio::test]
 async fn authorizations_cannot_use_bunker_keys_or_other_tenants_keys() {
     let f = fixture().await;
     let auth = f.authorize(vec![Permission::FullAccess]).await;

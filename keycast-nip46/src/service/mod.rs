@@ -85,7 +85,7 @@ pub use pairing::PairingPermit;
 pub use relays::{RelayConnection, RelayState};
 pub use stats::{BunkerStats, QUEUE_WAIT_BUCKETS_MICROS};
 
-use crate::handler::RequestHandler;
+use crate::handler::{Answer, RequestHandler};
 use crate::protocol::message::{Command, Nip46Request};
 use crate::protocol::response::Nip46Response;
 use crate::Result;
@@ -583,10 +583,26 @@ impl Shared {
         let reply = match Nip46Request::parse(&o.plaintext) {
             Ok(request) => {
                 let rebinds = matches!(request.command, Command::Connect { .. } | Command::Logout);
-                let reply = self
+                // A custody operation that succeeds comes back sealed (one crypto-pool job
+                // for the operation and its reply); anything else is sealed below.
+                let answer = self
                     .handler
-                    .handle(o.auth.id, o.client, request.clone())
+                    .handle_sealed(
+                        o.auth.id,
+                        o.client,
+                        request.clone(),
+                        o.auth.bunker_key_id,
+                        o.scheme,
+                    )
                     .await;
+                let reply = match answer {
+                    Answer::Sealed(event) => {
+                        self.send_reply(&o.auth, event).await;
+                        bump(&self.counters.processed);
+                        return;
+                    }
+                    Answer::Reply(reply) => reply,
+                };
                 if rebinds {
                     // Intake's view of who is bound follows at once (the handler
                     // invalidated the cached authorization).
@@ -675,6 +691,11 @@ impl Shared {
                 return;
             }
         };
+        self.send_reply(auth, event).await;
+    }
+
+    /// Sends a sealed reply; does not wait for relay `OK`.
+    async fn send_reply(&self, auth: &Authorization, event: Event) {
         // The client listens where its authorization says (a nostrconnect:// client names
         // its relays) among those in use; otherwise on the configured ones.
         let relays: Vec<RelayUrl> = {
