@@ -27,6 +27,26 @@ pub enum Answer {
     Sealed(Event),
 }
 
+/// A request once its session rules are checked.
+enum Step {
+    /// Answered by the session rules themselves (connect, ping, logout, …).
+    Reply(Nip46Response),
+    /// A custody operation to run as `caller`.
+    Run {
+        id: String,
+        caller: Caller,
+        op: keycast_core::Request,
+    },
+}
+
+/// The reply to a request refused or failed with `e`.
+fn refusal(id: String, e: Error) -> Nip46Response {
+    match e {
+        Error::NeedsApproval(url) => Nip46Response::auth_url(id, url),
+        e => Nip46Response::error(id, e.to_string()),
+    }
+}
+
 /// What a bound client's requests run as, and how connects are checked.
 #[derive(Debug, Clone)]
 pub struct RequestHandler {
@@ -48,13 +68,16 @@ impl RequestHandler {
         request: Nip46Request,
     ) -> Nip46Response {
         let id = request.id.clone();
-        match self.answer(authorization, client, request, None).await {
-            Ok(Answer::Reply(reply)) => reply,
-            // Only asked for with a seal.
-            Ok(Answer::Sealed(_)) => Nip46Response::error(id, "internal error"),
-            Err(Error::NeedsApproval(url)) => Nip46Response::auth_url(id, url),
-            Err(e) => Nip46Response::error(id, e.to_string()),
-        }
+        let answered = match self.check(authorization, client, request).await {
+            Ok(Step::Reply(reply)) => Ok(reply),
+            Ok(Step::Run { id, caller, op }) => self
+                .custody
+                .handle(caller, op)
+                .await
+                .and_then(|response| Ok(Nip46Response::ok(id, result_text(response)?))),
+            Err(e) => Err(e),
+        };
+        answered.unwrap_or_else(|e| refusal(id, e))
     }
 
     /// [`RequestHandler::handle`], except that a custody operation that succeeds comes back
@@ -71,47 +94,9 @@ impl RequestHandler {
         scheme: TransportScheme,
     ) -> Answer {
         let id = request.id.clone();
-        match self
-            .answer(authorization, client, request, Some((bunker, scheme)))
-            .await
-        {
-            Ok(answer) => answer,
-            Err(Error::NeedsApproval(url)) => Answer::Reply(Nip46Response::auth_url(id, url)),
-            Err(e) => Answer::Reply(Nip46Response::error(id, e.to_string())),
-        }
-    }
-
-    async fn answer(
-        &self,
-        authorization: AuthorizationId,
-        client: PublicKey,
-        request: Nip46Request,
-        seal: Option<(KeyId, TransportScheme)>,
-    ) -> keycast_core::Result<Answer> {
-        let id = request.id;
-        let auth = self.custody.authorization(authorization).await?;
-        auth.check_active(keycast_core::nostr::Timestamp::now())?;
-        if let Command::Connect { remote, secret, .. } = request.command {
-            return self
-                .connect(&auth, client, &remote, secret.as_deref(), id)
-                .await
-                .map(Answer::Reply);
-        }
-        if let Command::Unknown(method) = &request.command {
-            return Ok(Answer::Reply(Nip46Response::error(
-                id,
-                format!("unknown method: {method}"),
-            )));
-        }
-        self.require_bound(&auth, client).await?;
-        let c = &self.custody;
-        let caller = Caller::Authorization(auth.id);
-        let command = match request.command.into_request() {
-            Ok(op) => {
-                let Some((bunker, scheme)) = seal else {
-                    let response = c.handle(caller, op).await?;
-                    return Ok(Answer::Reply(Nip46Response::ok(id, result_text(response)?)));
-                };
+        let answered = match self.check(authorization, client, request).await {
+            Ok(Step::Reply(reply)) => Ok(Answer::Reply(reply)),
+            Ok(Step::Run { id, caller, op }) => {
                 let seal = ReplySeal {
                     bunker,
                     peer: client,
@@ -120,12 +105,49 @@ impl RequestHandler {
                         Ok(Nip46Response::ok(id, result_text(response.clone())?).to_json())
                     }),
                 };
-                let (_, sealed) = c.handle_sealed(caller, op, seal).await?;
-                return sealed.map(Answer::Sealed);
+                match self.custody.handle_sealed(caller, op, seal).await {
+                    Ok((_, sealed)) => sealed.map(Answer::Sealed),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        answered.unwrap_or_else(|e| Answer::Reply(refusal(id, e)))
+    }
+
+    /// The session rules for `request`: a reply of their own, or the custody operation to
+    /// run for a bound client.
+    async fn check(
+        &self,
+        authorization: AuthorizationId,
+        client: PublicKey,
+        request: Nip46Request,
+    ) -> keycast_core::Result<Step> {
+        let id = request.id;
+        let auth = self.custody.authorization(authorization).await?;
+        auth.check_active(keycast_core::nostr::Timestamp::now())?;
+        if let Command::Connect { remote, secret, .. } = request.command {
+            return self
+                .connect(&auth, client, &remote, secret.as_deref(), id)
+                .await
+                .map(Step::Reply);
+        }
+        if let Command::Unknown(method) = &request.command {
+            return Ok(Step::Reply(Nip46Response::error(
+                id,
+                format!("unknown method: {method}"),
+            )));
+        }
+        self.require_bound(&auth, client).await?;
+        let c = &self.custody;
+        let command = match request.command.into_request() {
+            Ok(op) => {
+                let caller = Caller::Authorization(auth.id);
+                return Ok(Step::Run { id, caller, op });
             }
             Err(session) => *session,
         };
-        Ok(Answer::Reply(match command {
+        Ok(Step::Reply(match command {
             Command::Ping => Nip46Response::ok(id, "pong"),
             Command::SwitchRelays => {
                 let relays = (!auth.relays.is_empty()).then_some(auth.relays.as_slice());

@@ -504,8 +504,9 @@ impl Custody {
         seal: Option<(Arc<LoadedKey>, ReplySeal)>,
     ) -> (Result<Response>, Option<Result<Event>>) {
         let k = key.clone();
-        let convs = self.inner.conversations.clone();
-        let op_convs = convs.clone();
+        // The conversation-key cache is cloned only for the jobs that use it.
+        let convs = || self.inner.conversations.clone();
+        let seal = seal.map(|(bunker, s)| (bunker, s, convs()));
         let op: Box<dyn FnOnce() -> Result<Response> + Send> = match request {
             Request::GetPublicKey => {
                 let pk = key.keys.public_key();
@@ -517,14 +518,20 @@ impl Custody {
             Request::SignEvent(t) => {
                 Box::new(move || ops::sign(&k.keys, t, now).map(|e| Response::Event(Box::new(e))))
             }
-            Request::Nip44Encrypt { peer, plaintext } => Box::new(move || {
-                let ck = ops::conversation_key(op_convs.as_ref(), key_id, &k.keys, &peer)?;
-                ops::nip44_encrypt(&ck, &plaintext).map(Response::Text)
-            }),
-            Request::Nip44Decrypt { peer, ciphertext } => Box::new(move || {
-                let ck = ops::conversation_key(op_convs.as_ref(), key_id, &k.keys, &peer)?;
-                ops::nip44_decrypt(&ck, &ciphertext).map(Response::Text)
-            }),
+            Request::Nip44Encrypt { peer, plaintext } => {
+                let convs = convs();
+                Box::new(move || {
+                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
+                    ops::nip44_encrypt(&ck, &plaintext).map(Response::Text)
+                })
+            }
+            Request::Nip44Decrypt { peer, ciphertext } => {
+                let convs = convs();
+                Box::new(move || {
+                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
+                    ops::nip44_decrypt(&ck, &ciphertext).map(Response::Text)
+                })
+            }
             Request::Nip04Encrypt { peer, plaintext } => {
                 Box::new(move || ops::nip04_encrypt(&k.keys, &peer, &plaintext).map(Response::Text))
             }
@@ -535,16 +542,18 @@ impl Custody {
         let job = move || {
             let result = op();
             let sealed = match (&result, seal) {
-                (Ok(response), Some((bunker, s))) => Some((s.build)(response).and_then(|reply| {
-                    transport::seal(
-                        convs.as_ref(),
-                        s.bunker,
-                        &bunker.keys,
-                        s.peer,
-                        s.scheme,
-                        &reply,
-                    )
-                })),
+                (Ok(response), Some((bunker, s, convs))) => {
+                    Some((s.build)(response).and_then(|reply| {
+                        transport::seal(
+                            convs.as_ref(),
+                            s.bunker,
+                            &bunker.keys,
+                            s.peer,
+                            s.scheme,
+                            &reply,
+                        )
+                    }))
+                }
                 _ => None,
             };
             (result, sealed)
