@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use keycast_core::nostr::secp256k1::{Message, SECP256K1};
 use keycast_core::nostr::{Keys, RelayUrl};
+use keycast_nip46::testing::LoadClient;
+use keycast_nip46::BunkerUri;
 use nostr_relay_builder::prelude::LocalRelay;
 use tokio::net::TcpListener;
 
+pub mod floor;
 pub mod server;
 
 /// The sizes a scaling benchmark runs at: `KEYCAST_BENCH_SCALES` (comma-separated,
@@ -53,6 +56,16 @@ pub fn context_switches(pid: u32) -> u64 {
         .sum()
 }
 
+/// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`).
+#[must_use]
+pub fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// Raw secp256k1 BIP-340 signatures of a 32-byte digest per second, on `threads` threads
 /// for `duration` (no keycast code): the baseline load benchmarks are reported against.
 pub fn raw_sign_rate(threads: usize, duration: Duration) -> f64 {
@@ -83,6 +96,49 @@ pub fn raw_sign_rate(threads: usize, duration: Duration) -> f64 {
         let _ = w.join();
     }
     total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// CPU time (user and system) used so far by process `pid`, dead threads included, from
+/// `/proc/<pid>/stat` (clock-tick resolution: 10 ms here); zero if it cannot be read.
+#[must_use]
+pub fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields are counted after its `)`.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz)
+}
+
+/// Binds authorization `i` (`bunker://` URI `uris[i]`) to load client `i % clients`,
+/// 16 connects at a time (connect secrets are single-use).
+///
+/// # Panics
+/// If a connect fails.
+pub async fn connect_all(load: &LoadClient, uris: &[BunkerUri]) {
+    let clients = load.clients();
+    let mut pending = tokio::task::JoinSet::new();
+    for (i, uri) in uris.iter().enumerate() {
+        let (load, bunker) = (load.clone(), uri.signer);
+        let secret = uri.secret.clone().unwrap_or_default();
+        pending.spawn(async move {
+            load.connect(i % clients, bunker, &secret, Duration::from_secs(30))
+                .await
+        });
+        if pending.len() >= 16 {
+            if let Some(done) = pending.join_next().await {
+                done.expect("connect task").expect("connect");
+            }
+        }
+    }
+    while let Some(done) = pending.join_next().await {
+        done.expect("connect task").expect("connect");
+    }
 }
 
 /// Accepts connections for `relay` on a loopback port with `TCP_NODELAY` set

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use keycast_core::nostr::PublicKey;
+use keycast_nip46::BunkerUri;
+use serde_json::{json, Value};
 
 /// A running `keycast-server serve`; killed on drop if still running.
 #[derive(Debug)]
@@ -146,6 +148,48 @@ impl Server {
     /// A sample from `/metrics`, named with its labels (0 when absent).
     pub async fn metric(&self, http: &reqwest::Client, name: &str) -> u64 {
         sample(&self.metrics_text(http).await, name)
+    }
+
+    /// An account with one key, and `count` full-access authorizations of it, made over
+    /// HTTP: the key's pubkey and each authorization's `bunker://` URI.
+    ///
+    /// # Panics
+    /// If a call fails.
+    pub async fn authorizations(
+        &self,
+        http: &reqwest::Client,
+        count: usize,
+    ) -> (PublicKey, Vec<BunkerUri>) {
+        let creds = json!({"email": "bench@example.com", "password": "correct horse battery"});
+        let (status, body) = self
+            .post(http, "/api/auth/register", None, creds.clone())
+            .await;
+        assert_eq!(status, 201, "register: {body}");
+        let (status, login) = self.post(http, "/api/auth/login", None, creds).await;
+        assert_eq!(status, 200, "login: {login}");
+        let session = login["token"].as_str().expect("session token").to_owned();
+        let (status, key) = self
+            .post(http, "/api/keys", Some(&session), json!({"name": "bench"}))
+            .await;
+        assert_eq!(status, 201, "key: {key}");
+        let user =
+            PublicKey::from_hex(key["pubkey"].as_str().expect("pubkey")).expect("pubkey hex");
+        let mut uris = Vec::with_capacity(count);
+        for i in 0..count {
+            let body = json!({"key_id": key["id"], "label": format!("bench app {i}")});
+            let (status, a) = self
+                .post(http, "/api/authorizations", Some(&session), body)
+                .await;
+            assert_eq!(status, 201, "authorization: {a}");
+            let uri = BunkerUri::parse(a["bunker_uri"].as_str().expect("bunker_uri"))
+                .expect("bunker uri parses");
+            assert!(
+                uri.secret.is_some(),
+                "a bunker URI without a connect secret"
+            );
+            uris.push(uri);
+        }
+        (user, uris)
     }
 
     /// SIGTERM, then a kill after 30 s.

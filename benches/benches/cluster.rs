@@ -39,7 +39,6 @@ use std::time::{Duration, Instant};
 use keycast_benches::server::Server as Instance;
 use keycast_core::nostr::{PublicKey, RelayUrl};
 use keycast_nip46::testing::{signed_by, LoadClient};
-use keycast_nip46::BunkerUri;
 use keycast_storage::testing::FreshDb;
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use serde_json::json;
@@ -58,7 +57,6 @@ const SEQUENTIAL_SECONDS: u64 = 5;
 const BASELINE: Duration = Duration::from_secs(2);
 /// A request without a reply by then counts as unanswered.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-const PASSWORD: &str = "correct horse battery";
 
 /// What every configuration runs with.
 struct Setup {
@@ -357,15 +355,15 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
         wait_members(&mut servers, &http, config.instances).await;
     }
 
-    let (user, bunkers, secrets) = authorizations(&servers[0], &http, setup.authorizations).await;
+    let (user, uris) = servers[0].authorizations(&http, setup.authorizations).await;
     // Instances other than the one that made them learn of new authorizations from the
     // change feed (polled every 250 ms); a connect sent before that would go unheard.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let load = LoadClient::start(vec![setup.relay.clone()], CLIENTS)
         .await
         .expect("load clients");
-    connect_all(&load, &bunkers, &secrets).await;
-    let bunkers = Arc::new(bunkers);
+    keycast_benches::connect_all(&load, &uris).await;
+    let bunkers: Arc<Vec<PublicKey>> = Arc::new(uris.iter().map(|u| u.signer).collect());
 
     // Warm-up: every bunker's key into its owner's cache.
     let mut all_ids = Vec::with_capacity(bunkers.len());
@@ -506,61 +504,6 @@ async fn wait_shares(servers: &mut [Instance], http: &reqwest::Client, expected:
              Redis trouble: {troubled}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// An account with one key on `node`, and `count` full-access authorizations of it: the
-/// key's pubkey, each authorization's bunker pubkey and its connect secret.
-async fn authorizations(
-    node: &Instance,
-    http: &reqwest::Client,
-    count: usize,
-) -> (PublicKey, Vec<PublicKey>, Vec<String>) {
-    let creds = json!({"email": "bench@example.com", "password": PASSWORD});
-    let (status, body) = node
-        .post(http, "/api/auth/register", None, creds.clone())
-        .await;
-    assert_eq!(status, 201, "register: {body}");
-    let (status, login) = node.post(http, "/api/auth/login", None, creds).await;
-    assert_eq!(status, 200, "login: {login}");
-    let session = login["token"].as_str().expect("session token").to_owned();
-    let (status, key) = node
-        .post(http, "/api/keys", Some(&session), json!({"name": "bench"}))
-        .await;
-    assert_eq!(status, 201, "key: {key}");
-    let user = PublicKey::from_hex(key["pubkey"].as_str().expect("pubkey")).expect("pubkey hex");
-    let (mut bunkers, mut secrets) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    for i in 0..count {
-        let body = json!({"key_id": key["id"], "label": format!("bench app {i}")});
-        let (status, a) = node
-            .post(http, "/api/authorizations", Some(&session), body)
-            .await;
-        assert_eq!(status, 201, "authorization: {a}");
-        let uri = BunkerUri::parse(a["bunker_uri"].as_str().expect("bunker_uri"))
-            .expect("bunker uri parses");
-        bunkers.push(uri.signer);
-        secrets.push(uri.secret.expect("connect secret"));
-    }
-    (user, bunkers, secrets)
-}
-
-/// Binds authorization `i` to client `i % CLIENTS`, 16 connects at a time.
-async fn connect_all(load: &LoadClient, bunkers: &[PublicKey], secrets: &[String]) {
-    let mut pending = tokio::task::JoinSet::new();
-    for (i, (bunker, secret)) in bunkers.iter().zip(secrets).enumerate() {
-        let (load, bunker, secret) = (load.clone(), *bunker, secret.clone());
-        pending.spawn(async move {
-            load.connect(i % CLIENTS, bunker, &secret, Duration::from_secs(30))
-                .await
-        });
-        if pending.len() >= 16 {
-            if let Some(done) = pending.join_next().await {
-                done.expect("connect task").expect("connect");
-            }
-        }
-    }
-    while let Some(done) = pending.join_next().await {
-        done.expect("connect task").expect("connect");
     }
 }
 

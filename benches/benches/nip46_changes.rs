@@ -32,15 +32,6 @@ use keycast_nip46::{Bunker, BunkerConfig};
 const CHANGES: usize = 500;
 const DEFAULT_SCALES: &str = "1000,10000,100000";
 
-/// CPU time the calling thread has used.
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
-
 /// A relay on a runtime of its own thread; dropped with the returned guard.
 fn relay_thread() -> (RelayUrl, std::sync::mpsc::Sender<()>) {
     let (url_tx, url_rx) = std::sync::mpsc::channel();
@@ -112,21 +103,21 @@ async fn measure(n: usize, url: &RelayUrl, changes: usize) -> Row {
     assert!(bunker.cover(a.authorization.id).await.expect("cover"));
 
     let before = bunker.stats();
-    let t0 = thread_cpu();
+    let t0 = keycast_benches::thread_cpu();
     for &id in change_ids {
         revoke(&store, id).await;
         bunker.authorizations_changed(&[id]).await.expect("change");
     }
     let last = store_like(&store, &a.authorization).await;
     assert!(bunker.cover(last).await.expect("cover"), "relay confirmed");
-    let spent = thread_cpu() - t0;
+    let spent = keycast_benches::thread_cpu() - t0;
     let after = bunker.stats();
 
-    let t0 = thread_cpu();
+    let t0 = keycast_benches::thread_cpu();
     for &id in floor_ids {
         revoke(&store, id).await;
     }
-    let floor = (thread_cpu() - t0) / changes as u32;
+    let floor = (keycast_benches::thread_cpu() - t0) / changes as u32;
     assert_eq!(bunker.stats().subscribed_authorizations, n - changes + 1);
     bunker.shutdown().await;
     let counted = changes as u32 + 1;
