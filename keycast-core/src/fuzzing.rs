@@ -394,7 +394,7 @@ fn authorize_fresh(
         store.insert_authorization(&auth).await
     })
     .expect("in-memory set-up");
-    let authorizer = PolicyAuthorizer::new(store);
+    let authorizer = PolicyAuthorizer::new(store.clone());
     let ctx = AuthContext {
         tenant_id: tenant.id,
         key_id: user_key.id,
@@ -403,14 +403,25 @@ fn authorize_fresh(
         policy: Some(&policy),
         now,
     };
-    ready(authorizer.authorize(&ctx, request)).map_err(|e| e.to_string())
+    let decided = ready(authorizer.authorize(&ctx, request)).map_err(|e| e.to_string());
+    // The NIP-46 fast path's decision, on another fresh authorizer: the same, where it
+    // decides at all.
+    if let Some(fast) = PolicyAuthorizer::new(store).authorize_now(&ctx, request) {
+        assert_eq!(
+            fast.map_err(|e| e.to_string()),
+            decided,
+            "authorize_now disagrees with authorize"
+        );
+    }
+    decided
 }
 
 /// Policy evaluation: permissions JSON, then `0xFF`, then a request (see `request_from`).
 ///
 /// Every permission's stateless rule and the whole `PolicyAuthorizer` (fresh, so rate and
 /// use limits have room) decide; neither may panic, both are deterministic, and the
-/// authorizer allows exactly when every permission allows (AND) and no limit is zero.
+/// authorizer allows exactly when every permission allows (AND) and no limit is zero; its
+/// `authorize_now`, where it decides, decides the same.
 pub fn policy(data: &[u8]) {
     let (json, req) = match data.iter().position(|b| *b == SEP) {
         Some(i) => (&data[..i], &data[i + 1..]),

@@ -57,8 +57,9 @@ pub use authz::policy::PolicyAuthorizer;
 pub use crypto::envelope::{Envelope, EnvelopeBinding};
 pub use crypto::secret::{BearerSecret, Secret32, SecretDigest};
 pub use custody::{
-    BuildReply, Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats, NewAuthorization,
-    ReplacedKey, ReplySeal, TransportScheme,
+    BuildAnswer, BuildReply, Caller, Custody, CustodyBuilder, CustodyConfig, CustodyStats,
+    Interpret, Interpreted, NewAuthorization, ReplacedKey, ReplySeal, TransportAnswer,
+    TransportRequest, TransportScheme,
 };
 pub use error::{Error, Result};
 pub use ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};

@@ -9,10 +9,12 @@
 //! - every other method, `get_public_key` and `ping` included, needs a bound client;
 //! - `logout` unbinds the client.
 
+use std::sync::Arc;
+
 use keycast_core::nostr::{Event, PublicKey};
 use keycast_core::{
-    Authorization, AuthorizationId, BearerSecret, Caller, Custody, Error, KeyId, ReplySeal,
-    TransportScheme,
+    Authorization, AuthorizationId, BearerSecret, Caller, Custody, Error, Interpret, Interpreted,
+    KeyId, ReplySeal, TransportScheme,
 };
 
 use crate::protocol::message::{connect_target_ok, Command, Nip46Request};
@@ -113,6 +115,32 @@ impl RequestHandler {
             Err(e) => Err(e),
         };
         answered.unwrap_or_else(|e| Answer::Reply(refusal(id, e)))
+    }
+
+    /// The custody engine's fast path's reading of a decrypted request
+    /// ([`Custody::answer_transport`]): a custody operation from a client bound to `auth`,
+    /// and its reply (the result, or the error as [`RequestHandler::handle`] words it).
+    /// Anything else (session methods, unknown methods, a client not bound in this copy
+    /// of the authorization, a request that does not parse) is left to
+    /// [`RequestHandler::handle_sealed`].
+    pub fn interpret(auth: Arc<Authorization>, client: PublicKey) -> Interpret {
+        Box::new(move |plaintext| {
+            if !auth.has_client(&client) {
+                return None;
+            }
+            let request = Nip46Request::parse(plaintext).ok()?;
+            let id = request.id;
+            let op = request.command.into_request().ok()?;
+            Some(Interpreted {
+                request: op,
+                build: Box::new(move |outcome| match outcome {
+                    Ok(response) => {
+                        Ok(Nip46Response::ok(id, result_text(response.clone())?).to_json())
+                    }
+                    Err(e) => Ok(refusal(id, e.clone()).to_json()),
+                }),
+            })
+        })
     }
 
     /// The session rules for `request`: a reply of their own, or the custody operation to

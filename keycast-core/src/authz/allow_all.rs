@@ -16,4 +16,12 @@ impl Authorizer for AllowAll {
     async fn authorize(&self, _ctx: &AuthContext<'_>, _request: &Request) -> Result<Decision> {
         Ok(Decision::Allow)
     }
+
+    fn authorize_now(
+        &self,
+        _ctx: &AuthContext<'_>,
+        _request: &Request,
+    ) -> Option<Result<Decision>> {
+        Some(Ok(Decision::Allow))
+    }
 }

@@ -70,40 +70,49 @@ impl PolicyAuthorizer {
     }
 }
 
-#[async_trait]
-impl Authorizer for PolicyAuthorizer {
-    async fn authorize(&self, ctx: &AuthContext<'_>, request: &Request) -> Result<Decision> {
+/// How far a decision gets without the store.
+enum Early {
+    Decided(Decision),
+    /// Everything else allowed; the strictest max-uses permission is left.
+    MaxUses(AuthorizationId, u64),
+}
+
+impl PolicyAuthorizer {
+    /// The decision up to the max-uses reservation, the one step that needs the store.
+    fn decide_early(&self, ctx: &AuthContext<'_>, request: &Request) -> Early {
         let Some(auth) = ctx.authorization else {
-            return Ok(Decision::Allow);
+            return Early::Decided(Decision::Allow);
         };
         let Some(policy) = ctx.policy else {
-            return Ok(Decision::Deny("policy not available".into()));
+            return Early::Decided(Decision::Deny("policy not available".into()));
         };
         if policy.id != auth.policy_id || policy.tenant_id != auth.tenant_id {
-            return Ok(Decision::Deny(
+            return Early::Decided(Decision::Deny(
                 "policy does not belong to this authorization".into(),
             ));
         }
         let regex_for = |p: &str| self.regex_for(p);
         for perm in &policy.permissions {
             if let RuleVerdict::Deny(reason) = evaluate(perm, ctx, request, &regex_for) {
-                return Ok(Decision::Deny(reason));
+                return Early::Decided(Decision::Deny(reason));
             }
         }
         if request.method() == Method::GetPublicKey {
-            return Ok(Decision::Allow);
+            return Early::Decided(Decision::Allow);
         }
         // A person decides before any limit is spent on the request.
         if policy.permissions.contains(&Permission::RequireApproval) {
             let Some(desk) = &self.approvals else {
-                return Ok(Decision::Deny(
+                return Early::Decided(Decision::Deny(
                     "the policy needs approvals, which this service does not take".into(),
                 ));
             };
             match desk.consult(auth.id, request) {
                 Some(true) => {}
-                Some(false) => return Ok(Decision::Deny("refused by the key's holder".into())),
-                None => return Ok(Decision::NeedsApproval(desk.url(auth.id))),
+                Some(false) => {
+                    return Early::Decided(Decision::Deny("refused by the key's holder".into()))
+                }
+                None => return Early::Decided(Decision::NeedsApproval(desk.url(auth.id))),
             }
         }
         // Several rate limits or max-uses permissions act as the strictest one, as AND
@@ -118,19 +127,57 @@ impl Authorizer for PolicyAuthorizer {
         if let Some(per_minute) = rate {
             let per_minute = u32::try_from(per_minute).unwrap_or(u32::MAX);
             if !self.rate_ok(auth.id, per_minute) {
-                return Ok(Decision::Deny("rate limit exceeded".into()));
+                return Early::Decided(Decision::Deny("rate limit exceeded".into()));
             }
         }
-        let max = strictest(|p| match p {
+        match strictest(|p| match p {
             Permission::MaxUses { max } => Some(*max),
             _ => None,
-        });
-        if let Some(max) = max {
-            if !self.store.try_consume_use(auth.id, max).await? {
-                return Ok(Decision::Deny("maximum number of uses reached".into()));
-            }
+        }) {
+            Some(max) => Early::MaxUses(auth.id, max),
+            None => Early::Decided(Decision::Allow),
         }
-        Ok(Decision::Allow)
+    }
+
+    /// Whether deciding `request` may take a step that is not to be repeated when the fast
+    /// path steps aside: a max-uses reservation (in the store) or an approval (a decision
+    /// is used up when consulted). Asked before anything is spent.
+    fn needs_full_path(ctx: &AuthContext<'_>, request: &Request) -> bool {
+        ctx.authorization.is_some()
+            && request.method() != Method::GetPublicKey
+            && ctx.policy.is_some_and(|p| {
+                p.permissions.iter().any(|perm| {
+                    matches!(
+                        perm,
+                        Permission::MaxUses { .. } | Permission::RequireApproval
+                    )
+                })
+            })
+    }
+}
+
+#[async_trait]
+impl Authorizer for PolicyAuthorizer {
+    async fn authorize(&self, ctx: &AuthContext<'_>, request: &Request) -> Result<Decision> {
+        match self.decide_early(ctx, request) {
+            Early::Decided(decision) => Ok(decision),
+            Early::MaxUses(id, max) => Ok(if self.store.try_consume_use(id, max).await? {
+                Decision::Allow
+            } else {
+                Decision::Deny("maximum number of uses reached".into())
+            }),
+        }
+    }
+
+    fn authorize_now(&self, ctx: &AuthContext<'_>, request: &Request) -> Option<Result<Decision>> {
+        if Self::needs_full_path(ctx, request) {
+            return None;
+        }
+        match self.decide_early(ctx, request) {
+            Early::Decided(decision) => Some(Ok(decision)),
+            // Not reached: `needs_full_path` said no max uses apply.
+            Early::MaxUses(..) => None,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The custody engine: composes the four traits with caches and a crypto pool.
 
 mod admin;
+mod answer;
 mod audit_sink;
 mod cache;
 mod config;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use nostr::{Event, Keys, PublicKey, Timestamp};
 
 pub use admin::NewAuthorization;
+pub use answer::{BuildAnswer, Interpret, Interpreted, TransportAnswer, TransportRequest};
 pub use config::CustodyConfig;
 pub use ops::{NIP44_MAX_B64, NIP44_MAX_PLAINTEXT};
 pub use pool::CryptoPool;
@@ -403,20 +405,7 @@ impl Custody {
             Some(s) => Some((self.bunker_key(s.bunker).await?, s)),
             None => None,
         };
-        let mut record = AuditRecord {
-            at: now,
-            tenant_id: key.tenant_id,
-            user_id: authorization.as_ref().map(|a| a.user_id).or(key.owner),
-            key_id,
-            authorization_id: authorization.as_ref().map(|a| a.id),
-            method: request.method(),
-            event_kind: match &request {
-                Request::SignEvent(t) => Some(t.kind.as_u16()),
-                _ => None,
-            },
-            event_id: None,
-            outcome: Outcome::Allowed,
-        };
+        let mut record = audit_record(now, &key, key_id, authorization.as_deref(), &request);
         if let Err(refusal) = self
             .admit(&key, key_id, authorization.as_deref(), &request, now)
             .await
@@ -432,11 +421,7 @@ impl Custody {
             return Err(refusal);
         }
         let (result, sealed) = self.perform(key_id, &key, request, now, seal).await;
-        match &result {
-            Ok(Response::Event(e)) => record.event_id = Some(e.id),
-            Ok(_) => {}
-            Err(e) => record.outcome = Outcome::Failed(e.code().into()),
-        }
+        record_result(&mut record, &result);
         // The result (and its sealed reply) is released only once its audit record is
         // stored.
         self.inner.audit.record(record).await?;
@@ -452,31 +437,14 @@ impl Custody {
         request: &Request,
         now: Timestamp,
     ) -> Result<()> {
-        if let Request::SignEvent(t) = request {
-            if t.pubkey.is_some_and(|p| p != key.keys.public_key()) {
-                return Err(Error::ForeignPubkey);
-            }
-        }
+        admit_checks(key, authorization, request, now)?;
         let policy = match authorization {
             None => None,
-            Some(a) => {
-                a.check_active(now)?;
-                if a.tenant_id != key.tenant_id {
-                    return Err(Error::Denied(
-                        "authorization and key belong to different tenants".into(),
-                    ));
-                }
-                if key.kind != KeyKind::User {
-                    return Err(Error::Denied(
-                        "authorizations may only use user keys".into(),
-                    ));
-                }
-                match self.policy(a.policy_id).await {
-                    Ok(p) => Some(p),
-                    Err(Error::NotFound { .. }) => None,
-                    Err(e) => return Err(e),
-                }
-            }
+            Some(a) => match self.policy(a.policy_id).await {
+                Ok(p) => Some(p),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
         };
         let ctx = AuthContext {
             tenant_id: key.tenant_id,
@@ -503,57 +471,32 @@ impl Custody {
         now: Timestamp,
         seal: Option<(Arc<LoadedKey>, ReplySeal)>,
     ) -> (Result<Response>, Option<Result<Event>>) {
-        let k = key.clone();
+        if let (Request::GetPublicKey, None) = (&request, &seal) {
+            return (Ok(Response::PublicKey(key.keys.public_key())), None);
+        }
         // The conversation-key cache is cloned only for the jobs that use it.
-        let convs = || self.inner.conversations.clone();
-        let seal = seal.map(|(bunker, s)| (bunker, s, convs()));
-        let op: Box<dyn FnOnce() -> Result<Response> + Send> = match request {
-            Request::GetPublicKey => {
-                let pk = key.keys.public_key();
-                if seal.is_none() {
-                    return (Ok(Response::PublicKey(pk)), None);
-                }
-                Box::new(move || Ok(Response::PublicKey(pk)))
-            }
-            Request::SignEvent(t) => {
-                Box::new(move || ops::sign(&k.keys, t, now).map(|e| Response::Event(Box::new(e))))
-            }
-            Request::Nip44Encrypt { peer, plaintext } => {
-                let convs = convs();
-                Box::new(move || {
-                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
-                    ops::nip44_encrypt(&ck, &plaintext).map(Response::Text)
-                })
-            }
-            Request::Nip44Decrypt { peer, ciphertext } => {
-                let convs = convs();
-                Box::new(move || {
-                    let ck = ops::conversation_key(convs.as_ref(), key_id, &k.keys, &peer)?;
-                    ops::nip44_decrypt(&ck, &ciphertext).map(Response::Text)
-                })
-            }
-            Request::Nip04Encrypt { peer, plaintext } => {
-                Box::new(move || ops::nip04_encrypt(&k.keys, &peer, &plaintext).map(Response::Text))
-            }
-            Request::Nip04Decrypt { peer, ciphertext } => Box::new(move || {
-                ops::nip04_decrypt(&k.keys, &peer, &ciphertext).map(Response::Text)
-            }),
-        };
+        let uses_convs = seal.is_some()
+            || matches!(
+                request,
+                Request::Nip44Encrypt { .. } | Request::Nip44Decrypt { .. }
+            );
+        let convs = uses_convs
+            .then(|| self.inner.conversations.clone())
+            .flatten();
+        let k = key.clone();
         let job = move || {
-            let result = op();
+            let result = operation(convs.as_ref(), key_id, &k.keys, request, now);
             let sealed = match (&result, seal) {
-                (Ok(response), Some((bunker, s, convs))) => {
-                    Some((s.build)(response).and_then(|reply| {
-                        transport::seal(
-                            convs.as_ref(),
-                            s.bunker,
-                            &bunker.keys,
-                            s.peer,
-                            s.scheme,
-                            &reply,
-                        )
-                    }))
-                }
+                (Ok(response), Some((bunker, s))) => Some((s.build)(response).and_then(|reply| {
+                    transport::seal(
+                        convs.as_ref(),
+                        s.bunker,
+                        &bunker.keys,
+                        s.peer,
+                        s.scheme,
+                        &reply,
+                    )
+                })),
                 _ => None,
             };
             (result, sealed)
@@ -655,6 +598,96 @@ impl Custody {
             .policies
             .get_or_load(id, || async { store.get_policy(id).await.map(Arc::new) })
             .await
+    }
+}
+
+/// The audit record of `request` as allowed; [`record_result`] or a refusal completes it.
+fn audit_record(
+    now: Timestamp,
+    key: &LoadedKey,
+    key_id: KeyId,
+    authorization: Option<&Authorization>,
+    request: &Request,
+) -> AuditRecord {
+    AuditRecord {
+        at: now,
+        tenant_id: key.tenant_id,
+        user_id: authorization.map(|a| a.user_id).or(key.owner),
+        key_id,
+        authorization_id: authorization.map(|a| a.id),
+        method: request.method(),
+        event_kind: match request {
+            Request::SignEvent(t) => Some(t.kind.as_u16()),
+            _ => None,
+        },
+        event_id: None,
+        outcome: Outcome::Allowed,
+    }
+}
+
+/// What an operation's result adds to its audit record.
+fn record_result(record: &mut AuditRecord, result: &Result<Response>) {
+    match result {
+        Ok(Response::Event(e)) => record.event_id = Some(e.id),
+        Ok(_) => {}
+        Err(e) => record.outcome = Outcome::Failed(e.code().into()),
+    }
+}
+
+/// The checks before the authorizer that need no I/O: the template's pubkey, revocation
+/// and expiry, tenant, key kind.
+fn admit_checks(
+    key: &LoadedKey,
+    authorization: Option<&Authorization>,
+    request: &Request,
+    now: Timestamp,
+) -> Result<()> {
+    if let Request::SignEvent(t) = request {
+        if t.pubkey.is_some_and(|p| p != key.keys.public_key()) {
+            return Err(Error::ForeignPubkey);
+        }
+    }
+    if let Some(a) = authorization {
+        a.check_active(now)?;
+        if a.tenant_id != key.tenant_id {
+            return Err(Error::Denied(
+                "authorization and key belong to different tenants".into(),
+            ));
+        }
+        if key.kind != KeyKind::User {
+            return Err(Error::Denied(
+                "authorizations may only use user keys".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `request` with `keys` (on the crypto pool); `convs` caches NIP-44 conversation keys.
+fn operation(
+    convs: Option<&ConvCache>,
+    key_id: KeyId,
+    keys: &Keys,
+    request: Request,
+    now: Timestamp,
+) -> Result<Response> {
+    match request {
+        Request::GetPublicKey => Ok(Response::PublicKey(keys.public_key())),
+        Request::SignEvent(t) => ops::sign(keys, t, now).map(|e| Response::Event(Box::new(e))),
+        Request::Nip44Encrypt { peer, plaintext } => {
+            let ck = ops::conversation_key(convs, key_id, keys, &peer)?;
+            ops::nip44_encrypt(&ck, &plaintext).map(Response::Text)
+        }
+        Request::Nip44Decrypt { peer, ciphertext } => {
+            let ck = ops::conversation_key(convs, key_id, keys, &peer)?;
+            ops::nip44_decrypt(&ck, &ciphertext).map(Response::Text)
+        }
+        Request::Nip04Encrypt { peer, plaintext } => {
+            ops::nip04_encrypt(keys, &peer, &plaintext).map(Response::Text)
+        }
+        Request::Nip04Decrypt { peer, ciphertext } => {
+            ops::nip04_decrypt(keys, &peer, &ciphertext).map(Response::Text)
+        }
     }
 }
 

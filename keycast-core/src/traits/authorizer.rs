@@ -53,4 +53,17 @@ pub enum Decision {
 pub trait Authorizer: Send + Sync + Debug + 'static {
     /// Decides.
     async fn authorize(&self, ctx: &AuthContext<'_>, request: &Request) -> Result<Decision>;
+
+    /// Decides without I/O, where it can: the same decision [`Authorizer::authorize`]
+    /// would make, with the same effects (a rate-limit token taken on `Allow`), or `None`
+    /// with no effect at all when only the async path can decide. The engine's NIP-46
+    /// fast path asks it on the crypto pool and takes `None` (or anything but `Allow`) to
+    /// the full path, which asks [`Authorizer::authorize`]. The default is `None`.
+    fn authorize_now(
+        &self,
+        _ctx: &AuthContext<'_>,
+        _request: &Request,
+    ) -> Option<Result<Decision>> {
+        None
+    }
 }

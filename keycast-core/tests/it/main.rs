@@ -7,4 +7,5 @@ mod delete;
 mod engine;
 mod envelope;
 mod export;
+mod fast_path;
 mod sign_properties;

@@ -74,7 +74,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use keycast_core::nostr::{Event, EventId, Kind, PublicKey, RelayUrl, Timestamp};
-use keycast_core::{Authorization, AuthorizationId, Custody, Route, RoutingKey, TenantId, UserId};
+use keycast_core::{
+    Authorization, AuthorizationId, Custody, Route, RoutingKey, TenantId, TransportAnswer,
+    TransportRequest, UserId,
+};
 use nostr_sdk::prelude::{
     Client, ClientMessage, RelayMessage, RelayOptions, RelayPoolNotification, RelayStatus,
 };
@@ -577,9 +580,55 @@ impl Shared {
         // (nostr-relay-pool verifies every subscription event, with no option to skip);
         // checking it again cost about a quarter of the crypto pool's time per request.
         // tests/it/relay_forged.rs holds that a forged request is never answered.
-        let Some(o) = self.open(job.bunker, *job.event).await else {
+        let Ok(auth) = self.custody.authorization_by_bunker(job.bunker).await else {
+            bump(&self.counters.invalid);
             return;
         };
+        let client = job.event.pubkey;
+        // A custody operation from a bound client is answered in one crypto-pool job
+        // (opened, admitted, run and sealed); anything else comes back opened.
+        let request = TransportRequest {
+            authorization: auth.clone(),
+            peer: client,
+            content: job.event.content,
+            interpret: RequestHandler::interpret(auth.clone(), client),
+        };
+        match self.custody.answer_transport(request).await {
+            Ok(TransportAnswer::Sealed { reply, .. }) => match reply {
+                Ok(event) => {
+                    self.send_reply(&auth, event).await;
+                    bump(&self.counters.processed);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot build a NIP-46 reply"),
+            },
+            Ok(TransportAnswer::Opened { scheme, plaintext }) => {
+                let opened = Opened {
+                    auth,
+                    client,
+                    scheme,
+                    plaintext,
+                };
+                self.answer_opened(opened).await;
+            }
+            Ok(TransportAnswer::Unrecorded {
+                scheme,
+                plaintext,
+                error,
+            }) => {
+                // The operation's result is not released: the client is told why.
+                if let Some(id) = request_id(&plaintext) {
+                    let reply = Nip46Response::error(id, error.to_string());
+                    self.publish(&auth, client, scheme, reply).await;
+                    bump(&self.counters.processed);
+                }
+            }
+            Ok(_) | Err(_) => bump(&self.counters.invalid),
+        }
+    }
+
+    /// The full path for a request the fast path left opened: the session rules, then the
+    /// operation (its reply sealed in its own job when it succeeds).
+    async fn answer_opened(&self, o: Opened) {
         let reply = match Nip46Request::parse(&o.plaintext) {
             Ok(request) => {
                 let rebinds = matches!(request.command, Command::Connect { .. } | Command::Logout);
@@ -660,12 +709,8 @@ impl Shared {
         let Some(o) = self.open(job.bunker, *job.event).await else {
             return;
         };
-        let id = match Nip46Request::parse(&o.plaintext) {
-            Ok(r) => r.id,
-            Err(e) => match e.request_id() {
-                Some(id) => id.to_owned(),
-                None => return,
-            },
+        let Some(id) = request_id(&o.plaintext) else {
+            return;
         };
         let reply = Nip46Response::error(id, "overloaded, retry later");
         self.publish(&o.auth, o.client, o.scheme, reply).await;
@@ -718,6 +763,14 @@ impl Shared {
         {
             tracing::warn!(error = %e, "cannot hand a NIP-46 reply to the relays");
         }
+    }
+}
+
+/// The id of a decrypted request, if it has one to answer to.
+fn request_id(plaintext: &str) -> Option<String> {
+    match Nip46Request::parse(plaintext) {
+        Ok(r) => Some(r.id),
+        Err(e) => e.request_id().map(str::to_owned),
     }
 }
 
