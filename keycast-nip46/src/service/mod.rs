@@ -69,10 +69,12 @@ mod subscriptions;
 mod transport;
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use keycast_core::nostr::{Event, EventId, Kind, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{
     Authorization, AuthorizationId, Custody, Route, RoutingKey, TenantId, TransportAnswer,
@@ -515,15 +517,14 @@ impl Shared {
         }
     }
 
-    /// Runs one request in its own task so a panic is contained and counted.
+    /// Runs one request; a panic is contained and counted, and the worker goes on. (Not a
+    /// task of its own: spawning and joining one per request cost a wake-up each.)
     async fn process(self: &Arc<Self>, job: Job) {
         self.counters.waited(job.enqueued.elapsed());
-        let shared = self.clone();
-        if let Err(e) = tokio::spawn(async move { shared.answer(job).await }).await {
-            if e.is_panic() {
-                bump(&self.counters.panics);
-                tracing::error!("a NIP-46 request handler panicked; the worker continues");
-            }
+        let answered = AssertUnwindSafe(self.answer(job)).catch_unwind().await;
+        if answered.is_err() {
+            bump(&self.counters.panics);
+            tracing::error!("a NIP-46 request handler panicked; the worker continues");
         }
     }
 
