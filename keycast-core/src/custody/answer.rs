@@ -75,7 +75,7 @@ pub enum TransportAnswer {
         /// The operation's result (a failure is in the reply too).
         result: Result<Response>,
         /// The reply event, or why it could not be built.
-        reply: Result<Event>,
+        reply: Result<Box<Event>>,
     },
     /// Decrypted only: for the full path.
     Opened {
@@ -105,13 +105,16 @@ struct Loaded {
 /// What the job did.
 enum Ran {
     Opened(TransportScheme, String),
-    Done {
-        scheme: TransportScheme,
-        plaintext: String,
-        record: AuditRecord,
-        result: Result<Response>,
-        reply: Result<Event>,
-    },
+    Done(Box<Done>),
+}
+
+/// An operation the job ran, with its reply and the audit record to store first.
+struct Done {
+    scheme: TransportScheme,
+    plaintext: String,
+    record: AuditRecord,
+    result: Result<Response>,
+    reply: Result<Box<Event>>,
 }
 
 impl Custody {
@@ -129,13 +132,14 @@ impl Custody {
         let job = move || custody.fast_job(&auth, &bunker, loaded, peer, &content, interpret);
         match self.inner.pool.run(job).await?? {
             Ran::Opened(scheme, plaintext) => Ok(TransportAnswer::Opened { scheme, plaintext }),
-            Ran::Done {
-                scheme,
-                plaintext,
-                mut record,
-                result,
-                reply,
-            } => {
+            Ran::Done(done) => {
+                let Done {
+                    scheme,
+                    plaintext,
+                    mut record,
+                    result,
+                    reply,
+                } = *done;
                 record_result(&mut record, &result);
                 match self.inner.audit.record(record).await {
                     Ok(()) => Ok(TransportAnswer::Sealed { result, reply }),
@@ -188,14 +192,15 @@ impl Custody {
         let result = operation(convs, auth.key_id, &key.keys, request, now);
         let reply = build(result.as_ref()).and_then(|json| {
             transport::seal(convs, auth.bunker_key_id, &bunker.keys, peer, scheme, &json)
+                .map(Box::new)
         });
-        Ok(Ran::Done {
+        Ok(Ran::Done(Box::new(Done {
             scheme,
             plaintext,
             record,
             result,
             reply,
-        })
+        })))
     }
 
     /// Whether `request` is admitted without I/O: every check of the full path, with the

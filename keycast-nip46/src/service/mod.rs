@@ -597,7 +597,7 @@ impl Shared {
         match self.custody.answer_transport(request).await {
             Ok(TransportAnswer::Sealed { reply, .. }) => match reply {
                 Ok(event) => {
-                    self.send_reply(&auth, event).await;
+                    self.send_reply(&auth, *event).await;
                     bump(&self.counters.processed);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot build a NIP-46 reply"),
