@@ -272,14 +272,23 @@ fn spawn_peer(relay: &RelayUrl) -> (Child, PublicKey) {
     (child, uri.signer)
 }
 
-/// p50 and p99 of nostr-tools' `BunkerSigner` per method, one request in flight, through
-/// the embedded relay of a fresh server (`bunker_latency.mjs`); `None` when the Node
+/// nostr-tools' `BunkerSigner` through the embedded relay, one request in flight.
+struct Latency {
+    /// `(method, p50, p99)`.
+    rows: Vec<(String, Duration, Duration)>,
+    /// The client's own median cost, in milliseconds, to sign a request event and to
+    /// verify a reply event, measured in the same Node process.
+    client_sign_ms: f64,
+    client_verify_ms: f64,
+}
+
+/// [`Latency`] against a fresh server (`bunker_latency.mjs`); `None` when the Node
 /// packages are not installed (`KEYCAST_TEST_NODE_INTEROP=1` says they are).
 async fn bunker_latency(
     bin: &std::path::Path,
     http: &reqwest::Client,
     requests: usize,
-) -> Option<Vec<(String, Duration, Duration)>> {
+) -> Option<Latency> {
     let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keycast-nip46/tests/interop");
     if std::env::var("KEYCAST_TEST_NODE_INTEROP").as_deref() != Ok("1") {
         return keycast_test_support::missing_service(
@@ -316,7 +325,7 @@ async fn bunker_latency(
             )
         });
     assert!(result.get("failure").is_none(), "nostr-tools: {result}");
-    let quantiles = METHODS
+    let rows = METHODS
         .into_iter()
         .map(|m| {
             let times: Vec<f64> = result[m.name()]
@@ -338,7 +347,12 @@ async fn bunker_latency(
             (m.name().to_owned(), pick(0.5), pick(0.99))
         })
         .collect();
-    Some(quantiles)
+    let client = |what: &str| result["client"][what].as_f64().expect("the client's cost");
+    Some(Latency {
+        rows,
+        client_sign_ms: client("sign_ms"),
+        client_verify_ms: client("verify_ms"),
+    })
 }
 
 /// The server binary: `KEYCAST_BENCH_SERVER_BIN`, else (smoke runs) the debug build.
@@ -505,8 +519,13 @@ async fn bench() {
         println!("\nnostr-tools BunkerSigner through the embedded relay, one request in flight:\n");
         println!("| request | p50 ms | p99 ms |");
         println!("|---|---:|---:|");
-        for (method, p50, p99) in latency {
+        for (method, p50, p99) in latency.rows {
             println!("| {method} | {:.2} | {:.2} |", ms(p50), ms(p99));
         }
+        println!(
+            "\nthe client's own cost per request in Node: {:.2} ms to sign the request event, \
+             {:.2} ms to verify the reply event",
+            latency.client_sign_ms, latency.client_verify_ms
+        );
     }
 }

@@ -1,11 +1,12 @@
 // Latency of nostr-tools' BunkerSigner against a bunker, one request in flight (issue 21;
 // run by benches/benches/hot_path.rs). Prints one JSON line: per method the sorted
-// round-trip times in milliseconds, or a failure.
+// round-trip times in milliseconds, and the client's own cost per request in this process
+// (the median time to sign a request event and to verify a reply event), or a failure.
 // Usage: node bunker_latency.mjs <bunker-uri> <requests per method>
 import WebSocket from 'ws'
 import { useWebSocketImplementation, SimplePool } from 'nostr-tools/pool'
 import { BunkerSigner, parseBunkerInput } from 'nostr-tools/nip46'
-import { generateSecretKey, getPublicKey } from 'nostr-tools/pure'
+import { finalizeEvent, generateSecretKey, getPublicKey, verifyEvent, verifiedSymbol } from 'nostr-tools/pure'
 
 useWebSocketImplementation(WebSocket)
 globalThis.WebSocket = WebSocket
@@ -38,6 +39,22 @@ try {
   })
   result.nip44_encrypt = await timed((i) => signer.nip44Encrypt(peer, `latency ${i}`))
   await signer.close()
+  // What the client itself spends per request: it signs the request event and verifies
+  // the reply event (a sign_event also verifies the event it gets back).
+  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+  const key = generateSecretKey()
+  const sign = [], verify = []
+  for (let i = 0; i < 25; i++) {
+    const template = { kind: 24133, created_at: i, tags: [['p', peer]], content: 'x'.repeat(400) }
+    let start = process.hrtime.bigint()
+    const event = finalizeEvent(template, key)
+    sign.push(Number(process.hrtime.bigint() - start) / 1e6)
+    delete event[verifiedSymbol]
+    start = process.hrtime.bigint()
+    if (!verifyEvent(event)) throw new Error('the client cannot verify its own event')
+    verify.push(Number(process.hrtime.bigint() - start) / 1e6)
+  }
+  result.client = { sign_ms: median(sign), verify_ms: median(verify) }
 } catch (e) {
   result.failure = e.message || String(e)
 }
