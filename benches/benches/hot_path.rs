@@ -18,8 +18,10 @@
 //! `sign_event` not signed by the user's key, a `nip44_encrypt` that does not decrypt to
 //! what was sent) fails the bench. The peer's tally is printed, not asserted.
 //!
-//! `KEYCAST_BENCH_SERVER_BIN=$PWD/target/release/keycast-server cargo bench -p
-//! keycast-benches --bench hot_path` (`KEYCAST_BENCH_SECONDS` sets the window, default 5).
+//! `cargo build --release -p keycast-server && cargo bench -p keycast-benches --bench
+//! hot_path` (`KEYCAST_BENCH_SERVER_BIN` names another server binary;
+//! `KEYCAST_BENCH_SECONDS` sets the window, default 5; `KEYCAST_TEST_NODE_INTEROP=1` with
+//! the npm packages of `keycast-nip46/tests/interop` adds nostr-tools' latency).
 //! Under `cargo test` (no `--bench`) it makes a short smoke run with that binary or
 //! `target/debug/keycast-server`; without either it says it skipped (and fails under
 //! `KEYCAST_TEST_REQUIRE_SERVICES=1`, as does the nostr-tools part without
@@ -355,13 +357,18 @@ async fn bunker_latency(
     })
 }
 
-/// The server binary: `KEYCAST_BENCH_SERVER_BIN`, else (smoke runs) the debug build.
+/// The server binary: `KEYCAST_BENCH_SERVER_BIN`, else this tree's release build (a
+/// bench) or debug build (a smoke run), if built.
 fn server_bin(bench: bool) -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("KEYCAST_BENCH_SERVER_BIN") {
         return Some(PathBuf::from(bin));
     }
-    let debug = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/keycast-server");
-    (!bench && debug.is_file()).then_some(debug)
+    let profile = if bench { "release" } else { "debug" };
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(profile)
+        .join("keycast-server");
+    built.is_file().then_some(built)
 }
 
 fn ms(d: Duration) -> f64 {
