@@ -135,9 +135,10 @@ impl RequestHandler {
                 request: op,
                 build: Box::new(move |outcome| match outcome {
                     Ok(response) => {
-                        Ok(Nip46Response::ok(id, result_text(response.clone())?).to_json())
+                        let text = result_text(response.clone())?;
+                        Ok(Nip46Response::ok(id.clone(), text).to_json())
                     }
-                    Err(e) => Ok(refusal(id, e.clone()).to_json()),
+                    Err(e) => Ok(refusal(id.clone(), e.clone()).to_json()),
                 }),
             })
         })

@@ -24,9 +24,10 @@ use super::transport::TransportScheme;
 /// authorization's key and how to word its reply, or `None` for the full path.
 pub type Interpret = Box<dyn FnOnce(&str) -> Option<Interpreted> + Send>;
 
-/// Builds the reply's plaintext from the operation's outcome, on the crypto pool.
-pub type BuildAnswer =
-    Box<dyn FnOnce(std::result::Result<&Response, &Error>) -> Result<String> + Send>;
+/// Builds the reply's plaintext from the operation's outcome, on the crypto pool. Called
+/// again with the error when the reply to a success cannot be built or sealed (too large for
+/// NIP-44, say), so the client still hears why.
+pub type BuildAnswer = Box<dyn Fn(std::result::Result<&Response, &Error>) -> Result<String> + Send>;
 
 /// An operation read from a request by an [`Interpret`].
 pub struct Interpreted {
@@ -190,10 +191,15 @@ impl Custody {
         }
         let record = audit_record(now, &key, auth.key_id, Some(auth), &request);
         let result = operation(convs, auth.key_id, &key.keys, request, now);
-        let reply = build(result.as_ref()).and_then(|json| {
+        let seal = |json: String| {
             transport::seal(convs, auth.bunker_key_id, &bunker.keys, peer, scheme, &json)
                 .map(Box::new)
-        });
+        };
+        let mut reply = build(result.as_ref()).and_then(seal);
+        if let (Ok(_), Err(e)) = (&result, &reply) {
+            let e = e.clone();
+            reply = build(Err(&e)).and_then(seal);
+        }
         Ok(Ran::Done(Box::new(Done {
             scheme,
             plaintext,

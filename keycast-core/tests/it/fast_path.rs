@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use keycast_core::custody::NIP44_MAX_PLAINTEXT;
 use keycast_core::nostr::nips::{nip04, nip44};
 use keycast_core::nostr::{Keys, Kind, PublicKey};
 use keycast_core::*;
@@ -246,6 +247,35 @@ async fn a_failed_operation_is_answered_in_the_same_job_and_audited_as_failed() 
     let audit = w.audit().await;
     assert_eq!(audit.len(), 1);
     assert!(matches!(audit[0].outcome, Outcome::Failed(_)), "{audit:?}");
+}
+
+#[tokio::test]
+async fn a_reply_too_large_to_seal_is_answered_with_why() {
+    let w = world(false).await;
+    let auth = w.authorize(vec![Permission::FullAccess]).await;
+    // The operation succeeds; its reply would be larger than NIP-44 carries.
+    let interpret: Interpret = Box::new(|_| {
+        Some(Interpreted {
+            request: Request::SignEvent(EventTemplate::new(Kind::TextNote, "big")),
+            build: Box::new(|outcome| {
+                Ok(match outcome {
+                    Ok(_) => "x".repeat(NIP44_MAX_PLAINTEXT + 1),
+                    Err(e) => format!("error {e}"),
+                })
+            }),
+        })
+    });
+    let content = w.seal_request(&auth, false, "anything");
+    let answer = w.answer(&auth, content, interpret).await.expect("opened");
+    let TransportAnswer::Sealed { result, reply } = answer else {
+        panic!("not answered in one job: {answer:?}");
+    };
+    assert!(matches!(result, Ok(Response::Event(_))), "{result:?}");
+    let said = w.open_reply(&auth, false, &reply.expect("the error is sealed").content);
+    assert!(said.starts_with("error "), "{said}");
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].outcome, Outcome::Allowed, "the operation ran");
 }
 
 #[tokio::test]
