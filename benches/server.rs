@@ -10,6 +10,30 @@ use keycast_core::nostr::PublicKey;
 use keycast_nip46::BunkerUri;
 use serde_json::{json, Value};
 
+/// The benches' account: email and password, as `/api/auth/register` and `login` take them.
+pub static CREDENTIALS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({"email": "bench@example.com", "password": "correct horse battery"}),
+);
+
+/// An account made by [`Server::authorizations`].
+#[derive(Debug)]
+pub struct Account {
+    /// A session token of the account.
+    pub session: String,
+    /// The key's pubkey.
+    pub user: PublicKey,
+    /// Each authorization's `bunker://` URI (with its connect secret).
+    pub uris: Vec<BunkerUri>,
+}
+
+impl Account {
+    /// Each authorization's bunker pubkey.
+    #[must_use]
+    pub fn bunkers(&self) -> Vec<PublicKey> {
+        self.uris.iter().map(|u| u.signer).collect()
+    }
+}
+
 /// A running `keycast-server serve`; killed on drop if still running.
 #[derive(Debug)]
 pub struct Server {
@@ -150,17 +174,13 @@ impl Server {
         sample(&self.metrics_text(http).await, name)
     }
 
-    /// An account with one key, and `count` full-access authorizations of it, made over
-    /// HTTP: the key's pubkey and each authorization's `bunker://` URI.
+    /// An account ([`CREDENTIALS`]) with one key, and `count` full-access authorizations
+    /// of it, made over HTTP.
     ///
     /// # Panics
     /// If a call fails.
-    pub async fn authorizations(
-        &self,
-        http: &reqwest::Client,
-        count: usize,
-    ) -> (PublicKey, Vec<BunkerUri>) {
-        let creds = json!({"email": "bench@example.com", "password": "correct horse battery"});
+    pub async fn authorizations(&self, http: &reqwest::Client, count: usize) -> Account {
+        let creds = CREDENTIALS.clone();
         let (status, body) = self
             .post(http, "/api/auth/register", None, creds.clone())
             .await;
@@ -189,7 +209,11 @@ impl Server {
             );
             uris.push(uri);
         }
-        (user, uris)
+        Account {
+            session,
+            user,
+            uris,
+        }
     }
 
     /// SIGTERM, then a kill after 30 s.

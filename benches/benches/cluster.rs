@@ -355,15 +355,15 @@ async fn run(setup: &Setup, config: Config) -> Outcome {
         wait_members(&mut servers, &http, config.instances).await;
     }
 
-    let (user, uris) = servers[0].authorizations(&http, setup.authorizations).await;
+    let account = servers[0].authorizations(&http, setup.authorizations).await;
     // Instances other than the one that made them learn of new authorizations from the
     // change feed (polled every 250 ms); a connect sent before that would go unheard.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let load = LoadClient::start(vec![setup.relay.clone()], CLIENTS)
         .await
         .expect("load clients");
-    keycast_benches::connect_all(&load, &uris).await;
-    let bunkers: Arc<Vec<PublicKey>> = Arc::new(uris.iter().map(|u| u.signer).collect());
+    keycast_benches::connect_all(&load, &account.uris).await;
+    let (user, bunkers) = (account.user, Arc::new(account.bunkers()));
 
     // Warm-up: every bunker's key into its owner's cache.
     let mut all_ids = Vec::with_capacity(bunkers.len());

@@ -304,8 +304,8 @@ async fn bunker_latency(
     ];
     let mut server = Server::spawn(bin, &vars, dir.path().join("server.log"));
     server.ready(http).await;
-    let (_, uris) = server.authorizations(http, 1).await;
-    let uri = uris[0].to_uri().expect("bunker URI");
+    let account = server.authorizations(http, 1).await;
+    let uri = account.uris[0].to_uri().expect("bunker URI");
     let out = tokio::process::Command::new("node")
         .arg("bunker_latency.mjs")
         .arg(&uri)
@@ -454,21 +454,23 @@ async fn bench() {
     ];
     let mut server = Server::spawn(&bin, &vars, dir.path().join("server.log"));
     server.ready(&http).await;
-    let (user, uris) = server.authorizations(&http, AUTHORIZATIONS).await;
+    let account = server.authorizations(&http, AUTHORIZATIONS).await;
     let load = LoadClient::start(vec![url.clone()], CLIENTS)
         .await
         .expect("load clients");
-    connect_all(&load, &uris).await;
+    connect_all(&load, &account.uris).await;
     let keycast = Signer {
         name: "keycast",
         pid: server.pid(),
         targets: Arc::new(
-            uris.iter()
+            account
+                .bunkers()
+                .into_iter()
                 .enumerate()
-                .map(|(i, u)| (i % CLIENTS, u.signer))
+                .map(|(i, b)| (i % CLIENTS, b))
                 .collect(),
         ),
-        user,
+        user: account.user,
     };
     let keycast_rows = measure(&load, &keycast, window).await;
     server.stop();

@@ -42,20 +42,18 @@
 //! baseline, single-thread raw Schnorr signs per second, is measured before and after.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use keycast_benches::server::{sample, Server as Instance};
+use keycast_benches::server::{sample, Server as Instance, CREDENTIALS};
+use keycast_benches::{connect_all, process_cpu};
 use keycast_core::crypto::envelope::{self, EnvelopeBinding};
 use keycast_core::nostr::{Keys, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{Authorization, AuthorizationId, Envelope, KeyId, KeyStore, Secret32};
 use keycast_kms::LocalKeyManager;
 use keycast_nip46::testing::{signed_by, LoadClient};
-use keycast_nip46::BunkerUri;
 use keycast_storage::testing::FreshDb;
 use keycast_storage::{PostgresOptions, PostgresStore, SqliteStore};
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
-use serde_json::json;
 
 /// Authorizations made over HTTP (the rest of N is inserted into the store).
 const REAL: usize = 20;
@@ -76,7 +74,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows per `INSERT` when populating (15 parameters each).
 const BATCH: usize = 1_000;
 const DEFAULT_SCALES: &str = "1000,10000,100000";
-const PASSWORD: &str = "correct horse battery";
 
 /// What every run shares.
 struct Setup {
@@ -85,8 +82,6 @@ struct Setup {
     revokes: usize,
     signs: usize,
     idle: Duration,
-    /// Seconds per clock tick of `/proc/<pid>/stat`.
-    tick: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -168,20 +163,6 @@ impl Metrics {
     }
 }
 
-/// utime + stime of `pid`, whole process (exited threads included), in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces: state
-    // is field 3, utime 14 and stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)
-}
-
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -190,62 +171,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// Seconds per `/proc` clock tick (`getconf CLK_TCK`, else 100 Hz).
-fn seconds_per_tick() -> f64 {
-    let hz = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|hz| *hz > 0.0)
-        .unwrap_or(100.0);
-    1.0 / hz
-}
-
-/// The account made over HTTP.
-struct Account {
-    session: String,
-    user: PublicKey,
-    bunkers: Vec<PublicKey>,
-    secrets: Vec<String>,
-}
-
-/// An account with one key and `count` full-access authorizations of it, made over HTTP.
-async fn provision(node: &Instance, http: &reqwest::Client, count: usize) -> Account {
-    let creds = json!({"email": "bench@example.com", "password": PASSWORD});
-    let (status, body) = node
-        .post(http, "/api/auth/register", None, creds.clone())
-        .await;
-    assert_eq!(status, 201, "register: {body}");
-    let (status, login) = node.post(http, "/api/auth/login", None, creds).await;
-    assert_eq!(status, 200, "login: {login}");
-    let session = login["token"].as_str().expect("session token").to_owned();
-    let (status, key) = node
-        .post(http, "/api/keys", Some(&session), json!({"name": "bench"}))
-        .await;
-    assert_eq!(status, 201, "key: {key}");
-    let user = PublicKey::from_hex(key["pubkey"].as_str().expect("pubkey")).expect("pubkey hex");
-    let (mut bunkers, mut secrets) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    for i in 0..count {
-        let body = json!({"key_id": key["id"], "label": format!("bench app {i}")});
-        let (status, a) = node
-            .post(http, "/api/authorizations", Some(&session), body)
-            .await;
-        assert_eq!(status, 201, "authorization: {a}");
-        let uri = BunkerUri::parse(a["bunker_uri"].as_str().expect("bunker_uri"))
-            .expect("bunker uri parses");
-        bunkers.push(uri.signer);
-        secrets.push(uri.secret.expect("connect secret"));
-    }
-    Account {
-        session,
-        user,
-        bunkers,
-        secrets,
-    }
 }
 
 /// One bulk authorization and its bunker key row.
@@ -423,26 +348,6 @@ async fn populate(
     rows.iter().map(|r| r.authorization).collect()
 }
 
-/// Binds authorization `i` to client `i % CLIENTS`, 16 connects at a time.
-async fn connect_all(load: &LoadClient, bunkers: &[PublicKey], secrets: &[String]) {
-    let mut pending = tokio::task::JoinSet::new();
-    for (i, (bunker, secret)) in bunkers.iter().zip(secrets).enumerate() {
-        let (load, bunker, secret) = (load.clone(), *bunker, secret.clone());
-        pending.spawn(async move {
-            load.connect(i % CLIENTS, bunker, &secret, Duration::from_secs(30))
-                .await
-        });
-        if pending.len() >= 16 {
-            if let Some(done) = pending.join_next().await {
-                done.expect("connect task").expect("connect");
-            }
-        }
-    }
-    while let Some(done) = pending.join_next().await {
-        done.expect("connect task").expect("connect");
-    }
-}
-
 /// Polls `/metrics` until the subscription gauge reads `n` (at most `limit`).
 async fn wait_subscribed(node: &Instance, http: &reqwest::Client, n: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
@@ -483,7 +388,7 @@ async fn sign_latency(
         load.forget(&id);
     }
     let mut latencies = Vec::with_capacity(count);
-    let cpu = (cpu_ticks(server), cpu_ticks(std::process::id()));
+    let cpu = (process_cpu(server), process_cpu(std::process::id()));
     for i in 0..count {
         let b = i % bunkers.len();
         let id = load
@@ -498,9 +403,9 @@ async fn sign_latency(
         }
         load.forget(&id);
     }
-    let per_sign = |ticks: u64| ticks as f64 * setup.tick / count.max(1) as f64;
-    let server_cpu = per_sign(cpu_ticks(server) - cpu.0);
-    let bench_cpu = per_sign(cpu_ticks(std::process::id()) - cpu.1);
+    let per_sign = |spent: Duration| spent.as_secs_f64() / count.max(1) as f64;
+    let server_cpu = per_sign(process_cpu(server).saturating_sub(cpu.0));
+    let bench_cpu = per_sign(process_cpu(std::process::id()).saturating_sub(cpu.1));
     latencies.sort();
     let pick = |q: f64| {
         latencies
@@ -548,13 +453,14 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     // 1. The account, its key and the real authorizations.
     let mut first = Instance::spawn(&setup.server, &vars, dir.path().join("first.log"));
     first.ready(&http).await;
-    let account = provision(&first, &http, REAL).await;
+    let account = first.authorizations(&http, REAL).await;
+    let bunkers = account.bunkers();
     first.stop();
     drop(first);
 
     // 2. The rest of N, straight into the store.
     let started = Instant::now();
-    let bulk = populate(&target, &master_key, account.bunkers[0], n - REAL).await;
+    let bulk = populate(&target, &master_key, bunkers[0], n - REAL).await;
     let populate = started.elapsed();
     eprintln!(
         "{} N={n}: {} rows inserted in {:.1} s",
@@ -571,7 +477,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     let ready = spawned.elapsed();
     wait_subscribed(&node, &http, n, Duration::from_secs(300)).await;
     let subscribed = spawned.elapsed();
-    let start_cpu = cpu_ticks(pid) as f64 * setup.tick;
+    let start_cpu = process_cpu(pid).as_secs_f64();
     // Late EOSEs and the last sends settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_kib = status_kib(pid, "VmRSS");
@@ -598,8 +504,8 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     let load = LoadClient::start(vec![setup.relay.clone()], CLIENTS)
         .await
         .expect("load clients");
-    connect_all(&load, &account.bunkers, &account.secrets).await;
-    let sign = sign_latency(setup, pid, &load, &account.bunkers, account.user).await;
+    connect_all(&load, &account.uris).await;
+    let sign = sign_latency(setup, pid, &load, &bunkers, account.user).await;
     load.shutdown().await;
 
     // 5. CPU per change: idle first, then the revocations.
@@ -611,7 +517,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         .await
         .expect("session probe");
     if probe.status().as_u16() == 401 {
-        let creds = json!({"email": "bench@example.com", "password": PASSWORD});
+        let creds = CREDENTIALS.clone();
         let (status, login) = node.post(&http, "/api/auth/login", None, creds).await;
         assert_eq!(status, 200, "login: {login}");
         session = login["token"].as_str().expect("session token").to_owned();
@@ -620,12 +526,12 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_start = (
         Instant::now(),
-        cpu_ticks(pid),
+        process_cpu(pid),
         keycast_benches::context_switches(pid),
     );
     tokio::time::sleep(setup.idle).await;
     let idle_secs = idle_start.0.elapsed().as_secs_f64();
-    let idle_cpu_per_sec = (cpu_ticks(pid) - idle_start.1) as f64 * setup.tick / idle_secs;
+    let idle_cpu_per_sec = process_cpu(pid).saturating_sub(idle_start.1).as_secs_f64() / idle_secs;
     let idle_switches_per_sec =
         keycast_benches::context_switches(pid).saturating_sub(idle_start.2) as f64 / idle_secs;
 
@@ -639,7 +545,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         .collect();
     let window = (
         Instant::now(),
-        cpu_ticks(pid),
+        process_cpu(pid),
         keycast_benches::context_switches(pid),
     );
     for id in &chosen {
@@ -658,7 +564,7 @@ async fn run(setup: &Setup, backend: Backend, n: usize, postgres: Option<&str>) 
         );
     }
     tokio::time::sleep(SETTLE).await;
-    let cpu = (cpu_ticks(pid) - window.1) as f64 * setup.tick;
+    let cpu = process_cpu(pid).saturating_sub(window.1).as_secs_f64();
     let wall = window.0.elapsed().as_secs_f64();
     let after = Metrics::of(&node, &http).await;
     let changes = chosen.len() as f64;
@@ -729,11 +635,10 @@ fn print_report(setup: &Setup, raw: (f64, f64), outcomes: &[Outcome]) {
     );
     println!(
         "{REAL} real authorizations, {} changes, {} sequential signs, idle measured for {} s; \
-         CPU from /proc/<pid>/stat at {:.0} ticks/s",
+         CPU from /proc/<pid>/stat (utime + stime)",
         setup.revokes,
         setup.signs,
         setup.idle.as_secs(),
-        1.0 / setup.tick
     );
     println!();
     println!(
@@ -881,7 +786,6 @@ async fn main() {
         revokes,
         signs: if bench { SIGNS } else { 20 },
         idle: if bench { IDLE } else { Duration::from_secs(1) },
-        tick: seconds_per_tick(),
     };
     let baseline = if bench {
         BASELINE

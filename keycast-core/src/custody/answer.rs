@@ -158,11 +158,7 @@ impl Custody {
     /// the full path, which reports what is missing.
     async fn load_for_fast_path(&self, auth: &Authorization) -> Option<Loaded> {
         let key = self.signing_key(auth.key_id).await.ok()?;
-        let policy = match self.policy(auth.policy_id).await {
-            Ok(p) => Some(p),
-            Err(Error::NotFound { .. }) => None,
-            Err(_) => return None,
-        };
+        let policy = self.policy_of(auth).await.ok()?;
         Some(Loaded { key, policy })
     }
 

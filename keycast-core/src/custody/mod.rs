@@ -440,11 +440,7 @@ impl Custody {
         admit_checks(key, authorization, request, now)?;
         let policy = match authorization {
             None => None,
-            Some(a) => match self.policy(a.policy_id).await {
-                Ok(p) => Some(p),
-                Err(Error::NotFound { .. }) => None,
-                Err(e) => return Err(e),
-            },
+            Some(a) => self.policy_of(a).await?,
         };
         let ctx = AuthContext {
             tenant_id: key.tenant_id,
@@ -458,6 +454,15 @@ impl Custody {
             Decision::Allow => Ok(()),
             Decision::Deny(reason) => Err(Error::Denied(reason)),
             Decision::NeedsApproval(url) => Err(Error::NeedsApproval(url)),
+        }
+    }
+
+    /// The authorization's policy; `None` when it no longer exists (the authorizer denies).
+    async fn policy_of(&self, a: &Authorization) -> Result<Option<Arc<Policy>>> {
+        match self.policy(a.policy_id).await {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
