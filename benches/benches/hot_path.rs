@@ -188,6 +188,13 @@ async fn measure(load: &LoadClient, signer: &Signer, window: Duration) -> Rows {
         let warm = closed_loop(load, signer, method, to.public_key(), 8, window / 5).await;
         let mut ids = warm.ids;
         for in_flight in IN_FLIGHT {
+            // Progress on stderr, also the cue for a profiler attached to `pid`.
+            eprintln!(
+                "hot_path: {} {} at {in_flight} in flight, pid {}",
+                signer.name,
+                method.name(),
+                signer.pid
+            );
             let mut m = closed_loop(load, signer, method, to.public_key(), in_flight, window).await;
             ids.append(&mut m.ids);
             rows.push((method, in_flight, m));
