@@ -183,8 +183,7 @@ impl RequestHandler {
                 Nip46Response::switch_relays(id, relays)
             }
             Command::Logout => {
-                c.store().remove_client(auth.id, &client).await?;
-                c.invalidate_authorization(auth.id);
+                c.remove_client(auth.id, &client).await?;
                 Nip46Response::ok(id, "ack")
             }
             // Handled above; listed so a new method cannot be forgotten silently.
@@ -213,14 +212,10 @@ impl RequestHandler {
         let digest = BearerSecret::from_presented(secret).digest();
         match self
             .custody
-            .store()
             .redeem_connect_secret(auth.id, &digest, client)
             .await
         {
-            Ok(_) => {
-                self.custody.invalidate_authorization(auth.id);
-                Ok(Nip46Response::ok(id, "ack"))
-            }
+            Ok(_) => Ok(Nip46Response::ok(id, "ack")),
             Err(Error::Conflict(_)) => Err(Error::Denied(
                 "connect secret is invalid or already used".into(),
             )),
@@ -238,10 +233,9 @@ impl RequestHandler {
         if auth.has_client(&client) {
             return Ok(());
         }
-        self.custody.invalidate_authorization(auth.id);
         if self
             .custody
-            .authorization(auth.id)
+            .reload_authorization(auth.id)
             .await?
             .has_client(&client)
         {

@@ -10,6 +10,7 @@ mod pool;
 mod replace_key;
 mod transport;
 mod validate;
+mod writes;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -8,14 +8,14 @@ use keycast_core::nostr::nips::{nip04, nip44};
 use keycast_core::nostr::{Keys, Kind, Tag, Tags, Timestamp};
 use keycast_core::*;
 
-struct Fixture {
-    store: Arc<MemoryKeyStore>,
-    km: Arc<InsecureTestKeyManager>,
-    custody: Custody,
-    tenant: Tenant,
-    user: User,
-    key: StoredKey,
-    secret: Keys,
+pub(crate) struct Fixture {
+    pub(crate) store: Arc<MemoryKeyStore>,
+    pub(crate) km: Arc<InsecureTestKeyManager>,
+    pub(crate) custody: Custody,
+    pub(crate) tenant: Tenant,
+    pub(crate) user: User,
+    pub(crate) key: StoredKey,
+    pub(crate) secret: Keys,
 }
 
 async fn fixture_with(km: InsecureTestKeyManager, cfg: CustodyConfig) -> Fixture {
@@ -53,7 +53,7 @@ async fn fixture_with(km: InsecureTestKeyManager, cfg: CustodyConfig) -> Fixture
     }
 }
 
-async fn fixture() -> Fixture {
+pub(crate) async fn fixture() -> Fixture {
     fixture_with(InsecureTestKeyManager::new(), CustodyConfig::default()).await
 }
 

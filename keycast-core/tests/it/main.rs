@@ -9,3 +9,4 @@ mod envelope;
 mod export;
 mod fast_path;
 mod sign_properties;
+mod writes;

@@ -93,12 +93,10 @@ impl Bunker {
                 .inspect_err(|_| bump(&s.counters.pairings_refused))?;
             let (auth, secret) = s.custody.create_authorization(new).await?;
             s.custody
-                .store()
                 .redeem_connect_secret(auth.id, &secret.digest(), uri.client)
                 .await?;
             auth
         };
-        s.custody.invalidate_authorization(auth.id);
         let auth = s.custody.authorization(auth.id).await?;
         s.cover(auth.id).await?;
         // The id of an unsolicited reply is ours to pick; clients match on the secret.

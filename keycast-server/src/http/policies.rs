@@ -166,9 +166,7 @@ pub(crate) async fn edit(
         version: b.version.unwrap_or(stored.version),
         ..stored
     };
-    let updated = state.services.store.update_policy(&edit).await?;
-    state.services.custody.invalidate_policy(updated.id);
-    Ok(updated)
+    Ok(state.services.custody.update_policy(&edit).await?)
 }
 
 /// Deletes a policy no authorization uses.
