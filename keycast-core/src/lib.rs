@@ -41,6 +41,9 @@ pub mod authz;
 pub mod crypto;
 pub mod custody;
 mod error;
+// The cargo-fuzz entry points: only with the `fuzzing` feature (and in unit tests, which
+// run one of them), so release builds do not carry them.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;

@@ -40,6 +40,8 @@
 //! ```
 
 pub mod embedded;
+// The cargo-fuzz entry points: only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;

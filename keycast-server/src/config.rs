@@ -581,6 +581,7 @@ impl Config {
 /// the whole environment (the last value of a name wins), without touching the file system
 /// for the file. It must return, never panic; the answer must be the same when asked twice,
 /// an error must be a configuration error, and a config must keep the documented bounds.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub fn fuzz_load(toml_text: &str, env: &[(String, String)]) -> Result<Config> {
     let lookup = |name: &str| {

@@ -26,7 +26,9 @@ pub use pool::CryptoPool;
 pub use replace_key::ReplacedKey;
 pub use transport::{BuildReply, ReplySeal, TransportScheme};
 // The production code paths `crate::fuzzing` drives.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use ops::open_key;
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use transport::open_payload;
 
 use crate::authz::policy::PolicyAuthorizer;

@@ -1,4 +1,6 @@
-//! Master-key rotation under concurrent signing load, over SQLite and local key files.
+//! Master-key rotation under concurrent signing load, over the in-memory store and local key
+//! files. Backends are independent: the SQL stores' side of rotation is their conformance suite
+//! (`rewrap_support`) and keycast-server's `rotation` test, which runs the whole thing on SQLite.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,22 +9,17 @@ use keycast_core::nostr::Kind;
 use keycast_core::*;
 use keycast_kms::rotation::{rotate, RotationOptions};
 use keycast_kms::LocalKeyManager;
-use keycast_storage::SqliteStore;
 
 const KEYS: usize = 60;
 
-async fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn KeyStore> {
-    let store = SqliteStore::open(dir.path().join("keycast.db"))
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    Arc::new(store)
+fn store() -> Arc<dyn KeyStore> {
+    Arc::new(MemoryKeyStore::new())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_signing_load_moves_every_row_and_keys_still_sign() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = sqlite(&dir).await;
+    let store = store();
     let old: Arc<dyn KeyManager> =
         Arc::new(LocalKeyManager::open_or_create(dir.path().join("old.key")).expect("old"));
     let new: Arc<dyn KeyManager> =
@@ -130,8 +127,7 @@ async fn rotation_under_signing_load_moves_every_row_and_keys_still_sign() {
 
 #[tokio::test]
 async fn rows_the_keyring_cannot_open_are_reported_not_fatal() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = sqlite(&dir).await;
+    let store = store();
     let lost: Arc<dyn KeyManager> = Arc::new(InsecureTestKeyManager::new());
     let custody = Custody::builder(store.clone(), lost)
         .build()
@@ -168,7 +164,7 @@ async fn a_keyring_spans_providers_local_to_vault() {
             .expect("vault"),
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = sqlite(&dir).await;
+    let store = store();
     let local: Arc<dyn KeyManager> =
         Arc::new(LocalKeyManager::open_or_create(dir.path().join("local.key")).expect("local"));
     let before = Custody::builder(store.clone(), local.clone())

@@ -51,6 +51,7 @@ pub use error::ApiError;
 pub use login_guard::LoginGuard;
 pub use mail_limits::MailLimits;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub use rpc::fuzz_rpc_body;
 pub use rpc::{token_cache, TokenCache};
 pub use tenant::HostTenant;

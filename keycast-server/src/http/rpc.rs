@@ -179,6 +179,7 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, ApiError> {
 /// through the handler's parsing. It must return, never panic: a request, `ping`, or a
 /// 400/422 error; the same answer when asked twice; and a parsed request's method is the
 /// one the body named.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub fn fuzz_rpc_body(data: &[u8]) {
     let mut headers = HeaderMap::new();
