@@ -109,7 +109,7 @@ fn audit_record(p: &Population, i: usize) -> AuditRecord {
         user_id: None,
         key_id: p.key,
         authorization_id: None,
-        method: Method::SignEvent,
+        action: Method::SignEvent.into(),
         event_kind: Some(1),
         event_id: Some(EventId::from_byte_array([(i % 251) as u8; 32])),
         outcome: Outcome::Allowed,

@@ -69,7 +69,7 @@ pub use ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};
 pub use memory::key_manager::InsecureTestKeyManager;
 pub use memory::key_store::MemoryKeyStore;
 pub use model::account::{Tenant, User};
-pub use model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
+pub use model::audit::{Activity, AuditAction, AuditFilter, AuditRecord, Outcome};
 pub use model::authorization::Authorization;
 pub use model::change::{Change, Changed};
 pub use model::key::{KeyKind, StoredKey};

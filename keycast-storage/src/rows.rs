@@ -5,8 +5,8 @@
 
 use keycast_core::nostr::{EventId, PublicKey, RelayUrl, Timestamp};
 use keycast_core::{
-    ApiToken, AuditRecord, Authorization, AuthorizationId, Envelope, Error, KekRef, KeyId, KeyKind,
-    Label, Method, OAuthCode, Outcome, PasswordHash, Permission, Policy, PolicyId, Result,
+    ApiToken, AuditAction, AuditRecord, Authorization, AuthorizationId, Envelope, Error, KekRef,
+    KeyId, KeyKind, Label, OAuthCode, Outcome, PasswordHash, Permission, Policy, PolicyId, Result,
     SecretDigest, StoredKey, Team, TeamId, TeamMember, TeamRole, Tenant, TenantId, TenantName,
     User, UserId, Username, Wrapped,
 };
@@ -542,7 +542,7 @@ impl TryFrom<AuditRow> for AuditRecord {
             user_id: r.user_id.map(UserId::from_uuid),
             key_id: KeyId::from_uuid(r.key_id),
             authorization_id: r.authorization_id.map(AuthorizationId::from_uuid),
-            method: Method::parse(&r.method).map_err(|_| corrupt("audit method"))?,
+            action: AuditAction::parse(&r.method).map_err(|_| corrupt("audit method"))?,
             event_kind: r
                 .event_kind
                 .map(|k| u16::try_from(k).map_err(|_| corrupt("event kind")))

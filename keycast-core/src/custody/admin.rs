@@ -237,7 +237,7 @@ impl Custody {
             key_id,
             key.tenant_id,
             key.owner,
-            crate::model::request::Method::DeleteKey,
+            crate::model::audit::AuditAction::DeleteKey,
         )
         .await?;
         Ok(key)
@@ -383,7 +383,7 @@ impl Custody {
             key_id,
             key.tenant_id,
             key.owner,
-            crate::model::request::Method::ExportKey,
+            crate::model::audit::AuditAction::ExportKey,
         )
         .await?;
         Ok(exported)
@@ -395,7 +395,7 @@ impl Custody {
         key_id: KeyId,
         tenant_id: TenantId,
         owner: Option<UserId>,
-        method: crate::model::request::Method,
+        action: crate::model::audit::AuditAction,
     ) -> Result<()> {
         self.inner
             .audit
@@ -405,7 +405,7 @@ impl Custody {
                 user_id: owner,
                 key_id,
                 authorization_id: None,
-                method,
+                action,
                 event_kind: None,
                 event_id: None,
                 outcome: crate::model::audit::Outcome::Allowed,

@@ -623,7 +623,7 @@ fn audit_record(
         user_id: authorization.map(|a| a.user_id).or(key.owner),
         key_id,
         authorization_id: authorization.map(|a| a.id),
-        method: request.method(),
+        action: request.method().into(),
         event_kind: match request {
             Request::SignEvent(t) => Some(t.kind.as_u16()),
             _ => None,

@@ -6,8 +6,8 @@ use nostr::{SecretKey, Timestamp};
 use super::Custody;
 use crate::error::{Error, Result};
 use crate::ids::{AuthorizationId, KeyId};
+use crate::model::audit::AuditAction;
 use crate::model::key::{KeyKind, StoredKey};
-use crate::model::request::Method;
 
 /// A replaced key and what the replacement revoked.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl Custody {
         };
         let revoked = store.replace_key_secret(&new, Timestamp::now()).await?;
         self.forget_key(key_id);
-        self.audit_owner_action(key_id, new.tenant_id, new.owner, Method::ReplaceKey)
+        self.audit_owner_action(key_id, new.tenant_id, new.owner, AuditAction::ReplaceKey)
             .await?;
         Ok(ReplacedKey {
             key: new,

@@ -10,7 +10,7 @@ use crate::crypto::secret::SecretDigest;
 use crate::error::{Error, Result};
 use crate::ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
-use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
+use crate::model::audit::{Activity, AuditAction, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::{Change, Changed};
 use crate::model::key::StoredKey;
@@ -796,7 +796,8 @@ impl KeyStore for MemoryKeyStore {
         let mut activity = Activity::default();
         for r in mine {
             activity.last_used_at = activity.last_used_at.max(Some(r.at));
-            if r.method == Method::SignEvent && r.outcome == Outcome::Allowed {
+            if r.action == AuditAction::Request(Method::SignEvent) && r.outcome == Outcome::Allowed
+            {
                 activity.signatures += 1;
             }
         }

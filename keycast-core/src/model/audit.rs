@@ -5,6 +5,59 @@ use nostr::{EventId, Timestamp};
 use crate::ids::{AuthorizationId, KeyId, TenantId, UserId};
 use crate::model::request::Method;
 
+/// What an audit record is about: a request to use the key (through an authorization or by
+/// its owner), or an action on the key itself that only its owner takes through the
+/// engine's admin calls and that no request can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// A custody request.
+    Request(Method),
+    /// `export_key`: the owner took the secret out ([`crate::Custody::danger_export_nsec`]
+    /// and the other exports).
+    ExportKey,
+    /// `delete_key`: the key and its authorizations were deleted.
+    DeleteKey,
+    /// `replace_key`: the key got a new secret and its authorizations were revoked.
+    ReplaceKey,
+}
+
+impl AuditAction {
+    /// The stored name: a request's NIP-46 method name, or the action's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Request(m) => m.as_str(),
+            AuditAction::ExportKey => "export_key",
+            AuditAction::DeleteKey => "delete_key",
+            AuditAction::ReplaceKey => "replace_key",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> crate::error::Result<Self> {
+        Ok(match s {
+            "export_key" => AuditAction::ExportKey,
+            "delete_key" => AuditAction::DeleteKey,
+            "replace_key" => AuditAction::ReplaceKey,
+            other => AuditAction::Request(Method::parse(other)?),
+        })
+    }
+
+    /// The request's method, when it is one.
+    pub fn method(self) -> Option<Method> {
+        match self {
+            AuditAction::Request(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+impl From<Method> for AuditAction {
+    fn from(m: Method) -> Self {
+        AuditAction::Request(m)
+    }
+}
+
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,8 +105,8 @@ pub struct AuditRecord {
     pub key_id: KeyId,
     /// Through which authorization (`None` for owner calls).
     pub authorization_id: Option<AuthorizationId>,
-    /// Which operation.
-    pub method: Method,
+    /// What happened: a request answered, or an owner's action on the key.
+    pub action: AuditAction,
     /// Kind of the signed event.
     pub event_kind: Option<u16>,
     /// Id of the signed event.

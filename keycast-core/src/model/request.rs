@@ -108,15 +108,6 @@ pub enum Method {
     Nip04Encrypt,
     /// `nip04_decrypt`
     Nip04Decrypt,
-    /// `export_key`: the owner took the secret out (NIP-49); audit only, never a
-    /// [`Request`].
-    ExportKey,
-    /// `delete_key`: the key and its authorizations were deleted; audit only, never a
-    /// [`Request`].
-    DeleteKey,
-    /// `replace_key`: the key got a new secret and its authorizations were revoked; audit
-    /// only, never a [`Request`].
-    ReplaceKey,
 }
 
 impl Method {
@@ -129,9 +120,6 @@ impl Method {
             Method::Nip44Decrypt => "nip44_decrypt",
             Method::Nip04Encrypt => "nip04_encrypt",
             Method::Nip04Decrypt => "nip04_decrypt",
-            Method::ExportKey => "export_key",
-            Method::DeleteKey => "delete_key",
-            Method::ReplaceKey => "replace_key",
         }
     }
 
@@ -144,9 +132,6 @@ impl Method {
             "nip44_decrypt" => Method::Nip44Decrypt,
             "nip04_encrypt" => Method::Nip04Encrypt,
             "nip04_decrypt" => Method::Nip04Decrypt,
-            "export_key" => Method::ExportKey,
-            "delete_key" => Method::DeleteKey,
-            "replace_key" => Method::ReplaceKey,
             _ => return Err(Error::invalid("method", "unknown method")),
         })
     }
@@ -290,12 +275,13 @@ mod tests {
             Method::Nip44Decrypt,
             Method::Nip04Encrypt,
             Method::Nip04Decrypt,
-            Method::ExportKey,
-            Method::DeleteKey,
-            Method::ReplaceKey,
         ] {
             assert_eq!(Method::parse(m.as_str()), Ok(m));
         }
         assert!(Method::parse("teleport").is_err());
+        // The owner's actions are audit records, not requests anyone can make.
+        for action in ["export_key", "delete_key", "replace_key"] {
+            assert!(Method::parse(action).is_err(), "{action}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::crypto::secret::{BearerSecret, SecretDigest};
 use crate::error::Error;
 use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
-use crate::model::audit::{Activity, AuditFilter, AuditRecord, Outcome};
+use crate::model::audit::{Activity, AuditAction, AuditFilter, AuditRecord, Outcome};
 use crate::model::authorization::Authorization;
 use crate::model::change::Changed;
 use crate::model::key::{KeyKind, StoredKey};
@@ -1360,7 +1360,7 @@ pub async fn key_deletion(store: &Arc<dyn KeyStore>) {
         user_id: Some(w.user.id),
         key_id: w.key.id,
         authorization_id: Some(live.id),
-        method: Method::SignEvent,
+        action: Method::SignEvent.into(),
         event_kind: Some(1),
         event_id: None,
         outcome: Outcome::Allowed,
@@ -1521,7 +1521,7 @@ pub async fn audit(store: &Arc<dyn KeyStore>) {
         user_id: Some(w.user.id),
         key_id: w.key.id,
         authorization_id: auth,
-        method: Method::SignEvent,
+        action: Method::SignEvent.into(),
         event_kind: Some(1),
         event_id: Some(EventId::all_zeros()),
         outcome,
@@ -1578,6 +1578,46 @@ pub async fn audit(store: &Arc<dyn KeyStore>) {
         .await
         .unwrap();
     assert!(other_tenant.is_empty(), "audit is scoped by tenant");
+
+    // Every kind of action reads back as itself: the owner's actions on the key and each
+    // request method.
+    let actions = [
+        AuditAction::ExportKey,
+        AuditAction::DeleteKey,
+        AuditAction::ReplaceKey,
+        Method::GetPublicKey.into(),
+        Method::Nip44Encrypt.into(),
+        Method::Nip04Decrypt.into(),
+    ];
+    let other = world(store).await;
+    let owned: Vec<AuditRecord> = (0u64..)
+        .zip(actions)
+        .map(|(i, action)| AuditRecord {
+            tenant_id: other.tenant.id,
+            key_id: other.key.id,
+            user_id: Some(other.user.id),
+            authorization_id: None,
+            action,
+            event_kind: None,
+            event_id: None,
+            ..record(20 + i, None, Outcome::Allowed)
+        })
+        .collect();
+    store.append_audit(&owned).await.unwrap();
+    let read = store
+        .list_audit(&AuditFilter {
+            tenant_id: other.tenant.id,
+            key_id: None,
+            authorization_id: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        owned.iter().rev().cloned().collect::<Vec<_>>(),
+        "actions round trip"
+    );
 
     let mut second_sign = record(9, Some(a.id), Outcome::Allowed);
     second_sign.at = Timestamp::from(1_700_000_003);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use keycast_core::nostr::Kind;
 use keycast_core::testing::fixtures::authorized_key;
 use keycast_core::{
-    AuditFilter, Caller, Custody, Error, EventTemplate, InsecureTestKeyManager, KeyStore,
-    MemoryKeyStore, Method, Permission,
+    AuditAction, AuditFilter, Caller, Custody, Error, EventTemplate, InsecureTestKeyManager,
+    KeyStore, MemoryKeyStore, Permission,
 };
 
 fn engines() -> (Arc<dyn KeyStore>, Custody, Custody) {
@@ -98,7 +98,7 @@ async fn a_deleted_key_stops_working_here_and_after_the_feed_elsewhere() {
         })
         .await
         .expect("audit");
-    assert_eq!(audit[0].method, Method::DeleteKey, "{audit:?}");
+    assert_eq!(audit[0].action, AuditAction::DeleteKey, "{audit:?}");
     assert_eq!(audit[0].user_id, Some(ak.user.id));
     assert_not_found(here.delete_key(ak.key.id).await, "second delete");
 }

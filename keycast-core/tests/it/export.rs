@@ -3,7 +3,7 @@
 use keycast_core::nostr::nips::nip49::EncryptedSecretKey;
 use keycast_core::nostr::FromBech32;
 use keycast_core::testing::fixtures::{authorized_key, memory_engine};
-use keycast_core::{AuditFilter, KeyId, Method, Permission};
+use keycast_core::{AuditAction, AuditFilter, KeyId, Permission};
 use zeroize::Zeroizing;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +36,7 @@ async fn export_round_trips_through_nip49_and_is_audited() {
     assert!(
         audit
             .iter()
-            .any(|r| r.method == Method::ExportKey && r.key_id == key.id),
+            .any(|r| r.action == AuditAction::ExportKey && r.key_id == key.id),
         "the export is in the audit log"
     );
 }
@@ -108,7 +108,7 @@ async fn nsec_and_mnemonic_exports_give_back_the_key_and_are_audited() {
         .await
         .expect("audit")
         .iter()
-        .filter(|r| r.method == Method::ExportKey)
+        .filter(|r| r.action == AuditAction::ExportKey)
         .count();
     assert_eq!(exports, 2, "each export audited");
 

@@ -220,7 +220,7 @@ async fn one_job_answers_a_bound_clients_operation_sealed_and_audited() {
     assert_eq!(audit.len(), 2, "{audit:?}");
     assert!(audit.iter().all(|r| r.outcome == Outcome::Allowed
         && r.authorization_id == Some(auth.id)
-        && r.method == Method::SignEvent
+        && r.action == AuditAction::Request(Method::SignEvent)
         && r.event_id.is_some()));
 }
 

@@ -90,7 +90,7 @@ async fn signatures_audited(url: &str) -> std::collections::HashMap<String, usiz
         .expect("audit log");
     let mut counts = std::collections::HashMap::new();
     for r in &audit {
-        if r.method == CustodyMethod::SignEvent && r.outcome == Outcome::Allowed {
+        if r.action == CustodyMethod::SignEvent.into() && r.outcome == Outcome::Allowed {
             if let Some(id) = r.event_id {
                 *counts.entry(id.to_hex()).or_insert(0) += 1;
             }

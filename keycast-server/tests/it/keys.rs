@@ -475,7 +475,7 @@ async fn exports_need_the_password_and_a_fresh_mailed_code() {
         .await
         .expect("audit")
         .iter()
-        .filter(|r| r.method == keycast_core::Method::ExportKey)
+        .filter(|r| r.action == keycast_core::AuditAction::ExportKey)
         .count();
     assert_eq!(
         audited, 2,

@@ -291,7 +291,7 @@ async fn replace_end_to_end(database_url: Option<&str>) {
         .expect("audit");
     let replacements = audit
         .iter()
-        .filter(|r| r.method == keycast_core::Method::ReplaceKey)
+        .filter(|r| r.action == keycast_core::AuditAction::ReplaceKey)
         .count();
     assert_eq!(replacements, 2, "each replacement is audited");
 }
