@@ -63,6 +63,14 @@ impl Fixture {
     }
 
     async fn authorize(&self, permissions: Vec<Permission>) -> Authorization {
+        self.authorize_with_secret(permissions).await.0
+    }
+
+    /// An authorization under a policy of its own, with its connect secret.
+    pub(crate) async fn authorize_with_secret(
+        &self,
+        permissions: Vec<Permission>,
+    ) -> (Authorization, BearerSecret) {
         let policy = Policy::new(
             self.tenant.id,
             Label::parse("p").expect("label"),
@@ -70,8 +78,7 @@ impl Fixture {
         )
         .expect("policy");
         self.store.insert_policy(&policy).await.expect("policy");
-        let (auth, _secret) = self
-            .custody
+        self.custody
             .create_authorization(NewAuthorization {
                 tenant_id: self.tenant.id,
                 user_id: self.user.id,
@@ -82,8 +89,7 @@ impl Fixture {
                 expires_at: None,
             })
             .await
-            .expect("authorization");
-        auth
+            .expect("authorization")
     }
 
     async fn audit(&self) -> Vec<AuditRecord> {

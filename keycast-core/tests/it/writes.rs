@@ -1,35 +1,31 @@
 //! Writes that cached values depend on, made through the engine: the next request here
 //! sees them without the caller forgetting anything.
 
-use keycast_core::nostr::{Keys, Kind};
+use keycast_core::nostr::{Keys, Kind, PublicKey};
 use keycast_core::*;
 
 use super::engine::{fixture, Fixture};
 
-/// An authorization under a policy of its own, with its connect secret.
-async fn authorization(f: &Fixture, permissions: Vec<Permission>) -> (Authorization, BearerSecret) {
-    let policy =
-        Policy::new(f.tenant.id, Label::parse("p").expect("label"), permissions).expect("policy");
-    f.store.insert_policy(&policy).await.expect("policy");
-    f.custody
-        .create_authorization(NewAuthorization {
-            tenant_id: f.tenant.id,
-            user_id: f.user.id,
-            key_id: f.key.id,
-            policy_id: policy.id,
-            label: Label::parse("app").expect("label"),
-            relays: vec![],
-            expires_at: None,
-        })
-        .await
-        .expect("authorization")
+/// Whether the engine's (possibly cached) copy of `auth` has `client`.
+async fn connected(f: &Fixture, auth: AuthorizationId, client: &PublicKey) -> bool {
+    let auth = f.custody.authorization(auth).await.expect("authorization");
+    auth.has_client(client)
+}
+
+/// An app's authorization and a client not connected to it, whose absence the engine has
+/// cached.
+async fn unconnected(f: &Fixture) -> (Authorization, BearerSecret, PublicKey) {
+    let (auth, secret) = f.authorize_with_secret(vec![Permission::FullAccess]).await;
+    let client = Keys::generate().public_key();
+    assert!(!connected(f, auth.id, &client).await);
+    (auth, secret, client)
 }
 
 #[tokio::test]
 async fn a_policy_update_applies_to_the_next_request() {
     let f = fixture().await;
     let kinds = |k: u16| vec![Permission::AllowedKinds { kinds: [k].into() }];
-    let (auth, _) = authorization(&f, kinds(1)).await;
+    let (auth, _) = f.authorize_with_secret(kinds(1)).await;
     let app = Caller::Authorization(auth.id);
     let sign = |kind: Kind| f.custody.sign_event(app, EventTemplate::new(kind, "x"));
     sign(Kind::TextNote).await.expect("kind 1 allowed");
@@ -61,26 +57,12 @@ async fn a_policy_update_applies_to_the_next_request() {
 #[tokio::test]
 async fn connect_and_logout_are_seen_at_once() {
     let f = fixture().await;
-    let (auth, secret) = authorization(&f, vec![Permission::FullAccess]).await;
-    let client = Keys::generate().public_key();
-    // Cached before the connect.
-    assert!(!f
-        .custody
-        .authorization(auth.id)
-        .await
-        .expect("auth")
-        .has_client(&client));
-
+    let (auth, secret, client) = unconnected(&f).await;
     f.custody
         .redeem_connect_secret(auth.id, &secret.digest(), client)
         .await
         .expect("connect");
-    assert!(f
-        .custody
-        .authorization(auth.id)
-        .await
-        .expect("auth")
-        .has_client(&client));
+    assert!(connected(&f, auth.id, &client).await);
 
     // The secret was single use: another client cannot redeem it, and nothing changes.
     let other = Keys::generate().public_key();
@@ -89,59 +71,26 @@ async fn connect_and_logout_are_seen_at_once() {
         .redeem_connect_secret(auth.id, &secret.digest(), other)
         .await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
-    let now = f.custody.authorization(auth.id).await.expect("auth");
-    assert!(now.has_client(&client) && !now.has_client(&other));
+    assert!(connected(&f, auth.id, &client).await);
+    assert!(!connected(&f, auth.id, &other).await);
 
-    assert!(f
-        .custody
-        .remove_client(auth.id, &client)
-        .await
-        .expect("logout"));
-    assert!(!f
-        .custody
-        .authorization(auth.id)
-        .await
-        .expect("auth")
-        .has_client(&client));
-    assert!(!f
-        .custody
-        .remove_client(auth.id, &client)
-        .await
-        .expect("again"));
+    let logout = f.custody.remove_client(auth.id, &client).await;
+    assert_eq!(logout, Ok(true));
+    assert!(!connected(&f, auth.id, &client).await);
+    assert_eq!(f.custody.remove_client(auth.id, &client).await, Ok(false));
 }
 
 #[tokio::test]
 async fn reload_reads_past_the_cache() {
     let f = fixture().await;
-    let (auth, secret) = authorization(&f, vec![Permission::FullAccess]).await;
-    let client = Keys::generate().public_key();
-    assert!(!f
-        .custody
-        .authorization(auth.id)
-        .await
-        .expect("auth")
-        .has_client(&client));
+    let (auth, secret, client) = unconnected(&f).await;
     // Another instance connects the client: this one's copy is stale until reloaded.
     f.store
         .redeem_connect_secret(auth.id, &secret.digest(), client)
         .await
         .expect("connect elsewhere");
-    assert!(!f
-        .custody
-        .authorization(auth.id)
-        .await
-        .expect("cached")
-        .has_client(&client));
-    let fresh = f
-        .custody
-        .reload_authorization(auth.id)
-        .await
-        .expect("reload");
-    assert!(fresh.has_client(&client));
-    assert!(f
-        .custody
-        .authorization(auth.id)
-        .await
-        .expect("auth")
-        .has_client(&client));
+    assert!(!connected(&f, auth.id, &client).await, "still cached");
+    let fresh = f.custody.reload_authorization(auth.id).await;
+    assert!(fresh.expect("reload").has_client(&client));
+    assert!(connected(&f, auth.id, &client).await);
 }
