@@ -27,7 +27,7 @@
 //! let tenant = Tenant::new(TenantName::parse("example")?);
 //! store.create_tenant(&tenant).await?;
 //! let key = custody
-//!     .create_key(tenant.id, None, KeyKind::User, Label::parse("main")?, None)
+//!     .create_key(NewKey::generate(tenant.id, Holder::Service, KeyKind::User, Label::parse("main")?))
 //!     .await?;
 //! let event = custody
 //!     .sign_event(Caller::Owner(key.id), EventTemplate::new(nostr::Kind::TextNote, "hello"))
@@ -72,7 +72,7 @@ pub use model::account::{Tenant, User};
 pub use model::audit::{Activity, AuditAction, AuditFilter, AuditRecord, Outcome};
 pub use model::authorization::Authorization;
 pub use model::change::{Change, Changed};
-pub use model::key::{KeyKind, StoredKey};
+pub use model::key::{Holder, KeyKind, NewKey, StoredKey};
 pub use model::names::{Email, Label, PasswordHash, TenantHost, TenantName, Username};
 pub use model::policy::{Permission, Policy};
 pub use model::request::{parse_pubkey, EventTemplate, Method, Request, Response};

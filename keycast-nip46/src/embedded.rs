@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use keycast_core::nostr::{RelayUrl, SecretKey};
 use keycast_core::{
-    Custody, KeyKind, KeyManager, KeyStore, Label, MemoryKeyStore, NewAuthorization, Permission,
-    Policy, Tenant, TenantName, User, Username,
+    Custody, Holder, KeyKind, KeyManager, KeyStore, Label, MemoryKeyStore, NewAuthorization,
+    NewKey, Permission, Policy, Tenant, TenantName, User, Username,
 };
 
 use crate::protocol::uri::BunkerUri;
@@ -40,11 +40,13 @@ impl SingleUserBunker {
         store.create_user(&user).await?;
         let key = custody
             .create_key(
-                tenant.id,
-                Some(user.id),
-                KeyKind::User,
-                Label::parse("main")?,
-                Some(secret),
+                NewKey::generate(
+                    tenant.id,
+                    Holder::User(user.id),
+                    KeyKind::User,
+                    Label::parse("main")?,
+                )
+                .with_secret(secret),
             )
             .await?;
         let policy = Policy::new(

@@ -379,11 +379,13 @@ async fn add_key(
     let key = s
         .custody
         .create_key(
-            tenant,
-            Some(owner),
-            KeyKind::User,
-            Label::parse(label)?,
-            secret,
+            keycast_core::NewKey::generate(
+                tenant,
+                keycast_core::Holder::User(owner),
+                KeyKind::User,
+                Label::parse(label)?,
+            )
+            .with_secret(secret),
         )
         .await?;
     println!("{} {}", key.id, key.pubkey.to_bech32()?);

@@ -110,13 +110,12 @@ async fn app() -> Result<App> {
     let user = User::new(tenant.id, Username::parse("alice")?, None);
     store.create_user(&user).await?;
     let key = custody
-        .create_key(
+        .create_key(NewKey::generate(
             tenant.id,
-            Some(user.id),
+            Holder::User(user.id),
             KeyKind::User,
             Label::parse("alice")?,
-            None,
-        )
+        ))
         .await?;
     let users = HashMap::from([("alice-secret-api-key".to_owned(), key.id)]);
     Ok(App {

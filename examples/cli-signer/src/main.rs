@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use keycast_core::nostr::{Event, JsonUtil, Kind, ToBech32};
 use keycast_core::{
-    Caller, Custody, Error, EventTemplate, KeyKind, KeyStore, Label, Tenant, TenantName,
+    Caller, Custody, Error, EventTemplate, Holder, KeyKind, KeyStore, Label, NewKey, Tenant,
+    TenantName,
 };
 use keycast_kms::LocalKeyManager;
 use keycast_storage::SqliteStore;
@@ -62,7 +63,12 @@ async fn init(dir: &Path) -> Fallible<String> {
     tenant.id = tenant_id();
     store.create_tenant(&tenant).await?;
     let key = custody
-        .create_key(tenant.id, None, KeyKind::User, Label::parse("cli")?, None)
+        .create_key(NewKey::generate(
+            tenant.id,
+            Holder::Service,
+            KeyKind::User,
+            Label::parse("cli")?,
+        ))
         .await?;
     Ok(key.pubkey.to_bech32()?)
 }

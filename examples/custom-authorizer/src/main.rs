@@ -76,13 +76,12 @@ async fn main() -> Result<()> {
     let user = User::new(tenant.id, Username::parse("alice")?, None);
     store.create_user(&user).await?;
     let key = custody
-        .create_key(
+        .create_key(NewKey::generate(
             tenant.id,
-            Some(user.id),
+            Holder::User(user.id),
             KeyKind::User,
             Label::parse("main")?,
-            None,
-        )
+        ))
         .await?;
     let policy = Policy::new(
         tenant.id,

@@ -113,7 +113,12 @@ async fn main() -> Result<()> {
     store.create_tenant(&tenant).await?;
     let custody = Custody::builder(store.clone(), km).build()?;
     let key = custody
-        .create_key(tenant.id, None, KeyKind::User, Label::parse("main")?, None)
+        .create_key(NewKey::generate(
+            tenant.id,
+            Holder::Service,
+            KeyKind::User,
+            Label::parse("main")?,
+        ))
         .await?;
     let note = custody
         .sign_event(

@@ -19,13 +19,12 @@ async fn main() -> Result<()> {
     let user = User::new(tenant.id, Username::parse("alice")?, None);
     store.create_user(&user).await?;
     let key = custody
-        .create_key(
+        .create_key(NewKey::generate(
             tenant.id,
-            Some(user.id),
+            Holder::User(user.id),
             KeyKind::User,
             Label::parse("alice main")?,
-            None,
-        )
+        ))
         .await?;
     println!("stored key {} with pubkey {}", key.id, key.pubkey);
 

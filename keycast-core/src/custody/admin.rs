@@ -7,10 +7,10 @@ use super::Custody;
 use crate::crypto::envelope::{self, EnvelopeBinding};
 use crate::crypto::secret::BearerSecret;
 use crate::error::{Error, Result};
-use crate::ids::{AuthorizationId, KeyId, PolicyId, TeamId, TenantId, UserId};
+use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::authorization::Authorization;
 use crate::model::change::{Change, Changed};
-use crate::model::key::{KeyKind, StoredKey};
+use crate::model::key::{Holder, KeyKind, NewKey, StoredKey};
 use crate::model::names::Label;
 
 /// What is needed to connect an app to a key.
@@ -32,51 +32,16 @@ pub struct NewAuthorization {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Who holds a new key: a user, a team, or (service keys) neither.
-#[derive(Debug, Clone, Copy, Default)]
-struct Holder {
-    owner: Option<UserId>,
-    team: Option<TeamId>,
-}
-
 impl Custody {
-    /// Stores a new key: generated here when `secret` is `None`, imported otherwise.
-    /// The secret is sealed under the primary master key before it touches the store.
-    pub async fn create_key(
-        &self,
-        tenant_id: TenantId,
-        owner: Option<UserId>,
-        kind: KeyKind,
-        name: Label,
-        secret: Option<SecretKey>,
-    ) -> Result<StoredKey> {
-        let holder = Holder { owner, team: None };
-        self.create_key_as(KeyId::random(), tenant_id, holder, kind, name, secret)
-            .await
-    }
-
-    /// Stores a new user key held by `team` (no owner): generated when `secret` is
-    /// `None`. The caller has checked that the team is of `tenant_id` and who may do this.
-    pub async fn create_team_key(
-        &self,
-        tenant_id: TenantId,
-        team: TeamId,
-        name: Label,
-        secret: Option<SecretKey>,
-    ) -> Result<StoredKey> {
-        let holder = Holder {
-            owner: None,
-            team: Some(team),
-        };
-        self.create_key_as(
-            KeyId::random(),
-            tenant_id,
-            holder,
-            KeyKind::User,
-            name,
-            secret,
-        )
-        .await
+    /// Stores a new key: generated here unless `new.secret` is given. The secret is
+    /// sealed under the primary master key before it touches the store. The caller has
+    /// checked that the holder is of the tenant and who may do this; a team holds user keys
+    /// only.
+    pub async fn create_key(&self, new: NewKey) -> Result<StoredKey> {
+        if matches!(new.holder, Holder::Team(_)) && new.kind != KeyKind::User {
+            return Err(Error::invalid("key", "a team holds user keys only"));
+        }
+        self.create_key_as(KeyId::random(), new).await
     }
 
     /// The key stored under the fixed `id`, generating it on first use: for a service's
@@ -93,33 +58,30 @@ impl Custody {
             Err(Error::NotFound { .. }) => {}
             found => return found,
         }
-        match self
-            .create_key_as(id, tenant_id, Holder::default(), kind, name, None)
-            .await
-        {
+        let new = NewKey::generate(tenant_id, Holder::Service, kind, name);
+        match self.create_key_as(id, new).await {
             Err(Error::AlreadyExists { .. }) => self.inner.store.get_key(id).await,
             created => created,
         }
     }
 
-    async fn create_key_as(
-        &self,
-        id: KeyId,
-        tenant_id: TenantId,
-        holder: Holder,
-        kind: KeyKind,
-        name: Label,
-        secret: Option<SecretKey>,
-    ) -> Result<StoredKey> {
+    async fn create_key_as(&self, id: KeyId, new: NewKey) -> Result<StoredKey> {
+        let NewKey {
+            tenant_id,
+            holder,
+            kind,
+            label,
+            secret,
+        } = new;
         let (pubkey, envelope) = self.seal_secret(id, tenant_id, secret).await?;
         let row = StoredKey {
             id,
             tenant_id,
-            owner: holder.owner,
-            team: holder.team,
+            owner: holder.owner(),
+            team: holder.team(),
             kind,
             pubkey,
-            name,
+            name: label,
             envelope,
             created_at: Timestamp::now(),
         };
@@ -182,13 +144,12 @@ impl Custody {
             return Err(Error::NotFound { what: "policy" });
         }
         let bunker = self
-            .create_key(
+            .create_key(NewKey::generate(
                 new.tenant_id,
-                Some(new.user_id),
+                Holder::User(new.user_id),
                 KeyKind::Bunker,
                 new.label.clone(),
-                None,
-            )
+            ))
             .await?;
         let secret = BearerSecret::generate();
         let auth = Authorization {

@@ -7,7 +7,7 @@ use crate::crypto::secret::SecretDigest;
 use crate::ids::{AuthorizationId, KeyId, PolicyId, TenantId, UserId};
 use crate::model::account::{Tenant, User};
 use crate::model::authorization::Authorization;
-use crate::model::key::{KeyKind, StoredKey};
+use crate::model::key::{Holder, KeyKind, NewKey, StoredKey};
 use crate::model::names::{Label, PasswordHash, TenantName, Username};
 use crate::model::policy::{Permission, Policy};
 use crate::traits::key_manager::{KekRef, Wrapped};
@@ -118,7 +118,12 @@ pub async fn memory_engine(
         .await
         .unwrap();
     let key = custody
-        .create_key(t.id, None, KeyKind::User, label("engine key"), None)
+        .create_key(NewKey::generate(
+            t.id,
+            Holder::Service,
+            KeyKind::User,
+            label("engine key"),
+        ))
         .await
         .unwrap();
     (custody, key)
@@ -148,7 +153,12 @@ pub async fn authorized_key(
     let user = user(tenant.id);
     store.create_user(&user).await.unwrap();
     let key = custody
-        .create_key(tenant.id, Some(user.id), KeyKind::User, label("main"), None)
+        .create_key(NewKey::generate(
+            tenant.id,
+            Holder::User(user.id),
+            KeyKind::User,
+            label("main"),
+        ))
         .await
         .unwrap();
     let policy = policy(tenant.id, permissions);

@@ -33,13 +33,12 @@ async fn world() -> World {
     let user = User::new(tenant.id, Username::parse("ann").expect("name"), None);
     store.create_user(&user).await.expect("user");
     let key = custody
-        .create_key(
+        .create_key(NewKey::generate(
             tenant.id,
-            Some(user.id),
+            Holder::User(user.id),
             KeyKind::User,
             Label::parse("k").expect("label"),
-            None,
-        )
+        ))
         .await
         .expect("key");
     World {
@@ -166,11 +165,13 @@ async fn other_rules_still_apply_and_a_desk_is_required() {
     let key = bare
         .custody
         .create_key(
-            bare.tenant.id,
-            Some(bare.user.id),
-            KeyKind::User,
-            Label::parse("k").expect("label"),
-            Some(Keys::generate().secret_key().clone()),
+            NewKey::generate(
+                bare.tenant.id,
+                Holder::User(bare.user.id),
+                KeyKind::User,
+                Label::parse("k").expect("label"),
+            )
+            .with_secret(Keys::generate().secret_key().clone()),
         )
         .await
         .expect("key");

@@ -34,11 +34,13 @@ async fn fixture_with(km: InsecureTestKeyManager, cfg: CustodyConfig) -> Fixture
     let secret = Keys::generate();
     let key = custody
         .create_key(
-            tenant.id,
-            Some(user.id),
-            KeyKind::User,
-            Label::parse("main").expect("label"),
-            Some(secret.secret_key().clone()),
+            NewKey::generate(
+                tenant.id,
+                Holder::User(user.id),
+                KeyKind::User,
+                Label::parse("main").expect("label"),
+            )
+            .with_secret(secret.secret_key().clone()),
         )
         .await
         .expect("key");
@@ -514,13 +516,12 @@ async fn the_engine_checks_who_holds_the_key() {
     f.store.create_user(&bob).await.expect("user");
     let bobs_key = f
         .custody
-        .create_key(
+        .create_key(NewKey::generate(
             f.tenant.id,
-            Some(bob.id),
+            Holder::User(bob.id),
             KeyKind::User,
             Label::parse("bob").expect("label"),
-            None,
-        )
+        ))
         .await
         .expect("key");
     let mut alices_policy = Policy::new(
@@ -589,14 +590,37 @@ async fn the_engine_checks_who_holds_the_key() {
     f.store.create_team(&team, f.user.id).await.expect("team");
     let team_key = f
         .custody
-        .create_team_key(
+        .create_key(NewKey::generate(
             f.tenant.id,
-            team.id,
+            Holder::Team(team.id),
+            KeyKind::User,
             Label::parse("t").expect("label"),
-            None,
-        )
+        ))
         .await
         .expect("team key");
+    assert_eq!(team_key.holder(), Holder::Team(team.id));
+    // A team holds user keys only; a refused key is not stored.
+    let keys_before = f
+        .store
+        .list_keys(f.tenant.id, None)
+        .await
+        .expect("keys")
+        .len();
+    let bunker = NewKey::generate(
+        f.tenant.id,
+        Holder::Team(team.id),
+        KeyKind::Bunker,
+        Label::parse("b").expect("label"),
+    );
+    let r = f.custody.create_key(bunker).await;
+    assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
+    let keys_after = f
+        .store
+        .list_keys(f.tenant.id, None)
+        .await
+        .expect("keys")
+        .len();
+    assert_eq!(keys_after, keys_before);
     let r = f
         .custody
         .create_authorization(new(bob.id, team_key.id, alices.policy_id))

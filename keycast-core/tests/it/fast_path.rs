@@ -52,13 +52,12 @@ async fn world(async_only: bool) -> World {
     let user = User::new(tenant.id, Username::parse("fay").expect("name"), None);
     store.create_user(&user).await.expect("user");
     let key = custody
-        .create_key(
+        .create_key(NewKey::generate(
             tenant.id,
-            Some(user.id),
+            Holder::User(user.id),
             KeyKind::User,
             Label::parse("k").expect("label"),
-            None,
-        )
+        ))
         .await
         .expect("key");
     World {

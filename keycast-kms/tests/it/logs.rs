@@ -57,7 +57,12 @@ fn logs_never_show_key_material() {
             store.create_tenant(&t).await.expect("tenant");
             let label = Label::parse("k").expect("label");
             custody
-                .create_key(t.id, None, KeyKind::User, label, None)
+                .create_key(NewKey::generate(
+                    t.id,
+                    Holder::Service,
+                    KeyKind::User,
+                    label,
+                ))
                 .await
                 .expect("key");
             let ring = Keyring::new(km.clone());

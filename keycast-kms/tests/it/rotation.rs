@@ -35,7 +35,12 @@ async fn rotation_under_signing_load_moves_every_row_and_keys_still_sign() {
     for i in 0..KEYS {
         let label = Label::parse(&format!("k{i}")).expect("label");
         let k = before
-            .create_key(tenant.id, None, KeyKind::User, label, None)
+            .create_key(NewKey::generate(
+                tenant.id,
+                Holder::Service,
+                KeyKind::User,
+                label,
+            ))
             .await
             .expect("key");
         keys.push(k);
@@ -136,7 +141,12 @@ async fn rows_the_keyring_cannot_open_are_reported_not_fatal() {
     store.create_tenant(&tenant).await.expect("tenant");
     let label = Label::parse("orphan").expect("label");
     let k = custody
-        .create_key(tenant.id, None, KeyKind::User, label, None)
+        .create_key(NewKey::generate(
+            tenant.id,
+            Holder::Service,
+            KeyKind::User,
+            label,
+        ))
         .await
         .expect("key");
     let keyring = Keyring::new(Arc::new(InsecureTestKeyManager::new()));
@@ -174,7 +184,12 @@ async fn a_keyring_spans_providers_local_to_vault() {
     store.create_tenant(&tenant).await.expect("tenant");
     let label = Label::parse("migrating").expect("label");
     let k = before
-        .create_key(tenant.id, None, KeyKind::User, label, None)
+        .create_key(NewKey::generate(
+            tenant.id,
+            Holder::Service,
+            KeyKind::User,
+            label,
+        ))
         .await
         .expect("key");
 

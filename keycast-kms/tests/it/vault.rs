@@ -386,13 +386,12 @@ async fn kms_outage_keeps_warm_keys_and_fails_cold_loads_fast() {
         .await
         .expect("tenant");
     let create = |label: &'static str| {
-        custody.create_key(
+        custody.create_key(keycast_core::NewKey::generate(
             tenant.id,
-            None,
+            keycast_core::Holder::Service,
             KeyKind::User,
             Label::parse(label).expect("label"),
-            None,
-        )
+        ))
     };
     let warm = create("warm").await.expect("create warm key");
     let cold = create("cold").await.expect("create cold key");

@@ -180,11 +180,13 @@ async fn brought_key(
         .services
         .custody
         .create_key(
-            user.tenant_id,
-            Some(user.id),
-            keycast_core::KeyKind::User,
-            name,
-            Some(secret),
+            keycast_core::NewKey::generate(
+                user.tenant_id,
+                keycast_core::Holder::User(user.id),
+                keycast_core::KeyKind::User,
+                name,
+            )
+            .with_secret(secret),
         )
         .await;
     match created {

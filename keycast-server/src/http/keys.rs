@@ -208,11 +208,13 @@ pub(crate) async fn create(
         .services
         .custody
         .create_key(
-            current.tenant_id,
-            Some(current.user_id),
-            KeyKind::User,
-            name,
-            secret,
+            keycast_core::NewKey::generate(
+                current.tenant_id,
+                keycast_core::Holder::User(current.user_id),
+                KeyKind::User,
+                name,
+            )
+            .with_secret(secret),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())

@@ -37,13 +37,12 @@ async fn rotation_to_a_new_master_key_file() {
         .expect("open");
     let key = before
         .custody
-        .create_key(
+        .create_key(keycast_core::NewKey::generate(
             default_tenant(),
-            None,
+            keycast_core::Holder::Service,
             KeyKind::User,
             Label::parse("k").expect("label"),
-            None,
-        )
+        ))
         .await
         .expect("key");
     sign(&before, key.id)
@@ -113,13 +112,12 @@ async fn services_open_on_postgres() {
         .expect("reopen");
     let key = again
         .custody
-        .create_key(
+        .create_key(keycast_core::NewKey::generate(
             default_tenant(),
-            None,
+            keycast_core::Holder::Service,
             KeyKind::User,
             Label::parse("pg").expect("label"),
-            None,
-        )
+        ))
         .await
         .expect("key");
     sign(&s, key.id).await.expect("sign");

@@ -37,13 +37,12 @@ async fn fixture(permissions: Vec<Permission>) -> Fixture {
     s.store.create_user(&user).await.expect("user");
     let key = s
         .custody
-        .create_key(
+        .create_key(keycast_core::NewKey::generate(
             default_tenant(),
-            Some(user.id),
+            keycast_core::Holder::User(user.id),
             KeyKind::User,
             Label::parse("k").expect("l"),
-            None,
-        )
+        ))
         .await
         .expect("key");
     let policy =

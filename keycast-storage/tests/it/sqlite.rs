@@ -43,11 +43,13 @@ async fn database_file_is_private_and_never_holds_a_plaintext_secret() {
     let secret = Keys::generate();
     let key = custody
         .create_key(
-            tenant.id,
-            Some(user.id),
-            KeyKind::User,
-            Label::parse("main").expect("label"),
-            Some(secret.secret_key().clone()),
+            NewKey::generate(
+                tenant.id,
+                Holder::User(user.id),
+                KeyKind::User,
+                Label::parse("main").expect("label"),
+            )
+            .with_secret(secret.secret_key().clone()),
         )
         .await
         .expect("key");

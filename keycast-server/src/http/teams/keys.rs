@@ -76,7 +76,15 @@ pub(crate) async fn add_key(
     let key = state
         .services
         .custody
-        .create_team_key(m.team.tenant_id, m.team.id, name, secret)
+        .create_key(
+            keycast_core::NewKey::generate(
+                m.team.tenant_id,
+                keycast_core::Holder::Team(m.team.id),
+                keycast_core::KeyKind::User,
+                name,
+            )
+            .with_secret(secret),
+        )
         .await?;
     tracing::info!(team = %m.team.id, key = %key.id, "team key stored");
     Ok(key)

@@ -911,13 +911,12 @@ async fn with_smtp_keys_and_apps_need_a_verified_email() {
         .state
         .services
         .custody
-        .create_key(
+        .create_key(keycast_core::NewKey::generate(
             tenant,
-            Some(ann_id),
+            keycast_core::Holder::User(ann_id),
             keycast_core::KeyKind::User,
             keycast_core::Label::parse("planted").expect("label"),
-            None,
-        )
+        ))
         .await;
     let planted = planted.expect("planted key");
     let (status, body) = api
