@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use keycast_core::crypto::envelope::{self, EnvelopeBinding};
+use keycast_core::envelope;
 use keycast_core::nostr::secp256k1::{Message, SECP256K1};
 use keycast_core::nostr::{Keys, SecretKey};
 use keycast_core::*;
@@ -32,7 +32,7 @@ fn binding() -> EnvelopeBinding {
 
 /// wrap and unwrap of one DEK through `km`.
 fn wrap_unwrap(g: &mut Group<'_>, rt: &Runtime, name: &str, km: Arc<dyn KeyManager>) {
-    let dek = keycast_core::crypto::secret::random_secret32();
+    let dek = keycast_core::random_secret32();
     let aad = binding().dek_aad();
     g.bench_function(format!("{name}_wrap"), |b| {
         b.to_async(rt).iter(|| km.wrap(&dek, &aad))

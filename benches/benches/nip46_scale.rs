@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 
 use keycast_benches::server::{sample, Server as Instance, CREDENTIALS};
 use keycast_benches::{connect_all, process_cpu};
-use keycast_core::crypto::envelope::{self, EnvelopeBinding};
 use keycast_core::nostr::{Keys, PublicKey, RelayUrl, Timestamp};
+use keycast_core::{envelope, EnvelopeBinding};
 use keycast_core::{Authorization, AuthorizationId, Envelope, KeyId, KeyStore, Secret32};
 use keycast_kms::LocalKeyManager;
 use keycast_nip46::testing::{signed_by, LoadClient};

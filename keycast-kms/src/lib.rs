@@ -15,13 +15,13 @@
 //! [`rotation::rotate`] rewraps every stored DEK under a [`keycast_core::Keyring`]'s
 //! primary master key, in resumable batches with compare-and-set, while the service signs.
 //!
-//! The envelope format itself lives in `keycast_core::crypto::envelope`, because the
+//! The envelope format itself lives in `keycast_core::envelope`, because the
 //! engine opens envelopes and keycast-core may not depend on this crate.
 //!
 //! A data key wrapped by a local master key, and unwrapped only under the same AAD:
 //!
 //! ```
-//! use keycast_core::crypto::secret::random_secret32;
+//! use keycast_core::random_secret32;
 //! use keycast_core::KeyManager;
 //! use keycast_kms::LocalKeyManager;
 //!

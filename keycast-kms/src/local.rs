@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use keycast_core::crypto::aead;
-use keycast_core::traits::key_manager::{ensure_can_unwrap, fingerprint};
+use keycast_core::aead;
+use keycast_core::{ensure_can_unwrap, fingerprint};
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
 
 use crate::KmsError;
@@ -115,7 +115,7 @@ fn create(path: &Path) -> Result<(), KmsError> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(err)?;
-    let key = keycast_core::crypto::secret::random_secret32();
+    let key = keycast_core::random_secret32();
     file.write_all(key.as_ref()).map_err(err)?;
     file.sync_all().map_err(err)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -285,7 +285,7 @@ async fn primary_key_manager(
     };
     // A key manager that cannot be reached fails start now, with its own message, rather
     // than the first cold load later: one wrap/unwrap round trip.
-    let probe = keycast_core::crypto::secret::random_secret32();
+    let probe = keycast_core::random_secret32();
     let wrapped = km.wrap(&probe, b"keycast-server start probe").await?;
     km.unwrap(&wrapped, b"keycast-server start probe").await?;
     Ok(km)

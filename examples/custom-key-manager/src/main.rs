@@ -11,10 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use keycast_core::crypto::secret::Secret32;
 use keycast_core::nostr::Kind;
-use keycast_core::traits::key_manager::{ensure_can_unwrap, fingerprint};
+use keycast_core::Secret32;
 use keycast_core::*;
+use keycast_core::{ensure_can_unwrap, fingerprint};
 use rand::RngCore;
 use zeroize::Zeroizing;
 

@@ -18,7 +18,7 @@ use crate::model::request::Request;
 
 /// Requests kept waiting at most, over all authorizations; beyond that the least recently
 /// used are dropped (their clients ask again).
-pub const MAX_WAITING: u64 = 10_000;
+pub(crate) const MAX_WAITING: u64 = 10_000;
 
 /// A request waiting for a decision, as a person sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Authorizer implementations and the permission rules they share.
 
-pub mod allow_all;
-pub mod approvals;
+pub(crate) mod allow_all;
+pub(crate) mod approvals;
 mod event_summary;
-pub mod policy;
-pub mod rules;
+pub(crate) mod policy;
+pub(crate) mod rules;

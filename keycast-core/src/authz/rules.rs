@@ -6,7 +6,7 @@ use crate::traits::authorizer::AuthContext;
 
 /// The verdict of the stateless part of a permission.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuleVerdict {
+pub(crate) enum RuleVerdict {
     /// This permission allows the request (possibly subject to stateful limits).
     Allow,
     /// This permission refuses, with a reason.
@@ -21,7 +21,7 @@ fn deny(reason: impl Into<String>) -> RuleVerdict {
 /// are enforced by the caller afterwards, so a denied request consumes nothing.
 ///
 /// `regex_for` returns a compiled pattern or `None` if it does not compile (the caller caches).
-pub fn evaluate(
+pub(crate) fn evaluate(
     perm: &Permission,
     ctx: &AuthContext<'_>,
     req: &Request,
@@ -93,6 +93,6 @@ pub fn evaluate(
 }
 
 /// Compiles a pattern for [`evaluate`] without caching.
-pub fn compile_uncached(p: &str) -> Option<std::sync::Arc<regex::Regex>> {
+pub(crate) fn compile_uncached(p: &str) -> Option<std::sync::Arc<regex::Regex>> {
     compile_pattern(p).ok().map(std::sync::Arc::new)
 }

@@ -8,12 +8,12 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 
 /// Nonce length of XChaCha20-Poly1305.
-pub const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 /// Authentication tag length.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 
 /// Encrypts `msg` under `key` with a fresh random nonce. Returns `(nonce, ciphertext‖tag)`.
-pub fn seal(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>)> {
+pub(crate) fn seal(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>)> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
     let ct = XChaCha20Poly1305::new(key.into())
@@ -23,7 +23,7 @@ pub fn seal(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Result<([u8; NONCE_LEN], 
 }
 
 /// Decrypts and authenticates. Any tampering, wrong key or wrong AAD gives [`Error::Envelope`].
-pub fn open(
+pub(crate) fn open(
     key: &[u8; 32],
     aad: &[u8],
     nonce: &[u8; NONCE_LEN],

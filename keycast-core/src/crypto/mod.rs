@@ -1,5 +1,5 @@
 //! At-rest cryptography: the AEAD, the envelope, and secret-carrying types.
 
-pub mod aead;
-pub mod envelope;
-pub mod secret;
+pub(crate) mod aead;
+pub(crate) mod envelope;
+pub(crate) mod secret;

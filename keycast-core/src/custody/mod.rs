@@ -22,7 +22,7 @@ pub use admin::NewAuthorization;
 pub use answer::{BuildAnswer, Interpret, Interpreted, TransportAnswer, TransportRequest};
 pub use config::CustodyConfig;
 pub use ops::{NIP44_MAX_B64, NIP44_MAX_PLAINTEXT};
-pub use pool::CryptoPool;
+pub(crate) use pool::CryptoPool;
 pub use replace_key::ReplacedKey;
 pub use transport::{BuildReply, ReplySeal, TransportScheme};
 // The production code paths `crate::fuzzing` drives.

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 
 /// Most jobs a worker runs before it hands their results back.
-pub const BATCH: usize = 8;
+pub(super) const BATCH: usize = 8;
 
 /// Hands one job's result back to its caller (wakes the waiting task).
 type Deliver = Box<dyn FnOnce() + Send + 'static>;
@@ -25,7 +25,7 @@ type Job = Box<dyn FnOnce() -> Deliver + Send + 'static>;
 
 /// Fixed threads pulling jobs from a bounded MPMC queue. Threads exit when the pool is dropped.
 #[derive(Debug)]
-pub struct CryptoPool {
+pub(crate) struct CryptoPool {
     tx: async_channel::Sender<Job>,
 }
 
@@ -41,7 +41,7 @@ async fn dispatch(mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Deliver>>) {
 impl CryptoPool {
     /// Starts `threads` workers (at least one) with room for `capacity` waiting jobs.
     /// Must be called inside a Tokio runtime (the result dispatcher runs there).
-    pub fn new(threads: usize, capacity: usize) -> Result<Self> {
+    pub(crate) fn new(threads: usize, capacity: usize) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Internal("the custody engine must be built inside a Tokio runtime".into())
         })?;
@@ -80,7 +80,7 @@ impl CryptoPool {
     ///
     /// Fails with [`Error::Overloaded`] when the queue is full, and with [`Error::Internal`]
     /// if `f` panics (the worker survives).
-    pub async fn run<F, R>(&self, f: F) -> Result<R>
+    pub(crate) async fn run<F, R>(&self, f: F) -> Result<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
@@ -104,12 +104,12 @@ impl CryptoPool {
     }
 
     /// Jobs waiting now.
-    pub fn queue_len(&self) -> usize {
+    pub(crate) fn queue_len(&self) -> usize {
         self.tx.len()
     }
 
     /// Queue capacity.
-    pub fn queue_capacity(&self) -> usize {
+    pub(crate) fn queue_capacity(&self) -> usize {
         self.tx.capacity().unwrap_or(usize::MAX)
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::traits::key_manager::{ensure_can_unwrap, fingerprint, KekRef, KeyManager, Wrapped};
 
 /// Provider name recorded in envelopes it wraps.
-pub const PROVIDER: &str = "insecure-test";
+pub(crate) const PROVIDER: &str = "insecure-test";
 
 /// Wraps DEKs with XChaCha20-Poly1305 under a random in-memory key.
 ///

@@ -1,5 +1,5 @@
 //! In-memory backends, always compiled, for tests, examples and benchmarks.
 
-pub mod key_manager;
-pub mod key_store;
+pub(crate) mod key_manager;
+pub(crate) mod key_store;
 mod teams;

@@ -1,12 +1,12 @@
 //! Domain types. Constructors validate; a value that exists is valid.
 
-pub mod account;
-pub mod audit;
-pub mod authorization;
-pub mod change;
-pub mod key;
-pub mod names;
-pub mod policy;
-pub mod request;
-pub mod team;
-pub mod token;
+pub(crate) mod account;
+pub(crate) mod audit;
+pub(crate) mod authorization;
+pub(crate) mod change;
+pub(crate) mod key;
+pub(crate) mod names;
+pub(crate) mod policy;
+pub(crate) mod request;
+pub(crate) mod team;
+pub(crate) mod token;

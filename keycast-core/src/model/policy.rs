@@ -25,7 +25,7 @@ use crate::ids::{PolicyId, TeamId, TenantId, UserId};
 use crate::model::names::Label;
 
 /// Longest content-filter pattern accepted, in bytes. Keeps regex compilation bounded.
-pub const MAX_PATTERN_LEN: usize = 512;
+pub(crate) const MAX_PATTERN_LEN: usize = 512;
 
 /// One rule of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +140,7 @@ impl Permission {
 }
 
 /// Compiles a content-filter pattern with a size bound.
-pub fn compile_pattern(p: &str) -> Result<regex::Regex> {
+pub(crate) fn compile_pattern(p: &str) -> Result<regex::Regex> {
     if p.len() > MAX_PATTERN_LEN {
         return Err(Error::invalid(
             "permission",

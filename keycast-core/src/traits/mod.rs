@@ -1,6 +1,6 @@
 //! The four backend traits. All are object-safe and held as `Arc<dyn …>`.
 
-pub mod authorizer;
-pub mod key_manager;
-pub mod key_store;
-pub mod router;
+pub(crate) mod authorizer;
+pub(crate) mod key_manager;
+pub(crate) mod key_store;
+pub(crate) mod router;

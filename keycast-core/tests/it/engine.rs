@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keycast_core::crypto::envelope::{self, EnvelopeBinding};
+use keycast_core::envelope;
 use keycast_core::nostr::nips::{nip04, nip44};
 use keycast_core::nostr::{Keys, Kind, Tag, Tags, Timestamp};
 use keycast_core::*;

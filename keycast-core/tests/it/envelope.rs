@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use keycast_core::crypto::envelope::{self, FORMAT_VERSION};
+use keycast_core::envelope::{self, FORMAT_VERSION};
 use keycast_core::*;
 use proptest::prelude::*;
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keycast_core::custody::NIP44_MAX_PLAINTEXT;
 use keycast_core::nostr::nips::{nip04, nip44};
 use keycast_core::nostr::{Keys, Kind, PublicKey};
+use keycast_core::NIP44_MAX_PLAINTEXT;
 use keycast_core::*;
 
 struct World {

@@ -26,7 +26,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use keycast_core::traits::key_manager::ensure_can_unwrap;
+use keycast_core::ensure_can_unwrap;
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

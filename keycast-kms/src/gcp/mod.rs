@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use keycast_core::crypto::secret::random_secret32;
-use keycast_core::traits::key_manager::ensure_can_unwrap;
+use keycast_core::ensure_can_unwrap;
+use keycast_core::random_secret32;
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
 use zeroize::Zeroizing;
 

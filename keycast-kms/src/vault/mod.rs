@@ -19,7 +19,7 @@ mod config;
 mod wire;
 
 use async_trait::async_trait;
-use keycast_core::traits::key_manager::ensure_can_unwrap;
+use keycast_core::ensure_can_unwrap;
 use keycast_core::{Error, KekRef, KeyManager, Secret32, Wrapped};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::RequestBuilder;

@@ -16,9 +16,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use keycast_core::crypto::envelope::{self, EnvelopeBinding};
-use keycast_core::crypto::secret::random_secret32;
+use keycast_core::random_secret32;
 use keycast_core::testing;
+use keycast_core::{envelope, EnvelopeBinding};
 use keycast_core::{Error, KeyId, KeyManager, TenantId, Wrapped};
 use keycast_kms::aws::{
     sign, AwsCredentials, AwsKmsConfig, AwsKmsKeyManager, UnsignedRequest, PROVIDER,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gcp_fake::{Fake, Misbehave, CLIENT_EMAIL};
-use keycast_core::crypto::secret::random_secret32;
+use keycast_core::random_secret32;
 use keycast_core::{Error, KeyManager};
 use keycast_kms::gcp::{GcpCredentials, GcpKmsConfig, GcpKmsKeyManager, DEFAULT_ENDPOINT};
 use keycast_kms::remote::RetryPolicy;

@@ -38,7 +38,7 @@ fn capture_logs(f: impl FnOnce()) -> String {
 fn logs_never_show_key_material() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("master.key");
-    let dek = keycast_core::crypto::secret::random_secret32();
+    let dek = keycast_core::random_secret32();
     let logs = capture_logs(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

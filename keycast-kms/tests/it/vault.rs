@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keycast_core::crypto::secret::random_secret32;
+use keycast_core::random_secret32;
 use keycast_core::{
     Caller, Custody, Error, EventTemplate, KeyKind, KeyManager, Keyring, Label, MemoryKeyStore,
     Tenant, TenantName,

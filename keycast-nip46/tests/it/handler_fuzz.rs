@@ -11,11 +11,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use keycast_core::custody::NIP44_MAX_PLAINTEXT;
 use keycast_core::nostr::nips::nip19::ToBech32;
 use keycast_core::nostr::nips::{nip04, nip44};
 use keycast_core::nostr::{Event, JsonUtil, Keys, PublicKey, RelayUrl};
 use keycast_core::testing::fixtures::authorized_key;
+use keycast_core::NIP44_MAX_PLAINTEXT;
 use keycast_core::{AuthorizationId, Custody, InsecureTestKeyManager, MemoryKeyStore, Permission};
 use keycast_nip46::protocol::message::{MAX_ID_BYTES, MAX_REQUEST_BYTES};
 use keycast_nip46::{
