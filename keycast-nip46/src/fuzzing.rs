@@ -130,7 +130,7 @@ pub fn response(data: &[u8]) {
 /// secret and name, http(s) links). Then a `BunkerUri` made of fuzzer-chosen relays and
 /// secret (`relays 0xFF secret`, relays separated by spaces) must be written whenever its
 /// relays are plain `ws(s)://host[:port]` (root path, no query, user or IPv6 literal), its
-/// secret unreserved characters and the URI within [`MAX_URI_BYTES`].
+/// secret unreserved characters and the URI within `MAX_URI_BYTES`.
 pub fn uri(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
 

@@ -12,7 +12,7 @@ use crate::protocol::error::{Error, Result};
 use crate::protocol::perms::{self, PermEntry};
 
 /// Longest URI accepted, in bytes (QR codes and deep links are far shorter).
-pub const MAX_URI_BYTES: usize = 8192;
+pub(crate) const MAX_URI_BYTES: usize = 8192;
 
 fn invalid(reason: impl Into<String>) -> Error {
     Error::InvalidUri {
@@ -128,7 +128,7 @@ struct LegacyMetadata {
 /// Parses a relay URL that reads back as itself from its text, the form stored and sent.
 /// `RelayUrl::parse` alone accepts e.g. `wss:/x/y://z` as `wss://x/y://z`, which it then
 /// refuses to parse again (two `://`): an authorization stored with it could not be read.
-pub fn parse_relay(s: &str) -> Result<RelayUrl> {
+pub(crate) fn parse_relay(s: &str) -> Result<RelayUrl> {
     let relay = RelayUrl::parse(s).map_err(|e| invalid(format!("relay: {e}")))?;
     match RelayUrl::parse(relay.as_str()) {
         Ok(back) if back == relay => Ok(relay),

@@ -17,10 +17,10 @@ use keycast_core::nostr::{Event, JsonUtil, Keys, PublicKey, RelayUrl};
 use keycast_core::testing::fixtures::authorized_key;
 use keycast_core::NIP44_MAX_PLAINTEXT;
 use keycast_core::{AuthorizationId, Custody, InsecureTestKeyManager, MemoryKeyStore, Permission};
-use keycast_nip46::protocol::message::{MAX_ID_BYTES, MAX_REQUEST_BYTES};
 use keycast_nip46::{
     connect_target_ok, Command, Error, Nip46Request, Nip46Response, RequestHandler,
 };
+use keycast_nip46::{MAX_ID_BYTES, MAX_REQUEST_BYTES};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};

@@ -3,8 +3,8 @@
 use keycast_core::nostr::{PublicKey, RelayUrl};
 use keycast_core::Permission;
 use keycast_nip46::connect_target_ok;
-use keycast_nip46::protocol::message::MAX_REQUEST_BYTES;
-use keycast_nip46::protocol::perms::{self, to_policy};
+use keycast_nip46::perms::{self, to_policy};
+use keycast_nip46::MAX_REQUEST_BYTES;
 use keycast_nip46::{
     BunkerUri, Command, Error, Gap, Nip46Request, Nip46Response, NostrConnectUri, PermEntry,
     PermMethod, Scheme,

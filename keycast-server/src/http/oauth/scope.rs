@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use keycast_core::Permission;
-use keycast_nip46::protocol::perms;
+use keycast_nip46::perms;
 use keycast_nip46::{Gap, PermEntry, PermMethod, PolicyMapping};
 
 /// Longest scope accepted, in bytes.
