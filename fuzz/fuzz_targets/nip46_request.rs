@@ -4,10 +4,10 @@
 //! its id when one can be read, and dropped otherwise.
 
 use keycast_core::nostr::Keys;
-use keycast_nip46::{MAX_ID_BYTES, MAX_REQUEST_BYTES};
 use keycast_nip46::perms;
 use keycast_nip46::{
     connect_target_ok, BunkerUri, Command, Nip46Request, Nip46Response, NostrConnectUri,
+    MAX_ID_BYTES, MAX_REQUEST_BYTES,
 };
 use serde_json::Value;
 
