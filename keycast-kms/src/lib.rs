@@ -36,7 +36,7 @@
 //! ```
 
 mod error;
-pub mod observe;
+mod observe;
 pub mod rotation;
 
 #[cfg(feature = "local")]
