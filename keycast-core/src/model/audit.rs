@@ -42,14 +42,6 @@ impl AuditAction {
             other => AuditAction::Request(Method::parse(other)?),
         })
     }
-
-    /// The request's method, when it is one.
-    pub fn method(self) -> Option<Method> {
-        match self {
-            AuditAction::Request(m) => Some(m),
-            _ => None,
-        }
-    }
 }
 
 impl From<Method> for AuditAction {
